@@ -1,0 +1,106 @@
+import { parseArgs } from "node:util";
+import { isVeraError } from "../errors.js";
+import { commands } from "./commands/index.js";
+import { UsageError, type CliContext } from "./command.js";
+
+const IO_CODES = new Set(["IO_ERROR", "IO_NOT_FOUND", "ARG_INVALID"]);
+
+function help(): string {
+  return [
+    "vera: VeRA adapters: inspect, validate, convert, merge, share",
+    "",
+    "usage: vera <command> [options]   (vera <command> --help for details)",
+    "",
+    "commands:",
+    ...Object.keys(commands).map((c) => `  ${c}`),
+    "",
+    "global options: --json (machine-readable output), --debug (stack traces), --help",
+    "exit codes: 0 ok, 1 invalid input, 2 usage or I/O error",
+  ].join("\n");
+}
+
+/** Run the CLI with `argv` (without node and script). Returns the exit code. */
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const json = argv.includes("--json");
+  const debug = argv.includes("--debug");
+  const ctx: CliContext = {
+    out: (l) => process.stdout.write(l + "\n"),
+    err: (l) => process.stderr.write(l + "\n"),
+    json,
+    debug,
+    isTTY: Boolean(process.stderr.isTTY),
+    env,
+  };
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    ctx.out(help());
+    return name ? 0 : 2;
+  }
+  if (name === "--version") {
+    ctx.out(__VERAKIT_VERSION__);
+    return 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    ctx.err(`vera: unknown command "${name}"\n\n${help()}`);
+    return 2;
+  }
+  const cmd = (await load()).default;
+  if (rest.includes("--help") || rest.includes("-h")) {
+    ctx.out(`${cmd.summary}\n\nusage: ${cmd.usage}`);
+    return 0;
+  }
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: rest,
+        options: { ...cmd.options, json: { type: "boolean" }, debug: { type: "boolean" } },
+        allowPositionals: cmd.allowPositionals ?? true,
+        strict: true,
+      });
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    return await cmd.run({ values: parsed.values as Record<string, unknown>, positionals: parsed.positionals }, ctx);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      report(ctx, { code: "USAGE", message: e.message }, e);
+      ctx.err(`usage: ${cmd.usage}`);
+      return 2;
+    }
+    if (isVeraError(e)) {
+      report(ctx, e.toJSON(), e);
+      return IO_CODES.has(e.code) ? 2 : 1;
+    }
+    const err = e as NodeJS.ErrnoException;
+    if (err && typeof err.code === "string" && /^E[A-Z]+$/.test(err.code)) {
+      report(ctx, { code: "IO_ERROR", message: `${err.message}` }, err);
+      return 2;
+    }
+    report(ctx, { code: "INTERNAL", message: `internal error: ${(e as Error)?.message ?? String(e)}` }, e);
+    return 2;
+  }
+}
+
+function report(ctx: CliContext, obj: { code: string; message: string; issues?: unknown[] }, e: unknown): void {
+  if (ctx.json) ctx.out(JSON.stringify({ ok: false, error: obj }, null, 2));
+  else {
+    ctx.err(`vera: error ${obj.code}: ${obj.message}`);
+    const issues = (obj.issues ?? []) as Array<{ code: string; message: string; path?: string }>;
+    if (issues.length > 1) for (const i of issues) ctx.err(`  ${i.code}${i.path ? ` at ${i.path}` : ""}: ${i.message}`);
+  }
+  if (ctx.debug && e instanceof Error && e.stack) ctx.err(e.stack);
+}
+
+declare const __VERAKIT_VERSION__: string;
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`vera: internal error: ${(e as Error)?.message}\n`);
+    process.exitCode = 2;
+  },
+);

@@ -1,0 +1,59 @@
+/**
+ * The compute-backend interface for the merge kernel:
+ *   W_out = round_to_dtype(W + diag(lambdaB) * B_s * diag(lambdaD) * A_s)
+ * in the weight's stored layout. Every backend is tested against the reference backend.
+ */
+
+/** Element type of a stored weight. */
+export type WeightDtype = "F32" | "F16" | "BF16";
+
+/**
+ * Memory layout of a stored weight matrix (row-major):
+ * - `out_in`: shape (out, in), as torch.nn.Linear stores it;
+ * - `in_out`: shape (in, out), as ONNX MatMul initializers and GPT-2 Conv1D store it.
+ */
+export type WeightLayout = "out_in" | "in_out";
+
+/** One weight to merge. */
+export interface MergeTask {
+  /** Module path, used in errors and reports. */
+  name: string;
+  dtype: WeightDtype;
+  layout: WeightLayout;
+  outFeatures: number;
+  inFeatures: number;
+  rank: number;
+  /** Little-endian weight bytes; the merged values are written back IN PLACE. */
+  weight: Uint8Array;
+  /**
+   * A slice, rank x inFeatures, row-major float32. Tasks with the same inFeatures SHOULD pass the
+   * same Float32Array object so a backend can keep it resident (it is the same shared matrix).
+   */
+  a: Float32Array;
+  /** B slice, outFeatures x rank, row-major float32 (same object for equal outFeatures). */
+  b: Float32Array;
+  /** lambda_d, length rank. */
+  lambdaD: Float32Array;
+  /** lambda_b, length outFeatures. */
+  lambdaB: Float32Array;
+}
+
+/** What a backend reports for one merged task. */
+export interface MergeTaskResult {
+  name: string;
+  /** max |delta| over the weight, in float32. */
+  maxAbsDelta: number;
+}
+
+/** A merge kernel implementation. */
+export interface ComputeBackend {
+  /** Stable name used by `--backend`. */
+  readonly name: string;
+  /**
+   * Merge every task in place. Throws a VeraError with code `MERGE_OVERFLOW` naming the module when
+   * a merged value is beyond the dtype's finite range (the weight is then left unchanged).
+   */
+  merge(tasks: MergeTask[]): Promise<MergeTaskResult[]>;
+  /** Release resources (GPU devices, worker threads, sessions). */
+  dispose?(): Promise<void>;
+}

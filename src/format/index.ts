@@ -1,0 +1,5 @@
+export * from "./types.js";
+export * from "./validate.js";
+export * from "./write.js";
+export * from "./create.js";
+export * from "./summary.js";

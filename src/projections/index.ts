@@ -1,0 +1,4 @@
+export * from "./mt19937.js";
+export * from "./seed.js";
+export * from "./generate.js";
+export * from "./for-adapter.js";

@@ -1,0 +1,46 @@
+import { readFileSync } from "node:fs";
+import { defineConfig } from "tsup";
+
+const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
+
+/**
+ * Subpath entries. The pure core (index, safetensors, format, projections, peft, onnx, compute)
+ * imports no Node built-ins, so browser bundles of those stay clean; node/, merge/, hub/ and cli/
+ * are the edges. A test (test/browser-safety.test.ts) checks the built core for Node imports.
+ */
+export const entries = {
+  index: "src/index.ts",
+  "safetensors/index": "src/safetensors/index.ts",
+  "format/index": "src/format/index.ts",
+  "projections/index": "src/projections/index.ts",
+  "peft/index": "src/peft/index.ts",
+  "onnx/index": "src/onnx/index.ts",
+  "compute/index": "src/compute/index.ts",
+  "merge/index": "src/merge/index.ts",
+  "node/index": "src/node/index.ts",
+  "hub/index": "src/hub/index.ts",
+};
+
+export default defineConfig([
+  {
+    entry: entries,
+    format: ["esm", "cjs"],
+    dts: true,
+    sourcemap: true,
+    clean: true,
+    target: "node20",
+    splitting: true,
+    treeshake: true,
+    external: ["onnxruntime-node", "webgpu"],
+  },
+  {
+    entry: { "cli/index": "src/cli/index.ts" },
+    format: ["esm"],
+    target: "node20",
+    sourcemap: true,
+    splitting: false,
+    external: ["onnxruntime-node", "webgpu", "@huggingface/hub"],
+    banner: { js: "#!/usr/bin/env node" },
+    define: { __VERAKIT_VERSION__: JSON.stringify(pkg.version) },
+  },
+]);
