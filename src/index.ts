@@ -9,3 +9,4 @@ export * from "./format/index.js";
 export * from "./projections/index.js";
 export * from "./numeric/half.js";
 export { sha256Hex, Sha256 } from "./util/sha256.js";
+export { canonicalJson } from "./safetensors/strict-json.js";

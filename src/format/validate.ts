@@ -17,6 +17,7 @@ import {
   type VectorDtype,
 } from "./types.js";
 import { MAX_PROJECTION_ELEMENTS } from "../projections/generate.js";
+import { writeVera } from "./write.js";
 
 /** Module names: dot-separated parts of letters, digits, `_` and `-`; not starting with `__`. */
 export const MODULE_NAME_RE = /^(?!__)[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
@@ -44,6 +45,12 @@ export interface ValidateOptions {
    * @default true
    */
   checkDigest?: boolean;
+  /**
+   * Re-serialise a valid file and warn (VERA_NOT_CANONICAL) when the bytes differ from what a
+   * canonical writer produces.
+   * @default true
+   */
+  checkCanonical?: boolean;
 }
 
 type Obj = { [k: string]: JsonValue };
@@ -339,6 +346,12 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
   if (isObj(meta["training"])) adapter.training = meta["training"] as Record<string, unknown>;
   if (isObj(meta["extra"])) adapter.extra = meta["extra"] as Record<string, unknown>;
   if (extraTensors.length > 0) adapter.extraTensors = extraTensors;
+  if (options.checkCanonical !== false && !newerMinor) {
+    const again = writeVera({ adapter });
+    let same = again.length === bytes.length;
+    for (let i = 0; same && i < again.length; i++) same = again[i] === bytes[i];
+    if (!same) warn(ErrorCode.VERA_NOT_CANONICAL, "the file is valid but not in canonical form (rewrite it with verakit to canonicalise)");
+  }
   return { ok: true, issues, warnings, adapter, version, ...(digest ? { digest } : {}) };
 }
 

@@ -115,7 +115,7 @@ export function parseSafetensorsHeader(params: ParseHeaderParams): SafetensorsHe
     throw new VeraError(ErrorCode.ST_HEADER_JSON, `header is not valid JSON: ${(e as Error).message}`, { path: "header" });
   }
   if (!isObj(json))
-    throw new VeraError(ErrorCode.ST_HEADER_NOT_OBJECT, "header JSON is not an object", { path: "header" });
+    throw new VeraError(ErrorCode.ST_HEADER_JSON, "header JSON is not an object", { path: "header" });
 
   const dataStart = 8 + n;
   const dataLength = fileSize - dataStart;

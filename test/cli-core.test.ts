@@ -1,0 +1,75 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseSafetensors, tensorBytes, asFloat32, generateProjections } from "../src/index.js";
+
+const cli = join(__dirname, "../dist/cli/index.js");
+const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
+const tmp = () => mkdtempSync(join(tmpdir(), "vera-cli-"));
+
+describe("vera CLI (core commands)", () => {
+  it("prints help and exits 2 without a command; unknown commands exit 2", () => {
+    expect(run([]).status).toBe(2);
+    expect(run(["frobnicate"]).status).toBe(2);
+    expect(run(["--help"]).stdout).toContain("inspect");
+  });
+  it("create -> inspect -> validate", () => {
+    const d = tmp();
+    const f = join(d, "a.vera.safetensors");
+    expect(run(["create", "-o", f, "--rank", "4", "--layers", "2", "--target", "self_attn.q_proj:16x8", "--target", "mlp.down_proj:8x24", "--seed=-5"]).status).toBe(0);
+    const ins = run(["inspect", f, "--json"]);
+    expect(ins.status).toBe(0);
+    const j = JSON.parse(ins.stdout);
+    expect(j).toMatchObject({ ok: true, rank: 4, moduleCount: 4, maxIn: 24, maxOut: 16, prng: { seed: "-5" }, digest: { ok: true } });
+    expect(run(["inspect", f]).stdout).toContain("q_proj");
+    const v = run(["validate", f, "--json"]);
+    expect(v.status).toBe(0);
+    expect(JSON.parse(v.stdout).ok).toBe(true);
+  });
+  it("validate exits 1 with a code for each broken spec vector and 0 for valid ones", () => {
+    const dir = join(__dirname, "../spec/vectors");
+    const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as { vectors: Array<{ file: string; valid: boolean; code?: string }> };
+    const r = run(["validate", ...manifest.vectors.map((v) => join(dir, v.file)), "--json"]);
+    expect(r.status).toBe(1);
+    const out = JSON.parse(r.stdout) as { files: Array<{ ok: boolean; issues: Array<{ code: string }> }> };
+    manifest.vectors.forEach((v, i) => {
+      expect(out.files[i]!.ok).toBe(v.valid);
+      if (!v.valid) expect(out.files[i]!.issues[0]!.code).toBe(v.code);
+    });
+    for (const v of manifest.vectors.slice(0, 8)) expect(run(["validate", join(dir, v.file)]).status).toBe(v.valid ? 0 : 1);
+  });
+  it("projections writes vera_A / vera_B exactly as the library generates them", () => {
+    const d = tmp();
+    const f = join(d, "p.safetensors");
+    const r = run(["projections", "--seed", "4294967303", "--rank", "3", "--max-in", "17", "--max-out", "5", "--arithmetic", "separate", "-o", f]);
+    expect(r.status).toBe(0);
+    const file = parseSafetensors(new Uint8Array(readFileSync(f)));
+    const { A, B } = generateProjections({ seed: 4294967303n, rank: 3, maxIn: 17, maxOut: 5, arithmetic: "separate" });
+    expect(file.tensors.get("vera_A")?.shape).toEqual([3, 17]);
+    expect(Array.from(asFloat32(tensorBytes(file, "vera_A")))).toEqual(Array.from(A));
+    expect(Array.from(asFloat32(tensorBytes(file, "vera_B")))).toEqual(Array.from(B));
+  });
+  it("bad arguments: usage errors exit 2, invalid values exit 2 with a code, nothing written", () => {
+    const d = tmp();
+    const f = join(d, "p.safetensors");
+    expect(run(["projections", "--seed", "1", "--rank", "3", "--max-in", "4", "-o", f]).status).toBe(2);
+    const bad = run(["projections", "--seed", "1", "--rank", "x", "--max-in", "4", "--max-out", "4", "-o", f, "--json"]);
+    expect(bad.status).toBe(2);
+    expect(JSON.parse(bad.stdout).error.code).toBe("ARG_INVALID");
+    const seed = run(["projections", "--seed", "99999999999999999999999", "--rank", "3", "--max-in", "4", "--max-out", "4", "-o", f]);
+    expect(seed.status).toBe(1);
+    expect(seed.stderr).toContain("VERA_SEED");
+    expect(seed.stderr).not.toMatch(/\n\s+at /); // no stack trace without --debug
+    expect(existsSync(f)).toBe(false);
+    expect(readdirSync(d)).toEqual([]);
+    const missing = run(["inspect", join(d, "nope.vera.safetensors")]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain("IO_NOT_FOUND");
+  });
+  it("--version prints the package version", () => {
+    const pkg = JSON.parse(readFileSync(join(__dirname, "../package.json"), "utf8"));
+    expect(execFileSync(process.execPath, [cli, "--version"], { encoding: "utf8" }).trim()).toBe(pkg.version);
+  });
+});
