@@ -1,6 +1,7 @@
 import { ErrorCode, VeraError } from "../errors.js";
 import { roundThroughBf16, roundThroughF16 } from "../numeric/half.js";
 import { MT19937 } from "./mt19937.js";
+import { WasmMT19937, wasmGeneratorAvailable } from "./wasm-generator.js";
 import { seedToState } from "./seed.js";
 
 /** How the float32 uniform is computed (see spec/FORMAT.md, PRNG registry). */
@@ -25,6 +26,11 @@ export interface GenerateProjectionsParams {
   arithmetic?: Arithmetic;
   /** @default "none" */
   rounding?: ProjectionRounding;
+  /**
+   * Generator implementation: WebAssembly SIMD where available, else JavaScript. Both give identical bits.
+   * @default "auto"
+   */
+  engine?: "auto" | "wasm" | "js";
 }
 
 /** The shared projections, row-major float32. */
@@ -52,7 +58,7 @@ function checkDim(name: string, v: number): void {
  * Fill `out` (rows x cols, row-major) with kaiming-uniform draws from `gen`, exactly as
  * `torch.empty(rows, cols).uniform_(-bound, bound, generator)` on the CPU, bound from `cols`.
  */
-export function kaimingUniformInto(gen: MT19937, out: Float32Array, cols: number, arithmetic: Arithmetic): void {
+export function kaimingUniformInto(gen: Pick<MT19937, "fillUniform">, out: Float32Array, cols: number, arithmetic: Arithmetic): void {
   const bound = kaimingBound(cols);
   const from = Math.fround(-bound);
   const to = Math.fround(bound);
@@ -75,7 +81,9 @@ export function generateProjections(params: GenerateProjectionsParams): Projecti
       received: { rank, maxIn, maxOut },
     });
   const arithmetic = params.arithmetic ?? "fused";
-  const gen = new MT19937(seedToState(params.seed));
+  const engine = params.engine ?? "auto";
+  const seed32 = seedToState(params.seed);
+  const gen = engine === "js" || (engine === "auto" && !wasmGeneratorAvailable()) ? new MT19937(seed32) : new WasmMT19937(seed32);
   const A = new Float32Array(rank * maxIn);
   const B = new Float32Array(maxOut * rank);
   kaimingUniformInto(gen, A, maxIn, arithmetic);
