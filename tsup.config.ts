@@ -19,6 +19,7 @@ export const entries = {
   "merge/index": "src/merge/index.ts",
   "node/index": "src/node/index.ts",
   "hub/index": "src/hub/index.ts",
+  "hub/node/index": "src/hub/node/index.ts",
 };
 
 export default defineConfig([

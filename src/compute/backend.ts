@@ -45,10 +45,24 @@ export interface MergeTaskResult {
   maxAbsDelta: number;
 }
 
+/** What a backend says about where it runs (for reports and `--json` output). */
+export interface BackendInfo {
+  /** Stable backend name, e.g. `reference`, `ort-cpu`, `webgpu`. */
+  name: string;
+  /** Where it runs, in words: `cpu, 2 threads`, a GPU adapter's description, ... */
+  device: string;
+  /** True for software renderers (lavapipe, SwiftShader): correct, never fast. */
+  software?: boolean;
+  /** Backends `auto` tried first and passed over, with the reason (unavailable, software adapter, ...). */
+  skipped?: Array<{ name: string; reason: string }>;
+}
+
 /** A merge kernel implementation. */
 export interface ComputeBackend {
   /** Stable name used by `--backend`. */
   readonly name: string;
+  /** Where it runs (optional for third-party backends). */
+  readonly info?: BackendInfo;
   /**
    * Merge every task in place. Throws a VeraError with code `MERGE_OVERFLOW` naming the module when
    * a merged value is beyond the dtype's finite range (the weight is then left unchanged).

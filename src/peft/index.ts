@@ -1,1 +1,9 @@
-export {};
+export * from "./error-codes.js";
+export * from "./base-shapes.js";
+export * from "./base-shapes-from-config.js";
+export * from "./base-shapes-from-weights.js";
+export * from "./base-shapes-from-onnx.js";
+export * from "./import-peft.js";
+export * from "./export-peft.js";
+export * from "./expand-to-lora.js";
+export * from "./low-rank.js";

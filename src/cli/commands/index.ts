@@ -6,4 +6,13 @@ export const commands: Record<string, () => Promise<{ default: Command }>> = {
   validate: () => import("./validate.js"),
   projections: () => import("./projections.js"),
   create: () => import("./create.js"),
+  push: () => import("./push.js"),
+  pull: () => import("./pull.js"),
+  whoami: () => import("./whoami.js"),
+  "import-peft": () => import("./import-peft.js"),
+  "export-peft": () => import("./export-peft.js"),
+  "expand-lora": () => import("./expand-lora.js"),
+  merge: () => import("./merge.js"),
+  demo: () => import("./demo.js"),
+  backends: () => import("./backends.js"),
 };

@@ -1,0 +1,224 @@
+import { isVeraError } from "../../errors.js";
+import { createNodeBackend } from "../../compute/node/create-node-backend.js";
+import { mergeOnnxIter, MergeErrorCode, type MergeEvent, type MergeReport } from "../../merge/index.js";
+import { readFileBytes } from "../../node/files.js";
+import { listLinearWeights, readOnnxModel } from "../../onnx/index.js";
+import { intOption } from "../options.js";
+import { UsageError, type CliContext, type Command } from "../command.js";
+
+const command: Command = {
+  name: "merge",
+  summary:
+    "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model: only the adapted weights' bytes change. " +
+    "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights).",
+  usage:
+    "vera merge MODEL.onnx ADAPTER -o OUT.onnx [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
+    "[--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
+  options: {
+    output: { type: "string", short: "o" },
+    backend: { type: "string" },
+    "dry-run": { type: "boolean" },
+    "in-place": { type: "boolean" },
+    mapping: { type: "string" },
+    "adapter-name": { type: "string" },
+    memory: { type: "string" },
+    "no-fsync": { type: "boolean" },
+    "skip-missing": { type: "boolean" },
+    untie: { type: "boolean" },
+  },
+  async run({ values, positionals }, ctx) {
+    const [model, adapter, ...rest] = positionals;
+    if (!model) throw new UsageError("expected MODEL.onnx");
+    if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(" ")}`);
+    const dryRun = values["dry-run"] === true;
+    const inPlace = values["in-place"] === true;
+    const output = values.output as string | undefined;
+    if (!adapter) {
+      if (!dryRun) throw new UsageError("expected ADAPTER (a verakit file or a PEFT adapter folder)");
+      return listWeights(model, ctx);
+    }
+    if (!dryRun && !inPlace && !output) throw new UsageError("give -o OUT.onnx, or --in-place to replace the model's files");
+    if (inPlace && output) throw new UsageError("--in-place and -o exclude each other");
+    const memoryMiB = intOption(values, "memory");
+    const backend = dryRun ? undefined : await createNodeBackend({ name: (values.backend as string | undefined) ?? "auto" });
+    const ac = new AbortController();
+    let interrupts = 0;
+    const onSigint = (): void => {
+      interrupts++;
+      if (interrupts === 1) {
+        ctx.err("\nvera: cancelling (Ctrl-C again to quit at once); removing temporary files...");
+        ac.abort();
+      } else process.exit(130); // the merge's exit hook removes temporary files
+    };
+    process.on("SIGINT", onSigint);
+    const bar = ctx.isTTY && !ctx.json ? new ProgressBar(ctx) : undefined;
+    let report: MergeReport | undefined;
+    try {
+      const it = mergeOnnxIter({
+        model,
+        adapter,
+        inPlace,
+        dryRun,
+        signal: ac.signal,
+        durable: values["no-fsync"] !== true,
+        skipMissing: values["skip-missing"] === true,
+        untie: values.untie === true,
+        ...(output ? { output } : {}),
+        ...(backend ? { backend } : {}),
+        ...(values.mapping ? { mapping: values.mapping as string } : {}),
+        ...(values["adapter-name"] ? { adapterName: values["adapter-name"] as string } : {}),
+        ...(memoryMiB ? { memoryBudget: memoryMiB * 1024 * 1024 } : {}),
+      });
+      for (;;) {
+        const r = await it.next();
+        if (r.done) {
+          report = r.value;
+          break;
+        }
+        bar?.update(r.value);
+        if (!ctx.json && !bar && r.value.type === "planned" && !dryRun)
+          ctx.err(`merging ${r.value.report.modules.length} modules into ${r.value.tensors} weights (${fmtBytes(r.value.bytesTotal)} to process)...`);
+      }
+    } catch (e) {
+      bar?.clear();
+      if (isVeraError(e) && e.code === MergeErrorCode.MERGE_ABORTED) {
+        if (ctx.json) ctx.out(JSON.stringify({ ok: false, error: e.toJSON() }, null, 2));
+        else ctx.err(`vera: ${e.message}`);
+        // A kernel copy may still be running in the background (its file is already unlinked):
+        // do not wait for it to finish before exiting.
+        setTimeout(() => process.exit(130), 100).unref();
+        return 130;
+      }
+      throw e;
+    } finally {
+      process.off("SIGINT", onSigint);
+      await backend?.dispose?.();
+    }
+    bar?.clear();
+    if (ctx.json) {
+      ctx.out(JSON.stringify({ ok: true, ...report, backendInfo: backend?.info ?? null }, null, 2));
+      return 0;
+    }
+    printReport(ctx, report, backend?.info?.device);
+    return 0;
+  },
+};
+
+async function listWeights(model: string, ctx: CliContext): Promise<number> {
+  const ws = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(model) }) });
+  if (ctx.json) {
+    ctx.out(JSON.stringify({ ok: true, model, weights: ws }, null, 2));
+    return 0;
+  }
+  ctx.out(`${model}: ${ws.length} Linear-like weights`);
+  ctx.out(
+    table(
+      ["module", "initializer", "layout", "in", "out", "dtype", "found by", "note"],
+      ws.map((w) => [
+        w.module,
+        w.initializer,
+        w.layout,
+        String(w.inFeatures),
+        String(w.outFeatures),
+        w.dtype ?? "-",
+        w.source,
+        [w.quantized ? `quantized (${w.quantized})` : "", w.uses > 1 ? `shared x${w.uses}` : "", w.fused ? "fused q/k/v" : "", w.via.length ? `via ${w.via.join(">")}` : ""]
+          .filter(Boolean)
+          .join(", "),
+      ]),
+    ),
+  );
+  return 0;
+}
+
+function printReport(ctx: CliContext, r: MergeReport, device: string | undefined): void {
+  const rows = r.modules.map((m) => [
+    m.module,
+    m.initializer,
+    m.layout,
+    m.dtype,
+    m.storage,
+    m.outRange[0] === 0 && m.outRange[1] === m.outFeatures ? `${m.inFeatures}x${m.outFeatures}` : `${m.inFeatures}x[${m.outRange[0]}:${m.outRange[1]}]`,
+    m.matchedBy,
+    ...(r.dryRun ? [] : [m.maxAbsDelta === undefined ? "-" : m.maxAbsDelta.toExponential(2)]),
+  ]);
+  const head = ["module", "initializer", "layout", "dtype", "storage", "in x out", "match", ...(r.dryRun ? [] : ["max|delta|"])];
+  ctx.out(table(head, rows));
+  for (const w of r.warnings) ctx.out(`warning: ${w}`);
+  if (r.dryRun) {
+    ctx.out(`dry run: ${r.modules.length} modules -> ${r.weights} weights (${fmtBytes(r.bytesMerged)}); nothing written`);
+    return;
+  }
+  const t = r.timings;
+  const max = r.modules.reduce((m, x) => Math.max(m, x.maxAbsDelta ?? 0), 0);
+  ctx.out(
+    `merged ${r.modules.length} modules into ${r.weights} weights (${fmtBytes(r.bytesMerged)}), max |delta| ${max.toExponential(2)}, ` +
+      `backend ${r.backend}${device ? ` (${device})` : ""}`,
+  );
+  const [first, ...others] = r.files;
+  ctx.out(
+    first === undefined
+      ? "nothing to write: no weight changed"
+      : `wrote ${first}${others.length ? ` and ${others.length} data file(s) (${others.length <= 3 ? others.join(", ") : `${others.slice(0, 2).join(", ")}, ...`})` : ""}, ${fmtBytes(r.bytesWritten)}`,
+  );
+  ctx.out(
+    `time ${fmtMs(t.total)}: read model ${fmtMs(t.readModel)}, plan ${fmtMs(t.plan)}, projections ${fmtMs(t.projections)}, ` +
+      `read ${fmtMs(t.read)}, compute ${fmtMs(t.compute)}, write ${fmtMs(t.write)}, copy ${fmtMs(t.copy)}, commit ${fmtMs(t.commit)} (phases overlap)`,
+  );
+}
+
+function table(head: string[], rows: string[][]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => r.map((c, i) => c.padEnd(w[i]!)).join("  ").trimEnd();
+  return [line(head), line(w.map((n) => "-".repeat(n))), ...rows.map(line)].join("\n");
+}
+
+function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const u = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${u[i]}`;
+}
+
+function fmtMs(ms: number): string {
+  return ms < 1000 ? `${ms.toFixed(0)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+/** A one-line progress bar on stderr: tensors, bytes, ETA. */
+class ProgressBar {
+  private start = performance.now();
+  private last = "";
+  constructor(private readonly ctx: CliContext) {}
+  update(e: MergeEvent): void {
+    if (e.type === "committing") return this.draw("renaming outputs into place...");
+    if (e.type !== "progress") return;
+    const frac = e.bytesTotal > 0 ? Math.min(1, e.bytesDone / e.bytesTotal) : 0;
+    const width = 24;
+    const fill = Math.round(frac * width);
+    const elapsed = (performance.now() - this.start) / 1000;
+    const eta = frac > 0.01 ? (elapsed / frac) * (1 - frac) : NaN;
+    const etaS = Number.isFinite(eta) ? `ETA ${Math.floor(eta / 60)}:${String(Math.round(eta % 60)).padStart(2, "0")}` : "ETA --:--";
+    this.draw(
+      `[${"#".repeat(fill)}${".".repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${e.tensorsDone}/${e.tensors} tensors  ` +
+        `${fmtBytes(e.bytesDone)}/${fmtBytes(e.bytesTotal)}  ${etaS}${e.current ? `  ${e.current}` : ""}`,
+    );
+  }
+  private draw(s: string): void {
+    const cols = process.stderr.columns ?? 100;
+    const line = s.length > cols - 1 ? s.slice(0, cols - 2) + "…" : s;
+    if (line === this.last) return;
+    this.last = line;
+    process.stderr.write(`\r\x1b[2K${line}`);
+  }
+  clear(): void {
+    if (this.last) process.stderr.write("\r\x1b[2K");
+    this.last = "";
+  }
+}
+
+export default command;

@@ -1,0 +1,79 @@
+import { formatHubEvent } from "../../hub/format-hub-event.js";
+import { pushAdapterIter } from "../../hub/push-adapter.js";
+import { redactError } from "../../hub/redact.js";
+import { resolveHubSettings } from "../../hub/node/resolve-hub-settings.js";
+import { readFileBytes } from "../../node/files.js";
+import { UsageError, type Command } from "../command.js";
+
+const command: Command = {
+  name: "push",
+  summary:
+    "Upload a verakit adapter to a Hugging Face Hub model repo in one commit, with a model card (a card a person wrote is kept unless --overwrite-card) and, with --with-peft, a PEFT copy PeftModel.from_pretrained loads. Endpoint: --hub-url, else HF_ENDPOINT, else the public Hub. Token: --token, else HF_TOKEN, else HF_HOME/token.",
+  usage:
+    "vera push FILE --repo NS/NAME [--revision BRANCH] [--create] [--private] [--with-peft] [--message MSG] [--overwrite-card | --skip-card] [--base-model ID] [--hub-url URL] [--token TOKEN] [--json]",
+  options: {
+    repo: { type: "string" },
+    revision: { type: "string" },
+    create: { type: "boolean" },
+    private: { type: "boolean" },
+    "with-peft": { type: "boolean" },
+    message: { type: "string", short: "m" },
+    "overwrite-card": { type: "boolean" },
+    "skip-card": { type: "boolean" },
+    "base-model": { type: "string" },
+    "hub-url": { type: "string" },
+    token: { type: "string" },
+  },
+  async run({ values, positionals }, ctx) {
+    if (positionals.length !== 1) throw new UsageError("expected exactly one FILE");
+    const repo = values["repo"] as string | undefined;
+    if (!repo) throw new UsageError("--repo NS/NAME is required");
+    if (values["overwrite-card"] && values["skip-card"]) throw new UsageError("--overwrite-card and --skip-card exclude each other");
+    const token = values["token"] as string | undefined;
+    try {
+      const settings = await resolveHubSettings({
+        ...(values["hub-url"] !== undefined ? { hubUrl: values["hub-url"] as string } : {}),
+        ...(token !== undefined ? { token } : {}),
+        requireToken: true,
+        env: ctx.env,
+      });
+      const file = await readFileBytes(positionals[0]!);
+      const gen = pushAdapterIter({
+        repo,
+        file,
+        accessToken: settings.accessToken!,
+        hubUrl: settings.hubUrl,
+        retry: settings.retry,
+        ...(values["revision"] !== undefined ? { branch: values["revision"] as string } : {}),
+        ...(values["create"] ? { create: true } : {}),
+        ...(values["private"] ? { private: true } : {}),
+        ...(values["with-peft"] ? { withPeft: true } : {}),
+        ...(values["message"] !== undefined ? { message: values["message"] as string } : {}),
+        ...(values["base-model"] !== undefined ? { baseModel: values["base-model"] as string } : {}),
+        modelCard: values["overwrite-card"] ? "overwrite" : values["skip-card"] ? "skip" : "auto",
+      });
+      let r = await gen.next();
+      while (!r.done) {
+        if (!ctx.json) {
+          const line = formatHubEvent({ event: r.value, verbose: ctx.isTTY });
+          if (line) ctx.err(line);
+        }
+        r = await gen.next();
+      }
+      const res = r.value;
+      if (ctx.json) ctx.out(JSON.stringify({ ok: true, ...res }, null, 2));
+      else {
+        ctx.out(`pushed ${res.files.map((f) => f.path).join(", ")} to ${res.repo}@${res.branch}`);
+        ctx.out(`commit ${res.commit}${res.recoveredAfterFailure ? " (confirmed after a failed commit request)" : ""}`);
+        ctx.out(`model card: ${res.modelCard}${res.repoCreated ? "; repository created" : ""}${res.branchCreated ? "; branch created" : ""}`);
+        ctx.out(res.commitUrl);
+      }
+      return 0;
+    } catch (e) {
+      if (e instanceof UsageError) throw e;
+      throw redactError({ error: e, secrets: [token, ctx.env["HF_TOKEN"], ctx.env["HUGGING_FACE_HUB_TOKEN"]] });
+    }
+  },
+};
+
+export default command;

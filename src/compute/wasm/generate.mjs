@@ -1,0 +1,162 @@
+// Generates src/compute/wasm/kernels-wasm.ts from the WebAssembly text below (assembled with the
+// `wabt` devDependency). Run: node src/compute/wasm/generate.mjs   (the output is committed).
+// Two modules: SIMD128 (every engine with WebAssembly SIMD) and the same GEMM with relaxed-SIMD
+// fused multiply-add (f32x4.relaxed_madd), used only where the engine validates it.
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import wabtInit from "wabt";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** acc = acc + x * y, plain (mul then add) or relaxed (fused or not, engine's choice). */
+const madd = (relaxed, acc, x, y) =>
+  relaxed ? `(f32x4.relaxed_madd (local.get ${x}) (local.get ${y}) (local.get ${acc}))` : `(f32x4.add (local.get ${acc}) (f32x4.mul (local.get ${x}) (local.get ${y})))`;
+
+function wat(relaxed) {
+  const rows = [0, 1, 2, 3];
+  const accs = rows.flatMap((r) => [`$c${r}0`, `$c${r}1`]);
+  return `(module
+  (memory (export "memory") 1)
+
+  ;; bfloat16 -> float32 (exact): n elements from byte offset $s to byte offset $d
+  (func (export "bf16_to_f32") (param $s i32) (param $d i32) (param $n i32)
+    (local $i i32) (local $v v128)
+    (block $done (loop $l
+      (br_if $done (i32.gt_u (i32.add (local.get $i) (i32.const 8)) (local.get $n)))
+      (local.set $v (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 1)))))
+      (v128.store (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 2)))
+        (i32x4.shl (i32x4.extend_low_i16x8_u (local.get $v)) (i32.const 16)))
+      (v128.store offset=16 (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 2)))
+        (i32x4.shl (i32x4.extend_high_i16x8_u (local.get $v)) (i32.const 16)))
+      (local.set $i (i32.add (local.get $i) (i32.const 8)))
+      (br $l)))
+    (block $td (loop $tl
+      (br_if $td (i32.ge_u (local.get $i) (local.get $n)))
+      (i32.store (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 2)))
+        (i32.shl (i32.load16_u (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 1)))) (i32.const 16)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $tl))))
+
+  ;; float32 -> bfloat16, round to nearest even, NaN stays a quiet NaN with its sign
+  (func $rne4 (param $b v128) (result v128)
+    (v128.bitselect
+      (v128.or (i32x4.shr_u (v128.and (local.get $b) (v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000)) (i32.const 16))
+               (v128.const i32x4 0x7fc0 0x7fc0 0x7fc0 0x7fc0))
+      (i32x4.shr_u
+        (i32x4.add (i32x4.add (local.get $b) (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff))
+                   (v128.and (i32x4.shr_u (local.get $b) (i32.const 16)) (v128.const i32x4 1 1 1 1)))
+        (i32.const 16))
+      (i32x4.gt_u (v128.and (local.get $b) (v128.const i32x4 0x7fffffff 0x7fffffff 0x7fffffff 0x7fffffff))
+                  (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))))
+  (func (export "f32_to_bf16") (param $s i32) (param $d i32) (param $n i32)
+    (local $i i32) (local $p i32) (local $b i32)
+    (block $done (loop $l
+      (br_if $done (i32.gt_u (i32.add (local.get $i) (i32.const 8)) (local.get $n)))
+      (local.set $p (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 2))))
+      (v128.store (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 1)))
+        (i16x8.narrow_i32x4_u (call $rne4 (v128.load (local.get $p))) (call $rne4 (v128.load offset=16 (local.get $p)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 8)))
+      (br $l)))
+    (block $td (loop $tl
+      (br_if $td (i32.ge_u (local.get $i) (local.get $n)))
+      (i32.store16 (i32.add (local.get $d) (i32.shl (local.get $i) (i32.const 1)))
+        (i32x4.extract_lane 0 (call $rne4 (i32x4.splat (i32.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 2))))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $tl))))
+
+  ;; C[M x N] += A[M x K] B[K x N], row-major float32, 4 x 8 register blocks, scalar edges.
+  (func $edge (param $a i32) (param $b i32) (param $c i32) (param $N i32) (param $K i32)
+                (param $i0 i32) (param $i1 i32) (param $j0 i32) (param $j1 i32)
+    (local $i i32) (local $j i32) (local $k i32) (local $s f32)
+    (local.set $i (local.get $i0))
+    (block $id (loop $il
+      (br_if $id (i32.ge_u (local.get $i) (local.get $i1)))
+      (local.set $j (local.get $j0))
+      (block $jd (loop $jl
+        (br_if $jd (i32.ge_u (local.get $j) (local.get $j1)))
+        (local.set $s (f32.const 0))
+        (local.set $k (i32.const 0))
+        (block $kd (loop $kl
+          (br_if $kd (i32.ge_u (local.get $k) (local.get $K)))
+          (local.set $s (f32.add (local.get $s)
+            (f32.mul (f32.load (i32.add (local.get $a) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $K)) (local.get $k)) (i32.const 2))))
+                     (f32.load (i32.add (local.get $b) (i32.shl (i32.add (i32.mul (local.get $k) (local.get $N)) (local.get $j)) (i32.const 2)))))))
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br $kl)))
+        (local.set $k (i32.add (local.get $c) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $N)) (local.get $j)) (i32.const 2))))
+        (f32.store (local.get $k) (f32.add (f32.load (local.get $k)) (local.get $s)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $jl)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $il))))
+  (func (export "gemm") (param $a i32) (param $b i32) (param $c i32) (param $M i32) (param $N i32) (param $K i32)
+    (local $i i32) (local $j i32) (local $k i32) (local $M4 i32) (local $N8 i32)
+    (local $pa i32) (local $pb i32) (local $pc i32) (local $rk i32) (local $rn i32)
+    ${accs.map((a) => `(local ${a} v128)`).join(" ")}
+    (local $b0 v128) (local $b1 v128) (local $x v128)
+    (local.set $M4 (i32.and (local.get $M) (i32.const -4)))
+    (local.set $N8 (i32.and (local.get $N) (i32.const -8)))
+    (local.set $rk (i32.shl (local.get $K) (i32.const 2)))
+    (local.set $rn (i32.shl (local.get $N) (i32.const 2)))
+    (block $id (loop $il
+      (br_if $id (i32.ge_u (local.get $i) (local.get $M4)))
+      (local.set $j (i32.const 0))
+      (block $jd (loop $jl
+        (br_if $jd (i32.ge_u (local.get $j) (local.get $N8)))
+        ${accs.map((a) => `(local.set ${a} (v128.const i32x4 0 0 0 0))`).join(" ")}
+        (local.set $pa (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $rk))))
+        (local.set $pb (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
+        (local.set $k (i32.const 0))
+        (block $kd (loop $kl
+          (br_if $kd (i32.ge_u (local.get $k) (local.get $K)))
+          (local.set $b0 (v128.load (local.get $pb)))
+          (local.set $b1 (v128.load offset=16 (local.get $pb)))
+          ${rows
+            .map(
+              (r) => `(local.set $x (f32x4.splat (f32.load (i32.add (local.get $pa) (i32.mul (local.get $rk) (i32.const ${r}))))))
+          (local.set $c${r}0 ${madd(relaxed, `$c${r}0`, "$x", "$b0")})
+          (local.set $c${r}1 ${madd(relaxed, `$c${r}1`, "$x", "$b1")})`,
+            )
+            .join("\n          ")}
+          (local.set $pa (i32.add (local.get $pa) (i32.const 4)))
+          (local.set $pb (i32.add (local.get $pb) (local.get $rn)))
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br $kl)))
+        (local.set $pc (i32.add (local.get $c) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $N)) (local.get $j)) (i32.const 2))))
+        ${rows
+          .map(
+            (r) => `(v128.store (local.get $pc) (f32x4.add (v128.load (local.get $pc)) (local.get $c${r}0)))
+        (v128.store offset=16 (local.get $pc) (f32x4.add (v128.load offset=16 (local.get $pc)) (local.get $c${r}1)))
+        (local.set $pc (i32.add (local.get $pc) (local.get $rn)))`,
+          )
+          .join("\n        ")}
+        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+        (br $jl)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $il)))
+    (call $edge (local.get $a) (local.get $b) (local.get $c) (local.get $N) (local.get $K) (i32.const 0) (local.get $M4) (local.get $N8) (local.get $N))
+    (call $edge (local.get $a) (local.get $b) (local.get $c) (local.get $N) (local.get $K) (local.get $M4) (local.get $M) (i32.const 0) (local.get $N)))
+)`;
+}
+
+const wabt = await wabtInit();
+const out = {};
+for (const [name, relaxed] of [["SIMD", false], ["RELAXED", true]]) {
+  const mod = wabt.parseWat(`kernels-${name}.wat`, wat(relaxed), { simd: true, relaxed_simd: relaxed });
+  mod.validate();
+  out[name] = Buffer.from(mod.toBinary({}).buffer).toString("base64");
+  mod.destroy();
+}
+writeFileSync(
+  path.join(here, "kernels-wasm.ts"),
+  `// Generated by src/compute/wasm/generate.mjs from WebAssembly text (wabt ${"1.0.39"}). Do not edit.
+/** WebAssembly SIMD128 kernels: bf16 <-> f32 conversion and a 4 x 8 register-blocked f32 GEMM. */
+export const KERNELS_SIMD_BASE64 =
+  "${out.SIMD}";
+/** The same module with the GEMM's multiply-add as relaxed-SIMD f32x4.relaxed_madd. */
+export const KERNELS_RELAXED_BASE64 =
+  "${out.RELAXED}";
+`,
+);
+console.log(`wrote kernels-wasm.ts (${out.SIMD.length} + ${out.RELAXED.length} base64 chars)`);

@@ -1,0 +1,65 @@
+/** Loader of the WebAssembly SIMD kernels (internal; pure, works in browsers and Node). */
+import { KERNELS_RELAXED_BASE64, KERNELS_SIMD_BASE64 } from "./kernels-wasm.js";
+
+/** The instantiated kernels; all offsets are byte offsets into `memory`. */
+export interface WasmKernels {
+  memory: WebAssembly.Memory;
+  /** True when the GEMM uses relaxed-SIMD multiply-add. */
+  relaxed: boolean;
+  bf16ToF32(src: number, dst: number, n: number): void;
+  f32ToBf16(src: number, dst: number, n: number): void;
+  /** C[M x N] += A[M x K] B[K x N], row-major float32. */
+  gemm(a: number, b: number, c: number, m: number, n: number, k: number): void;
+  /** Grow the memory to at least `bytes`; views on `memory.buffer` must be recreated afterwards. */
+  reserve(bytes: number): void;
+}
+
+function decode(b64: string): Uint8Array<ArrayBuffer> {
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+let simd: Uint8Array<ArrayBuffer> | undefined;
+let relaxed: Uint8Array<ArrayBuffer> | undefined;
+
+/** Whether this engine validates WebAssembly SIMD128 / relaxed SIMD. */
+export function wasmSupport(): { simd: boolean; relaxed: boolean } {
+  simd ??= decode(KERNELS_SIMD_BASE64);
+  relaxed ??= decode(KERNELS_RELAXED_BASE64);
+  const ok = (b: Uint8Array<ArrayBuffer>) => {
+    try {
+      return typeof WebAssembly === "object" && WebAssembly.validate(b);
+    } catch {
+      return false;
+    }
+  };
+  return { simd: ok(simd), relaxed: ok(relaxed) };
+}
+
+/** Instantiate the kernels (relaxed-SIMD when asked for and validated, else SIMD128). Throws when the engine lacks SIMD. */
+export async function loadWasmKernels(params: { relaxed?: boolean } = {}): Promise<WasmKernels> {
+  const sup = wasmSupport();
+  if (!sup.simd) throw new Error("this JavaScript engine has no WebAssembly SIMD");
+  const useRelaxed = params.relaxed !== false && sup.relaxed;
+  const module = await WebAssembly.compile(useRelaxed ? relaxed! : simd!);
+  const instance = await WebAssembly.instantiate(module, {});
+  const e = instance.exports as unknown as {
+    memory: WebAssembly.Memory;
+    bf16_to_f32(s: number, d: number, n: number): void;
+    f32_to_bf16(s: number, d: number, n: number): void;
+    gemm(a: number, b: number, c: number, m: number, n: number, k: number): void;
+  };
+  return {
+    memory: e.memory,
+    relaxed: useRelaxed,
+    bf16ToF32: e.bf16_to_f32,
+    f32ToBf16: e.f32_to_bf16,
+    gemm: e.gemm,
+    reserve(bytes: number) {
+      const have = e.memory.buffer.byteLength;
+      if (bytes > have) e.memory.grow(Math.ceil((bytes - have) / 65536));
+    },
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * Internal: the PEFT conversions the Hub client needs, from src/peft. Loaded lazily so a plain verakit
+ * push or pull does not load the converter.
+ */
+import { isVeraError, VeraError } from "../../errors.js";
+import type { VeraAdapter } from "../../format/types.js";
+import { writeVera } from "../../format/write.js";
+import { parseSafetensors } from "../../safetensors/parse.js";
+
+/** The files of a PEFT adapter folder. */
+export interface PeftFiles {
+  config: Uint8Array;
+  weights: Uint8Array;
+  warnings: string[];
+}
+
+/** Convert an adapter to PEFT's adapter_config.json + adapter_model.safetensors (exportPeft's defaults). */
+export async function exportPeftFiles(adapter: VeraAdapter): Promise<PeftFiles> {
+  const { exportPeft } = await import("../../peft/export-peft.js");
+  const r = exportPeft({ adapter });
+  return { config: new TextEncoder().encode(r.configJson), weights: r.safetensors, warnings: r.report.warnings };
+}
+
+/** Fetches a base model's parsed config.json (from the Hub or the cache), or undefined. */
+export type BaseConfigProvider = (baseRepo: string, revision: string) => Promise<unknown | undefined>;
+
+/** The base model a PEFT config names, when it is a Hub repo id. */
+export function peftBaseOf(config: Uint8Array): { repo: string; revision: string } | undefined {
+  try {
+    const cfg = JSON.parse(new TextDecoder().decode(config)) as Record<string, unknown>;
+    const id = cfg["base_model_name_or_path"];
+    const rev = cfg["revision"];
+    if (typeof id !== "string" || !/^[A-Za-z0-9_.-]{1,96}\/[A-Za-z0-9_.-]{1,96}$/.test(id) || id.includes("..") || id.includes("--")) return undefined;
+    return { repo: id, revision: typeof rev === "string" && /^[A-Za-z0-9._\-/]{1,256}$/.test(rev) && !rev.includes("..") ? rev : "main" };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Import a PEFT VeRA adapter. When the module dimensions cannot be inferred from the adapter alone
+ * (PEFT_BASE_REQUIRED), the base model's config.json named by base_model_name_or_path is asked from
+ * `baseConfig` and the import is repeated with its shapes.
+ */
+export async function importPeftFiles(p: { config: Uint8Array; weights: Uint8Array; repo: string; baseConfig?: BaseConfigProvider }): Promise<{ adapter: VeraAdapter; bytes: Uint8Array }> {
+  const { importPeft } = await import("../../peft/import-peft.js");
+  const { baseShapesFromConfig } = await import("../../peft/base-shapes-from-config.js");
+  const configText = new TextDecoder("utf-8", { fatal: false }).decode(p.config);
+  const weights = parseSafetensors(p.weights);
+  let adapter: VeraAdapter;
+  try {
+    adapter = importPeft({ config: configText, weights, configLabel: `${p.repo}/adapter_config.json` }).adapter;
+  } catch (e) {
+    const base = peftBaseOf(p.config);
+    if (!isVeraError(e) || e.code !== "PEFT_BASE_REQUIRED" || !base || !p.baseConfig) throw e;
+    let cfg: unknown;
+    try {
+      cfg = await p.baseConfig(base.repo, base.revision);
+    } catch (inner) {
+      const why = isVeraError(inner) ? `${inner.code}: ${inner.message}` : String((inner as Error)?.message ?? inner);
+      throw new VeraError(e.code, `${e.message}. The base model ${base.repo} (from base_model_name_or_path) could not be read: ${why}`, { path: base.repo });
+    }
+    if (cfg === undefined) throw e;
+    const shapes = baseShapesFromConfig({ config: cfg, label: `${base.repo}/config.json` });
+    adapter = importPeft({ config: configText, weights, base: shapes, configLabel: `${p.repo}/adapter_config.json` }).adapter;
+  }
+  return { adapter, bytes: writeVera({ adapter }) };
+}

@@ -1,0 +1,18 @@
+/**
+ * Stable error codes of the merge pipeline (`mergeOnnx`, `vera merge`). The string values never
+ * change once released. Weight location problems use the `ONNX_*` codes, path problems
+ * `IO_UNSAFE_PATH`, overflow the compute backends' `MERGE_OVERFLOW`.
+ */
+export const MergeErrorCode = {
+  /** An output file would replace one of the inputs (the model or one of its external data files) without `--in-place`. */
+  MERGE_OUTPUT_CONFLICT: "MERGE_OUTPUT_CONFLICT",
+  /** The merge was cancelled (SIGINT, AbortSignal); nothing was written. */
+  MERGE_ABORTED: "MERGE_ABORTED",
+  /** Two tensors' external data ranges overlap, so patching one would change the other. */
+  MERGE_DATA_OVERLAP: "MERGE_DATA_OVERLAP",
+  /** A tensor's external data range lies beyond the end of its file. */
+  MERGE_DATA_RANGE: "MERGE_DATA_RANGE",
+} as const;
+
+/** One of {@link MergeErrorCode}'s values. */
+export type MergeErrorCodeValue = (typeof MergeErrorCode)[keyof typeof MergeErrorCode];

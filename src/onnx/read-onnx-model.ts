@@ -1,0 +1,360 @@
+import { VeraError } from "../errors.js";
+import { OnnxErrorCode } from "./error-codes.js";
+import type { MessageSpan, OnnxAttribute, OnnxGraph, OnnxModel, OnnxNode, OnnxTensor, TensorStorage } from "./types.js";
+import {
+  fieldInt64,
+  fieldString,
+  fieldUint,
+  fields,
+  pushRepeatedInt64,
+  readVarint,
+  WireType,
+  type WireField,
+} from "./wire.js";
+
+/** Parameters of {@link readOnnxModel}. */
+export interface ReadOnnxModelParams {
+  /** The bytes of a `.onnx` file (a ModelProto). External data files are not read. */
+  bytes: Uint8Array;
+  /**
+   * Deepest subgraph nesting followed (If/Loop/Scan bodies inside bodies).
+   * @default 64
+   */
+  maxDepth?: number;
+}
+
+function invalid(message: string, path?: string): VeraError {
+  return new VeraError(OnnxErrorCode.ONNX_INVALID, message, path === undefined ? {} : { path });
+}
+
+function sub(f: WireField, parent: MessageSpan): MessageSpan {
+  if (f.wireType !== WireType.LEN)
+    throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: field ${f.field} should be a message`);
+  return { lenStart: f.lenStart, start: f.dataStart, end: f.dataEnd, parent };
+}
+
+function safeDim(v: bigint, where: string): number {
+  if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`${where}: dimension ${v} is out of range`, where);
+  return Number(v);
+}
+
+/** Read StringStringEntryProto {key(1), value(2)}. */
+function readEntry(bytes: Uint8Array, span: MessageSpan): { key: string; value: string } {
+  let key = "";
+  let value = "";
+  for (const f of fields(bytes, span.start, span.end)) {
+    if (f.field === 1) key = fieldString(bytes, f);
+    else if (f.field === 2) value = fieldString(bytes, f);
+  }
+  return { key, value };
+}
+
+class Reader {
+  readonly graphs: OnnxGraph[] = [];
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly maxDepth: number,
+  ) {}
+
+  tensor(span: MessageSpan, graphIndex: number): OnnxTensor {
+    const b = this.bytes;
+    const dims: bigint[] = [];
+    let dataType = 0;
+    let name = "";
+    let raw: WireField | undefined;
+    const floatFields: WireField[] = [];
+    const int32Fields: WireField[] = [];
+    let otherField = 0;
+    let location = 0;
+    const entries: Array<{ key: string; value: string }> = [];
+    for (const f of fields(b, span.start, span.end)) {
+      switch (f.field) {
+        case 1:
+          pushRepeatedInt64(b, f, dims);
+          break;
+        case 2:
+          dataType = fieldUint(b, f);
+          break;
+        case 4:
+          floatFields.push(f);
+          break;
+        case 5:
+          int32Fields.push(f);
+          break;
+        case 6:
+        case 7:
+        case 10:
+        case 11:
+          otherField = f.field;
+          break;
+        case 8:
+          name = fieldString(b, f);
+          break;
+        case 9:
+          if (f.wireType !== WireType.LEN) throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: raw_data is not bytes`);
+          raw = f;
+          break;
+        case 13:
+          entries.push(readEntry(b, sub(f, span)));
+          break;
+        case 14:
+          location = fieldUint(b, f);
+          break;
+        default:
+          break;
+      }
+    }
+    const where = `initializer ${JSON.stringify(name)}`;
+    const dimsN = dims.map((d) => safeDim(d, where));
+    let storage: TensorStorage;
+    if (location === 1) {
+      const ext: Record<string, string> = {};
+      for (const e of entries) {
+        if (e.key in ext) throw new VeraError(OnnxErrorCode.ONNX_EXTERNAL_DATA, `${where}: external_data key "${e.key}" appears twice`, { path: name });
+        ext[e.key] = e.value;
+      }
+      const loc = ext["location"];
+      if (loc === undefined || loc === "")
+        throw new VeraError(OnnxErrorCode.ONNX_EXTERNAL_DATA, `${where}: external data without a "location"`, { path: name, expected: "location" });
+      const num = (key: string): number | undefined => {
+        const v = ext[key];
+        if (v === undefined) return undefined;
+        if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(Number(v)))
+          throw new VeraError(OnnxErrorCode.ONNX_EXTERNAL_DATA, `${where}: external_data ${key} must be a non-negative integer`, {
+            path: name,
+            expected: "decimal integer",
+            received: v,
+          });
+        return Number(v);
+      };
+      const offset = num("offset") ?? 0;
+      const length = num("length");
+      storage = { kind: "external", location: loc, offset, length, entries };
+      if (ext["checksum"] !== undefined) storage.checksum = ext["checksum"];
+    } else if (location !== 0) {
+      throw invalid(`${where}: unknown data_location ${location}`, name);
+    } else if (raw) {
+      storage = { kind: "raw", start: raw.dataStart, end: raw.dataEnd };
+    } else if (floatFields.length > 0) {
+      storage = { kind: "float_data", fields: floatFields, count: countFixed32(floatFields) };
+    } else if (int32Fields.length > 0) {
+      storage = { kind: "int32_data", fields: int32Fields, count: countVarints(b, int32Fields) };
+    } else if (otherField !== 0) {
+      storage = { kind: "other", field: otherField };
+    } else {
+      storage = { kind: "empty" };
+    }
+    return { name, dims: dimsN, dataType, storage, span, graphIndex };
+  }
+
+  attribute(span: MessageSpan, graphIndex: number, depth: number): OnnxAttribute {
+    const b = this.bytes;
+    const attr: OnnxAttribute = { name: "", type: 0, graphs: [] };
+    const subgraphs: MessageSpan[] = [];
+    for (const f of fields(b, span.start, span.end)) {
+      switch (f.field) {
+        case 1:
+          attr.name = fieldString(b, f);
+          break;
+        case 20:
+          attr.type = fieldUint(b, f);
+          break;
+        case 2:
+          if (f.wireType === WireType.I32) attr.f = new DataView(b.buffer, b.byteOffset + f.dataStart, 4).getFloat32(0, true);
+          break;
+        case 3:
+          attr.i = fieldInt64(b, f);
+          break;
+        case 4:
+          if (f.wireType === WireType.LEN) {
+            try {
+              attr.s = fieldString(b, f);
+            } catch {
+              /* binary string: not needed */
+            }
+          }
+          break;
+        case 5:
+          attr.t = this.tensor(sub(f, span), -1);
+          break;
+        case 6:
+        case 11:
+          subgraphs.push(sub(f, span));
+          break;
+        case 8:
+          attr.ints ??= [];
+          pushRepeatedInt64(b, f, attr.ints);
+          break;
+        default:
+          break;
+      }
+    }
+    for (const g of subgraphs) attr.graphs.push(this.graph(g, graphIndex, depth + 1));
+    return attr;
+  }
+
+  node(span: MessageSpan, graphIndex: number, index: number, depth: number): OnnxNode {
+    const b = this.bytes;
+    const node: OnnxNode = {
+      name: "",
+      opType: "",
+      domain: "",
+      inputs: [],
+      outputs: [],
+      attributes: [],
+      metadata: {},
+      graphIndex,
+      index,
+      span,
+    };
+    const attrSpans: MessageSpan[] = [];
+    for (const f of fields(b, span.start, span.end)) {
+      switch (f.field) {
+        case 1:
+          node.inputs.push(fieldString(b, f));
+          break;
+        case 2:
+          node.outputs.push(fieldString(b, f));
+          break;
+        case 3:
+          node.name = fieldString(b, f);
+          break;
+        case 4:
+          node.opType = fieldString(b, f);
+          break;
+        case 5:
+          attrSpans.push(sub(f, span));
+          break;
+        case 7:
+          node.domain = fieldString(b, f);
+          break;
+        case 9: {
+          const e = readEntry(b, sub(f, span));
+          node.metadata[e.key] = e.value;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    for (const a of attrSpans) node.attributes.push(this.attribute(a, graphIndex, depth));
+    return node;
+  }
+
+  valueInfoName(span: MessageSpan): string {
+    for (const f of fields(this.bytes, span.start, span.end)) if (f.field === 1) return fieldString(this.bytes, f);
+    return "";
+  }
+
+  /** Parse a GraphProto; returns its index in `graphs`. */
+  graph(span: MessageSpan, parentGraph: number, depth: number): number {
+    if (depth > this.maxDepth) throw invalid(`subgraphs nested deeper than ${this.maxDepth}`);
+    const b = this.bytes;
+    const index = this.graphs.length;
+    const g: OnnxGraph = { name: "", nodes: [], initializers: [], inputs: [], outputs: [], parentGraph, span };
+    this.graphs.push(g);
+    const nodeSpans: MessageSpan[] = [];
+    for (const f of fields(b, span.start, span.end)) {
+      switch (f.field) {
+        case 1:
+          nodeSpans.push(sub(f, span));
+          break;
+        case 2:
+          g.name = fieldString(b, f);
+          break;
+        case 5:
+          g.initializers.push(this.tensor(sub(f, span), index));
+          break;
+        case 11:
+          g.inputs.push(this.valueInfoName(sub(f, span)));
+          break;
+        case 12:
+          g.outputs.push(this.valueInfoName(sub(f, span)));
+          break;
+        default:
+          break;
+      }
+    }
+    nodeSpans.forEach((n, i) => g.nodes.push(this.node(n, index, i, depth)));
+    return index;
+  }
+}
+
+function countFixed32(fs: WireField[]): number {
+  let n = 0;
+  for (const f of fs) {
+    if (f.wireType === WireType.I32) n += 1;
+    else if (f.wireType === WireType.LEN) {
+      const len = f.dataEnd - f.dataStart;
+      if (len % 4 !== 0) throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: packed float_data of ${len} bytes`);
+      n += len / 4;
+    } else throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: float_data has wire type ${f.wireType}`);
+  }
+  return n;
+}
+
+function countVarints(bytes: Uint8Array, fs: WireField[]): number {
+  let n = 0;
+  for (const f of fs) {
+    if (f.wireType === WireType.VARINT) n += 1;
+    else if (f.wireType === WireType.LEN) {
+      let p = f.dataStart;
+      while (p < f.dataEnd) {
+        p = readVarint(bytes, p, f.dataEnd).next;
+        n++;
+      }
+    } else throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: int32_data has wire type ${f.wireType}`);
+  }
+  return n;
+}
+
+/**
+ * Parse the structure of an ONNX ModelProto at the wire level: graphs (with If/Loop/Scan
+ * subgraphs), nodes (inputs, outputs, attributes, metadata_props) and initializers with the byte
+ * offsets of their values. Unknown and unneeded fields are skipped, never dropped: the result
+ * points into `bytes`, which stay the source of truth.
+ *
+ * @throws VeraError `ONNX_PARSE` (malformed protobuf), `ONNX_NO_GRAPH`, `ONNX_INVALID`, `ONNX_EXTERNAL_DATA`.
+ */
+export function readOnnxModel(params: ReadOnnxModelParams): OnnxModel {
+  const { bytes } = params;
+  const reader = new Reader(bytes, params.maxDepth ?? 64);
+  const top: MessageSpan = { lenStart: -1, start: 0, end: bytes.length, parent: null };
+  let irVersion = 0;
+  let producerName = "";
+  let producerVersion = "";
+  const opsetImports: Array<{ domain: string; version: number }> = [];
+  let graphSpan: MessageSpan | undefined;
+  for (const f of fields(bytes, 0, bytes.length)) {
+    switch (f.field) {
+      case 1:
+        irVersion = fieldUint(bytes, f);
+        break;
+      case 2:
+        producerName = fieldString(bytes, f);
+        break;
+      case 3:
+        producerVersion = fieldString(bytes, f);
+        break;
+      case 7:
+        graphSpan = sub(f, top);
+        break;
+      case 8: {
+        const s = sub(f, top);
+        let domain = "";
+        let version = 0;
+        for (const g of fields(bytes, s.start, s.end)) {
+          if (g.field === 1) domain = fieldString(bytes, g);
+          else if (g.field === 2) version = Number(fieldInt64(bytes, g));
+        }
+        opsetImports.push({ domain, version });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (!graphSpan) throw new VeraError(OnnxErrorCode.ONNX_NO_GRAPH, "the ONNX model has no graph (ModelProto field 7)", { expected: "graph" });
+  reader.graph(graphSpan, -1, 0);
+  return { bytes, irVersion, opsetImports, producerName, producerVersion, graphs: reader.graphs };
+}

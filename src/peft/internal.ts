@@ -1,0 +1,227 @@
+/**
+ * Helpers shared by the PEFT converters.
+ * @internal Never exported from the package; tests may import this file directly.
+ */
+import { VeraError } from "../errors.js";
+import type { VeraAdapter, VectorDtype } from "../format/types.js";
+import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from "../numeric/half.js";
+import { asFloat32, asUint16 } from "../safetensors/parse.js";
+import { DTYPE_SIZES, type Dtype } from "../safetensors/dtypes.js";
+import { bytesOf, type TensorToWrite } from "../safetensors/write.js";
+import { PeftErrorCode } from "./error-codes.js";
+import { dumpsPy, isPyInt, parsePyJson, PyJsonError, type PyJson, type PyObject } from "./py-json.js";
+
+/** Prefix of every per-module key in a PEFT adapter file. */
+export const MODEL_PREFIX = "base_model.model.";
+/** Keys of the saved projections. */
+export const KEY_VERA_A = "base_model.vera_A";
+export const KEY_VERA_B = "base_model.vera_B";
+
+/** Fields of VeraConfig in PEFT 0.21 (PeftConfig base fields included). */
+export const VERA_CONFIG_FIELDS = new Set([
+  "task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
+  "r", "target_modules", "projection_prng_key", "save_projection", "vera_dropout", "d_initial", "fan_in_fan_out",
+  "bias", "modules_to_save", "init_weights", "layers_to_transform", "layers_pattern",
+]);
+/** Fields VeraConfig had in PEFT 0.11-0.13 (which raise TypeError on any other key). */
+export const VERA_CONFIG_FIELDS_0_11 = new Set([...VERA_CONFIG_FIELDS].filter((f) => f !== "peft_version"));
+
+/** Fields of LoraConfig that PEFT 0.11-0.13 know (they raise TypeError on any other key). */
+export const LORA_CONFIG_FIELDS_0_11 = new Set([
+  "task_type", "peft_type", "auto_mapping", "base_model_name_or_path", "revision", "inference_mode", "r",
+  "target_modules", "lora_alpha", "lora_dropout", "fan_in_fan_out", "bias", "use_rslora", "modules_to_save",
+  "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "megatron_config",
+  "megatron_core", "loftq_config", "use_dora", "layer_replication",
+]);
+
+/** The PEFT version whose output verakit reproduces by default. */
+export const DEFAULT_PEFT_VERSION = "0.21.0";
+
+/** A parsed PEFT version (major, minor, patch). */
+export interface PeftVersion {
+  major: number;
+  minor: number;
+  patch: number;
+  text: string;
+}
+
+/** Parse "0.13", "0.13.2", "v0.21.0", "0.22.0.dev0", "0.21.0@abc" into numbers. Throws PEFT_COMPAT. */
+export function parsePeftVersion(text: string): PeftVersion {
+  const m = /^v?(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?(?:[.+@-].*)?$/.exec(text.trim());
+  if (!m)
+    throw new VeraError(PeftErrorCode.PEFT_COMPAT, `"${text}" is not a PEFT version (expected e.g. 0.13 or 0.21.0)`, {
+      path: "peftCompat",
+      expected: "MAJOR.MINOR[.PATCH]",
+      received: text,
+    });
+  return { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3] ?? 0), text: text.trim() };
+}
+
+/** Compare versions by (major, minor, patch). */
+export function compareVersions(a: PeftVersion, b: { major: number; minor: number; patch?: number }): number {
+  return a.major - b.major || a.minor - b.minor || a.patch - (b.patch ?? 0);
+}
+
+/**
+ * Order in which the safetensors Python package (Rust serializer) lays tensors out: dtype descending in
+ * its enum order, then name (byte order). Writing in this order reproduces PEFT's files byte for byte.
+ */
+const RUST_DTYPE_RANK: Record<Dtype, number> = {
+  BOOL: 0, U8: 4, I8: 5, F8_E5M2: 6, F8_E4M3: 7, I16: 9, U16: 10, F16: 11, BF16: 12, I32: 13, U32: 14, F32: 15, F64: 16, I64: 17, U64: 18,
+};
+
+function compareUtf8(a: string, b: string): number {
+  // UTF-8 byte order equals code point order
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  for (;;) {
+    const x = ia.next();
+    const y = ib.next();
+    if (x.done) return y.done ? 0 : -1;
+    if (y.done) return 1;
+    const d = x.value.codePointAt(0)! - y.value.codePointAt(0)!;
+    if (d !== 0) return d;
+  }
+}
+
+/** A tensor's name, dtype and shape (its bytes come later). */
+export interface TensorSpec {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+}
+
+/**
+ * Lay out a safetensors file as `safetensors.torch.save_file(tensors, metadata=...)` does (tensors sorted
+ * by dtype in the Rust enum's descending order, then by name; compact header padded with spaces to 8 bytes):
+ * the header bytes (with the 8-byte length), each tensor's absolute byte offset, and the file size. No
+ * tensor bytes are allocated, so files larger than memory can be streamed.
+ */
+export function layoutTorchSafetensors(specs: TensorSpec[], metadata: Record<string, string>): { header: Uint8Array; offsets: Map<string, number>; size: number } {
+  const sorted = [...specs].sort((x, y) => RUST_DTYPE_RANK[y.dtype] - RUST_DTYPE_RANK[x.dtype] || compareUtf8(x.name, y.name));
+  const keys = Object.keys(metadata).sort();
+  const parts = [`"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(",")}}`];
+  const seen = new Set<string>();
+  const rel: Array<[string, number]> = [];
+  let offset = 0;
+  for (const t of sorted) {
+    if (t.name === "__metadata__" || seen.has(t.name))
+      throw new VeraError(PeftErrorCode.PEFT_TENSOR_UNEXPECTED, `tensor name "${t.name}" is used twice or reserved`, { path: t.name });
+    seen.add(t.name);
+    const n = t.shape.reduce((a, d) => a * d, 1) * DTYPE_SIZES[t.dtype];
+    parts.push(`${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + n}]}`);
+    rel.push([t.name, offset]);
+    offset += n;
+  }
+  let hb = new TextEncoder().encode(`{${parts.join(",")}}`);
+  const pad = (8 - (hb.length % 8)) % 8;
+  if (pad) hb = new TextEncoder().encode(`{${parts.join(",")}}${" ".repeat(pad)}`);
+  const header = new Uint8Array(8 + hb.length);
+  const dv = new DataView(header.buffer);
+  dv.setUint32(0, hb.length % 2 ** 32, true);
+  dv.setUint32(4, Math.floor(hb.length / 2 ** 32), true);
+  header.set(hb, 8);
+  const start = 8 + hb.length;
+  return { header, offsets: new Map(rel.map(([k, o]) => [k, start + o])), size: start + offset };
+}
+
+/** Serialise tensors exactly as `safetensors.torch.save_file(tensors, metadata=...)` does. */
+export function writeTorchSafetensors(tensors: TensorToWrite[], metadata: Record<string, string>): Uint8Array {
+  const { header, offsets, size } = layoutTorchSafetensors(tensors, metadata);
+  const bytes = new Uint8Array(size);
+  bytes.set(header, 0);
+  for (const t of tensors) {
+    const n = t.shape.reduce((a, d) => a * d, 1) * DTYPE_SIZES[t.dtype];
+    if (t.data.byteLength !== n)
+      throw new VeraError(PeftErrorCode.PEFT_TENSOR_DTYPE, `tensor "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${n}`, { path: t.name });
+    bytes.set(t.data, offsets.get(t.name)!);
+  }
+  return bytes;
+}
+
+/** Decode a 1-D or 2-D float tensor (F32/F16/BF16) to float32 values (exact). */
+export function decodeFloat(bytes: Uint8Array, dtype: Dtype): Float32Array {
+  if (dtype === "F32") return Float32Array.from(asFloat32(bytes));
+  if (dtype === "F16") return f16ArrayToF32(asUint16(bytes));
+  if (dtype === "BF16") return bf16ArrayToF32(asUint16(bytes));
+  throw new Error(`decodeFloat: ${dtype}`);
+}
+
+/** Encode float32 values in a vector dtype (F16/BF16 round to nearest even; exact when the values came from that dtype). */
+export function encodeFloat(v: Float32Array, dtype: VectorDtype): Uint8Array {
+  if (dtype === "F32") return bytesOf(Float32Array.from(v));
+  return bytesOf(dtype === "F16" ? f32ArrayToF16(v) : f32ArrayToBf16(Float32Array.from(v)));
+}
+
+/** True when two float32 arrays hold the same bit patterns. */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Parse adapter_config.json text; PEFT_CONFIG_INVALID when it is not a JSON object. */
+export function parseConfigText(text: string, label: string): PyObject {
+  let v: PyJson;
+  try {
+    v = parsePyJson(text);
+  } catch (e) {
+    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} is not valid JSON: ${(e as PyJsonError).message}`, { path: label, cause: e });
+  }
+  if (!(v instanceof Map))
+    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} must be a JSON object`, {
+      path: label,
+      expected: "object",
+      received: v === null ? "null" : Array.isArray(v) ? "array" : typeof v,
+    });
+  return v;
+}
+
+/** What verakit keeps of an imported PEFT adapter under `adapter.extra.peft`. */
+export interface PeftOrigin {
+  /** adapter_config.json exactly as read. */
+  adapter_config: string;
+  /** Name of the adapter (PEFT writes non-default adapters in a sub-folder of that name). */
+  adapter_name?: string;
+  /** The safetensors `__metadata__` when it was not {"format": "pt"}. */
+  weights_metadata?: Record<string, string>;
+  /** Per-key dtypes of lambda tensors that differ from the adapter's vectorDtype. */
+  vector_dtypes?: Record<string, VectorDtype>;
+  /** dtype the projections were stored in, when not F32. */
+  projection_dtype?: VectorDtype;
+}
+
+/** The PEFT origin of an adapter, when it was imported from PEFT. */
+export function peftOrigin(adapter: VeraAdapter): PeftOrigin | undefined {
+  const p = adapter.extra?.["peft"];
+  if (typeof p !== "object" || p === null) return undefined;
+  const o = p as Record<string, unknown>;
+  if (typeof o["adapter_config"] !== "string") return undefined;
+  return o as unknown as PeftOrigin;
+}
+
+/** Does `name` match PEFT target_modules (a list: exact or dot-suffix; a string: full regex match)? */
+export function matchesTargets(name: string, targets: PyJson | undefined): boolean | undefined {
+  if (Array.isArray(targets)) {
+    return targets.some((t) => typeof t === "string" && (name === t || name.endsWith("." + t)));
+  }
+  if (typeof targets === "string") {
+    if (targets === "all-linear") return undefined;
+    try {
+      return new RegExp(`^(?:${targets})$`).test(name);
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** An int field of a config object (bigint), or undefined when absent/null. */
+export function intField(cfg: PyObject, key: string): bigint | undefined {
+  const v = cfg.get(key);
+  return isPyInt(v) ? v.value : undefined;
+}
+
+export { dumpsPy };

@@ -1,0 +1,303 @@
+/**
+ * What a merge must never do: read or write outside the model's folder, leave half-written
+ * output (or temporary files) after an error or cancellation, touch the input unless asked to,
+ * or silently overflow a weight.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { ComputeBackend } from "../src/compute/backend.js";
+import { createReferenceBackend } from "../src/compute/reference-backend.js";
+import { isVeraError, type VeraError } from "../src/errors.js";
+import { createAdapter } from "../src/format/create.js";
+import type { VeraAdapter } from "../src/format/types.js";
+import { mergeOnnx, mergeOnnxIter, MergeErrorCode } from "../src/merge/index.js";
+import { f32Bytes, FIXTURES, modelProto, rng, type TensorSpec } from "./onnx-helpers.js";
+
+const root = mkdtempSync(join(tmpdir(), "vera-merge-safety-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const fresh = (): string => {
+  const d = join(root, `case-${n++}`);
+  mkdirSync(d, { recursive: true });
+  return d;
+};
+
+/** Snapshot of every file under a folder: relative path -> sha256. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string, rel: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(p, r);
+      else out[r] = e.isSymbolicLink() ? `link` : createHash("sha256").update(readFileSync(p)).digest("hex");
+    }
+  };
+  walk(dir, "");
+  return out;
+}
+
+interface Synth {
+  dir: string;
+  model: string;
+  adapter: VeraAdapter;
+}
+
+/**
+ * A model of `count` MatMul weights `layers.i.proj.weight` (in, out) float32 (or float16 when
+ * `f16`), stored in external data `w.bin` (or `location(i)`), and a random adapter for them.
+ */
+function synth(opts: { count?: number; inF?: number; outF?: number; location?: (i: number) => string; values?: (i: number) => Uint8Array; dataType?: number; dir?: string } = {}): Synth {
+  const count = opts.count ?? 4;
+  const inF = opts.inF ?? 16;
+  const outF = opts.outF ?? 12;
+  const dir = opts.dir ?? fresh();
+  const r = rng(count * 31 + inF);
+  const files = new Map<string, number[]>();
+  const inits: TensorSpec[] = [];
+  const nodes = [];
+  const elem = opts.dataType === 10 ? 2 : 4;
+  for (let i = 0; i < count; i++) {
+    const loc = opts.location?.(i) ?? "w.bin";
+    const data = opts.values?.(i) ?? f32Bytes(Array.from({ length: inF * outF }, () => r()));
+    const buf = files.get(loc) ?? [];
+    const offset = buf.length;
+    buf.push(...data);
+    files.set(loc, buf);
+    inits.push({ name: `layers.${i}.proj.weight`, dims: [inF, outF], dataType: opts.dataType ?? 1, external: [["location", loc], ["offset", String(offset)], ["length", String(inF * outF * elem)]] });
+    nodes.push({ opType: "MatMul", inputs: [i === 0 ? "x" : `h${i - 1}`, `layers.${i}.proj.weight`], outputs: [`h${i}`], name: `/layers.${i}/proj/MatMul` });
+  }
+  for (const [loc, bytes] of files) {
+    const p = join(dir, loc);
+    if (!existsSync(p)) {
+      mkdirSync(join(p, ".."), { recursive: true });
+      writeFileSync(p, Uint8Array.from(bytes));
+    }
+  }
+  const model = join(dir, "model.onnx");
+  writeFileSync(model, modelProto({ nodes, initializers: inits, inputs: [{ name: "x", elemType: 1, shape: [1, inF] }], outputs: [{ name: `h${count - 1}`, elemType: 1, shape: [1, outF] }] }));
+  const adapter = createAdapter({ modules: Array.from({ length: count }, (_, i) => ({ name: `layers.${i}.proj`, inFeatures: inF, outFeatures: outF })), rank: 4, seed: 3 });
+  for (const m of adapter.modules) {
+    m.lambdaB.forEach((_, i) => (m.lambdaB[i] = r() + 1.5));
+    m.lambdaD.forEach((_, i) => (m.lambdaD[i] = r() + 1.5));
+  }
+  return { dir, model, adapter };
+}
+
+async function veraError(p: Promise<unknown>): Promise<VeraError> {
+  try {
+    await p;
+  } catch (e) {
+    if (isVeraError(e)) return e;
+    throw e;
+  }
+  throw new Error("expected a VeraError");
+}
+
+/** A backend that waits before each merge and can fail on the k-th call. */
+function slowBackend(opts: { delayMs?: number; failAt?: number } = {}): ComputeBackend {
+  const ref = createReferenceBackend();
+  let calls = 0;
+  return {
+    name: "slow",
+    async merge(tasks) {
+      calls++;
+      await new Promise((r) => setTimeout(r, opts.delayMs ?? 5));
+      if (calls === opts.failAt) throw new Error("device lost");
+      return ref.merge(tasks);
+    },
+  };
+}
+
+describe("external data paths are confined to the model's folder", () => {
+  const outside = join(root, "outside");
+  mkdirSync(outside, { recursive: true });
+  writeFileSync(join(outside, "secret.bin"), new Uint8Array(16 * 12 * 4));
+
+  const bad: Array<[string, (dir: string) => string]> = [
+    ["parent directory", () => "../outside/secret.bin"],
+    ["parent directory in the middle", () => "sub/../../outside/secret.bin"],
+    ["absolute path", () => join(outside, "secret.bin")],
+    ["Windows drive path", () => "C:\\outside\\secret.bin"],
+    ["backslash parent", () => "..\\outside\\secret.bin"],
+    [
+      "symlink to a file outside",
+      (dir) => {
+        symlinkSync(join(outside, "secret.bin"), join(dir, "link.bin"));
+        return "link.bin";
+      },
+    ],
+    [
+      "symlinked folder outside",
+      (dir) => {
+        symlinkSync(outside, join(dir, "sub"));
+        return "sub/secret.bin";
+      },
+    ],
+  ];
+  for (const [what, setup] of bad) {
+    it(`refuses ${what} (even for a dry run) and writes nothing`, async () => {
+      const dir = fresh();
+      // weight 0 is fine; weight 1 names the hostile location (its bytes would be read or copied)
+      writeFileSync(join(dir, "ok.bin"), new Uint8Array(16 * 12 * 4));
+      const loc = setup(dir);
+      const s = synth({ dir, count: 2, location: (i) => (i === 0 ? "ok.bin" : loc), values: () => new Uint8Array(16 * 12 * 4) });
+      const before = snapshot(dir);
+      const secret = snapshot(outside);
+      const out = join(root, `out-${n}`);
+      for (const dryRun of [true, false]) {
+        const e = await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, output: join(out, "m.onnx"), dryRun, durable: false }));
+        expect(e.code).toBe("IO_UNSAFE_PATH");
+      }
+      expect(snapshot(dir)).toEqual(before);
+      expect(snapshot(outside)).toEqual(secret);
+      expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
+    });
+  }
+
+  it("accepts a symlink that stays inside the folder, and nested relative locations", async () => {
+    const dir = fresh();
+    mkdirSync(join(dir, "data"));
+    symlinkSync(join(dir, "data", "b.bin"), join(dir, "alias.bin")); // synth writes through it
+    const s0 = synth({ dir, count: 3, location: (i) => ["data/a.bin", "alias.bin", "./c.bin"][i]! });
+    const out = fresh();
+    const r = await mergeOnnx({ model: s0.model, adapter: s0.adapter, output: join(out, "m.onnx"), durable: false });
+    expect(r.weights).toBe(3);
+    expect(Object.keys(snapshot(out)).sort()).toEqual(["alias.bin", "c.bin", "data/a.bin", "m.onnx"]);
+  });
+});
+
+describe("nothing is left behind by a failed or cancelled merge", () => {
+  it("cancellation (AbortSignal) mid-way: MERGE_ABORTED, input intact, no output, no temporary files", async () => {
+    const s = synth({ count: 8 });
+    const out = fresh();
+    const before = snapshot(s.dir);
+    const ac = new AbortController();
+    let seen = 0;
+    const e = await veraError(
+      mergeOnnx({
+        model: s.model,
+        adapter: s.adapter,
+        output: join(out, "m.onnx"),
+        backend: slowBackend({ delayMs: 10 }),
+        signal: ac.signal,
+        onProgress: (ev) => {
+          if (ev.type === "progress" && ev.tensorsDone >= 2 && seen++ === 0) ac.abort();
+        },
+      }),
+    );
+    expect(e.code).toBe(MergeErrorCode.MERGE_ABORTED);
+    expect(snapshot(s.dir)).toEqual(before);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it("a backend failure on the 3rd weight: the error surfaces, input intact, no output files", async () => {
+    const s = synth({ count: 5 });
+    const out = fresh();
+    const before = snapshot(s.dir);
+    await expect(mergeOnnx({ model: s.model, adapter: s.adapter, output: join(out, "m.onnx"), backend: slowBackend({ failAt: 3 }) })).rejects.toThrow("device lost");
+    expect(snapshot(s.dir)).toEqual(before);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it("an in-place merge that fails leaves the model exactly as it was, with no temporary files", async () => {
+    const s = synth({ count: 5 });
+    const before = snapshot(s.dir);
+    await expect(mergeOnnx({ model: s.model, adapter: s.adapter, inPlace: true, backend: slowBackend({ failAt: 4 }) })).rejects.toThrow("device lost");
+    expect(snapshot(s.dir)).toEqual(before);
+  });
+
+  it("a consumer that stops iterating the progress events cancels and cleans up", async () => {
+    const s = synth({ count: 6 });
+    const out = fresh();
+    const before = snapshot(s.dir);
+    const it = mergeOnnxIter({ model: s.model, adapter: s.adapter, output: join(out, "m.onnx"), backend: slowBackend({ delayMs: 10 }) });
+    for await (const ev of it) if (ev.type === "progress" && ev.tensorsDone >= 1) break;
+    expect(snapshot(s.dir)).toEqual(before);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it("a merged value beyond float16's range is MERGE_OVERFLOW naming the module; nothing is written", async () => {
+    const big = new Uint8Array(16 * 12 * 2);
+    const dv = new DataView(big.buffer);
+    for (let i = 0; i < 16 * 12; i++) dv.setUint16(i * 2, 0x7bff, true); // 65504, the largest finite float16
+    const s = synth({ count: 2, dataType: 10, values: () => big });
+    for (const m of s.adapter.modules) {
+      m.lambdaB.fill(1000);
+      m.lambdaD.fill(1000);
+    }
+    const out = fresh();
+    const before = snapshot(s.dir);
+    const e = await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, output: join(out, "m.onnx") }));
+    expect(e.code).toBe("MERGE_OVERFLOW");
+    expect(e.path).toBe("layers.0.proj");
+    expect(snapshot(s.dir)).toEqual(before);
+    expect(readdirSync(out)).toEqual([]);
+  });
+});
+
+describe("outputs", () => {
+  it("in place: the model's files become exactly what a merge to another folder writes", async () => {
+    const s = synth({ count: 3 });
+    const out = fresh();
+    await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(out, "model.onnx") });
+    const r = await mergeOnnx({ model: s.model, adapter: s.adapter, inPlace: true });
+    expect(r.files.map((f) => f.split("/").pop())).toEqual(["w.bin"]); // the .onnx is unchanged: only data changes
+    expect(snapshot(s.dir)).toEqual(snapshot(out));
+  });
+
+  it("in place with inline weights: the .onnx is replaced by the same bytes a merge to another folder writes", async () => {
+    const dir = fresh();
+    writeFileSync(join(dir, "model.onnx"), readFileSync(join(FIXTURES, "legacy-llama-fp16", "model.onnx")));
+    const out = fresh();
+    const adapter = join(FIXTURES, "adapters", "tiny-llama");
+    await mergeOnnx({ model: join(dir, "model.onnx"), adapter, output: join(out, "model.onnx") });
+    const before = snapshot(dir);
+    const r = await mergeOnnx({ model: join(dir, "model.onnx"), adapter, inPlace: true });
+    expect(r.files).toEqual([join(dir, "model.onnx")]);
+    expect(snapshot(dir)).not.toEqual(before);
+    expect(snapshot(dir)).toEqual(snapshot(out));
+  });
+
+  it("refuses to overwrite the input without in-place, and to put data files over the input's", async () => {
+    const s = synth({ count: 2 });
+    const before = snapshot(s.dir);
+    let e = await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, output: s.model }));
+    expect(e.code).toBe(MergeErrorCode.MERGE_OUTPUT_CONFLICT);
+    e = await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, output: join(s.dir, "merged.onnx") }));
+    expect(e.code).toBe(MergeErrorCode.MERGE_OUTPUT_CONFLICT);
+    expect(e.message).toMatch(/another folder/);
+    expect(snapshot(s.dir)).toEqual(before);
+  });
+
+  it("checks external ranges: beyond the file end, or overlapping another tensor", async () => {
+    const s = synth({ count: 2 });
+    writeFileSync(join(s.dir, "w.bin"), readFileSync(join(s.dir, "w.bin")).subarray(0, 16 * 12 * 4 + 10));
+    expect((await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, dryRun: true }))).code).toBe(MergeErrorCode.MERGE_DATA_RANGE);
+    const t = synth({ count: 2, location: () => "same.bin" });
+    // rewrite the second tensor's offset to 8: it now overlaps the first
+    const bytes = readFileSync(t.model);
+    const patched = Buffer.from(bytes.toString("latin1").replace(`offset\x12\x03768`, `offset\x12\x03008`), "latin1");
+    expect(patched.equals(bytes)).toBe(false);
+    writeFileSync(t.model, patched);
+    expect((await veraError(mergeOnnx({ model: t.model, adapter: t.adapter, dryRun: true }))).code).toBe(MergeErrorCode.MERGE_DATA_OVERLAP);
+  });
+
+  it("merged tensors that outrun the copy of a big data file wait in a scratch file: same bytes, nothing left over", async () => {
+    const s = synth({ count: 6, inF: 64, outF: 64 });
+    // a long tail of other data, so the kernel copy is still running when the merges are done
+    const { appendFileSync } = await import("node:fs");
+    for (let i = 0; i < 12; i++) appendFileSync(join(s.dir, "w.bin"), new Uint8Array(16 << 20).fill(i + 1));
+    const a = fresh();
+    const b = fresh();
+    const spilled = await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(a, "model.onnx"), memoryBudget: 0, durable: false });
+    const held = await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(b, "model.onnx"), memoryBudget: 1 << 30, durable: false });
+    expect(spilled.spilledBytes).toBeGreaterThan(0);
+    expect(held.spilledBytes).toBe(0);
+    expect(snapshot(a)).toEqual(snapshot(b));
+    expect(readdirSync(a).sort()).toEqual(["model.onnx", "w.bin"]);
+  });
+});
