@@ -28,15 +28,20 @@ export function tempPathFor(path: string): string {
 }
 
 /**
- * Write bytes to `path` atomically: write a temporary file in the same folder, fsync, rename.
- * On any failure the temporary file is removed and `path` is unchanged.
+ * Write a file atomically from a producer that emits its bytes in pieces (so only one piece is held
+ * in memory): a temporary file in the same folder, fsync, rename. On any failure the temporary file
+ * is removed and `path` is unchanged; a VeraError from the producer passes through as it is.
  */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+export async function writeFileAtomicStream(path: string, produce: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
   const tmp = tempPathFor(path);
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(tmp, "wx");
-    await fh.writeFile(data);
+    const handle = fh;
+    await produce(async (b) => {
+      let off = 0;
+      while (off < b.byteLength) off += (await handle.write(b, off, b.byteLength - off)).bytesWritten;
+    });
     await fh.sync();
     await fh.close();
     fh = undefined;
@@ -44,8 +49,18 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   } catch (e) {
     await fh?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});
+    if (e instanceof VeraError) throw e;
     throw ioError(e, path, "cannot write");
   }
+}
+
+/**
+ * Write bytes to `path` atomically: write a temporary file in the same folder, fsync, rename.
+ * On any failure the temporary file is removed and `path` is unchanged.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  await writeFileAtomicStream(path, (write) => write(bytes));
 }
 
 /** Read and validate a verakit file from disk. */

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { PeftErrorCode } from "../peft/error-codes.js";
 import { parseSafetensors, type SafetensorsFile } from "../safetensors/parse.js";
-import { readFileBytes, tempPathFor, writeFileAtomic } from "./files.js";
+import { readFileBytes, writeFileAtomic, writeFileAtomicStream } from "./files.js";
 
 /** File names of a PEFT adapter folder. */
 export const PEFT_CONFIG_NAME = "adapter_config.json";
@@ -189,31 +189,15 @@ export async function writePeftFolderStreamed(params: WritePeftFolderStreamedPar
   }
   const weights = join(params.dir, PEFT_WEIGHTS_NAME);
   const config = join(params.dir, PEFT_CONFIG_NAME);
-  const tmp = tempPathFor(weights);
-  let fh: import("node:fs/promises").FileHandle | undefined;
-  const writeAll = async (b: Uint8Array) => {
-    let off = 0;
-    while (off < b.byteLength) off += (await fh!.write(b, off, b.byteLength - off)).bytesWritten;
-  };
-  try {
-    fh = await fsp.open(tmp, "wx");
-    await writeAll(w.header);
+  await writeFileAtomicStream(weights, async (write) => {
+    await write(w.header);
     const scratch = new Uint8Array(Math.max(0, ...w.tensors.map((t) => t.byteLength)));
     for (let i = 0; i < w.tensors.length; i++) {
       const view = scratch.subarray(0, w.tensors[i]!.byteLength);
       w.fill(i, view);
-      await writeAll(view);
+      await write(view);
     }
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await fsp.rename(tmp, weights);
-  } catch (e) {
-    await fh?.close().catch(() => {});
-    await fsp.rm(tmp, { force: true }).catch(() => {});
-    if (e instanceof VeraError) throw e;
-    throw new VeraError(ErrorCode.IO_ERROR, `cannot write ${weights}: ${(e as Error).message}`, { path: weights, cause: e });
-  }
+  });
   await writeFileAtomic(config, params.configJson);
   return { config, weights };
 }

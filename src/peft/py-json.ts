@@ -1,3 +1,5 @@
+import { parseJsonWith, type JsonBuilder } from "../safetensors/strict-json.js";
+
 /**
  * JSON exactly as Python's `json` module reads and writes it, so adapter_config.json round-trips byte
  * for byte: integers stay integers of any size (bigint), floats stay floats (`0.0` is not `0`),
@@ -47,15 +49,21 @@ export function pyNumberValue(v: PyInt | PyFloat): number {
 }
 
 /** Thrown by {@link parsePyJson}. @internal */
-export class PyJsonError extends Error {
-  override readonly name = "PyJsonError";
-  constructor(
-    message: string,
-    readonly position: number,
-  ) {
-    super(message);
-  }
-}
+export { StrictJsonError as PyJsonError } from "../safetensors/strict-json.js";
+
+const pythonJson: JsonBuilder<PyJson, PyObject, PyJson[]> = {
+  object: () => new Map(),
+  has: (o, k) => o.has(k),
+  set: (o, k, v) => void o.set(k, v),
+  finishObject: (o) => o,
+  array: () => [],
+  push: (a, v) => void a.push(v),
+  finishArray: (a) => a,
+  string: (s) => s,
+  number: (raw, isFloat) => (isFloat ? pyFloat(Number(raw)) : pyInt(BigInt(raw))),
+  literal: (v) => v,
+  nonFinite: (v) => pyFloat(v),
+};
 
 /**
  * Parse JSON text the way Python's `json.loads` does (numbers with a fraction or exponent are floats,
@@ -64,143 +72,7 @@ export class PyJsonError extends Error {
  * @internal
  */
 export function parsePyJson(text: string, maxDepth = 64): PyJson {
-  let i = 0;
-  const n = text.length;
-  const ws = () => {
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++;
-      else break;
-    }
-  };
-  const fail = (msg: string): never => {
-    throw new PyJsonError(`${msg} at position ${i}`, i);
-  };
-  const parseString = (): string => {
-    i++;
-    let out = "";
-    let start = i;
-    for (;;) {
-      if (i >= n) fail("unterminated string");
-      const c = text.charCodeAt(i);
-      if (c === 0x22) {
-        out += text.slice(start, i);
-        i++;
-        return out;
-      }
-      if (c < 0x20) fail("control character in string");
-      if (c === 0x5c) {
-        out += text.slice(start, i);
-        i++;
-        if (i >= n) fail("unterminated escape");
-        const e = text[i];
-        switch (e) {
-          case '"': out += '"'; break;
-          case "\\": out += "\\"; break;
-          case "/": out += "/"; break;
-          case "b": out += "\b"; break;
-          case "f": out += "\f"; break;
-          case "n": out += "\n"; break;
-          case "r": out += "\r"; break;
-          case "t": out += "\t"; break;
-          case "u": {
-            const hex = text.slice(i + 1, i + 5);
-            if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail("bad \\u escape");
-            out += String.fromCharCode(parseInt(hex, 16));
-            i += 4;
-            break;
-          }
-          default:
-            fail("bad escape");
-        }
-        i++;
-        start = i;
-      } else i++;
-    }
-  };
-  const numberRe = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
-  const parseValue = (depth: number): PyJson => {
-    if (depth > maxDepth) fail(`nesting deeper than ${maxDepth}`);
-    ws();
-    if (i >= n) fail("unexpected end of input");
-    const c = text[i];
-    if (c === "{") {
-      i++;
-      const obj: PyObject = new Map();
-      ws();
-      if (text[i] === "}") {
-        i++;
-        return obj;
-      }
-      for (;;) {
-        ws();
-        if (text[i] !== '"') fail("expected a string key");
-        const keyPos = i;
-        const key = parseString();
-        if (obj.has(key)) throw new PyJsonError(`duplicate key "${key}" at position ${keyPos}`, keyPos);
-        ws();
-        if (text[i] !== ":") fail("expected ':'");
-        i++;
-        obj.set(key, parseValue(depth + 1));
-        ws();
-        if (text[i] === ",") {
-          i++;
-          continue;
-        }
-        if (text[i] === "}") {
-          i++;
-          return obj;
-        }
-        fail("expected ',' or '}'");
-      }
-    }
-    if (c === "[") {
-      i++;
-      const arr: PyJson[] = [];
-      ws();
-      if (text[i] === "]") {
-        i++;
-        return arr;
-      }
-      for (;;) {
-        arr.push(parseValue(depth + 1));
-        ws();
-        if (text[i] === ",") {
-          i++;
-          continue;
-        }
-        if (text[i] === "]") {
-          i++;
-          return arr;
-        }
-        fail("expected ',' or ']'");
-      }
-    }
-    if (c === '"') return parseString();
-    for (const [word, value] of [
-      ["true", true],
-      ["false", false],
-      ["null", null],
-      ["NaN", pyFloat(NaN)],
-      ["Infinity", pyFloat(Infinity)],
-      ["-Infinity", pyFloat(-Infinity)],
-    ] as const) {
-      if (text.startsWith(word, i)) {
-        i += word.length;
-        return value;
-      }
-    }
-    numberRe.lastIndex = i;
-    const m = numberRe.exec(text);
-    if (!m || m[0].length === 0) fail("unexpected character");
-    i += m![0].length;
-    if (m![1] === undefined && m![2] === undefined) return pyInt(BigInt(m![0]));
-    return pyFloat(Number(m![0]));
-  };
-  const v = parseValue(0);
-  ws();
-  if (i !== n) fail("trailing characters");
-  return v;
+  return parseJsonWith(text, pythonJson, maxDepth);
 }
 
 /** Python's `repr(float)`: shortest round-trip digits, exponent form when the exponent is < -4 or >= 16. @internal */

@@ -14,11 +14,34 @@ export class StrictJsonError extends Error {
   }
 }
 
-/** A parsed JSON value. Objects are plain objects with a null prototype-free copy (no __proto__ tricks). */
+/** A parsed JSON value. Objects have no prototype (no __proto__ tricks). */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-/** Parse `text` strictly. Throws {@link StrictJsonError}. @internal */
-export function parseStrictJson(text: string, maxDepth = 64): JsonValue {
+/**
+ * How {@link parseJsonWith} builds values, so one strict parser serves every JSON dialect verakit reads
+ * (plain JSON here, Python's `json` in the PEFT converters). @internal
+ */
+export interface JsonBuilder<V, O, A> {
+  object(): O;
+  has(o: O, key: string): boolean;
+  set(o: O, key: string, v: V): void;
+  finishObject(o: O): V;
+  array(): A;
+  push(a: A, v: V): void;
+  finishArray(a: A): V;
+  string(s: string): V;
+  /** `raw` is the number token; `isFloat` when it has a fraction or an exponent. */
+  number(raw: string, isFloat: boolean): V;
+  literal(v: boolean | null): V;
+  /** When defined, Python's `NaN`, `Infinity` and `-Infinity` tokens are accepted. */
+  nonFinite?(v: number): V;
+}
+
+/**
+ * Parse `text` strictly (RFC 8259, plus the builder's extensions): duplicate keys and nesting deeper
+ * than `maxDepth` are errors. Throws {@link StrictJsonError}. @internal
+ */
+export function parseJsonWith<V, O, A>(text: string, b: JsonBuilder<V, O, A>, maxDepth = 64): V {
   let i = 0;
   const n = text.length;
   const ws = () => {
@@ -74,32 +97,39 @@ export function parseStrictJson(text: string, maxDepth = 64): JsonValue {
       } else i++;
     }
   };
-  const numberRe = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-  const parseValue = (depth: number): JsonValue => {
+  const numberRe = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+  const words: Array<[string, () => V]> = [
+    ["true", () => b.literal(true)],
+    ["false", () => b.literal(false)],
+    ["null", () => b.literal(null)],
+  ];
+  if (b.nonFinite) {
+    const nf = b.nonFinite.bind(b);
+    words.push(["NaN", () => nf(NaN)], ["Infinity", () => nf(Infinity)], ["-Infinity", () => nf(-Infinity)]);
+  }
+  const parseValue = (depth: number): V => {
     if (depth > maxDepth) fail(`nesting deeper than ${maxDepth}`);
     ws();
     if (i >= n) fail("unexpected end of input");
     const c = text[i];
     if (c === "{") {
       i++;
-      const obj: { [key: string]: JsonValue } = Object.create(null);
-      const seen = new Set<string>();
+      const obj = b.object();
       ws();
       if (text[i] === "}") {
         i++;
-        return obj;
+        return b.finishObject(obj);
       }
       for (;;) {
         ws();
         if (text[i] !== '"') fail("expected a string key");
         const keyPos = i;
         const key = parseString();
-        if (seen.has(key)) throw new StrictJsonError(`duplicate key "${key}" at position ${keyPos}`, keyPos, key);
-        seen.add(key);
+        if (b.has(obj, key)) throw new StrictJsonError(`duplicate key "${key}" at position ${keyPos}`, keyPos, key);
         ws();
         if (text[i] !== ":") fail("expected ':'");
         i++;
-        obj[key] = parseValue(depth + 1);
+        b.set(obj, key, parseValue(depth + 1));
         ws();
         if (text[i] === ",") {
           i++;
@@ -107,21 +137,21 @@ export function parseStrictJson(text: string, maxDepth = 64): JsonValue {
         }
         if (text[i] === "}") {
           i++;
-          return obj;
+          return b.finishObject(obj);
         }
         fail("expected ',' or '}'");
       }
     }
     if (c === "[") {
       i++;
-      const arr: JsonValue[] = [];
+      const arr = b.array();
       ws();
       if (text[i] === "]") {
         i++;
-        return arr;
+        return b.finishArray(arr);
       }
       for (;;) {
-        arr.push(parseValue(depth + 1));
+        b.push(arr, parseValue(depth + 1));
         ws();
         if (text[i] === ",") {
           i++;
@@ -129,34 +159,46 @@ export function parseStrictJson(text: string, maxDepth = 64): JsonValue {
         }
         if (text[i] === "]") {
           i++;
-          return arr;
+          return b.finishArray(arr);
         }
         fail("expected ',' or ']'");
       }
     }
-    if (c === '"') return parseString();
-    if (text.startsWith("true", i)) {
-      i += 4;
-      return true;
-    }
-    if (text.startsWith("false", i)) {
-      i += 5;
-      return false;
-    }
-    if (text.startsWith("null", i)) {
-      i += 4;
-      return null;
-    }
+    if (c === '"') return b.string(parseString());
+    for (const [word, make] of words)
+      if (text.startsWith(word, i)) {
+        i += word.length;
+        return make();
+      }
     numberRe.lastIndex = i;
     const m = numberRe.exec(text);
     if (!m || m[0].length === 0) fail("unexpected character");
     i += m![0].length;
-    return Number(m![0]);
+    return b.number(m![0], m![1] !== undefined || m![2] !== undefined);
   };
   const v = parseValue(0);
   ws();
   if (i !== n) fail("trailing characters");
   return v;
+}
+
+type JsonObject = { [key: string]: JsonValue };
+const plainJson: JsonBuilder<JsonValue, JsonObject, JsonValue[]> = {
+  object: () => Object.create(null) as JsonObject,
+  has: (o, k) => Object.prototype.hasOwnProperty.call(o, k),
+  set: (o, k, v) => void (o[k] = v),
+  finishObject: (o) => o,
+  array: () => [],
+  push: (a, v) => void a.push(v),
+  finishArray: (a) => a,
+  string: (s) => s,
+  number: (raw) => Number(raw),
+  literal: (v) => v,
+};
+
+/** Parse `text` strictly: RFC 8259 JSON, no duplicate keys, bounded nesting. Throws {@link StrictJsonError}. @internal */
+export function parseStrictJson(text: string, maxDepth = 64): JsonValue {
+  return parseJsonWith(text, plainJson, maxDepth);
 }
 
 /** Serialise a JSON value canonically: object keys sorted by code unit, no whitespace. @internal */

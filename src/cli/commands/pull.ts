@@ -1,10 +1,8 @@
-import { formatHubEvent } from "../../hub/format-hub-event.js";
 import { parseRepoRef } from "../../hub/parse-repo-ref.js";
-import { redactError } from "../../hub/redact.js";
 import { isHubOffline } from "../../hub/node/is-hub-offline.js";
 import { pullAdapterIter } from "../../hub/node/pull-adapter.js";
-import { resolveHubSettings } from "../../hub/node/resolve-hub-settings.js";
 import { UsageError, type Command } from "../command.js";
+import { drainHubEvents, hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.js";
 
 const command: Command = {
   name: "pull",
@@ -15,20 +13,14 @@ const command: Command = {
     output: { type: "string", short: "o" },
     offline: { type: "boolean" },
     file: { type: "string" },
-    "hub-url": { type: "string" },
-    token: { type: "string" },
+    ...hubOptions,
   },
   async run({ values, positionals }, ctx) {
     if (positionals.length !== 1) throw new UsageError("expected exactly one NS/NAME[@REV]");
-    const token = values["token"] as string | undefined;
-    try {
+    return withTokenRedacted(values, ctx, async () => {
       const ref = parseRepoRef({ ref: positionals[0]!, where: "NS/NAME[@REV]" });
       const offline = Boolean(values["offline"]) || isHubOffline({ env: ctx.env });
-      const settings = await resolveHubSettings({
-        ...(values["hub-url"] !== undefined ? { hubUrl: values["hub-url"] as string } : {}),
-        ...(token !== undefined ? { token } : {}),
-        env: ctx.env,
-      });
+      const settings = await hubSettingsFrom(values, ctx, false);
       const gen = pullAdapterIter({
         repo: ref.repo,
         ...(ref.revision !== undefined ? { revision: ref.revision } : {}),
@@ -40,15 +32,7 @@ const command: Command = {
         ...(values["output"] !== undefined ? { outputDir: values["output"] as string } : {}),
         ...(values["file"] !== undefined ? { filename: values["file"] as string } : {}),
       });
-      let r = await gen.next();
-      while (!r.done) {
-        if (!ctx.json) {
-          const line = formatHubEvent({ event: r.value, verbose: ctx.isTTY });
-          if (line) ctx.err(line);
-        }
-        r = await gen.next();
-      }
-      const res = r.value;
+      const res = await drainHubEvents(gen, ctx);
       const a = res.adapter;
       if (ctx.json) {
         ctx.out(
@@ -78,10 +62,7 @@ const command: Command = {
         if (res.outputPath) ctx.out(`wrote ${res.outputPath}`);
       }
       return 0;
-    } catch (e) {
-      if (e instanceof UsageError) throw e;
-      throw redactError({ error: e, secrets: [token, ctx.env["HF_TOKEN"], ctx.env["HUGGING_FACE_HUB_TOKEN"]] });
-    }
+    });
   },
 };
 

@@ -1,9 +1,7 @@
-import { formatHubEvent } from "../../hub/format-hub-event.js";
 import { pushAdapterIter } from "../../hub/push-adapter.js";
-import { redactError } from "../../hub/redact.js";
-import { resolveHubSettings } from "../../hub/node/resolve-hub-settings.js";
 import { readFileBytes } from "../../node/files.js";
 import { UsageError, type Command } from "../command.js";
+import { drainHubEvents, hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.js";
 
 const command: Command = {
   name: "push",
@@ -21,22 +19,15 @@ const command: Command = {
     "overwrite-card": { type: "boolean" },
     "skip-card": { type: "boolean" },
     "base-model": { type: "string" },
-    "hub-url": { type: "string" },
-    token: { type: "string" },
+    ...hubOptions,
   },
   async run({ values, positionals }, ctx) {
     if (positionals.length !== 1) throw new UsageError("expected exactly one FILE");
     const repo = values["repo"] as string | undefined;
     if (!repo) throw new UsageError("--repo NS/NAME is required");
     if (values["overwrite-card"] && values["skip-card"]) throw new UsageError("--overwrite-card and --skip-card exclude each other");
-    const token = values["token"] as string | undefined;
-    try {
-      const settings = await resolveHubSettings({
-        ...(values["hub-url"] !== undefined ? { hubUrl: values["hub-url"] as string } : {}),
-        ...(token !== undefined ? { token } : {}),
-        requireToken: true,
-        env: ctx.env,
-      });
+    return withTokenRedacted(values, ctx, async () => {
+      const settings = await hubSettingsFrom(values, ctx, true);
       const file = await readFileBytes(positionals[0]!);
       const gen = pushAdapterIter({
         repo,
@@ -52,15 +43,7 @@ const command: Command = {
         ...(values["base-model"] !== undefined ? { baseModel: values["base-model"] as string } : {}),
         modelCard: values["overwrite-card"] ? "overwrite" : values["skip-card"] ? "skip" : "auto",
       });
-      let r = await gen.next();
-      while (!r.done) {
-        if (!ctx.json) {
-          const line = formatHubEvent({ event: r.value, verbose: ctx.isTTY });
-          if (line) ctx.err(line);
-        }
-        r = await gen.next();
-      }
-      const res = r.value;
+      const res = await drainHubEvents(gen, ctx);
       if (ctx.json) ctx.out(JSON.stringify({ ok: true, ...res }, null, 2));
       else {
         ctx.out(`pushed ${res.files.map((f) => f.path).join(", ")} to ${res.repo}@${res.branch}`);
@@ -69,10 +52,7 @@ const command: Command = {
         ctx.out(res.commitUrl);
       }
       return 0;
-    } catch (e) {
-      if (e instanceof UsageError) throw e;
-      throw redactError({ error: e, secrets: [token, ctx.env["HF_TOKEN"], ctx.env["HUGGING_FACE_HUB_TOKEN"]] });
-    }
+    });
   },
 };
 
