@@ -9,7 +9,7 @@ import { asFloat32, asUint16 } from "../safetensors/parse.js";
 import { DTYPE_SIZES, type Dtype } from "../safetensors/dtypes.js";
 import { bytesOf, type TensorToWrite } from "../safetensors/write.js";
 import { PeftErrorCode } from "./error-codes.js";
-import { dumpsPy, isPyInt, parsePyJson, PyJsonError, type PyJson, type PyObject } from "./py-json.js";
+import { comparePyStrings, dumpsPy, isPyInt, parsePyJson, PyJsonError, type PyJson, type PyObject } from "./py-json.js";
 
 /** Prefix of every per-module key in a PEFT adapter file. */
 export const MODEL_PREFIX = "base_model.model.";
@@ -70,19 +70,6 @@ const RUST_DTYPE_RANK: Record<Dtype, number> = {
   BOOL: 0, U8: 4, I8: 5, F8_E5M2: 6, F8_E4M3: 7, I16: 9, U16: 10, F16: 11, BF16: 12, I32: 13, U32: 14, F32: 15, F64: 16, I64: 17, U64: 18,
 };
 
-function compareUtf8(a: string, b: string): number {
-  // UTF-8 byte order equals code point order
-  const ia = a[Symbol.iterator]();
-  const ib = b[Symbol.iterator]();
-  for (;;) {
-    const x = ia.next();
-    const y = ib.next();
-    if (x.done) return y.done ? 0 : -1;
-    if (y.done) return 1;
-    const d = x.value.codePointAt(0)! - y.value.codePointAt(0)!;
-    if (d !== 0) return d;
-  }
-}
 
 /** A tensor's name, dtype and shape (its bytes come later). */
 export interface TensorSpec {
@@ -98,7 +85,7 @@ export interface TensorSpec {
  * tensor bytes are allocated, so files larger than memory can be streamed.
  */
 export function layoutTorchSafetensors(specs: TensorSpec[], metadata: Record<string, string>): { header: Uint8Array; offsets: Map<string, number>; size: number } {
-  const sorted = [...specs].sort((x, y) => RUST_DTYPE_RANK[y.dtype] - RUST_DTYPE_RANK[x.dtype] || compareUtf8(x.name, y.name));
+  const sorted = [...specs].sort((x, y) => RUST_DTYPE_RANK[y.dtype] - RUST_DTYPE_RANK[x.dtype] || comparePyStrings(x.name, y.name));
   const keys = Object.keys(metadata).sort();
   const parts = [`"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(",")}}`];
   const seen = new Set<string>();

@@ -3,7 +3,7 @@ import { writePeftFolderStreamed } from "../../node/peft-folder.js";
 import { expandToLoraStream } from "../../peft/expand-to-lora.js";
 import { UsageError, type Command } from "../command.js";
 import { intOption } from "../options.js";
-import { loadAdapter } from "../../node/load-adapter.js";
+import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
 
 const command: Command = {
   name: "expand-lora",
@@ -17,8 +17,7 @@ const command: Command = {
     rank: { type: "string" },
     "rank-pattern": { type: "string", multiple: true },
     "peft-compat": { type: "string" },
-    base: { type: "string" },
-    adapter: { type: "string" },
+    ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {
     const out = values["output"] as string | undefined;
@@ -31,11 +30,7 @@ const command: Command = {
       if (!m) throw new VeraError(ErrorCode.ARG_INVALID, "--rank-pattern entries must be MODULE=K", { path: "--rank-pattern", received: spec, expected: "model.layers.0.self_attn.q_proj=8" });
       rankPattern[m[1]!] = Number(m[2]);
     }
-    const { adapter } = await loadAdapter({
-      path: positionals[0]!,
-      ...(values["base"] !== undefined ? { base: String(values["base"]) } : {}),
-      ...(values["adapter"] !== undefined ? { adapterName: String(values["adapter"]) } : {}),
-    });
+    const { adapter } = await loadAdapterFromArgs(positionals[0]!, values);
     const stream = expandToLoraStream({
       adapter,
       ...(rank !== undefined ? { rank } : {}),

@@ -1,7 +1,7 @@
 import { writePeftFolder } from "../../node/peft-folder.js";
 import { exportPeft } from "../../peft/export-peft.js";
 import { UsageError, type Command } from "../command.js";
-import { loadAdapter } from "../../node/load-adapter.js";
+import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
 
 const command: Command = {
   name: "export-peft",
@@ -14,19 +14,14 @@ const command: Command = {
     "save-projection": { type: "boolean" },
     "no-save-projection": { type: "boolean" },
     "peft-compat": { type: "string" },
-    base: { type: "string" },
-    adapter: { type: "string" },
+    ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {
     const out = values["output"] as string | undefined;
     if (positionals.length !== 1) throw new UsageError("give exactly one adapter file");
     if (!out) throw new UsageError("-o DIR is required");
     if (values["save-projection"] && values["no-save-projection"]) throw new UsageError("--save-projection and --no-save-projection exclude each other");
-    const { adapter } = await loadAdapter({
-      path: positionals[0]!,
-      ...(values["base"] !== undefined ? { base: String(values["base"]) } : {}),
-      ...(values["adapter"] !== undefined ? { adapterName: String(values["adapter"]) } : {}),
-    });
+    const { adapter } = await loadAdapterFromArgs(positionals[0]!, values);
     const saveProjection = values["save-projection"] ? true : values["no-save-projection"] ? false : undefined;
     const res = exportPeft({
       adapter,

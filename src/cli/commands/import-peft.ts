@@ -1,6 +1,6 @@
 import { writeVeraFile } from "../../node/files.js";
 import { UsageError, type Command } from "../command.js";
-import { loadAdapter } from "../../node/load-adapter.js";
+import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
 
 const command: Command = {
   name: "import-peft",
@@ -11,18 +11,13 @@ const command: Command = {
   usage: "vera import-peft DIR -o FILE [--base PATH] [--adapter NAME]",
   options: {
     output: { type: "string", short: "o" },
-    base: { type: "string" },
-    adapter: { type: "string" },
+    ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {
     const out = values["output"] as string | undefined;
     if (positionals.length !== 1) throw new UsageError("give exactly one PEFT adapter folder");
     if (!out) throw new UsageError("-o FILE is required");
-    const { adapter, imported } = await loadAdapter({
-      path: positionals[0]!,
-      ...(values["base"] !== undefined ? { base: String(values["base"]) } : {}),
-      ...(values["adapter"] !== undefined ? { adapterName: String(values["adapter"]) } : {}),
-    });
+    const { adapter, imported } = await loadAdapterFromArgs(positionals[0]!, values);
     if (!imported) throw new UsageError(`${positionals[0]} is not a folder: import-peft reads a PEFT adapter folder`);
     const bytes = await writeVeraFile(out, adapter);
     if (ctx.json) ctx.out(JSON.stringify({ ok: true, output: out, bytes: bytes.length, report: imported }, null, 2));
