@@ -161,6 +161,7 @@ const shapes = QUICK ? [[4096, 4096]] : [[4096, 4096], [11008, 4096]];
 const ranks = QUICK ? [256] : [256, 1024];
 for (const [out, inF] of shapes) for (const rank of ranks) for (const dtype of ["F32", "F16"]) configs.push({ out, inF, rank, dtype, layout: "out_in" });
 configs.push({ out: 4096, inF: 4096, rank: 256, dtype: "F32", layout: "in_out" });
+configs.push({ out: 4096, inF: 4096, rank: 256, dtype: "F16", layout: "in_out" }); // ONNX MatMul weights
 configs.push({ out: 4096, inF: 4096, rank: 256, dtype: "BF16", layout: "out_in" });
 
 const torch = await startTorch();

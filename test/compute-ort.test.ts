@@ -58,6 +58,13 @@ describe("ort-cpu backend", { timeout: 60_000 }, () => {
       await lru.dispose?.();
     }
   });
+  it("merges started together on one backend run one after the other (the 16-bit staging memory is shared)", async () => {
+    // many row blocks each, so the runs would interleave at every await if they were not queued
+    const tasks = (["F16", "BF16", "F16", "F32"] as const).map((dtype, i) => randomTask({ out: 33, inF: 65, rank: 5, dtype, layout: i % 2 ? "in_out" : "out_in", seed: 40 + i }));
+    const originals = tasks.map((t) => t.weight.slice());
+    await Promise.all(tasks.map((t) => small.merge([t])));
+    tasks.forEach((t, i) => expect(checkMerge({ task: t, original: originals[i]! }).mismatches).toEqual([]));
+  });
   it("says which backend ran", () => {
     expect(be.name).toBe("ort-cpu");
     expect(be.info?.device).toMatch(/cpu, \d+ threads?/);

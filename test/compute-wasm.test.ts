@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ComputeBackend } from "../src/compute/backend.js";
 import { createWasmBackend } from "../src/compute/wasm-backend.js";
 import { loadWasmKernels, wasmSupport } from "../src/compute/wasm/kernels.js";
-import { bf16ArrayToF32, f32ArrayToBf16 } from "../src/numeric/half.js";
+import { bf16ArrayToF32, bf16BitsToF32, f32ArrayToBf16, f32ToBf16Bits } from "../src/numeric/half.js";
 import { DTYPES, LAYOUTS, randomF32, rng } from "./compute-helpers.js";
 import { expectMatchesReference, expectOverflowLeavesWeight } from "./compute-conformance.js";
 
@@ -25,6 +25,51 @@ describe("WebAssembly SIMD kernels", () => {
     expect(Array.from(got)).toEqual(Array.from(f32ArrayToBf16(x)));
     k.bf16ToF32(n * 4, 0, n);
     expect(Array.from(new Float32Array(k.memory.buffer, 0, n))).toEqual(Array.from(bf16ArrayToF32(got)));
+  });
+  it("add a float32 delta to every bf16 bit pattern like the scalar converters (round to nearest even, subnormals, overflow, NaN) and report max |delta|", async () => {
+    const k = await loadWasmKernels();
+    const n = 65536 + 7; // every bit pattern, then a tail shorter than one vector
+    const w = 64;
+    const m = w + Math.ceil((n * 2) / 64) * 64;
+    k.reserve(m + n * 4);
+    const r = rng(11);
+    const deltas = [0, -0, 2 ** -134, -(2 ** -133), 3 * 2 ** -135, 2 ** -149, 1e-3, -0.5, 1, 3.38e38, -3.4e38, Infinity, NaN];
+    for (let i = 0; i < 12; i++) deltas.push((r() - 0.5) * Math.exp(r() * 40 - 30));
+    for (const d of deltas) {
+      const bits = new Uint16Array(k.memory.buffer, w, n);
+      const delta = new Float32Array(k.memory.buffer, m, n);
+      let max = 0;
+      const want = new Uint16Array(n);
+      for (let i = 0; i < n; i++) {
+        bits[i] = i & 0xffff;
+        delta[i] = d * (i % 3 === 0 ? 1 : i % 3 === 1 ? -1 : 0.7);
+        if (Math.abs(delta[i]!) > max) max = Math.abs(delta[i]!);
+        want[i] = f32ToBf16Bits(Math.fround(bf16BitsToF32(i & 0xffff) + delta[i]!));
+      }
+      k.bf16Add(w, m, n, 0);
+      const got = new Uint16Array(k.memory.buffer, w, n);
+      const wrong: string[] = [];
+      for (let i = 0; i < n && wrong.length < 3; i++)
+        if (got[i] !== want[i] && !(Number.isNaN(bf16BitsToF32(got[i]!)) && Number.isNaN(bf16BitsToF32(want[i]!))))
+          wrong.push(`0x${(i & 0xffff).toString(16)} + ${delta[i]}: 0x${got[i]!.toString(16)}, want 0x${want[i]!.toString(16)}`);
+      expect(wrong).toEqual([]);
+      expect(new Float32Array(k.memory.buffer, 0, 1)[0]).toBe(Math.fround(max));
+    }
+  });
+  it("find the largest magnitude bit pattern of 16-bit values (odd lengths)", async () => {
+    const k = await loadWasmKernels();
+    const r = rng(12);
+    k.reserve(64 + 2 * 1000);
+    for (let t = 0; t < 50; t++) {
+      const n = 1 + Math.floor(r() * 999);
+      const v = new Uint16Array(k.memory.buffer, 64, n);
+      let want = 0;
+      for (let i = 0; i < n; i++) {
+        v[i] = Math.floor(r() * 65536) & (r() < 0.95 ? 0x80ff : 0xffff);
+        want = Math.max(want, v[i]! & 0x7fff);
+      }
+      expect(k.maxBits16(64, n)).toBe(want);
+    }
   });
   it("GEMM matches a float64 product on odd shapes", async () => {
     const k = await loadWasmKernels();

@@ -7,11 +7,15 @@
  *   folded into the thin out x r factor inside the graph;
  * - the weight is processed in row blocks (a few MB, cache-resident), merged IN PLACE: the block
  *   of the caller's weight is both the input and the pre-bound output of one graph run, so no
- *   tensor is allocated, copied or returned per layer; f16 weights cross the boundary as f16 and
- *   are cast inside the graph;
- * - a read-only pre-scan (max |W| per block) proves that no element can overflow before anything
- *   is written; only when it cannot prove that, the merge runs on a copy that is checked
- *   element by element before it replaces the weight.
+ *   tensor is allocated, copied or returned per layer;
+ * - f16 weights cross the boundary as f16 and are cast inside the graph (onnxruntime's Cast
+ *   kernels run on every intra-op thread); bf16 has no onnxruntime-node tensor type: the graph
+ *   writes the float32 delta block into the WebAssembly kernel's memory and the kernel does
+ *   widen + add + round to nearest even + max |delta| in one cache-resident SIMD pass;
+ * - a read-only pre-scan (max |W|, for 16-bit weights the largest magnitude bit pattern by the
+ *   WebAssembly kernel) proves that no element can overflow before anything is written; only
+ *   when it cannot prove that, the merge runs on a copy that is checked element by element
+ *   before it replaces the weight.
  */
 import type * as OrtNs from "onnxruntime-node";
 import { VeraError } from "../../errors.js";
@@ -70,9 +74,14 @@ const NAMES: Record<OrtExecutionProvider, string> = { cpu: "ort-cpu", webgpu: "o
 
 interface Graph {
   session: Session;
-  /** Whether the weight enters the graph as f16 (else f32). */
-  f16: boolean;
 }
+
+/**
+ * What a merge graph computes: `f32` / `f16` merge a weight block of that type in place
+ * (Y = W + M, max |M|); `delta` only computes the float32 delta block M, which the WebAssembly
+ * kernel adds to a bf16 weight block (widening, addition, rounding and max |M| in one pass).
+ */
+type GraphKind = "f32" | "f16" | "delta";
 
 /** Load onnxruntime-node or explain why it cannot be used. */
 async function loadOrt(given?: unknown): Promise<Ort> {
@@ -147,18 +156,20 @@ function bytesOf(a: Float32Array): Uint8Array {
  *   M = MatMul((B * LB) * LD, A)
  * in_out: W [rows, out] (rows of in), AT [rows, r], BP [out, r] (= lambda_b B lambda_d, folded once per task).
  *   M = Gemm(AT, BP, transB = 1)
- * then Y = W + M (W cast to float32 first when it is f16, Y cast back), D = ReduceMax(Abs(M)).
+ * then, for `f32` / `f16`: Y = W + M (W cast to float32 first when it is f16, Y cast back),
+ * D = ReduceMax(Abs(M)); for `delta`: M is the output (no W input).
  */
-function mergeModel(task: MergeTask, f16: boolean): Uint8Array {
+function mergeModel(task: MergeTask, kind: GraphKind): Uint8Array {
   const { rank: r, inFeatures: n, layout } = task;
-  const wt = f16 ? OnnxType.FLOAT16 : OnnxType.FLOAT;
   const F = OnnxType.FLOAT;
+  const wt = kind === "f16" ? OnnxType.FLOAT16 : F;
   const nodes: NodeSpec[] = [];
   const inputs: ValueInfo[] = [];
+  const cols = layout === "out_in" ? n : "out";
+  if (kind !== "delta") inputs.push({ name: "W", type: wt, shape: ["rows", cols] });
   let initializers;
   if (layout === "out_in") {
     inputs.push(
-      { name: "W", type: wt, shape: ["rows", n] },
       { name: "B", type: F, shape: ["rows", r] },
       { name: "LB", type: F, shape: ["rows", 1] },
       { name: "LD", type: F, shape: [1, r] },
@@ -171,12 +182,16 @@ function mergeModel(task: MergeTask, f16: boolean): Uint8Array {
     );
   } else {
     inputs.push(
-      { name: "W", type: wt, shape: ["rows", "out"] },
       { name: "AT", type: F, shape: ["rows", r] },
       { name: "BP", type: F, shape: ["out", r] },
     );
     nodes.push({ op: "Gemm", inputs: ["AT", "BP"], outputs: ["M"], attrs: [{ name: "transB", i: 1 }] });
   }
+  if (kind === "delta") {
+    const outputs: ValueInfo[] = [{ name: "M", type: F, shape: ["rows", cols] }];
+    return buildOnnxModel({ nodes, inputs, outputs, ...(initializers ? { initializers } : {}) });
+  }
+  const f16 = kind === "f16";
   if (f16) nodes.push({ op: "Cast", inputs: ["W"], outputs: ["Wf"], attrs: [{ name: "to", i: F }] });
   nodes.push({ op: "Add", inputs: [f16 ? "Wf" : "W", "M"], outputs: [f16 ? "Yf" : "Y"] });
   if (f16) nodes.push({ op: "Cast", inputs: ["Yf"], outputs: ["Y"], attrs: [{ name: "to", i: OnnxType.FLOAT16 }] });
@@ -185,7 +200,7 @@ function mergeModel(task: MergeTask, f16: boolean): Uint8Array {
     { op: "ReduceMax", inputs: ["Ma"], outputs: ["D"], attrs: [{ name: "keepdims", i: 0 }] },
   );
   const outputs: ValueInfo[] = [
-    { name: "Y", type: wt, shape: ["rows", layout === "out_in" ? n : "out"] },
+    { name: "Y", type: wt, shape: ["rows", cols] },
     { name: "D", type: F, shape: [] },
   ];
   return buildOnnxModel({ nodes, inputs, outputs, ...(initializers ? { initializers } : {}) });
@@ -203,25 +218,6 @@ function scanModel(): Uint8Array {
       { name: "MX", type: OnnxType.FLOAT, shape: [] },
       { name: "MN", type: OnnxType.FLOAT, shape: [] },
     ],
-  });
-}
-
-/**
- * Pre-scan graph for 16-bit weights (f16 and bf16 alike): the largest magnitude bit pattern,
- * max(bits mod 2^15), read as uint16 so no dtype conversion is needed.
- */
-function scanModel16(): Uint8Array {
-  const m = new Uint8Array(4);
-  new DataView(m.buffer).setInt32(0, 0x8000, true);
-  return buildOnnxModel({
-    nodes: [
-      { op: "Cast", inputs: ["W"], outputs: ["Wi"], attrs: [{ name: "to", i: OnnxType.INT32 }] },
-      { op: "Mod", inputs: ["Wi", "M"], outputs: ["Wm"] },
-      { op: "ReduceMax", inputs: ["Wm"], outputs: ["MX"], attrs: [{ name: "keepdims", i: 0 }] },
-    ],
-    inputs: [{ name: "W", type: OnnxType.UINT16, shape: ["n"] }],
-    outputs: [{ name: "MX", type: OnnxType.INT32, shape: [] }],
-    initializers: [{ name: "M", type: OnnxType.INT32, dims: [], raw: m }],
   });
 }
 
@@ -265,15 +261,13 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
   };
   // Probe: fails fast (COMPUTE_UNAVAILABLE) when the provider is missing.
   const scanF32 = await open(scanModel());
-  let scan16: Session | undefined;
   const graphs = new Map<string, Graph>();
   let wasm: WasmKernels | undefined;
   const device = ep === "cpu" ? `cpu, ${threads} thread${threads === 1 ? "" : "s"} (onnxruntime-node)` : `onnxruntime-node ${ep} execution provider${ep === "webgpu" ? " (the adapter is not reported: it may be a software renderer)" : ""}`;
   const info: BackendInfo = { name, device };
 
-  const graphFor = async (task: MergeTask): Promise<Graph> => {
-    const f16 = task.dtype === "F16";
-    const key = task.layout === "out_in" ? `oi:${idOf(task.a)}:${task.rank}:${task.inFeatures}:${f16}` : `io:${task.rank}:${f16}`;
+  const graphFor = async (task: MergeTask, kind: GraphKind): Promise<Graph> => {
+    const key = task.layout === "out_in" ? `oi:${idOf(task.a)}:${task.rank}:${task.inFeatures}:${kind}` : `io:${task.rank}:${kind}`;
     let g = graphs.get(key);
     if (g) {
       graphs.delete(key); // most recently used last
@@ -287,7 +281,7 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
       graphs.delete(oldKey);
       await old.session.release();
     }
-    g = { session: await open(mergeModel(task, f16)), f16 };
+    g = { session: await open(mergeModel(task, kind)) };
     graphs.set(key, g);
     return g;
   };
@@ -314,15 +308,21 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
     }
     return m;
   };
-  /** The largest magnitude bit pattern of a 16-bit weight. */
-  const maxPattern16 = async (view: Uint16Array): Promise<number> => {
-    scan16 ??= await open(scanModel16());
-    const chunk = 1 << 18; // the int32 temporaries stay in L2
+  /**
+   * The largest magnitude bit pattern of a 16-bit weight: max(bits & 0x7fff), by the WebAssembly
+   * SIMD kernel over chunks copied into its memory (a memory-bound pass, ~13x faster than the same
+   * reduction as an onnxruntime graph, which needs an int32 cast of every element).
+   */
+  const maxPattern16 = async (w: Uint8Array): Promise<number> => {
+    const k = (wasm ??= await loadWasmKernels({ relaxed: false }));
+    const chunk = 1 << 19; // bytes: stays in L2
+    k.reserve(64 + chunk);
+    const view = new Uint8Array(k.memory.buffer, 64, chunk);
     let m = 0;
-    for (let o = 0; o < view.length; o += chunk) {
-      const part = view.subarray(o, Math.min(view.length, o + chunk));
-      const r = await run(scan16, { W: new ort.Tensor("uint16", part, [part.length]) });
-      m = Math.max(m, (r.MX!.data as Int32Array)[0]!);
+    for (let o = 0; o < w.byteLength; o += chunk) {
+      const part = w.subarray(o, Math.min(w.byteLength, o + chunk));
+      view.set(part);
+      m = Math.max(m, k.maxBits16(64, part.byteLength >> 1));
     }
     return m;
   };
@@ -330,20 +330,24 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
   /** Merge one task in place on `bytes` (the weight or a copy of it); returns max |delta|. */
   const mergeInto = async (task: MergeTask, bytes: Uint8Array): Promise<number> => {
     const { outFeatures: o, inFeatures: n, rank: r, layout, dtype } = task;
-    const g = await graphFor(task);
+    const kind: GraphKind = dtype === "F32" ? "f32" : dtype === "F16" ? "f16" : "delta";
+    const g = await graphFor(task, kind);
     const cols = layout === "out_in" ? n : o;
     const rowsTotal = layout === "out_in" ? o : n;
     const rowsPer = Math.max(1, Math.min(rowsTotal, Math.floor(blockBytes / (4 * cols))));
     const eb = DTYPE_BYTES[dtype];
     const aligned = bytes.byteOffset % eb === 0;
-    // Where each block's weight lives while the graph runs: the caller's memory when aligned and
-    // f32/f16, else a float32 staging buffer (bf16: converted in JS; unaligned: copied).
-    const stage = dtype === "F32" && !aligned ? new Float32Array(rowsPer * cols) : undefined;
-    if (dtype === "BF16") {
-      wasm ??= await loadWasmKernels({ relaxed: false });
-      wasm.reserve(Math.ceil((rowsPer * cols * 2) / 64) * 64 + rowsPer * cols * 4);
+    // f32 / f16: the block of the caller's weight is the graph's input and its pre-bound output
+    // (a staging copy only when unaligned). bf16: the graph writes the float32 delta block into
+    // the WebAssembly kernel's memory, the kernel adds it to the weight block (copied in and out).
+    const stage = kind !== "delta" && !aligned ? new Uint8Array(rowsPer * cols * eb) : undefined;
+    const w16At = 64;
+    const mAt = w16At + Math.ceil((rowsPer * cols * 2) / 64) * 64;
+    let k: WasmKernels | undefined;
+    if (kind === "delta") {
+      k = wasm ??= await loadWasmKernels({ relaxed: false });
+      k.reserve(mAt + rowsPer * cols * 4);
     }
-    const stage16 = dtype === "F16" && !aligned ? new Uint16Array(rowsPer * cols) : undefined;
     const ld = layout === "out_in" ? new ort.Tensor("float32", task.lambdaD, [1, r]) : undefined;
     const at = layout === "in_out" ? transposeA(task.a, r, n) : undefined;
     let bp: OrtNs.Tensor | undefined;
@@ -351,7 +355,7 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
       const folded = new Float32Array(o * r);
       for (let i = 0; i < o; i++) {
         const lbi = task.lambdaB[i]!;
-        for (let k = 0; k < r; k++) folded[i * r + k] = Math.fround(task.b[i * r + k]! * lbi) * task.lambdaD[k]!;
+        for (let kk = 0; kk < r; kk++) folded[i * r + kk] = Math.fround(task.b[i * r + kk]! * lbi) * task.lambdaD[kk]!;
       }
       bp = new ort.Tensor("float32", folded, [o, r]);
     }
@@ -360,55 +364,76 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
       const rows = Math.min(rowsPer, rowsTotal - r0);
       const count = rows * cols;
       const byteStart = r0 * cols * eb;
-      let wt: OrtNs.Tensor;
-      let commit: (() => void) | undefined;
-      if (dtype === "F32" && aligned) {
-        wt = new ort.Tensor("float32", new Float32Array(bytes.buffer, bytes.byteOffset + byteStart, count), [rows, cols]);
-      } else if (dtype === "F16" && aligned) {
-        wt = new ort.Tensor("float16", new Uint16Array(bytes.buffer, bytes.byteOffset + byteStart, count) as never, [rows, cols]);
-      } else if (dtype === "F16") {
-        const s16 = stage16!.subarray(0, count);
-        new Uint8Array(s16.buffer, 0, count * 2).set(bytes.subarray(byteStart, byteStart + count * 2));
-        wt = new ort.Tensor("float16", s16 as never, [rows, cols]);
-        commit = () => bytes.set(new Uint8Array(s16.buffer, 0, count * 2), byteStart);
-      } else if (dtype === "F32") {
-        const s = stage!.subarray(0, count);
-        new Uint8Array(s.buffer, 0, count * 4).set(bytes.subarray(byteStart, byteStart + count * 4));
-        wt = new ort.Tensor("float32", s, [rows, cols]);
-        commit = () => bytes.set(new Uint8Array(s.buffer, 0, count * 4), byteStart);
-      } else {
-        // BF16: widen to float32 with the WebAssembly SIMD kernel (exact), merge in the graph on the
-        // kernel's memory, round back to bf16 (nearest even) the same way. All cache-resident.
-        const k = wasm!;
-        const src16 = 0;
-        const dst32 = Math.ceil((rowsPer * cols * 2) / 64) * 64;
-        new Uint8Array(k.memory.buffer, src16, count * 2).set(bytes.subarray(byteStart, byteStart + count * 2));
-        k.bf16ToF32(src16, dst32, count);
-        wt = new ort.Tensor("float32", new Float32Array(k.memory.buffer, dst32, count), [rows, cols]);
-        commit = () => {
-          k.f32ToBf16(dst32, src16, count);
-          bytes.set(new Uint8Array(k.memory.buffer, src16, count * 2), byteStart);
-        };
-      }
+      const byteEnd = byteStart + count * eb;
       const feeds: Record<string, OrtNs.Tensor> =
         layout === "out_in"
           ? {
-              W: wt,
               B: new ort.Tensor("float32", task.b.subarray(r0 * r, (r0 + rows) * r), [rows, r]),
               LB: new ort.Tensor("float32", task.lambdaB.subarray(r0, r0 + rows), [rows, 1]),
               LD: ld!,
             }
           : {
-              W: wt,
               AT: new ort.Tensor("float32", at!.subarray(r0 * r, (r0 + rows) * r), [rows, r]),
               BP: bp!,
             };
-      const res = await run(g.session, feeds, { Y: wt, D: null as never });
-      const d = (res.D!.data as Float32Array)[0]!;
-      if (d > maxDelta) maxDelta = d;
-      commit?.();
+      if (kind !== "delta") {
+        const src = stage ? stage.subarray(0, count * eb) : bytes.subarray(byteStart, byteEnd);
+        if (stage) src.set(bytes.subarray(byteStart, byteEnd));
+        const wt =
+          kind === "f32"
+            ? new ort.Tensor("float32", new Float32Array(src.buffer, src.byteOffset, count), [rows, cols])
+            : new ort.Tensor("float16", new Uint16Array(src.buffer, src.byteOffset, count) as never, [rows, cols]);
+        feeds.W = wt;
+        const res = await run(g.session, feeds, { Y: wt, D: null as never });
+        const d = (res.D!.data as Float32Array)[0]!;
+        if (d > maxDelta) maxDelta = d;
+        if (stage) bytes.set(src, byteStart);
+      } else {
+        const mem = k!.memory.buffer;
+        const w16 = new Uint8Array(mem, w16At, count * 2);
+        w16.set(bytes.subarray(byteStart, byteEnd));
+        await run(g.session, feeds, { M: new ort.Tensor("float32", new Float32Array(mem, mAt, count), [rows, cols]) });
+        k!.bf16Add(w16At, mAt, count, 0);
+        const d = new Float32Array(mem, 0, 1)[0]!;
+        if (d > maxDelta) maxDelta = d;
+        bytes.set(w16, byteStart);
+      }
     }
     return maxDelta;
+  };
+
+  // Merges share the WebAssembly kernel's staging memory across awaits: one at a time.
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const mergeAll = async (tasks: MergeTask[]): Promise<MergeTaskResult[]> => {
+    const results: MergeTaskResult[] = [];
+    for (const task of tasks) {
+      const eb = DTYPE_BYTES[task.dtype];
+      const w = task.weight;
+      // Overflow pre-scan (read only): cheap bound on |delta| plus max |W|.
+      const bound = deltaBound(task);
+      let risky: boolean;
+      if (task.dtype === "F16" || task.dtype === "BF16") {
+        risky = (await maxPattern16(w)) >= riskyPattern(task.dtype, bound);
+      } else if (w.byteOffset % eb === 0) {
+        const mw = await maxAbsWeight(new Float32Array(w.buffer, w.byteOffset, w.byteLength / 4));
+        risky = !(mw + bound < DTYPE_OVERFLOW_THRESHOLD[task.dtype] * (1 - 2 ** -20));
+      } else {
+        risky = !provablyNoOverflow(task, bound);
+      }
+      let maxAbsDelta: number;
+      if (!risky) {
+        maxAbsDelta = await mergeInto(task, w);
+      } else {
+        const copy = w.slice();
+        maxAbsDelta = await mergeInto(task, copy);
+        const at = findOverflow(task.dtype, w, copy);
+        if (at >= 0) throw overflowError(task, at);
+        w.set(copy);
+      }
+      results.push({ name: task.name, maxAbsDelta });
+    }
+    return results;
   };
 
   return {
@@ -416,42 +441,14 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
     info,
     async merge(tasks: MergeTask[]): Promise<MergeTaskResult[]> {
       validateMergeTasks(tasks);
-      const results: MergeTaskResult[] = [];
-      for (const task of tasks) {
-        const eb = DTYPE_BYTES[task.dtype];
-        const w = task.weight;
-        // Overflow pre-scan (read only): cheap bound on |delta| plus max |W|.
-        const bound = deltaBound(task);
-        let risky = true;
-        if (w.byteOffset % eb !== 0) {
-          risky = !provablyNoOverflow(task, bound);
-        } else if (task.dtype === "F32") {
-          const mw = await maxAbsWeight(new Float32Array(w.buffer, w.byteOffset, w.byteLength / 4));
-          risky = !(mw + bound < DTYPE_OVERFLOW_THRESHOLD[task.dtype] * (1 - 2 ** -20));
-        } else if (task.dtype === "F16" || task.dtype === "BF16") {
-          risky = (await maxPattern16(new Uint16Array(w.buffer, w.byteOffset, w.byteLength / 2))) >= riskyPattern(task.dtype, bound);
-        } else {
-          risky = !provablyNoOverflow(task, bound);
-        }
-        let maxAbsDelta: number;
-        if (!risky) {
-          maxAbsDelta = await mergeInto(task, w);
-        } else {
-          const copy = w.slice();
-          maxAbsDelta = await mergeInto(task, copy);
-          const at = findOverflow(task.dtype, w, copy);
-          if (at >= 0) throw overflowError(task, at);
-          w.set(copy);
-        }
-        results.push({ name: task.name, maxAbsDelta });
-      }
-      return results;
+      const done = queue.then(() => mergeAll(tasks));
+      queue = done.catch(() => {});
+      return done;
     },
     async dispose(): Promise<void> {
       for (const g of graphs.values()) await g.session.release();
       graphs.clear();
       await scanF32.release();
-      await scan16?.release();
     },
   };
 }

@@ -8,6 +8,14 @@ export interface WasmKernels {
   relaxed: boolean;
   bf16ToF32(src: number, dst: number, n: number): void;
   f32ToBf16(src: number, dst: number, n: number): void;
+  /**
+   * In place: the n bfloat16 bit patterns at `w` become bfloat16(float32(w) + m) (float32
+   * addition, then round to nearest even), m being n float32 values at `m`; max |m| (NaN ignored)
+   * is stored as a float32 at `stats`.
+   */
+  bf16Add(w: number, m: number, n: number, stats: number): void;
+  /** The largest `bits & 0x7fff` of n 16-bit values at `p` (the largest magnitude pattern). */
+  maxBits16(p: number, n: number): number;
   /** C[M x N] += A[M x K] B[K x N], row-major float32. */
   gemm(a: number, b: number, c: number, m: number, n: number, k: number): void;
   /** Grow the memory to at least `bytes`; views on `memory.buffer` must be recreated afterwards. */
@@ -49,6 +57,8 @@ export async function loadWasmKernels(params: { relaxed?: boolean } = {}): Promi
     memory: WebAssembly.Memory;
     bf16_to_f32(s: number, d: number, n: number): void;
     f32_to_bf16(s: number, d: number, n: number): void;
+    bf16_add(w: number, m: number, n: number, st: number): void;
+    max_bits16(p: number, n: number): number;
     gemm(a: number, b: number, c: number, m: number, n: number, k: number): void;
   };
   return {
@@ -56,6 +66,8 @@ export async function loadWasmKernels(params: { relaxed?: boolean } = {}): Promi
     relaxed: useRelaxed,
     bf16ToF32: e.bf16_to_f32,
     f32ToBf16: e.f32_to_bf16,
+    bf16Add: e.bf16_add,
+    maxBits16: e.max_bits16,
     gemm: e.gemm,
     reserve(bytes: number) {
       const have = e.memory.buffer.byteLength;
