@@ -21,6 +21,7 @@ const opt = (name, dflt) => {
 const LAYERS = opt("layers", "8,16,32").split(",").map(Number);
 const REPS = Number(opt("reps", "2"));
 const BACKEND = opt("backend", "auto");
+const THREADS = opt("threads", "");
 const FSYNC = args.includes("--fsync");
 const BASE = opt("dir", tmpdir());
 const H = 4096, I = 11008, V = 32000, R = 256;
@@ -171,7 +172,7 @@ try {
       rmSync(cpOut, { recursive: true });
       sync();
       const mOut = join(work, "merge-out");
-      const m = timed(process.execPath, [cli, "merge", join(dir, "model.onnx"), adapter, "-o", join(mOut, "model.onnx"), "--backend", BACKEND, "--json", ...(FSYNC ? [] : ["--no-fsync"])]);
+      const m = timed(process.execPath, [cli, "merge", join(dir, "model.onnx"), adapter, "-o", join(mOut, "model.onnx"), "--backend", BACKEND, ...(THREADS ? ["--threads", THREADS] : []), "--json", ...(FSYNC ? [] : ["--no-fsync"])]);
       mergeMs.push(m.ms);
       if (m.rssMB !== null) rss.push(m.rssMB);
       report = JSON.parse(m.stdout);

@@ -79,6 +79,12 @@ describe("vera merge", () => {
     expect(JSON.parse(q2.stdout).error.code).toBe("ONNX_QUANTIZED");
     expect(run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v]).status).toBe(2);
     expect(run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v, "-o", "x.onnx", "--in-place"]).status).toBe(2);
+    const t = run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v, "-o", join(work, "q", "m.onnx"), "--threads", "0", "--json"]);
+    expect(t.status).toBe(2);
+    expect(JSON.parse(t.stdout).error.code).toBe("ARG_INVALID");
+    const ok = run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v, "-o", join(work, "t1", "m.onnx"), "--backend", "ort-cpu", "--threads", "1", "--json"]);
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout).backendInfo.device).toContain("1 thread");
     expect(existsSync(join(work, "q"))).toBe(false);
   });
 

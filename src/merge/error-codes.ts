@@ -12,6 +12,12 @@ export const MergeErrorCode = {
   MERGE_DATA_OVERLAP: "MERGE_DATA_OVERLAP",
   /** A tensor's external data range lies beyond the end of its file. */
   MERGE_DATA_RANGE: "MERGE_DATA_RANGE",
+  /**
+   * A merged tensor written while its data file was still being copied did not survive the copy (the
+   * platform's file copy did not write sequentially). Nothing is committed; rerun with `--memory-budget`
+   * large enough to hold the merged tensors, or report the platform.
+   */
+  MERGE_COPY_RACE: "MERGE_COPY_RACE",
 } as const;
 
 /** One of {@link MergeErrorCode}'s values. */

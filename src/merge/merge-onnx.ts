@@ -141,6 +141,8 @@ export interface MergeReport {
   bytesWritten: number;
   /** Bytes of merged tensors that waited in a scratch file for their data file's copy (memory budget exceeded). */
   spilledBytes: number;
+  /** Bytes of merged tensors written into an output data file while its copy was still running (Linux). */
+  earlyWrittenBytes: number;
   /** Files written, final paths. */
   files: string[];
   timings: MergeTimings;
@@ -198,6 +200,12 @@ interface DataFile extends ExternalDataFile {
   merged: PlannedWeight[];
   /** Whether the file is (re)written. */
   write: boolean;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** A small async queue turning callbacks into an async iterator. */
@@ -426,6 +434,7 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
     bytesMerged,
     bytesWritten: 0,
     spilledBytes: 0,
+    earlyWrittenBytes: 0,
     files: [],
     timings,
     warnings,
@@ -532,7 +541,7 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
   let mergedDone = 0;
   let tensorsDone = 0;
   let current: string | undefined;
-  let copying: { temp: string } | undefined;
+  let copying: { temp: string; file: DataFile } | undefined;
   const progress = async (): Promise<void> => {
     let partial = 0;
     if (copying) partial = await fsp.stat(copying.temp).then((s) => s.size, () => 0);
@@ -549,7 +558,7 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
     const p = chain.then(async () => {
       if (tx.isClosed || signal.aborted) throw aborted();
       const tc = now();
-      copying = { temp };
+      copying = { temp, file: f };
       await fsp.copyFile(f.path, temp);
       copying = undefined;
       timings.copy += now() - tc;
@@ -565,6 +574,42 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
     chain = p;
   }
 
+  // On Linux the kernel copy (libuv: truncate, then copy_file_range/sendfile from offset 0 up) never
+  // writes below the destination's current size again, so a merged tensor can be written as soon as
+  // the copy has passed its range instead of after the whole file. Elsewhere, writes wait for the copy.
+  // Each early write is checked after the copy (its first and last bytes are read back).
+  const sequentialCopy = process.platform === "linux";
+  const early: Array<{ f: DataFile; offset: number; length: number; head: Uint8Array; tail: Uint8Array }> = [];
+  const copyPassed = async (f: DataFile, end: number): Promise<boolean> => {
+    if (copiedDone.has(f)) return true;
+    if (!sequentialCopy || copying?.file !== f) return false;
+    return (await fsp.stat(copying.temp).then((st) => st.size, () => 0)) >= end;
+  };
+  const waitCopyPast = async (f: DataFile, end: number): Promise<boolean> => {
+    const whole = copied.get(f)!;
+    let settled = false;
+    whole.then(
+      () => void (settled = true),
+      () => void (settled = true),
+    );
+    for (;;) {
+      if (settled) {
+        await whole;
+        return false;
+      }
+      if (sequentialCopy && (await copyPassed(f, end))) return !copiedDone.has(f);
+      await Promise.race([whole.catch(() => {}), new Promise((r) => setTimeout(r, sequentialCopy ? 20 : 1000))]);
+    }
+  };
+  const writeMerged = async (f: DataFile, offset: number, values: Uint8Array, beforeCopyEnd: boolean): Promise<void> => {
+    const tw = now();
+    await writeRange(await handleFor(f), offset, values);
+    if (beforeCopyEnd) {
+      const k = Math.min(64, values.byteLength);
+      early.push({ f, offset, length: values.byteLength, head: values.slice(0, k), tail: values.slice(values.byteLength - k) });
+    }
+    timings.write += now() - tw;
+  };
   const pending: Array<Promise<void>> = [];
   let held = 0;
   // Merged tensors that arrive while their file is still being copied and do not fit the
@@ -625,12 +670,13 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
         const f = fileOf(w);
         const offset = appendAt.get(w) ?? w.tensor.storage.offset;
         if (w.untie) edits.push(...untieEdits({ model, weight: w, data: { location: w.tensor.storage.location, offset, length: w.byteLength } }));
-        if (copiedDone.has(f) || held + w.byteLength <= budget) {
+        const end = offset + w.byteLength;
+        if (copiedDone.has(f) || (await copyPassed(f, end))) {
+          await writeMerged(f, offset, values, !copiedDone.has(f));
+        } else if (held + w.byteLength <= budget) {
           held += w.byteLength;
-          const done = copied.get(f)!.then(async () => {
-            const tw = now();
-            await writeRange(await handleFor(f), offset, values);
-            timings.write += now() - tw;
+          const done = waitCopyPast(f, end).then(async (beforeCopyEnd) => {
+            await writeMerged(f, offset, values, beforeCopyEnd);
             held -= w.byteLength;
           });
           done.catch(() => {});
@@ -656,6 +702,15 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
     for (const p of pending) await p;
     await chain;
     check();
+    for (const e of early) {
+      const fh = await handleFor(e.f);
+      const head = await readRange(fh, e.offset, e.head.byteLength);
+      const tail = await readRange(fh, e.offset + e.length - e.tail.byteLength, e.tail.byteLength);
+      if (!equalBytes(head, e.head) || !equalBytes(tail, e.tail))
+        throw new VeraError(MergeErrorCode.MERGE_COPY_RACE, `a merged tensor at offset ${e.offset} of ${e.f.dest} was overwritten by the file copy; nothing was written`, {
+          path: e.f.dest,
+        });
+    }
     if (spill) {
       // Patch the spilled tensors into the copies, in bounded chunks.
       const tw = now();
@@ -728,6 +783,7 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
   report.files = [...(writeOnnx ? [outPath] : []), ...copyFiles.map((f) => f.dest)];
   report.bytesWritten = copyTotal + appended + (writeOnnx ? bytes.length : 0);
   report.spilledBytes = spilled.reduce((n, x) => n + x.length, 0);
+  report.earlyWrittenBytes = early.reduce((n, x) => n + x.length, 0);
   timings.total = now() - t0;
   emit({ type: "done", report });
   return report;

@@ -3,6 +3,7 @@ import { createNodeBackend } from "../../compute/node/create-node-backend.js";
 import { mergeOnnxIter, MergeErrorCode, type MergeEvent, type MergeReport } from "../../merge/index.js";
 import { readFileBytes } from "../../node/files.js";
 import { listLinearWeights, readOnnxModel } from "../../onnx/index.js";
+import { availableParallelism } from "node:os";
 import { intOption } from "../options.js";
 import { UsageError, type CliContext, type Command } from "../command.js";
 
@@ -10,13 +11,15 @@ const command: Command = {
   name: "merge",
   summary:
     "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model: only the adapted weights' bytes change. " +
-    "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights).",
+    "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights). " +
+    "--threads sets the CPU backend's threads (default: all cores but one, which the copy of the data files uses; all cores with --in-place).",
   usage:
     "vera merge MODEL.onnx ADAPTER -o OUT.onnx [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
-    "[--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
+    "[--threads N] [--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
   options: {
     output: { type: "string", short: "o" },
     backend: { type: "string" },
+    threads: { type: "string" },
     "dry-run": { type: "boolean" },
     "in-place": { type: "boolean" },
     mapping: { type: "string" },
@@ -40,7 +43,10 @@ const command: Command = {
     if (!dryRun && !inPlace && !output) throw new UsageError("give -o OUT.onnx, or --in-place to replace the model's files");
     if (inPlace && output) throw new UsageError("--in-place and -o exclude each other");
     const memoryMiB = intOption(values, "memory");
-    const backend = dryRun ? undefined : await createNodeBackend({ name: (values.backend as string | undefined) ?? "auto" });
+    // A merge into new files runs a kernel copy of the data files beside the GEMMs: leaving it one core
+    // measured faster than giving onnxruntime every core (bench/RESULTS.md). In place, nothing is copied.
+    const threads = intOption(values, "threads") ?? (inPlace ? undefined : Math.max(1, availableParallelism() - 1));
+    const backend = dryRun ? undefined : await createNodeBackend({ name: (values.backend as string | undefined) ?? "auto", ...(threads !== undefined ? { threads } : {}) });
     const ac = new AbortController();
     let interrupts = 0;
     const onSigint = (): void => {
