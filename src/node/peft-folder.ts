@@ -139,18 +139,22 @@ export interface WritePeftFolderParams {
   safetensors: Uint8Array;
 }
 
+/** Create `dir` (IO_ERROR when impossible) and return the paths of the two files of a PEFT folder in it. */
+async function preparePeftFolder(dir: string): Promise<{ weights: string; config: string }> {
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+  } catch (e) {
+    throw new VeraError(ErrorCode.IO_ERROR, `cannot create ${dir}: ${(e as Error).message}`, { path: dir, cause: e });
+  }
+  return { weights: join(dir, PEFT_WEIGHTS_NAME), config: join(dir, PEFT_CONFIG_NAME) };
+}
+
 /**
  * Write a PEFT adapter folder: both files atomically (temporary file + rename). Everything is computed
  * before this is called, so bad input never leaves a partial folder.
  */
 export async function writePeftFolder(params: WritePeftFolderParams): Promise<{ config: string; weights: string }> {
-  try {
-    await fsp.mkdir(params.dir, { recursive: true });
-  } catch (e) {
-    throw new VeraError(ErrorCode.IO_ERROR, `cannot create ${params.dir}: ${(e as Error).message}`, { path: params.dir, cause: e });
-  }
-  const weights = join(params.dir, PEFT_WEIGHTS_NAME);
-  const config = join(params.dir, PEFT_CONFIG_NAME);
+  const { weights, config } = await preparePeftFolder(params.dir);
   await writeFileAtomic(weights, params.safetensors);
   await writeFileAtomic(config, params.configJson);
   return { config, weights };
@@ -182,13 +186,7 @@ export interface WritePeftFolderStreamedParams {
  */
 export async function writePeftFolderStreamed(params: WritePeftFolderStreamedParams): Promise<{ config: string; weights: string }> {
   const { weights: w } = params;
-  try {
-    await fsp.mkdir(params.dir, { recursive: true });
-  } catch (e) {
-    throw new VeraError(ErrorCode.IO_ERROR, `cannot create ${params.dir}: ${(e as Error).message}`, { path: params.dir, cause: e });
-  }
-  const weights = join(params.dir, PEFT_WEIGHTS_NAME);
-  const config = join(params.dir, PEFT_CONFIG_NAME);
+  const { weights, config } = await preparePeftFolder(params.dir);
   await writeFileAtomicStream(weights, async (write) => {
     await write(w.header);
     const scratch = new Uint8Array(Math.max(0, ...w.tensors.map((t) => t.byteLength)));
