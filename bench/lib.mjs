@@ -28,7 +28,12 @@ export function runPython(py, code, env = {}) {
 
 export function machine() {
   const c = cpus();
-  return { cpu: c[0]?.model ?? "unknown", cores: c.length, node: process.version, platform: `${process.platform}-${process.arch}` };
+  return {
+    cpu: c[0]?.model ?? "unknown",
+    cores: c.length,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+  };
 }
 
 /** Print an aligned table. */

@@ -24,7 +24,10 @@ const BACKEND = opt("backend", "auto");
 const THREADS = opt("threads", "");
 const FSYNC = args.includes("--fsync");
 const BASE = opt("dir", tmpdir());
-const H = 4096, I = 11008, V = 32000, R = 256;
+const H = 4096,
+  I = 11008,
+  V = 32000,
+  R = 256;
 const cli = join(root, "dist/cli/index.js");
 if (!existsSync(cli)) throw new Error("build first: npx tsup");
 const { createAdapter, writeVera } = await import(join(root, "dist/format/index.js"));
@@ -46,7 +49,10 @@ const len = (f, p) => [...varint(f * 8 + 2), ...varint(p.length), ...p];
 const str = (f, s) => len(f, [...enc.encode(s)]);
 const int = (f, v) => [...varint(f * 8), ...varint(v)];
 const tensor = (name, dims, dt, loc, off, n) => [
-  ...len(1, dims.flatMap((d) => varint(d))),
+  ...len(
+    1,
+    dims.flatMap((d) => varint(d)),
+  ),
   ...int(2, dt),
   ...str(8, name),
   ...len(13, [...str(1, "location"), ...str(2, loc)]),
@@ -54,8 +60,25 @@ const tensor = (name, dims, dt, loc, off, n) => [
   ...len(13, [...str(1, "length"), ...str(2, String(n))]),
   ...int(14, 1),
 ];
-const node = (op, ins, outs, name) => [...ins.flatMap((i) => str(1, i)), ...outs.flatMap((o) => str(2, o)), ...str(3, name), ...str(4, op)];
-const valueInfo = (name, elem, shape) => [...str(1, name), ...len(2, len(1, [...int(1, elem), ...len(2, shape.flatMap((d) => len(1, typeof d === "number" ? int(1, d) : str(2, d))))]))];
+const node = (op, ins, outs, name) => [
+  ...ins.flatMap((i) => str(1, i)),
+  ...outs.flatMap((o) => str(2, o)),
+  ...str(3, name),
+  ...str(4, op),
+];
+const valueInfo = (name, elem, shape) => [
+  ...str(1, name),
+  ...len(
+    2,
+    len(1, [
+      ...int(1, elem),
+      ...len(
+        2,
+        shape.flatMap((d) => len(1, typeof d === "number" ? int(1, d) : str(2, d))),
+      ),
+    ]),
+  ),
+];
 
 /** Write model.onnx + model.onnx_data (optimum's naming) for an n-layer Llama-2-7B-shaped fp16 model. */
 function generate(dir, layers) {
@@ -86,14 +109,20 @@ function generate(dir, layers) {
   let h = "h_0";
   for (let l = 0; l < layers; l++) {
     for (const [mod, inF, outF] of [
-      ["self_attn.q_proj", H, H], ["self_attn.k_proj", H, H], ["self_attn.v_proj", H, H], ["self_attn.o_proj", H, H],
-      ["mlp.gate_proj", H, I], ["mlp.up_proj", H, I], ["mlp.down_proj", I, H],
+      ["self_attn.q_proj", H, H],
+      ["self_attn.k_proj", H, H],
+      ["self_attn.v_proj", H, H],
+      ["self_attn.o_proj", H, H],
+      ["mlp.gate_proj", H, I],
+      ["mlp.up_proj", H, I],
+      ["mlp.down_proj", I, H],
     ]) {
       const w = `onnx::MatMul_${1000 + n++}`;
       add(w, [inF, outF]);
       const scope = `/model/layers.${l}/${mod.replace(".", "/")}/MatMul`;
       nodes.push(node("MatMul", [mod === "mlp.down_proj" ? `${h}_i` : h, w], [`${h}_${mod}`], scope));
-      if (mod === "mlp.up_proj") nodes.push(node("Identity", [`${h}_${mod}`], [`${h}_i`], `/model/layers.${l}/mlp/Identity`));
+      if (mod === "mlp.up_proj")
+        nodes.push(node("Identity", [`${h}_${mod}`], [`${h}_i`], `/model/layers.${l}/mlp/Identity`));
     }
     const next = `h_${l + 1}`;
     nodes.push(node("Add", [h, `${h}_mlp.down_proj`], [next], `/model/layers.${l}/Add`));
@@ -109,7 +138,12 @@ function generate(dir, layers) {
     ...len(11, valueInfo("input_ids", 7, ["batch", "seq"])),
     ...len(12, valueInfo("logits", 10, ["batch", "seq", V])),
   ];
-  const model = Uint8Array.from([...int(1, 8), ...str(2, "verakit bench"), ...len(7, graph), ...len(8, [...str(1, ""), ...int(2, 17)])]);
+  const model = Uint8Array.from([
+    ...int(1, 8),
+    ...str(2, "verakit bench"),
+    ...len(7, graph),
+    ...len(8, [...str(1, ""), ...int(2, 17)]),
+  ]);
   const fm = openSync(join(dir, "model.onnx"), "w");
   writeSync(fm, model);
   closeSync(fm);
@@ -119,7 +153,8 @@ function generate(dir, layers) {
 function adapterFor(layers, path) {
   const modules = [];
   for (let l = 0; l < layers; l++)
-    for (const m of ["q_proj", "v_proj"]) modules.push({ name: `model.layers.${l}.self_attn.${m}`, inFeatures: H, outFeatures: H });
+    for (const m of ["q_proj", "v_proj"])
+      modules.push({ name: `model.layers.${l}.self_attn.${m}`, inFeatures: H, outFeatures: H });
   const a = createAdapter({ modules, rank: R, seed: 1234 });
   let s = 7;
   const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.02;
@@ -167,12 +202,26 @@ try {
     for (let rep = 0; rep < REPS; rep++) {
       const cpOut = join(work, "cp-out");
       mkdirSync(cpOut);
-      const c = FSYNC ? timed("sh", ["-c", `cp "${dir}/model.onnx" "${dir}/model.onnx_data" "${cpOut}/" && sync`]) : timed("cp", [join(dir, "model.onnx"), join(dir, "model.onnx_data"), cpOut + "/"]);
+      const c = FSYNC
+        ? timed("sh", ["-c", `cp "${dir}/model.onnx" "${dir}/model.onnx_data" "${cpOut}/" && sync`])
+        : timed("cp", [join(dir, "model.onnx"), join(dir, "model.onnx_data"), cpOut + "/"]);
       cpMs.push(c.ms);
       rmSync(cpOut, { recursive: true });
       sync();
       const mOut = join(work, "merge-out");
-      const m = timed(process.execPath, [cli, "merge", join(dir, "model.onnx"), adapter, "-o", join(mOut, "model.onnx"), "--backend", BACKEND, ...(THREADS ? ["--threads", THREADS] : []), "--json", ...(FSYNC ? [] : ["--no-fsync"])]);
+      const m = timed(process.execPath, [
+        cli,
+        "merge",
+        join(dir, "model.onnx"),
+        adapter,
+        "-o",
+        join(mOut, "model.onnx"),
+        "--backend",
+        BACKEND,
+        ...(THREADS ? ["--threads", THREADS] : []),
+        "--json",
+        ...(FSYNC ? [] : ["--no-fsync"]),
+      ]);
       mergeMs.push(m.ms);
       if (m.rssMB !== null) rss.push(m.rssMB);
       report = JSON.parse(m.stdout);
@@ -197,14 +246,27 @@ try {
       "write s": (t.write / 1000).toFixed(2),
     };
     rows.push(row);
-    results.push({ layers, bytes, mergedWeights: report.weights, cpMs, mergeMs, ratio: mg / cp, peakRssMB: rss.length ? Math.max(...rss) : null, timings: t });
+    results.push({
+      layers,
+      bytes,
+      mergedWeights: report.weights,
+      cpMs,
+      mergeMs,
+      ratio: mg / cp,
+      peakRssMB: rss.length ? Math.max(...rss) : null,
+      timings: t,
+    });
     rmSync(dir, { recursive: true });
     rmSync(adapter);
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
-console.log(`\nvera merge vs cp, float16 Llama-2-7B-shaped models, q_proj+v_proj r=${R}, backend ${backendInfo?.name ?? BACKEND} (${backendInfo?.device ?? "?"}), ${FSYNC ? "durable (fsync) vs cp+sync" : "no fsync on either side"}, median of ${REPS}`);
+console.log(
+  `\nvera merge vs cp, float16 Llama-2-7B-shaped models, q_proj+v_proj r=${R}, backend ${backendInfo?.name ?? BACKEND} (${backendInfo?.device ?? "?"}), ${FSYNC ? "durable (fsync) vs cp+sync" : "no fsync on either side"}, median of ${REPS}`,
+);
 table(rows, Object.keys(rows[0] ?? {}));
-console.log(`\nnote: 2-core machine shared with other work; page cache ${((totalmem() - freemem()) / 1e9).toFixed(1)}/${(totalmem() / 1e9).toFixed(1)} GB in use at the end; files are re-read from cache when they fit`);
+console.log(
+  `\nnote: 2-core machine shared with other work; page cache ${((totalmem() - freemem()) / 1e9).toFixed(1)}/${(totalmem() / 1e9).toFixed(1)} GB in use at the end; files are re-read from cache when they fit`,
+);
 saveResults("merge", { backend: backendInfo, fsync: FSYNC, reps: REPS, rank: R, results });

@@ -11,19 +11,42 @@ const H = 4096;
 const I = 11008;
 const L = 32;
 const llamaConfig = {
-  model_type: "llama", architectures: ["LlamaForCausalLM"], hidden_size: H, intermediate_size: I, num_hidden_layers: L,
-  num_attention_heads: 32, num_key_value_heads: 32, vocab_size: 32000,
+  model_type: "llama",
+  architectures: ["LlamaForCausalLM"],
+  hidden_size: H,
+  intermediate_size: I,
+  num_hidden_layers: L,
+  num_attention_heads: 32,
+  num_key_value_heads: 32,
+  vocab_size: 32000,
 };
-const SHAPES = { q_proj: [H, H], k_proj: [H, H], v_proj: [H, H], o_proj: [H, H], gate_proj: [I, H], up_proj: [I, H], down_proj: [H, I] };
-const GROUP = { q_proj: "self_attn", k_proj: "self_attn", v_proj: "self_attn", o_proj: "self_attn", gate_proj: "mlp", up_proj: "mlp", down_proj: "mlp" };
+const SHAPES = {
+  q_proj: [H, H],
+  k_proj: [H, H],
+  v_proj: [H, H],
+  o_proj: [H, H],
+  gate_proj: [I, H],
+  up_proj: [I, H],
+  down_proj: [H, I],
+};
+const GROUP = {
+  q_proj: "self_attn",
+  k_proj: "self_attn",
+  v_proj: "self_attn",
+  o_proj: "self_attn",
+  gate_proj: "mlp",
+  up_proj: "mlp",
+  down_proj: "mlp",
+};
 
 function makeAdapter(rank, targets, layers = L) {
   const modules = [];
   for (let i = 0; i < layers; i++)
-    for (const t of targets) modules.push({ name: `model.layers.${i}.${GROUP[t]}.${t}`, outFeatures: SHAPES[t][0], inFeatures: SHAPES[t][1] });
+    for (const t of targets)
+      modules.push({ name: `model.layers.${i}.${GROUP[t]}.${t}`, outFeatures: SHAPES[t][0], inFeatures: SHAPES[t][1] });
   const a = createAdapter({ modules, rank, seed: 2n ** 40n + 9n });
   let s = 12345;
-  const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5);
+  const rnd = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5;
   for (const m of a.modules) {
     for (let k = 0; k < m.lambdaD.length; k++) m.lambdaD[k] = rnd();
     for (let k = 0; k < m.lambdaB.length; k++) m.lambdaB[k] = rnd() * 0.1;
@@ -77,7 +100,16 @@ for (const sc of scenarios) {
     "expand ms": `${tExpand.toFixed(0)}${sc.fullExpand ? "" : " (streamed)"}`,
   };
   rows.push(r);
-  results.push({ ...r, sizesBytes: { vera: veraBytes, peftNoProjection: peftNo.safetensors.length, peftWithProjection: peftYes.safetensors.length, lora: loraBytes(adapter) }, timesMs: { ...t, expand: tExpand, expandStreamed: !sc.fullExpand } });
+  results.push({
+    ...r,
+    sizesBytes: {
+      vera: veraBytes,
+      peftNoProjection: peftNo.safetensors.length,
+      peftWithProjection: peftYes.safetensors.length,
+      lora: loraBytes(adapter),
+    },
+    timesMs: { ...t, expand: tExpand, expandStreamed: !sc.fullExpand },
+  });
 }
 table(rows, Object.keys(rows[0]));
 
@@ -118,7 +150,12 @@ print(json.dumps({"torch": torch.__version__, "ms": out}))
   baseline = { available: true, torch: res.torch, expandMs: res.ms };
   const brows = Object.entries(res.ms).map(([k, ms], i) => {
     const ours = results[i].timesMs.expand;
-    return { scenario: k, "torch expand ms": ms.toFixed(0), "verakit expand ms": ours.toFixed(0), "verakit / torch time": (ours / ms).toFixed(2) };
+    return {
+      scenario: k,
+      "torch expand ms": ms.toFixed(0),
+      "verakit expand ms": ours.toFixed(0),
+      "verakit / torch time": (ours / ms).toFixed(2),
+    };
   });
   console.log("");
   table(brows, Object.keys(brows[0]));

@@ -13,7 +13,10 @@ for (const s of shapes) {
   const n = s.rank * s.maxIn + s.maxOut * s.rank;
   const row = { shape: s.name, elements: n };
   for (const arithmetic of ["fused", "separate"]) {
-    const ms = timeIt(() => generateProjections({ seed: 42, rank: s.rank, maxIn: s.maxIn, maxOut: s.maxOut, arithmetic }), 5);
+    const ms = timeIt(
+      () => generateProjections({ seed: 42, rank: s.rank, maxIn: s.maxIn, maxOut: s.maxOut, arithmetic }),
+      5,
+    );
     row[`verakit ${arithmetic} Melem/s`] = (n / ms / 1e3).toFixed(1);
     row[`_${arithmetic}`] = n / ms / 1e3;
   }
@@ -42,12 +45,21 @@ print(json.dumps({"ms": ts[2] * 1000}))
   rows.push(row);
 }
 console.log(`Projection generation (A then B, float32), median of 5${py ? `; torch ${py.torch}` : ""}\n`);
-table(rows, ["shape", "elements", "verakit fused Melem/s", "verakit separate Melem/s", "torch Melem/s", "ratio fused/torch"]);
+table(rows, [
+  "shape",
+  "elements",
+  "verakit fused Melem/s",
+  "verakit separate Melem/s",
+  "torch Melem/s",
+  "ratio fused/torch",
+]);
 
 // File sizes: Llama-2-7B (hidden 4096, 32 layers), q_proj + v_proj at r = 256.
 const layers = 32;
 const modules = [];
-for (let i = 0; i < layers; i++) for (const p of ["q_proj", "v_proj"]) modules.push({ name: `model.layers.${i}.self_attn.${p}`, inFeatures: 4096, outFeatures: 4096 });
+for (let i = 0; i < layers; i++)
+  for (const p of ["q_proj", "v_proj"])
+    modules.push({ name: `model.layers.${i}.self_attn.${p}`, inFeatures: 4096, outFeatures: 4096 });
 const adapter = createAdapter({ rank: 256, seed: 0, modules });
 adapter.modules.forEach((m, k) => m.lambdaB.forEach((_, i) => (m.lambdaB[i] = Math.sin(i + k) * 0.01)));
 const vera = writeVera({ adapter });
@@ -60,11 +72,30 @@ const peftNoProj = writeSafetensors({ tensors: peftTensors, metadata: { format: 
 const peftProj = peftNoProj + 2 * 256 * 4096 * 4 + 200; // + vera_A (256x4096) and vera_B (4096x256) float32 and their header entries
 const budget = 1.02 * vectorBytes + 16 * 1024;
 const sizes = [
-  { file: "verakit adapter.vera.safetensors", bytes: vera.length, "vs raw vectors": (vera.length / vectorBytes).toFixed(4) + "x" },
+  {
+    file: "verakit adapter.vera.safetensors",
+    bytes: vera.length,
+    "vs raw vectors": (vera.length / vectorBytes).toFixed(4) + "x",
+  },
   { file: "raw vector bytes (f32)", bytes: vectorBytes, "vs raw vectors": "1x" },
-  { file: "PEFT adapter_model.safetensors, save_projection=False", bytes: peftNoProj, "vs raw vectors": (peftNoProj / vectorBytes).toFixed(4) + "x" },
-  { file: "PEFT adapter_model.safetensors, save_projection=True", bytes: peftProj, "vs raw vectors": (peftProj / vectorBytes).toFixed(2) + "x" },
+  {
+    file: "PEFT adapter_model.safetensors, save_projection=False",
+    bytes: peftNoProj,
+    "vs raw vectors": (peftNoProj / vectorBytes).toFixed(4) + "x",
+  },
+  {
+    file: "PEFT adapter_model.safetensors, save_projection=True",
+    bytes: peftProj,
+    "vs raw vectors": (peftProj / vectorBytes).toFixed(2) + "x",
+  },
 ];
-console.log(`\nLlama-2-7B-shaped adapter (q_proj, v_proj, r=256, 32 layers): size goal <= 1.02x raw + 16 KiB = ${Math.round(budget)} bytes -> ${vera.length <= budget ? "met" : "NOT met"}\n`);
+console.log(
+  `\nLlama-2-7B-shaped adapter (q_proj, v_proj, r=256, 32 layers): size goal <= 1.02x raw + 16 KiB = ${Math.round(budget)} bytes -> ${vera.length <= budget ? "met" : "NOT met"}\n`,
+);
 table(sizes, ["file", "bytes", "vs raw vectors"]);
-saveResults("projections", { throughput: rows.map(({ _fused, _separate, ...r }) => r), sizes, sizeGoalBytes: Math.round(budget), sizeGoalMet: vera.length <= budget });
+saveResults("projections", {
+  throughput: rows.map(({ _fused, _separate, ...r }) => r),
+  sizes,
+  sizeGoalBytes: Math.round(budget),
+  sizeGoalMet: vera.length <= budget,
+});

@@ -118,8 +118,7 @@ export class VeraError extends Error {
     const first = issues[0];
     if (!first) throw new Error("VeraError.fromIssues needs at least one issue");
     const message =
-      summary ??
-      (issues.length === 1 ? first.message : `${first.message} (and ${issues.length - 1} more issue(s))`);
+      summary ?? (issues.length === 1 ? first.message : `${first.message} (and ${issues.length - 1} more issue(s))`);
     return new VeraError(first.code, message, {
       ...(first.path !== undefined ? { path: first.path } : {}),
       expected: first.expected,
@@ -133,7 +132,9 @@ export class VeraError extends Error {
 export function isVeraError(e: unknown): e is VeraError {
   return (
     e instanceof VeraError ||
-    (typeof e === "object" && e !== null && (e as { name?: unknown }).name === "VeraError" &&
+    (typeof e === "object" &&
+      e !== null &&
+      (e as { name?: unknown }).name === "VeraError" &&
       typeof (e as { code?: unknown }).code === "string")
   );
 }

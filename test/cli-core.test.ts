@@ -18,11 +18,34 @@ describe("vera CLI (core commands)", () => {
   it("create -> inspect -> validate", () => {
     const d = tmp();
     const f = join(d, "a.vera.safetensors");
-    expect(run(["create", "-o", f, "--rank", "4", "--layers", "2", "--target", "self_attn.q_proj:16x8", "--target", "mlp.down_proj:8x24", "--seed=-5"]).status).toBe(0);
+    expect(
+      run([
+        "create",
+        "-o",
+        f,
+        "--rank",
+        "4",
+        "--layers",
+        "2",
+        "--target",
+        "self_attn.q_proj:16x8",
+        "--target",
+        "mlp.down_proj:8x24",
+        "--seed=-5",
+      ]).status,
+    ).toBe(0);
     const ins = run(["inspect", f, "--json"]);
     expect(ins.status).toBe(0);
     const j = JSON.parse(ins.stdout);
-    expect(j).toMatchObject({ ok: true, rank: 4, moduleCount: 4, maxIn: 24, maxOut: 16, prng: { seed: "-5" }, digest: { ok: true } });
+    expect(j).toMatchObject({
+      ok: true,
+      rank: 4,
+      moduleCount: 4,
+      maxIn: 24,
+      maxOut: 16,
+      prng: { seed: "-5" },
+      digest: { ok: true },
+    });
     expect(run(["inspect", f]).stdout).toContain("q_proj");
     const v = run(["validate", f, "--json"]);
     expect(v.status).toBe(0);
@@ -30,7 +53,9 @@ describe("vera CLI (core commands)", () => {
   });
   it("validate exits 1 with a code for each broken spec vector and 0 for valid ones", () => {
     const dir = join(__dirname, "../spec/vectors");
-    const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as { vectors: Array<{ file: string; valid: boolean; code?: string }> };
+    const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as {
+      vectors: Array<{ file: string; valid: boolean; code?: string }>;
+    };
     const r = run(["validate", ...manifest.vectors.map((v) => join(dir, v.file)), "--json"]);
     expect(r.status).toBe(1);
     const out = JSON.parse(r.stdout) as { files: Array<{ ok: boolean; issues: Array<{ code: string }> }> };
@@ -38,12 +63,27 @@ describe("vera CLI (core commands)", () => {
       expect(out.files[i]!.ok).toBe(v.valid);
       if (!v.valid) expect(out.files[i]!.issues[0]!.code).toBe(v.code);
     });
-    for (const v of manifest.vectors.slice(0, 8)) expect(run(["validate", join(dir, v.file)]).status).toBe(v.valid ? 0 : 1);
+    for (const v of manifest.vectors.slice(0, 8))
+      expect(run(["validate", join(dir, v.file)]).status).toBe(v.valid ? 0 : 1);
   });
   it("projections writes vera_A / vera_B exactly as the library generates them", () => {
     const d = tmp();
     const f = join(d, "p.safetensors");
-    const r = run(["projections", "--seed", "4294967303", "--rank", "3", "--max-in", "17", "--max-out", "5", "--arithmetic", "separate", "-o", f]);
+    const r = run([
+      "projections",
+      "--seed",
+      "4294967303",
+      "--rank",
+      "3",
+      "--max-in",
+      "17",
+      "--max-out",
+      "5",
+      "--arithmetic",
+      "separate",
+      "-o",
+      f,
+    ]);
     expect(r.status).toBe(0);
     const file = parseSafetensors(new Uint8Array(readFileSync(f)));
     const { A, B } = generateProjections({ seed: 4294967303n, rank: 3, maxIn: 17, maxOut: 5, arithmetic: "separate" });
@@ -55,10 +95,35 @@ describe("vera CLI (core commands)", () => {
     const d = tmp();
     const f = join(d, "p.safetensors");
     expect(run(["projections", "--seed", "1", "--rank", "3", "--max-in", "4", "-o", f]).status).toBe(2);
-    const bad = run(["projections", "--seed", "1", "--rank", "x", "--max-in", "4", "--max-out", "4", "-o", f, "--json"]);
+    const bad = run([
+      "projections",
+      "--seed",
+      "1",
+      "--rank",
+      "x",
+      "--max-in",
+      "4",
+      "--max-out",
+      "4",
+      "-o",
+      f,
+      "--json",
+    ]);
     expect(bad.status).toBe(2);
     expect(JSON.parse(bad.stdout).error.code).toBe("ARG_INVALID");
-    const seed = run(["projections", "--seed", "99999999999999999999999", "--rank", "3", "--max-in", "4", "--max-out", "4", "-o", f]);
+    const seed = run([
+      "projections",
+      "--seed",
+      "99999999999999999999999",
+      "--rank",
+      "3",
+      "--max-in",
+      "4",
+      "--max-out",
+      "4",
+      "-o",
+      f,
+    ]);
     expect(seed.status).toBe(1);
     expect(seed.stderr).toContain("VERA_SEED");
     expect(seed.stderr).not.toMatch(/\n\s+at /); // no stack trace without --debug

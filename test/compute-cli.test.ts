@@ -13,8 +13,18 @@ describe("vera backends", { timeout: 120_000 }, () => {
     }
     const r = spawnSync(process.execPath, [cli, "backends", "--json"], { encoding: "utf8", timeout: 120_000 });
     expect(r.status).toBe(0);
-    const out = JSON.parse(r.stdout) as { ok: boolean; backends: Array<{ name: string; available: boolean; reason?: string; device?: string }> };
-    expect(out.backends.map((b) => b.name)).toEqual(["ort-cuda", "webgpu", "ort-webgpu", "ort-cpu", "wasm", "reference"]);
+    const out = JSON.parse(r.stdout) as {
+      ok: boolean;
+      backends: Array<{ name: string; available: boolean; reason?: string; device?: string }>;
+    };
+    expect(out.backends.map((b) => b.name)).toEqual([
+      "ort-cuda",
+      "webgpu",
+      "ort-webgpu",
+      "ort-cpu",
+      "wasm",
+      "reference",
+    ]);
     for (const b of out.backends) expect(b.available ? b.device : b.reason).toBeTruthy();
     expect(out.backends.find((b) => b.name === "reference")?.available).toBe(true);
   });

@@ -8,11 +8,25 @@ import { f32ToBf16Bits, f32ToF16Bits } from "../src/numeric/half.js";
 import { cloneTask, randomF32, randomTask, rng, SHAPES } from "./compute-helpers.js";
 
 /** Every shape in one batched merge call (shared A per in_features), checked against the reference bound. */
-export async function expectMatchesReference(be: ComputeBackend, dtype: WeightDtype, layout: WeightLayout, seed0 = 1): Promise<void> {
+export async function expectMatchesReference(
+  be: ComputeBackend,
+  dtype: WeightDtype,
+  layout: WeightLayout,
+  seed0 = 1,
+): Promise<void> {
   const sharedA = new Map<string, Float32Array>();
   const tasks: MergeTask[] = SHAPES.map(([o, n, r], i) => {
     const key = `${r}x${n}`;
-    const t = randomTask({ out: o, inF: n, rank: r, dtype, layout, seed: seed0 + i, ...(sharedA.has(key) ? { a: sharedA.get(key)! } : {}), byteOffset: i % 2 === 1 ? (dtype === "F32" ? 4 : 2) : 0 });
+    const t = randomTask({
+      out: o,
+      inF: n,
+      rank: r,
+      dtype,
+      layout,
+      seed: seed0 + i,
+      ...(sharedA.has(key) ? { a: sharedA.get(key)! } : {}),
+      byteOffset: i % 2 === 1 ? (dtype === "F32" ? 4 : 2) : 0,
+    });
     sharedA.set(key, t.a);
     return t;
   });
@@ -31,9 +45,15 @@ export async function expectMatchesReference(be: ComputeBackend, dtype: WeightDt
 }
 
 /** A weight that overflows must raise MERGE_OVERFLOW naming the module and stay byte-identical. */
-export async function expectOverflowLeavesWeight(be: ComputeBackend, dtype: WeightDtype, layout: WeightLayout): Promise<void> {
+export async function expectOverflowLeavesWeight(
+  be: ComputeBackend,
+  dtype: WeightDtype,
+  layout: WeightLayout,
+): Promise<void> {
   const r = rng(5);
-  const o = 40, n = 70, k = 4;
+  const o = 40,
+    n = 70,
+    k = 4;
   const big = dtype === "F16" ? 65000 : 3.3e38;
   const w = new Uint8Array(o * n * (dtype === "F32" ? 4 : 2));
   const dv = new DataView(w.buffer);
@@ -43,8 +63,16 @@ export async function expectOverflowLeavesWeight(be: ComputeBackend, dtype: Weig
     else dv.setUint16(i * 2, dtype === "F16" ? f32ToF16Bits(v) : f32ToBf16Bits(v), true);
   }
   const task: MergeTask = {
-    name: "layers.9.mlp.down_proj", dtype, layout, outFeatures: o, inFeatures: n, rank: k, weight: w,
-    a: new Float32Array(k * n).fill(1), b: new Float32Array(o * k).fill(1), lambdaD: new Float32Array(k).fill(1),
+    name: "layers.9.mlp.down_proj",
+    dtype,
+    layout,
+    outFeatures: o,
+    inFeatures: n,
+    rank: k,
+    weight: w,
+    a: new Float32Array(k * n).fill(1),
+    b: new Float32Array(o * k).fill(1),
+    lambdaD: new Float32Array(k).fill(1),
     lambdaB: new Float32Array(o).fill(dtype === "F16" ? 1000 : 3e37),
   };
   const before = w.slice();

@@ -49,7 +49,14 @@ describe("ort-cpu backend", { timeout: 60_000 }, () => {
     const lru = await createOrtBackend({ maxSessions: 1 });
     try {
       for (let seed = 0; seed < 4; seed++) {
-        const t = randomTask({ out: 12, inF: 10 + (seed % 2), rank: 3, dtype: DTYPES[seed % 3]!, layout: "out_in", seed });
+        const t = randomTask({
+          out: 12,
+          inF: 10 + (seed % 2),
+          rank: 3,
+          dtype: DTYPES[seed % 3]!,
+          layout: "out_in",
+          seed,
+        });
         const orig = t.weight.slice();
         await lru.merge([t]);
         expect(checkMerge({ task: t, original: orig }).ok).toBe(true);
@@ -60,7 +67,9 @@ describe("ort-cpu backend", { timeout: 60_000 }, () => {
   });
   it("merges started together on one backend run one after the other (the 16-bit staging memory is shared)", async () => {
     // many row blocks each, so the runs would interleave at every await if they were not queued
-    const tasks = (["F16", "BF16", "F16", "F32"] as const).map((dtype, i) => randomTask({ out: 33, inF: 65, rank: 5, dtype, layout: i % 2 ? "in_out" : "out_in", seed: 40 + i }));
+    const tasks = (["F16", "BF16", "F16", "F32"] as const).map((dtype, i) =>
+      randomTask({ out: 33, inF: 65, rank: 5, dtype, layout: i % 2 ? "in_out" : "out_in", seed: 40 + i }),
+    );
     const originals = tasks.map((t) => t.weight.slice());
     await Promise.all(tasks.map((t) => small.merge([t])));
     tasks.forEach((t, i) => expect(checkMerge({ task: t, original: originals[i]! }).mismatches).toEqual([]));

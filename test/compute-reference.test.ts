@@ -45,10 +45,16 @@ describe("roundToDtype", () => {
 });
 
 /** A task whose every intermediate is exact in float64: small dyadic integers. */
-function exactTask(seed: number, dtype: MergeTask["dtype"], layout: MergeTask["layout"]): { task: MergeTask; expected: number[] } {
+function exactTask(
+  seed: number,
+  dtype: MergeTask["dtype"],
+  layout: MergeTask["layout"],
+): { task: MergeTask; expected: number[] } {
   const r = rng(seed);
   const int = (m: number) => Math.floor(r() * (2 * m + 1)) - m;
-  const o = 1 + Math.floor(r() * 6), n = 1 + Math.floor(r() * 7), k = 1 + Math.floor(r() * 4);
+  const o = 1 + Math.floor(r() * 6),
+    n = 1 + Math.floor(r() * 7),
+    k = 1 + Math.floor(r() * 4);
   const a = Float32Array.from({ length: k * n }, () => int(8) / 8);
   const b = Float32Array.from({ length: o * k }, () => int(8) / 4);
   const ld = Float32Array.from({ length: k }, () => int(4) / 2);
@@ -69,7 +75,22 @@ function exactTask(seed: number, dtype: MergeTask["dtype"], layout: MergeTask["l
       else dv.setUint16(idx * 2, encodeExact(wv, dtype), true);
       expected[idx] = roundToDtype(wv + lb[i]! * s, dtype);
     }
-  return { task: { name: `exact.${seed}`, dtype, layout, outFeatures: o, inFeatures: n, rank: k, weight: w, a, b, lambdaD: ld, lambdaB: lb }, expected };
+  return {
+    task: {
+      name: `exact.${seed}`,
+      dtype,
+      layout,
+      outFeatures: o,
+      inFeatures: n,
+      rank: k,
+      weight: w,
+      a,
+      b,
+      lambdaD: ld,
+      lambdaB: lb,
+    },
+    expected,
+  };
 }
 
 describe("reference backend", () => {
@@ -81,7 +102,13 @@ describe("reference backend", () => {
       const { task, expected } = exactTask(seed, dtype, layout);
       await be.merge([task]);
       const dv = new DataView(task.weight.buffer);
-      const got = expected.map((_, idx) => (dtype === "F32" ? dv.getFloat32(idx * 4, true) : dtype === "F16" ? f16BitsToF32(dv.getUint16(idx * 2, true)) : new Float32Array(new Uint32Array([dv.getUint16(idx * 2, true) << 16]).buffer)[0]!));
+      const got = expected.map((_, idx) =>
+        dtype === "F32"
+          ? dv.getFloat32(idx * 4, true)
+          : dtype === "F16"
+            ? f16BitsToF32(dv.getUint16(idx * 2, true))
+            : new Float32Array(new Uint32Array([dv.getUint16(idx * 2, true) << 16]).buffer)[0]!,
+      );
       expect(got, `seed ${seed} ${dtype} ${layout}`).toEqual(expected);
     }
   });
@@ -99,9 +126,17 @@ describe("reference backend", () => {
   it("reports max |delta| and leaves an overflowing weight unchanged with MERGE_OVERFLOW", async () => {
     const be = createReferenceBackend();
     const task: MergeTask = {
-      name: "model.layers.0.mlp.up_proj", dtype: "F16", layout: "out_in", outFeatures: 1, inFeatures: 2, rank: 1,
+      name: "model.layers.0.mlp.up_proj",
+      dtype: "F16",
+      layout: "out_in",
+      outFeatures: 1,
+      inFeatures: 2,
+      rank: 1,
       weight: new Uint8Array(new Uint16Array([f32ToF16Bits(65000), f32ToF16Bits(1)]).buffer),
-      a: new Float32Array([1, 1]), b: new Float32Array([1]), lambdaD: new Float32Array([1]), lambdaB: new Float32Array([600]),
+      a: new Float32Array([1, 1]),
+      b: new Float32Array([1]),
+      lambdaD: new Float32Array([1]),
+      lambdaB: new Float32Array([600]),
     };
     const before = task.weight.slice();
     const e = await be.merge([task]).catch((x) => x);

@@ -33,7 +33,21 @@ describe("WebAssembly SIMD kernels", () => {
     const m = w + Math.ceil((n * 2) / 64) * 64;
     k.reserve(m + n * 4);
     const r = rng(11);
-    const deltas = [0, -0, 2 ** -134, -(2 ** -133), 3 * 2 ** -135, 2 ** -149, 1e-3, -0.5, 1, 3.38e38, -3.4e38, Infinity, NaN];
+    const deltas = [
+      0,
+      -0,
+      2 ** -134,
+      -(2 ** -133),
+      3 * 2 ** -135,
+      2 ** -149,
+      1e-3,
+      -0.5,
+      1,
+      3.38e38,
+      -3.4e38,
+      Infinity,
+      NaN,
+    ];
     for (let i = 0; i < 12; i++) deltas.push((r() - 0.5) * Math.exp(r() * 40 - 30));
     for (const d of deltas) {
       const bits = new Uint16Array(k.memory.buffer, w, n);
@@ -51,7 +65,9 @@ describe("WebAssembly SIMD kernels", () => {
       const wrong: string[] = [];
       for (let i = 0; i < n && wrong.length < 3; i++)
         if (got[i] !== want[i] && !(Number.isNaN(bf16BitsToF32(got[i]!)) && Number.isNaN(bf16BitsToF32(want[i]!))))
-          wrong.push(`0x${(i & 0xffff).toString(16)} + ${delta[i]}: 0x${got[i]!.toString(16)}, want 0x${want[i]!.toString(16)}`);
+          wrong.push(
+            `0x${(i & 0xffff).toString(16)} + ${delta[i]}: 0x${got[i]!.toString(16)}, want 0x${want[i]!.toString(16)}`,
+          );
       expect(wrong).toEqual([]);
       expect(new Float32Array(k.memory.buffer, 0, 1)[0]).toBe(Math.fround(max));
     }
@@ -74,8 +90,16 @@ describe("WebAssembly SIMD kernels", () => {
   it("GEMM matches a float64 product on odd shapes", async () => {
     const k = await loadWasmKernels();
     const r = rng(8);
-    for (const [m, nn, kk] of [[1, 1, 1], [3, 7, 2], [13, 21, 7], [17, 40, 33], [4, 8, 1]] as const) {
-      const a = randomF32(m * kk, r), b = randomF32(kk * nn, r), c = randomF32(m * nn, r);
+    for (const [m, nn, kk] of [
+      [1, 1, 1],
+      [3, 7, 2],
+      [13, 21, 7],
+      [17, 40, 33],
+      [4, 8, 1],
+    ] as const) {
+      const a = randomF32(m * kk, r),
+        b = randomF32(kk * nn, r),
+        c = randomF32(m * nn, r);
       k.reserve((a.length + b.length + c.length) * 4);
       const mem = new Float32Array(k.memory.buffer);
       mem.set(a, 0);

@@ -14,7 +14,8 @@ async function start(name: string, make: () => Promise<ComputeBackend>): Promise
     return await make();
   } catch (e) {
     const why = `${name}: ${(e as Error).message}`;
-    if (process.env.CI === "true") throw new Error(`CI=true requires a WebGPU adapter (install Mesa's lavapipe, see .ci/run): ${why}`);
+    if (process.env.CI === "true")
+      throw new Error(`CI=true requires a WebGPU adapter (install Mesa's lavapipe, see .ci/run): ${why}`);
     console.warn(`skipping ${name} tests: ${why}`);
     return undefined;
   }

@@ -1,19 +1,51 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { createAdapter, isCanonical, projectionsFor, readVera, validateVera, writeVera, generateProjections, type VeraAdapter } from "../src/index.js";
+import {
+  createAdapter,
+  isCanonical,
+  projectionsFor,
+  readVera,
+  validateVera,
+  writeVera,
+  generateProjections,
+  type VeraAdapter,
+} from "../src/index.js";
 
-const names = ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.mlp.down_proj", "lm_head"];
+const names = [
+  "model.layers.0.self_attn.q_proj",
+  "model.layers.0.self_attn.v_proj",
+  "model.layers.1.mlp.down_proj",
+  "lm_head",
+];
 const arbAdapter = fc
   .record({
     rank: fc.integer({ min: 1, max: 8 }),
     seed: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }),
     arithmetic: fc.constantFrom("fused" as const, "separate" as const),
     rounding: fc.constantFrom("none" as const, "bf16" as const, "fp16" as const),
-    mods: fc.uniqueArray(fc.record({ name: fc.constantFrom(...names), inF: fc.integer({ min: 1, max: 20 }), outF: fc.integer({ min: 1, max: 20 }), conv: fc.boolean() }), { minLength: 1, maxLength: 4, selector: (m) => m.name }),
+    mods: fc.uniqueArray(
+      fc.record({
+        name: fc.constantFrom(...names),
+        inF: fc.integer({ min: 1, max: 20 }),
+        outF: fc.integer({ min: 1, max: 20 }),
+        conv: fc.boolean(),
+      }),
+      { minLength: 1, maxLength: 4, selector: (m) => m.name },
+    ),
     vals: fc.float({ noNaN: true, noDefaultInfinity: true, min: -10, max: 10 }),
   })
   .map(({ rank, seed, arithmetic, rounding, mods, vals }) => {
-    const a = createAdapter({ rank, seed, arithmetic, modules: mods.map((m) => ({ name: m.name, inFeatures: m.inF, outFeatures: m.outF, layout: m.conv ? "conv1d" : "linear" })) });
+    const a = createAdapter({
+      rank,
+      seed,
+      arithmetic,
+      modules: mods.map((m) => ({
+        name: m.name,
+        inFeatures: m.inF,
+        outFeatures: m.outF,
+        layout: m.conv ? "conv1d" : "linear",
+      })),
+    });
     a.projectionRounding = rounding;
     a.modules.forEach((m, k) => {
       m.lambdaD = Float32Array.from(m.lambdaD, (_, i) => Math.fround(vals * (i + 1) + k));
@@ -45,7 +77,13 @@ describe("verakit format", () => {
     );
   });
   it("module order given to the writer does not change the bytes", () => {
-    const a = createAdapter({ rank: 2, modules: [{ name: "b", inFeatures: 2, outFeatures: 3 }, { name: "a", inFeatures: 4, outFeatures: 1 }] });
+    const a = createAdapter({
+      rank: 2,
+      modules: [
+        { name: "b", inFeatures: 2, outFeatures: 3 },
+        { name: "a", inFeatures: 4, outFeatures: 1 },
+      ],
+    });
     const rev: VeraAdapter = { ...a, modules: [...a.modules].reverse() };
     expect(Buffer.compare(Buffer.from(writeVera({ adapter: a })), Buffer.from(writeVera({ adapter: rev })))).toBe(0);
   });
@@ -58,20 +96,36 @@ describe("verakit format", () => {
     expect(readVera(writeVera({ adapter: a })).vectorDtype).toBe("F32");
   });
   it("createAdapter initialises as PEFT does: d = d_initial, b = 0, max dims over modules", () => {
-    const a = createAdapter({ rank: 3, dInitial: 0.25, modules: [{ name: "x", inFeatures: 7, outFeatures: 2 }, { name: "y", inFeatures: 3, outFeatures: 9 }] });
+    const a = createAdapter({
+      rank: 3,
+      dInitial: 0.25,
+      modules: [
+        { name: "x", inFeatures: 7, outFeatures: 2 },
+        { name: "y", inFeatures: 3, outFeatures: 9 },
+      ],
+    });
     expect([a.maxIn, a.maxOut]).toEqual([7, 9]);
     expect(Array.from(a.modules[0]!.lambdaD)).toEqual([0.25, 0.25, 0.25]);
     expect(Array.from(a.modules[1]!.lambdaB)).toEqual(new Array(9).fill(0));
   });
   it("refuses to write an invalid adapter and lists every issue", () => {
-    const a = createAdapter({ rank: 2, modules: [{ name: "m", inFeatures: 2, outFeatures: 2 }, { name: "n", inFeatures: 2, outFeatures: 2 }] });
+    const a = createAdapter({
+      rank: 2,
+      modules: [
+        { name: "m", inFeatures: 2, outFeatures: 2 },
+        { name: "n", inFeatures: 2, outFeatures: 2 },
+      ],
+    });
     a.modules[0]!.lambdaD = new Float32Array([NaN, 1]);
     a.modules[1]!.lambdaB = new Float32Array(3);
     try {
       writeVera({ adapter: a });
       expect.unreachable();
     } catch (e) {
-      expect((e as { issues: Array<{ code: string }> }).issues.map((i) => i.code).sort()).toEqual(["VERA_NONFINITE", "VERA_VECTOR_LENGTH"]);
+      expect((e as { issues: Array<{ code: string }> }).issues.map((i) => i.code).sort()).toEqual([
+        "VERA_NONFINITE",
+        "VERA_VECTOR_LENGTH",
+      ]);
     }
   });
   it("validateVera reports all issues at once with code, path, expected, received", () => {
@@ -93,16 +147,26 @@ describe("verakit format", () => {
     expect(Array.from(projectionsFor(b).B)).toEqual([7, 8, 9, 10]);
   });
   it("fuzz: the validator never throws, only reports typed issues, on mutated valid files (property)", () => {
-    const a = createAdapter({ rank: 3, seed: 5, modules: [{ name: "q", inFeatures: 4, outFeatures: 3 }, { name: "v", inFeatures: 4, outFeatures: 2, layout: "conv1d" }] });
+    const a = createAdapter({
+      rank: 3,
+      seed: 5,
+      modules: [
+        { name: "q", inFeatures: 4, outFeatures: 3 },
+        { name: "v", inFeatures: 4, outFeatures: 2, layout: "conv1d" },
+      ],
+    });
     const valid = writeVera({ adapter: a });
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), (muts) => {
-        const b = valid.slice();
-        for (const [i, v] of muts) b[i] = v;
-        const r = validateVera(b);
-        for (const i of r.issues) expect(i.code).toMatch(/^(ST|VERA)_[A-Z0-9_]+$/);
-        if (!r.ok) expect(() => readVera(b)).toThrowError(expect.objectContaining({ name: "VeraError" }));
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }),
+        (muts) => {
+          const b = valid.slice();
+          for (const [i, v] of muts) b[i] = v;
+          const r = validateVera(b);
+          for (const i of r.issues) expect(i.code).toMatch(/^(ST|VERA)_[A-Z0-9_]+$/);
+          if (!r.ok) expect(() => readVera(b)).toThrowError(expect.objectContaining({ name: "VeraError" }));
+        },
+      ),
       { numRuns: 1500 },
     );
   });

@@ -22,11 +22,25 @@ describe("browser bundle of the Hub client", () => {
     });
     const inputs = Object.keys(r.metafile!.inputs);
     expect(inputs.some((i) => i.includes("@huggingface/hub"))).toBe(true);
-    expect(inputs.filter((i) => i.startsWith("node:") || i.includes("src/hub/node/") || i.includes("src/node/"))).toEqual([]);
-    for (const f of r.outputFiles!) expect(f.text).not.toMatch(/\bfrom\s+["']node:|import\(["']node:|require\(["']node:|require\(["'](fs|path|os|crypto)["']\)/);
+    expect(
+      inputs.filter((i) => i.startsWith("node:") || i.includes("src/hub/node/") || i.includes("src/node/")),
+    ).toEqual([]);
+    for (const f of r.outputFiles!)
+      expect(f.text).not.toMatch(
+        /\bfrom\s+["']node:|import\(["']node:|require\(["']node:|require\(["'](fs|path|os|crypto)["']\)/,
+      );
   });
   it("src/hub/node/index.ts is the Node edge (it does use node:fs)", async () => {
-    const r = await build({ entryPoints: ["src/hub/node/index.ts"], bundle: true, platform: "node", format: "esm", write: false, logLevel: "silent", metafile: true, packages: "external" });
+    const r = await build({
+      entryPoints: ["src/hub/node/index.ts"],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      write: false,
+      logLevel: "silent",
+      metafile: true,
+      packages: "external",
+    });
     expect(r.outputFiles![0]!.text).toMatch(/from\s+["']node:fs["']/);
   });
 });

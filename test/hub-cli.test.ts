@@ -35,7 +35,13 @@ interface Run {
 function vera(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cli, ...args], {
-      env: { PATH: process.env["PATH"] ?? "", HOME: work.dir, VERAKIT_HUB_RETRY_SCALE: "0", VERAKIT_HUB_MAX_RETRIES: "2", ...env },
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        HOME: work.dir,
+        VERAKIT_HUB_RETRY_SCALE: "0",
+        VERAKIT_HUB_MAX_RETRIES: "2",
+        ...env,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -76,7 +82,13 @@ describe("vera push / pull / whoami", () => {
     const push = await vera(["push", path, "--repo", "alice/cli-round-trip", "--create", "--json"], env);
     expect(push.status, push.stderr).toBe(0);
     const pushed = JSON.parse(push.stdout);
-    expect(pushed).toMatchObject({ ok: true, repo: "alice/cli-round-trip", branch: "main", modelCard: "created", repoCreated: true });
+    expect(pushed).toMatchObject({
+      ok: true,
+      repo: "alice/cli-round-trip",
+      branch: "main",
+      modelCard: "created",
+      repoCreated: true,
+    });
 
     const pull = await vera(["pull", "alice/cli-round-trip", "--json"], env);
     expect(pull.status, pull.stderr).toBe(0);
@@ -107,10 +119,31 @@ describe("vera push / pull / whoami", () => {
   it("push --with-peft uploads a PEFT folder next to the verakit file; a --revision branch is created with --create", async () => {
     const { path } = adapterFile(102);
     const { env } = hubEnv();
-    const r = await vera(["push", path, "--repo", "acme/cli-peft", "--create", "--private", "--with-peft", "--revision", "dev", "-m", "first upload"], env);
+    const r = await vera(
+      [
+        "push",
+        path,
+        "--repo",
+        "acme/cli-peft",
+        "--create",
+        "--private",
+        "--with-peft",
+        "--revision",
+        "dev",
+        "-m",
+        "first upload",
+      ],
+      env,
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain("adapter_config.json");
-    expect(server.listPaths("acme/cli-peft", "dev")).toEqual([".gitattributes", "README.md", "adapter.vera.safetensors", "adapter_config.json", "adapter_model.safetensors"]);
+    expect(server.listPaths("acme/cli-peft", "dev")).toEqual([
+      ".gitattributes",
+      "README.md",
+      "adapter.vera.safetensors",
+      "adapter_config.json",
+      "adapter_model.safetensors",
+    ]);
     expect(server.isPrivate("acme/cli-peft")).toBe(true);
     const cfg = JSON.parse(new TextDecoder().decode(server.getFile("acme/cli-peft", "adapter_config.json", "dev")));
     expect(cfg.peft_type).toBe("VERA");
@@ -147,14 +180,42 @@ describe("failures: clear messages, bounded retries, no token in any output", ()
     server.putFiles("alice/cli-empty", { "notes.txt": "no adapter" });
   });
 
-  const cases: Array<{ name: string; args: () => string[]; token?: string; faults?: HubFault[]; code: string; exit?: number; extra?: (r: Run, home: string) => void }> = [
-    { name: "401 bad token (push)", args: () => ["push", file(), "--repo", "alice/cli-fixed"], token: BAD_TOKEN, code: "HUB_UNAUTHORIZED" },
-    { name: "401 bad token (pull)", args: () => ["pull", "alice/cli-fixed"], token: BAD_TOKEN, code: "HUB_UNAUTHORIZED" },
+  const cases: Array<{
+    name: string;
+    args: () => string[];
+    token?: string;
+    faults?: HubFault[];
+    code: string;
+    exit?: number;
+    extra?: (r: Run, home: string) => void;
+  }> = [
+    {
+      name: "401 bad token (push)",
+      args: () => ["push", file(), "--repo", "alice/cli-fixed"],
+      token: BAD_TOKEN,
+      code: "HUB_UNAUTHORIZED",
+    },
+    {
+      name: "401 bad token (pull)",
+      args: () => ["pull", "alice/cli-fixed"],
+      token: BAD_TOKEN,
+      code: "HUB_UNAUTHORIZED",
+    },
     { name: "401 bad token (whoami)", args: () => ["whoami"], token: BAD_TOKEN, code: "HUB_UNAUTHORIZED" },
-    { name: "403 read-only token", args: () => ["push", file(), "--repo", "rita/x", "--create"], token: READ_TOKEN, code: "HUB_FORBIDDEN" },
+    {
+      name: "403 read-only token",
+      args: () => ["push", file(), "--repo", "rita/x", "--create"],
+      token: READ_TOKEN,
+      code: "HUB_FORBIDDEN",
+    },
     { name: "404 repo", args: () => ["pull", "alice/cli-missing"], code: "HUB_REPO_NOT_FOUND" },
     { name: "404 file", args: () => ["pull", "alice/cli-empty"], code: "HUB_FILE_NOT_FOUND" },
-    { name: "404 repo on push without --create", args: () => ["push", file(), "--repo", "alice/cli-nope"], code: "HUB_REPO_NOT_FOUND", extra: (r) => expect(r.stderr + r.stdout).toContain("--create") },
+    {
+      name: "404 repo on push without --create",
+      args: () => ["push", file(), "--repo", "alice/cli-nope"],
+      code: "HUB_REPO_NOT_FOUND",
+      extra: (r) => expect(r.stderr + r.stdout).toContain("--create"),
+    },
     {
       name: "409/412 branch keeps moving",
       args: () => ["push", file(), "--repo", "alice/cli-fixed"],
@@ -165,23 +226,43 @@ describe("failures: clear messages, bounded retries, no token in any output", ()
       name: "429 with a Retry-After beyond the cap",
       args: () => ["pull", "alice/cli-fixed"],
       faults: [{ path: "/revision/", status: 429, headers: { "Retry-After": "86400" } }],
-      code: "HUB_RATE_LIMITED", exit: 2,
+      code: "HUB_RATE_LIMITED",
+      exit: 2,
       extra: (r) => expect(r.stderr + r.stdout).toContain("86400 s"),
     },
-    { name: "429 persisting", args: () => ["pull", "alice/cli-fixed"], faults: [{ path: "/paths-info/", status: 429, headers: { "Retry-After": "1" }, times: 3 }], code: "HUB_RATE_LIMITED", exit: 2 },
-    { name: "5xx persisting", args: () => ["pull", "alice/cli-fixed"], faults: [{ path: "/resolve/", status: 503, times: 3 }], code: "HUB_SERVER_ERROR", exit: 2 },
+    {
+      name: "429 persisting",
+      args: () => ["pull", "alice/cli-fixed"],
+      faults: [{ path: "/paths-info/", status: 429, headers: { "Retry-After": "1" }, times: 3 }],
+      code: "HUB_RATE_LIMITED",
+      exit: 2,
+    },
+    {
+      name: "5xx persisting",
+      args: () => ["pull", "alice/cli-fixed"],
+      faults: [{ path: "/resolve/", status: 503, times: 3 }],
+      code: "HUB_SERVER_ERROR",
+      exit: 2,
+    },
     {
       name: "connection cut mid-download, every time",
       args: () => ["pull", "alice/cli-fixed"],
       faults: [{ method: "GET", path: "/resolve/", when: (q) => q.range !== "bytes=0-0", cutAfterBytes: 64, times: 3 }],
-      code: "HUB_NETWORK", exit: 2,
-      extra: (_r, home) => expect(existsSync(join(home, "hub", "models--alice--cli-fixed")) ? readdirSync(join(home, "hub", "models--alice--cli-fixed"), { recursive: true }) : []).toEqual([]),
+      code: "HUB_NETWORK",
+      exit: 2,
+      extra: (_r, home) =>
+        expect(
+          existsSync(join(home, "hub", "models--alice--cli-fixed"))
+            ? readdirSync(join(home, "hub", "models--alice--cli-fixed"), { recursive: true })
+            : [],
+        ).toEqual([]),
     },
     {
       name: "a server that echoes the Authorization header",
       args: () => ["whoami"],
       faults: [{ path: "/api/whoami-v2", status: 500, times: 3, echoAuthorization: true }],
-      code: "HUB_SERVER_ERROR", exit: 2,
+      code: "HUB_SERVER_ERROR",
+      exit: 2,
     },
     { name: "a malformed --token", args: () => ["whoami", "--token", "hf_bad token!"], code: "HUB_TOKEN_INVALID" },
   ];
@@ -212,7 +293,9 @@ describe("failures: clear messages, bounded retries, no token in any output", ()
     expect(r.stderr).toContain("HTTP 500");
     expect(r.stderr).toContain("connection cut");
     const bytes = makeAdapterBytes({ seed: 5 });
-    expect(readFileSync(join(home, "hub", "models--alice--cli-fixed", "blobs", sha256(bytes)))).toEqual(Buffer.from(bytes));
+    expect(readFileSync(join(home, "hub", "models--alice--cli-fixed", "blobs", sha256(bytes)))).toEqual(
+      Buffer.from(bytes),
+    );
   });
 
   it("no output of any run in this file contains a token", () => {

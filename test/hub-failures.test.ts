@@ -62,24 +62,57 @@ const probe = (r: { range: string | null }) => r.range === "bytes=0-0";
 
 describe("authentication and authorization", () => {
   it("401: a token the Hub does not know", async () => {
-    const e = await failsWith(pushAdapter({ ...base(), repo: "alice/x", file: makeAdapterBytes(), accessToken: "hf_unknownTokenQwErTy123456", create: true }), "HUB_UNAUTHORIZED");
+    const e = await failsWith(
+      pushAdapter({
+        ...base(),
+        repo: "alice/x",
+        file: makeAdapterBytes(),
+        accessToken: "hf_unknownTokenQwErTy123456",
+        create: true,
+      }),
+      "HUB_UNAUTHORIZED",
+    );
     expect(e.message).toMatch(/token/);
-    await failsWith(fetchAdapter({ ...base(), repo: "alice/adapter", accessToken: "hf_unknownTokenQwErTy123456" }), "HUB_UNAUTHORIZED");
+    await failsWith(
+      fetchAdapter({ ...base(), repo: "alice/adapter", accessToken: "hf_unknownTokenQwErTy123456" }),
+      "HUB_UNAUTHORIZED",
+    );
     await failsWith(hubWhoAmI({ hubUrl: server.url, accessToken: "hf_unknownTokenQwErTy123456" }), "HUB_UNAUTHORIZED");
   });
 
   it("a malformed or missing token is refused before any request, without echoing it", async () => {
     const n = server.requests.length;
-    const e = await failsWith(pushAdapter({ ...base(), repo: "alice/x", file: makeAdapterBytes(), accessToken: "not-a-token-secret-value" }), "HUB_TOKEN_INVALID");
+    const e = await failsWith(
+      pushAdapter({ ...base(), repo: "alice/x", file: makeAdapterBytes(), accessToken: "not-a-token-secret-value" }),
+      "HUB_TOKEN_INVALID",
+    );
     expect(e.message).not.toContain("not-a-token-secret-value");
-    await failsWith(pushAdapter({ ...base(), repo: "alice/x", file: makeAdapterBytes(), accessToken: "" }), "HUB_TOKEN_MISSING");
+    await failsWith(
+      pushAdapter({ ...base(), repo: "alice/x", file: makeAdapterBytes(), accessToken: "" }),
+      "HUB_TOKEN_MISSING",
+    );
     expect(server.requests.length).toBe(n);
   });
 
   it("403: a read-only token, and another user's namespace", async () => {
-    await failsWith(pushAdapter({ ...base(), repo: "rita/x", file: makeAdapterBytes(), accessToken: READ_TOKEN, create: true }), "HUB_FORBIDDEN");
-    await failsWith(pushAdapter({ ...base(), repo: "alice/adapter", file: makeAdapterBytes(), accessToken: OTHER_TOKEN }), "HUB_FORBIDDEN");
-    await failsWith(pushAdapter({ ...base(), repo: "alice/new-one", file: makeAdapterBytes(), accessToken: OTHER_TOKEN, create: true }), "HUB_FORBIDDEN");
+    await failsWith(
+      pushAdapter({ ...base(), repo: "rita/x", file: makeAdapterBytes(), accessToken: READ_TOKEN, create: true }),
+      "HUB_FORBIDDEN",
+    );
+    await failsWith(
+      pushAdapter({ ...base(), repo: "alice/adapter", file: makeAdapterBytes(), accessToken: OTHER_TOKEN }),
+      "HUB_FORBIDDEN",
+    );
+    await failsWith(
+      pushAdapter({
+        ...base(),
+        repo: "alice/new-one",
+        file: makeAdapterBytes(),
+        accessToken: OTHER_TOKEN,
+        create: true,
+      }),
+      "HUB_FORBIDDEN",
+    );
   });
 
   it("403: a gated repo until access is granted", async () => {
@@ -100,11 +133,26 @@ describe("authentication and authorization", () => {
 describe("not found: repo, revision, file", () => {
   it("tells the three apart", async () => {
     await failsWith(fetchAdapter({ ...base(), repo: "alice/nope", accessToken: TOKEN }), "HUB_REPO_NOT_FOUND");
-    const rev = await failsWith(fetchAdapter({ ...base(), repo: "alice/adapter", revision: "no-such-branch", accessToken: TOKEN }), "HUB_REVISION_NOT_FOUND");
+    const rev = await failsWith(
+      fetchAdapter({ ...base(), repo: "alice/adapter", revision: "no-such-branch", accessToken: TOKEN }),
+      "HUB_REVISION_NOT_FOUND",
+    );
     expect(rev.message).toContain("no-such-branch");
-    const file = await failsWith(fetchAdapter({ ...base(), repo: "alice/empty", accessToken: TOKEN }), "HUB_FILE_NOT_FOUND");
+    const file = await failsWith(
+      fetchAdapter({ ...base(), repo: "alice/empty", accessToken: TOKEN }),
+      "HUB_FILE_NOT_FOUND",
+    );
     expect(file.message).toContain("adapter.vera.safetensors");
-    await failsWith(pushAdapter({ ...base(), repo: "alice/adapter", branch: "feature", file: makeAdapterBytes(), accessToken: TOKEN }), "HUB_REVISION_NOT_FOUND");
+    await failsWith(
+      pushAdapter({
+        ...base(),
+        repo: "alice/adapter",
+        branch: "feature",
+        file: makeAdapterBytes(),
+        accessToken: TOKEN,
+      }),
+      "HUB_REVISION_NOT_FOUND",
+    );
   });
 });
 
@@ -112,7 +160,11 @@ describe("retries", () => {
   it("429 honours Retry-After (bounded), then succeeds", async () => {
     const waits: number[] = [];
     server.inject({ path: "/paths-info/", status: 429, headers: { "Retry-After": "2" }, times: 2 });
-    const r = await fetchAdapter({ hubUrl: server.url, repo: "alice/adapter", retry: { maxRetries: 3, sleep: async (ms) => void waits.push(ms) } });
+    const r = await fetchAdapter({
+      hubUrl: server.url,
+      repo: "alice/adapter",
+      retry: { maxRetries: 3, sleep: async (ms) => void waits.push(ms) },
+    });
     expect(r.bytes).toEqual(makeAdapterBytes({ seed: 1 }));
     expect(waits).toEqual([2000, 2000]);
   });
@@ -121,7 +173,11 @@ describe("retries", () => {
     const waits: number[] = [];
     server.inject({ path: "/paths-info/", status: 429, headers: { "Retry-After": "3600" } });
     const e = await failsWith(
-      fetchAdapter({ hubUrl: server.url, repo: "alice/adapter", retry: { maxRetries: 3, maxDelayMs: 60_000, sleep: async (ms) => void waits.push(ms) } }),
+      fetchAdapter({
+        hubUrl: server.url,
+        repo: "alice/adapter",
+        retry: { maxRetries: 3, maxDelayMs: 60_000, sleep: async (ms) => void waits.push(ms) },
+      }),
       "HUB_RATE_LIMITED",
     );
     expect(e.message).toContain("3600 s");
@@ -131,7 +187,12 @@ describe("retries", () => {
   it("429 on the commit is retried (the Hub did not act on it)", async () => {
     server.inject({ method: "POST", path: "/commit/", status: 429, headers: { "Retry-After": "0" } });
     const before = server.commitCount("alice/pushes");
-    const r = await pushAdapter({ ...base(), repo: "alice/pushes", file: makeAdapterBytes({ seed: 30 }), accessToken: TOKEN });
+    const r = await pushAdapter({
+      ...base(),
+      repo: "alice/pushes",
+      file: makeAdapterBytes({ seed: 30 }),
+      accessToken: TOKEN,
+    });
     expect(server.commitCount("alice/pushes")).toBe(before + 1);
     expect(r.recoveredAfterFailure).toBe(false);
   });
@@ -140,14 +201,26 @@ describe("retries", () => {
     const events: HubProgressEvent[] = [];
     server.inject({ method: "GET", path: "/resolve/", when: (q) => !probe(q), status: 503, times: 2 });
     const dir = cacheDir();
-    const ok = await pullAdapter({ ...base(), repo: "alice/adapter", cacheDir: dir, env: {}, onProgress: (e) => events.push(e) });
+    const ok = await pullAdapter({
+      ...base(),
+      repo: "alice/adapter",
+      cacheDir: dir,
+      env: {},
+      onProgress: (e) => events.push(e),
+    });
     expect(ok.bytes).toEqual(makeAdapterBytes({ seed: 1 }));
-    expect(events.filter((e) => e.type === "retry").map((e) => (e as { reason: string }).reason)).toEqual(["HTTP 503", "HTTP 503"]);
+    expect(events.filter((e) => e.type === "retry").map((e) => (e as { reason: string }).reason)).toEqual([
+      "HTTP 503",
+      "HTTP 503",
+    ]);
 
     server.inject({ method: "GET", path: "/resolve/", status: 502, times: 50 });
     const dir2 = cacheDir();
     const n = server.requests.length;
-    const e = await failsWith(pullAdapter({ ...base(), repo: "alice/adapter", cacheDir: dir2, env: {} }), "HUB_SERVER_ERROR");
+    const e = await failsWith(
+      pullAdapter({ ...base(), repo: "alice/adapter", cacheDir: dir2, env: {} }),
+      "HUB_SERVER_ERROR",
+    );
     expect(e.message).toContain("4 attempt");
     expect(server.requests.slice(n).filter((q) => q.path.includes("/resolve/")).length).toBe(FAST_RETRY.maxRetries + 1);
     expect(listAll(dir2)).toEqual([]);
@@ -158,7 +231,13 @@ describe("retries", () => {
     server.inject({ method: "POST", path: "/commit/", status: 500 });
     const before = server.commitCount("alice/pushes");
     const events: HubProgressEvent[] = [];
-    const r = await pushAdapter({ ...base(), repo: "alice/pushes", file: makeAdapterBytes({ seed: 31 }), accessToken: TOKEN, onProgress: (e) => events.push(e) });
+    const r = await pushAdapter({
+      ...base(),
+      repo: "alice/pushes",
+      file: makeAdapterBytes({ seed: 31 }),
+      accessToken: TOKEN,
+      onProgress: (e) => events.push(e),
+    });
     expect(server.commitCount("alice/pushes")).toBe(before + 1);
     expect(events.some((e) => e.type === "phase" && e.phase === "verifying-commit")).toBe(true);
     expect(r.commit).toBe(server.head("alice/pushes"));
@@ -200,7 +279,10 @@ describe("broken downloads", () => {
     const n = server.requests.length;
     const r = await fetchAdapter({ ...base(), repo: "alice/adapter", chunkSize: 256 });
     expect(r.bytes).toEqual(file);
-    const ranges = server.requests.slice(n).filter((q) => q.path.includes("/resolve/")).map((q) => q.range);
+    const ranges = server.requests
+      .slice(n)
+      .filter((q) => q.path.includes("/resolve/"))
+      .map((q) => q.range);
     expect(ranges.filter((x) => x === "bytes=512-767").length).toBe(2); // cut, then resumed there
     expect(ranges.filter((x) => x === "bytes=0-255").length).toBe(1); // earlier chunks not fetched again
   });
@@ -227,9 +309,25 @@ describe("broken downloads", () => {
     const dir = cacheDir();
     await pullAdapter({ ...base(), repo: "alice/adapter", cacheDir: dir, env: {} });
     const events: HubProgressEvent[] = [];
-    const r = await pullAdapter({ repo: "alice/adapter", hubUrl: "http://127.0.0.1:9", retry: FAST_RETRY, cacheDir: dir, env: {}, onProgress: (e) => events.push(e) });
+    const r = await pullAdapter({
+      repo: "alice/adapter",
+      hubUrl: "http://127.0.0.1:9",
+      retry: FAST_RETRY,
+      cacheDir: dir,
+      env: {},
+      onProgress: (e) => events.push(e),
+    });
     expect(r.fromCache).toBe(true);
     expect(events.some((e) => e.type === "notice" && /could not be reached/.test(e.message))).toBe(true);
-    await failsWith(pullAdapter({ repo: "alice/adapter", hubUrl: "http://127.0.0.1:9", retry: FAST_RETRY, cacheDir: cacheDir(), env: {} }), "HUB_NETWORK");
+    await failsWith(
+      pullAdapter({
+        repo: "alice/adapter",
+        hubUrl: "http://127.0.0.1:9",
+        retry: FAST_RETRY,
+        cacheDir: cacheDir(),
+        env: {},
+      }),
+      "HUB_NETWORK",
+    );
   });
 });

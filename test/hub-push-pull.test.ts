@@ -32,7 +32,14 @@ describe("push then pull", () => {
   it("round-trips an adapter byte for byte into the HF cache layout", async () => {
     const file = makeAdapterBytes({ seed: 7, baseModel: "acme/tiny-llama", taskType: "CAUSAL_LM" });
     const events: HubProgressEvent[] = [];
-    const pushed = await pushAdapter({ ...base(), repo: "alice/round-trip", file, accessToken: TOKEN, create: true, onProgress: (e) => events.push(e) });
+    const pushed = await pushAdapter({
+      ...base(),
+      repo: "alice/round-trip",
+      file,
+      accessToken: TOKEN,
+      create: true,
+      onProgress: (e) => events.push(e),
+    });
     expect(pushed.repoCreated).toBe(true);
     expect(pushed.modelCard).toBe("created");
     expect(pushed.commit).toBe(server.head("alice/round-trip"));
@@ -72,14 +79,21 @@ describe("push then pull", () => {
     expect(downloads).toEqual([]);
     // Offline: a dead endpoint is never contacted.
     const n = server.requests.length;
-    const off = await pullAdapter({ repo: "alice/cached", hubUrl: "http://127.0.0.1:9", cacheDir: dir, env: { HF_HUB_OFFLINE: "1" } });
+    const off = await pullAdapter({
+      repo: "alice/cached",
+      hubUrl: "http://127.0.0.1:9",
+      cacheDir: dir,
+      env: { HF_HUB_OFFLINE: "1" },
+    });
     expect(off.bytes).toEqual(file);
     expect(off.fromCache).toBe(true);
     expect(server.requests.length).toBe(n);
     // HF_HUB_CACHE is honoured through env.
     const viaEnv = await pullAdapter({ repo: "alice/cached", offline: true, env: { HF_HUB_CACHE: dir } });
     expect(viaEnv.bytes).toEqual(file);
-    await expect(pullAdapter({ repo: "alice/never-pulled", offline: true, cacheDir: dir, env: {} })).rejects.toMatchObject({ code: "HUB_OFFLINE_MISS" });
+    await expect(
+      pullAdapter({ repo: "alice/never-pulled", offline: true, cacheDir: dir, env: {} }),
+    ).rejects.toMatchObject({ code: "HUB_OFFLINE_MISS" });
   });
 
   it("resolves HF_HOME/hub and an @revision, and writes -o output atomically", async () => {
@@ -87,13 +101,21 @@ describe("push then pull", () => {
     await pushAdapter({ ...base(), repo: "alice/branches", file, accessToken: TOKEN, create: true, branch: "exp" });
     const home = cache();
     const out = cache();
-    const r = await pullAdapter({ ...base(), repo: "alice/branches", revision: "exp", env: { HF_HOME: home }, outputDir: join(out, "sub") });
+    const r = await pullAdapter({
+      ...base(),
+      repo: "alice/branches",
+      revision: "exp",
+      env: { HF_HOME: home },
+      outputDir: join(out, "sub"),
+    });
     expect(r.cachePath.startsWith(join(home, "hub", "models--alice--branches", "snapshots"))).toBe(true);
     expect(readFileSync(join(home, "hub", "models--alice--branches", "refs", "exp"), "utf8")).toBe(r.commit);
     expect(readFileSync(join(out, "sub", "adapter.vera.safetensors"))).toEqual(Buffer.from(file));
     expect(readdirSync(join(out, "sub"))).toEqual(["adapter.vera.safetensors"]);
     // main has no adapter: a clear file-not-found, not a repo-not-found.
-    await expect(pullAdapter({ ...base(), repo: "alice/branches", env: {}, cacheDir: cache() })).rejects.toMatchObject({ code: "HUB_FILE_NOT_FOUND" });
+    await expect(pullAdapter({ ...base(), repo: "alice/branches", env: {}, cacheDir: cache() })).rejects.toMatchObject({
+      code: "HUB_FILE_NOT_FOUND",
+    });
   });
 
   it("fetchAdapter downloads into memory and validates", async () => {
@@ -103,7 +125,10 @@ describe("push then pull", () => {
     expect(r.bytes).toEqual(file);
     expect(readVera(r.bytes).modules.length).toBe(4);
     // chunked: several ranged requests for the one file
-    const ranged = server.requests.filter((q) => q.path.endsWith("/resolve/" + r.commit + "/adapter.vera.safetensors") && q.range && q.range !== "bytes=0-0");
+    const ranged = server.requests.filter(
+      (q) =>
+        q.path.endsWith("/resolve/" + r.commit + "/adapter.vera.safetensors") && q.range && q.range !== "bytes=0-0",
+    );
     expect(ranged.length).toBe(Math.ceil(file.length / 100));
   });
 });
@@ -114,46 +139,88 @@ describe("push details", () => {
     const broken = Uint8Array.from(file);
     broken[broken.length - 1] = broken[broken.length - 1]! ^ 0x55; // digest no longer matches
     const n = server.requests.length;
-    await expect(pushAdapter({ ...base(), repo: "alice/broken", file: broken, accessToken: TOKEN, create: true })).rejects.toMatchObject({ code: "VERA_DIGEST_MISMATCH" });
+    await expect(
+      pushAdapter({ ...base(), repo: "alice/broken", file: broken, accessToken: TOKEN, create: true }),
+    ).rejects.toMatchObject({ code: "VERA_DIGEST_MISMATCH" });
     expect(server.requests.length).toBe(n);
   });
 
   it("needs create for a missing repo and says so", async () => {
-    await expect(pushAdapter({ ...base(), repo: "alice/missing", file: makeAdapterBytes(), accessToken: TOKEN })).rejects.toMatchObject({
+    await expect(
+      pushAdapter({ ...base(), repo: "alice/missing", file: makeAdapterBytes(), accessToken: TOKEN }),
+    ).rejects.toMatchObject({
       code: "HUB_REPO_NOT_FOUND",
       message: expect.stringContaining("--create"),
     });
   });
 
   it("creates private repos and pushes into an existing one (409 on create is fine)", async () => {
-    const r1 = await pushAdapter({ ...base(), repo: "acme/private-one", file: makeAdapterBytes({ seed: 1 }), accessToken: TOKEN, create: true, private: true });
+    const r1 = await pushAdapter({
+      ...base(),
+      repo: "acme/private-one",
+      file: makeAdapterBytes({ seed: 1 }),
+      accessToken: TOKEN,
+      create: true,
+      private: true,
+    });
     expect(r1.repoCreated).toBe(true);
     expect(server.isPrivate("acme/private-one")).toBe(true);
-    const r2 = await pushAdapter({ ...base(), repo: "acme/private-one", file: makeAdapterBytes({ seed: 2 }), accessToken: TOKEN, create: true });
+    const r2 = await pushAdapter({
+      ...base(),
+      repo: "acme/private-one",
+      file: makeAdapterBytes({ seed: 2 }),
+      accessToken: TOKEN,
+      create: true,
+    });
     expect(r2.repoCreated).toBe(false);
     expect(r2.modelCard).toBe("updated");
     // Anonymous pull of a private repo: not found (401 with RepoNotFound, as the Hub answers).
-    await expect(fetchAdapter({ ...base(), repo: "acme/private-one" })).rejects.toMatchObject({ code: "HUB_REPO_NOT_FOUND" });
+    await expect(fetchAdapter({ ...base(), repo: "acme/private-one" })).rejects.toMatchObject({
+      code: "HUB_REPO_NOT_FOUND",
+    });
     const withToken = await fetchAdapter({ ...base(), repo: "acme/private-one", accessToken: TOKEN });
     expect(withToken.bytes).toEqual(makeAdapterBytes({ seed: 2 }));
   });
 
   it("keeps a model card a person wrote, unless asked to overwrite it", async () => {
     server.putFiles("alice/handwritten", { "README.md": "# My adapter\n\nHand-written notes.\n" });
-    const kept = await pushAdapter({ ...base(), repo: "alice/handwritten", file: makeAdapterBytes(), accessToken: TOKEN });
+    const kept = await pushAdapter({
+      ...base(),
+      repo: "alice/handwritten",
+      file: makeAdapterBytes(),
+      accessToken: TOKEN,
+    });
     expect(kept.modelCard).toBe("kept");
     expect(new TextDecoder().decode(server.getFile("alice/handwritten", "README.md"))).toContain("Hand-written notes.");
-    const over = await pushAdapter({ ...base(), repo: "alice/handwritten", file: makeAdapterBytes(), accessToken: TOKEN, modelCard: "overwrite" });
+    const over = await pushAdapter({
+      ...base(),
+      repo: "alice/handwritten",
+      file: makeAdapterBytes(),
+      accessToken: TOKEN,
+      modelCard: "overwrite",
+    });
     expect(over.modelCard).toBe("overwritten");
     const card = new TextDecoder().decode(server.getFile("alice/handwritten", "README.md"));
     expect(isGeneratedModelCard({ text: card })).toBe(true);
-    const skip = await pushAdapter({ ...base(), repo: "alice/handwritten", file: makeAdapterBytes({ seed: 9 }), accessToken: TOKEN, modelCard: "skip" });
+    const skip = await pushAdapter({
+      ...base(),
+      repo: "alice/handwritten",
+      file: makeAdapterBytes({ seed: 9 }),
+      accessToken: TOKEN,
+      modelCard: "skip",
+    });
     expect(skip.modelCard).toBe("skipped");
     expect(skip.files.map((f) => f.path)).toEqual(["adapter.vera.safetensors"]);
   });
 
   it("writes a card with the Hub metadata for adapters", async () => {
-    await pushAdapter({ ...base(), repo: "alice/carded", file: makeAdapterBytes({ baseModel: "acme/tiny-llama", taskType: "CAUSAL_LM" }), accessToken: TOKEN, create: true });
+    await pushAdapter({
+      ...base(),
+      repo: "alice/carded",
+      file: makeAdapterBytes({ baseModel: "acme/tiny-llama", taskType: "CAUSAL_LM" }),
+      accessToken: TOKEN,
+      create: true,
+    });
     const card = new TextDecoder().decode(server.getFile("alice/carded", "README.md"));
     const fm = card.split("---\n")[1]!;
     expect(fm).toContain('base_model: "acme/tiny-llama"');
@@ -169,8 +236,20 @@ describe("push details", () => {
     const adapter = makeAdapter({ seed: 21, baseModel: "acme/tiny-llama", taskType: "CAUSAL_LM", layers: 1 });
     const { writeVera } = await import("../src/format/write.js");
     const file = writeVera({ adapter });
-    const r = await pushAdapter({ ...base(), repo: "alice/with-peft", file, accessToken: TOKEN, create: true, withPeft: true });
-    expect(r.files.map((f) => f.path).sort()).toEqual(["README.md", "adapter.vera.safetensors", "adapter_config.json", "adapter_model.safetensors"]);
+    const r = await pushAdapter({
+      ...base(),
+      repo: "alice/with-peft",
+      file,
+      accessToken: TOKEN,
+      create: true,
+      withPeft: true,
+    });
+    expect(r.files.map((f) => f.path).sort()).toEqual([
+      "README.md",
+      "adapter.vera.safetensors",
+      "adapter_config.json",
+      "adapter_model.safetensors",
+    ]);
     const cfg = JSON.parse(new TextDecoder().decode(server.getFile("alice/with-peft", "adapter_config.json")));
     expect(cfg).toMatchObject({ peft_type: "VERA", r: 8, projection_prng_key: 21 });
     const weights = parseSafetensors(server.getFile("alice/with-peft", "adapter_model.safetensors")!);
@@ -180,7 +259,9 @@ describe("push details", () => {
 
     // A repo holding only the PEFT files (a model the base's config.json sizes).
     // The base's real config.json (made by transformers, see fixtures/peft/MANIFEST.json).
-    server.putFiles("acme/tiny-llama", { "config.json": readFileSync(join(__dirname, "../fixtures/peft/bases/llama/config.json")) });
+    server.putFiles("acme/tiny-llama", {
+      "config.json": readFileSync(join(__dirname, "../fixtures/peft/bases/llama/config.json")),
+    });
     server.putFiles("bob/peft-only", {
       "adapter_config.json": server.getFile("alice/with-peft", "adapter_config.json")!,
       "adapter_model.safetensors": server.getFile("alice/with-peft", "adapter_model.safetensors")!,
@@ -188,12 +269,16 @@ describe("push details", () => {
     const dir = cache();
     const pulled = await pullAdapter({ ...base(), repo: "bob/peft-only", cacheDir: dir, env: {} });
     expect(pulled.format).toBe("peft");
-    expect(pulled.adapter.modules.map((m) => [m.name, m.inFeatures, m.outFeatures])).toEqual(adapter.modules.map((m) => [m.name, m.inFeatures, m.outFeatures]));
+    expect(pulled.adapter.modules.map((m) => [m.name, m.inFeatures, m.outFeatures])).toEqual(
+      adapter.modules.map((m) => [m.name, m.inFeatures, m.outFeatures]),
+    );
     for (let i = 0; i < adapter.modules.length; i++) {
       expect(pulled.adapter.modules[i]!.lambdaB).toEqual(adapter.modules[i]!.lambdaB);
       expect(pulled.adapter.modules[i]!.lambdaD).toEqual(adapter.modules[i]!.lambdaD);
     }
-    expect(existsSync(join(dir, "models--bob--peft-only", "snapshots", pulled.commit, "adapter_config.json"))).toBe(true);
+    expect(existsSync(join(dir, "models--bob--peft-only", "snapshots", pulled.commit, "adapter_config.json"))).toBe(
+      true,
+    );
     expect(existsSync(join(dir, "models--acme--tiny-llama", "refs", "main"))).toBe(true);
     // ...and offline from the cache, base config included.
     const off = await pullAdapter({ repo: "bob/peft-only", offline: true, cacheDir: dir, env: {} });
@@ -204,9 +289,14 @@ describe("push details", () => {
     const dir = join(__dirname, "../fixtures/peft/adapters/llama-gqa-sp");
     const cfg = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8"));
     cfg.base_model_name_or_path = "acme/tiny-llama-2";
-    server.putFiles("acme/tiny-llama-2", { "config.json": readFileSync(join(__dirname, "../fixtures/peft/bases/llama/config.json")) });
+    server.putFiles("acme/tiny-llama-2", {
+      "config.json": readFileSync(join(__dirname, "../fixtures/peft/bases/llama/config.json")),
+    });
     const weights = new Uint8Array(readFileSync(join(dir, "adapter_model.safetensors")));
-    server.putFiles("bob/real-peft", { "adapter_config.json": JSON.stringify(cfg, null, 2), "adapter_model.safetensors": weights });
+    server.putFiles("bob/real-peft", {
+      "adapter_config.json": JSON.stringify(cfg, null, 2),
+      "adapter_model.safetensors": weights,
+    });
     const pulled = await fetchAdapter({ ...base(), repo: "bob/real-peft" });
     expect(pulled.format).toBe("peft");
     expect(pulled.baseConfig?.repo).toBe("acme/tiny-llama-2");
@@ -217,7 +307,13 @@ describe("push details", () => {
     expect(readVera(pulled.bytes).modules.length).toBe(lambdaB.length);
     // Without a base on the Hub, the error says what is missing.
     cfg.base_model_name_or_path = "acme/absent-base";
-    server.putFiles("bob/real-peft-nobase", { "adapter_config.json": JSON.stringify(cfg, null, 2), "adapter_model.safetensors": weights });
-    await expect(fetchAdapter({ ...base(), repo: "bob/real-peft-nobase" })).rejects.toMatchObject({ code: "PEFT_BASE_REQUIRED", message: expect.stringContaining("acme/absent-base") });
+    server.putFiles("bob/real-peft-nobase", {
+      "adapter_config.json": JSON.stringify(cfg, null, 2),
+      "adapter_model.safetensors": weights,
+    });
+    await expect(fetchAdapter({ ...base(), repo: "bob/real-peft-nobase" })).rejects.toMatchObject({
+      code: "PEFT_BASE_REQUIRED",
+      message: expect.stringContaining("acme/absent-base"),
+    });
   });
 });

@@ -39,8 +39,12 @@ describe("redactSecrets", () => {
     );
   });
   it("removes Bearer values and URL credentials, keeps the rest", () => {
-    expect(redactSecrets({ text: "Authorization: Bearer abc.def-ghi, ok" })).toBe("Authorization: Bearer [REDACTED], ok");
-    expect(redactSecrets({ text: "see https://user:pw@example.invalid/x" })).toBe("see https://[REDACTED]@example.invalid/x");
+    expect(redactSecrets({ text: "Authorization: Bearer abc.def-ghi, ok" })).toBe(
+      "Authorization: Bearer [REDACTED], ok",
+    );
+    expect(redactSecrets({ text: "see https://user:pw@example.invalid/x" })).toBe(
+      "see https://[REDACTED]@example.invalid/x",
+    );
     expect(redactSecrets({ text: "nothing secret here" })).toBe("nothing secret here");
   });
   it("redactError keeps the code and scrubs message, stack and issues", () => {
@@ -56,15 +60,30 @@ describe("redactSecrets", () => {
 describe("names and endpoints", () => {
   it("checks repo ids as the Hub does", () => {
     for (const ok of ["alice/x", "a-b/c.d_e", "Org1/Model-2.5"]) expect(checkRepoId(ok)).toBe(ok);
-    for (const bad of ["x", "a/b/c", "a//b", "../b", "a/b--c", "a/.b", "a/b.git", "a/b c", "a/" + "x".repeat(97), "a/b\u0000"])
+    for (const bad of [
+      "x",
+      "a/b/c",
+      "a//b",
+      "../b",
+      "a/b--c",
+      "a/.b",
+      "a/b.git",
+      "a/b c",
+      "a/" + "x".repeat(97),
+      "a/b\u0000",
+    ])
       expect(() => checkRepoId(bad), bad).toThrow(expect.objectContaining({ code: "ARG_INVALID" }));
   });
   it("checks revisions and repo paths (no traversal)", () => {
-    for (const ok of ["main", "refs/pr/1", "v1.0", "0123456789abcdef0123456789abcdef01234567"]) expect(checkRevision(ok)).toBe(ok);
-    for (const bad of ["", "..", "a/../b", "/abs", "a//b", "x.lock", "a b", "a\\b"]) expect(() => checkRevision(bad), bad).toThrow();
+    for (const ok of ["main", "refs/pr/1", "v1.0", "0123456789abcdef0123456789abcdef01234567"])
+      expect(checkRevision(ok)).toBe(ok);
+    for (const bad of ["", "..", "a/../b", "/abs", "a//b", "x.lock", "a b", "a\\b"])
+      expect(() => checkRevision(bad), bad).toThrow();
     for (const ok of ["adapter.vera.safetensors", "sub/dir/file.json"]) expect(checkRepoPath(ok)).toBe(ok);
     for (const bad of ["", "../x", "a/../../x", "/etc/passwd", "C:/x", "a\\b", "a//b", "./x", "a\nb"])
-      expect(() => checkRepoPath(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: "IO_UNSAFE_PATH" }));
+      expect(() => checkRepoPath(bad), JSON.stringify(bad)).toThrow(
+        expect.objectContaining({ code: "IO_UNSAFE_PATH" }),
+      );
   });
   it("parses NS/NAME[@REV]", () => {
     expect(parseRepoRef({ ref: "alice/x" })).toEqual({ repo: "alice/x" });
@@ -75,7 +94,9 @@ describe("names and endpoints", () => {
   it("resolves the endpoint: option, HF_ENDPOINT, default; rejects credentials", () => {
     expect(resolveHubUrl({})).toBe(DEFAULT_HUB_URL);
     expect(resolveHubUrl({ env: { HF_ENDPOINT: "http://127.0.0.1:8080/" } })).toBe("http://127.0.0.1:8080");
-    expect(resolveHubUrl({ hubUrl: "https://hub.example.invalid/mirror/", env: { HF_ENDPOINT: "http://x" } })).toBe("https://hub.example.invalid/mirror");
+    expect(resolveHubUrl({ hubUrl: "https://hub.example.invalid/mirror/", env: { HF_ENDPOINT: "http://x" } })).toBe(
+      "https://hub.example.invalid/mirror",
+    );
     expect(() => resolveHubUrl({ hubUrl: "ftp://x" })).toThrow(expect.objectContaining({ code: "ARG_INVALID" }));
     let err: unknown;
     try {
@@ -95,10 +116,22 @@ describe("Node environment", () => {
       mkdirSync(join(t.dir, "home"));
       writeFileSync(join(t.dir, "home", "token"), `${TOKEN}\n`);
       writeFileSync(join(t.dir, "other-token"), "hf_fromTokenPath123456");
-      expect(await resolveHubToken({ token: "hf_optionToken12345", env: { HF_TOKEN: "hf_envToken1234567" } })).toEqual({ token: "hf_optionToken12345", source: "option" });
-      expect(await resolveHubToken({ env: { HF_TOKEN: " hf_envToken1234567 ", HF_HOME: join(t.dir, "home") } })).toEqual({ token: "hf_envToken1234567", source: "HF_TOKEN" });
-      expect(await resolveHubToken({ env: { HF_HOME: join(t.dir, "home") } })).toEqual({ token: TOKEN, source: "token-file", path: join(t.dir, "home", "token") });
-      expect((await resolveHubToken({ env: { HF_HOME: join(t.dir, "home"), HF_TOKEN_PATH: join(t.dir, "other-token") } }))?.token).toBe("hf_fromTokenPath123456");
+      expect(await resolveHubToken({ token: "hf_optionToken12345", env: { HF_TOKEN: "hf_envToken1234567" } })).toEqual({
+        token: "hf_optionToken12345",
+        source: "option",
+      });
+      expect(
+        await resolveHubToken({ env: { HF_TOKEN: " hf_envToken1234567 ", HF_HOME: join(t.dir, "home") } }),
+      ).toEqual({ token: "hf_envToken1234567", source: "HF_TOKEN" });
+      expect(await resolveHubToken({ env: { HF_HOME: join(t.dir, "home") } })).toEqual({
+        token: TOKEN,
+        source: "token-file",
+        path: join(t.dir, "home", "token"),
+      });
+      expect(
+        (await resolveHubToken({ env: { HF_HOME: join(t.dir, "home"), HF_TOKEN_PATH: join(t.dir, "other-token") } }))
+          ?.token,
+      ).toBe("hf_fromTokenPath123456");
       expect(await resolveHubToken({ env: { HF_HOME: join(t.dir, "nothing") } })).toBeUndefined();
     } finally {
       t.cleanup();
@@ -118,9 +151,23 @@ describe("Node environment", () => {
     expect(isHubOffline({ env: {} })).toBe(false);
   });
   it("resolveHubSettings reads the retry knobs and checks the token without echoing it", async () => {
-    const s = await resolveHubSettings({ env: { HF_TOKEN: TOKEN, VERAKIT_HUB_RETRY_SCALE: "0", VERAKIT_HUB_MAX_RETRIES: "2", HF_ENDPOINT: "http://127.0.0.1:1" } });
-    expect(s).toEqual({ hubUrl: "http://127.0.0.1:1", accessToken: TOKEN, tokenSource: "HF_TOKEN", retry: { maxRetries: 2, delayScale: 0 } });
-    await expect(resolveHubSettings({ env: { HF_HOME: "/nonexistent" }, requireToken: true })).rejects.toMatchObject({ code: "HUB_TOKEN_MISSING" });
+    const s = await resolveHubSettings({
+      env: {
+        HF_TOKEN: TOKEN,
+        VERAKIT_HUB_RETRY_SCALE: "0",
+        VERAKIT_HUB_MAX_RETRIES: "2",
+        HF_ENDPOINT: "http://127.0.0.1:1",
+      },
+    });
+    expect(s).toEqual({
+      hubUrl: "http://127.0.0.1:1",
+      accessToken: TOKEN,
+      tokenSource: "HF_TOKEN",
+      retry: { maxRetries: 2, delayScale: 0 },
+    });
+    await expect(resolveHubSettings({ env: { HF_HOME: "/nonexistent" }, requireToken: true })).rejects.toMatchObject({
+      code: "HUB_TOKEN_MISSING",
+    });
     const bad = await resolveHubSettings({ env: { HF_TOKEN: "sk-secretvalue" } }).catch((e: VeraError) => e);
     expect((bad as VeraError).code).toBe("HUB_TOKEN_INVALID");
     expect((bad as VeraError).message).not.toContain("sk-secretvalue");
@@ -128,7 +175,8 @@ describe("Node environment", () => {
 });
 
 describe("retry policy (createHubFetch)", () => {
-  const answer = (status: number, headers: Record<string, string> = {}) => new Response(status === 200 ? "ok" : "{}", { status, headers });
+  const answer = (status: number, headers: Record<string, string> = {}) =>
+    new Response(status === 200 ? "ok" : "{}", { status, headers });
   function scripted(statuses: Array<number | "throw">, headers: Record<string, string> = {}) {
     const calls: string[] = [];
     const f = (async (input: RequestInfo | URL, init?: RequestInit) => {
@@ -148,7 +196,9 @@ describe("retry policy (createHubFetch)", () => {
     expect(calls.length).toBe(3);
     const s2 = scripted([500]);
     const h2 = createHubFetch({ fetch: s2.f, retry: { maxRetries: 2, ...noWait } });
-    expect((await h2.fetch("http://h/api/models/a/b/paths-info/main", { method: "POST", body: "{}" })).status).toBe(500);
+    expect((await h2.fetch("http://h/api/models/a/b/paths-info/main", { method: "POST", body: "{}" })).status).toBe(
+      500,
+    );
     expect(s2.calls.length).toBe(3);
   });
 
@@ -158,7 +208,12 @@ describe("retry policy (createHubFetch)", () => {
     expect((await h.fetch("http://h/api/models/a/b/commit/main", { method: "POST", body: "x" })).status).toBe(500);
     expect(s.calls.length).toBe(1);
     const t = scripted(["throw", 200]);
-    await expect(createHubFetch({ fetch: t.f, retry: { maxRetries: 4, ...noWait } }).fetch("http://h/api/models/a/b/commit/main", { method: "POST", body: "x" })).rejects.toThrow();
+    await expect(
+      createHubFetch({ fetch: t.f, retry: { maxRetries: 4, ...noWait } }).fetch("http://h/api/models/a/b/commit/main", {
+        method: "POST",
+        body: "x",
+      }),
+    ).rejects.toThrow();
     expect(t.calls.length).toBe(1);
     const u = scripted([429, 200], { "Retry-After": "1" });
     const waits: number[] = [];
@@ -170,7 +225,16 @@ describe("retry policy (createHubFetch)", () => {
   it("uses exponential backoff within the cap, scaled by delayScale, and remembers X-Error-Code", async () => {
     const waits: number[] = [];
     const s = scripted([502], { "X-Error-Code": "SomeCode" });
-    const h = createHubFetch({ fetch: s.f, retry: { maxRetries: 5, baseDelayMs: 100, maxDelayMs: 500, delayScale: 2, sleep: async (ms) => void waits.push(ms) } });
+    const h = createHubFetch({
+      fetch: s.f,
+      retry: {
+        maxRetries: 5,
+        baseDelayMs: 100,
+        maxDelayMs: 500,
+        delayScale: 2,
+        sleep: async (ms) => void waits.push(ms),
+      },
+    });
     await h.fetch("http://h/x/y/resolve/main/f?q=1");
     expect(waits.length).toBe(5);
     waits.forEach((w, i) => {
@@ -223,11 +287,23 @@ describe("model card", () => {
 describe("formatHubEvent", () => {
   it("prints phases, retries, notices and completed transfers", () => {
     expect(formatHubEvent({ event: { type: "phase", phase: "verifying-commit" } })).toBe("verifying commit...");
-    expect(formatHubEvent({ event: { type: "retry", attempt: 1, maxRetries: 4, delayMs: 1500, reason: "HTTP 503", method: "GET", url: "http://h/x" } })).toBe(
-      "HTTP 503 from GET http://h/x; retry 1/4 in 1.5 s",
-    );
+    expect(
+      formatHubEvent({
+        event: {
+          type: "retry",
+          attempt: 1,
+          maxRetries: 4,
+          delayMs: 1500,
+          reason: "HTTP 503",
+          method: "GET",
+          url: "http://h/x",
+        },
+      }),
+    ).toBe("HTTP 503 from GET http://h/x; retry 1/4 in 1.5 s");
     expect(formatHubEvent({ event: { type: "download", path: "f", bytes: 10, total: 10 } })).toBe("f: 10 B downloaded");
     expect(formatHubEvent({ event: { type: "download", path: "f", bytes: 5, total: 10 } })).toBeUndefined();
-    expect(formatHubEvent({ event: { type: "download", path: "f", bytes: 5, total: 10 }, verbose: true })).toBe("f: 5 B / 10 B");
+    expect(formatHubEvent({ event: { type: "download", path: "f", bytes: 5, total: 10 }, verbose: true })).toBe(
+      "f: 5 B / 10 B",
+    );
   });
 });

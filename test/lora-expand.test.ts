@@ -1,6 +1,12 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { baseShapesFromConfig, expandToLora, expandToLoraStream, importPeft, PeftErrorCode } from "../src/peft/index.js";
+import {
+  baseShapesFromConfig,
+  expandToLora,
+  expandToLoraStream,
+  importPeft,
+  PeftErrorCode,
+} from "../src/peft/index.js";
 import { parsePyJson, type PyJson } from "../src/peft/py-json.js";
 import { generateProjections } from "../src/projections/generate.js";
 import { asFloat32, parseSafetensors, tensorBytes, type SafetensorsFile } from "../src/safetensors/parse.js";
@@ -15,7 +21,12 @@ function f32(file: SafetensorsFile, key: string): Float32Array {
 }
 function load(dir: string, adapterName: string, base: string) {
   const src = readAdapter(dir);
-  return importPeft({ config: src.configText, weights: src.weights, adapterName, base: baseShapesFromConfig({ config: readJson(join(base, "config.json")) }) });
+  return importPeft({
+    config: src.configText,
+    weights: src.weights,
+    adapterName,
+    base: baseShapesFromConfig({ config: readJson(join(base, "config.json")) }),
+  });
 }
 function plain(v: PyJson): unknown {
   if (Array.isArray(v)) return v.map(plain);
@@ -38,7 +49,13 @@ describe("expand-lora: exact LoRA equivalent of every fixture", () => {
       const scaling = 1; // lora_alpha / r
       const lora = parseSafetensors(res.safetensors);
       const ref = parseSafetensors(readBytes(join(PEFT_DIR, "adapters", f.fixture.name, "reference.safetensors")));
-      const { A: PA, B: PB } = generateProjections({ seed: adapter.prng.seed, rank: adapter.rank, maxIn: adapter.maxIn, maxOut: adapter.maxOut, rounding: adapter.projectionRounding });
+      const { A: PA, B: PB } = generateProjections({
+        seed: adapter.prng.seed,
+        rank: adapter.rank,
+        maxIn: adapter.maxIn,
+        maxOut: adapter.maxOut,
+        rounding: adapter.projectionRounding,
+      });
       let checked = 0;
       for (const m of adapter.modules) {
         const key = `base_model.model.${m.name}`;
@@ -60,7 +77,8 @@ describe("expand-lora: exact LoRA equivalent of every fixture", () => {
             const got = s * scaling;
             const err = Math.abs(got - want[i * m.inFeatures + j]!);
             // each LoRA factor entry is one float32 rounding of an exact product: |err| <= 2 u sum|terms| (u = 2^-24)
-            if (!(err <= 2.0000001 * 2 ** -24 * bound + 1e-300)) throw new Error(`${m.name}[${i},${j}]: ${got} vs ${want[i * m.inFeatures + j]} (bound ${bound})`);
+            if (!(err <= 2.0000001 * 2 ** -24 * bound + 1e-300))
+              throw new Error(`${m.name}[${i},${j}]: ${got} vs ${want[i * m.inFeatures + j]} (bound ${bound})`);
             checked++;
           }
       }
@@ -78,13 +96,18 @@ describe("expand-lora: exact LoRA equivalent of every fixture", () => {
       const la = f32(lora, `base_model.model.${m.name}.lora_A.weight`);
       const lb = f32(lora, `base_model.model.${m.name}.lora_B.weight`);
       for (let k = 0; k < adapter.rank; k++)
-        for (let j = 0; j < m.inFeatures; j++) expect(la[k * m.inFeatures + j]).toBe(Math.fround(m.lambdaD[k]! * A[k * adapter.maxIn + j]!));
+        for (let j = 0; j < m.inFeatures; j++)
+          expect(la[k * m.inFeatures + j]).toBe(Math.fround(m.lambdaD[k]! * A[k * adapter.maxIn + j]!));
       for (let i = 0; i < m.outFeatures; i++)
-        for (let k = 0; k < adapter.rank; k++) expect(lb[i * adapter.rank + k]).toBe(Math.fround(m.lambdaB[i]! * B[i * adapter.rank + k]!));
+        for (let k = 0; k < adapter.rank; k++)
+          expect(lb[i * adapter.rank + k]).toBe(Math.fround(m.lambdaB[i]! * B[i * adapter.rank + k]!));
     }
   });
 
-  for (const [name, lref] of [["llama-gqa-sp", "llama-gqa-sp"], ["gpt2-seqcls-bias", "gpt2-seqcls-bias"]] as const) {
+  for (const [name, lref] of [
+    ["llama-gqa-sp", "llama-gqa-sp"],
+    ["gpt2-seqcls-bias", "gpt2-seqcls-bias"],
+  ] as const) {
     it(`${name}: config and tensor keys/shapes are those real PEFT writes for the same LoRA (lora-reference/${lref})`, () => {
       const fx = adapterFolders().find((x) => x.fixture.name === name)!;
       const { adapter } = load(fx.dir, "default", baseDir(fx.fixture));
@@ -92,7 +115,9 @@ describe("expand-lora: exact LoRA equivalent of every fixture", () => {
       const ours = plain(parsePyJson(res.configJson)) as Record<string, unknown>;
       const refDir = join(PEFT_DIR, "lora-reference", lref);
       const theirs = plain(parsePyJson(readAdapter(refDir).configText)) as Record<string, unknown>;
-      expect((ours["target_modules"] as string[]).slice().sort()).toEqual((theirs["target_modules"] as string[]).slice().sort());
+      expect((ours["target_modules"] as string[]).slice().sort()).toEqual(
+        (theirs["target_modules"] as string[]).slice().sort(),
+      );
       delete ours["target_modules"];
       delete theirs["target_modules"];
       expect(ours).toEqual(theirs);
@@ -101,7 +126,8 @@ describe("expand-lora: exact LoRA equivalent of every fixture", () => {
       const sig = (f: SafetensorsFile) => [...f.tensors].map(([k, i]) => `${k} ${i.dtype} ${i.shape.join("x")}`);
       expect(sig(a)).toEqual(sig(b));
       // carried tensors are byte-identical to the VeRA file's
-      for (const k of res.report.carriedTensors) expect(Buffer.from(tensorBytes(a, k))).toEqual(Buffer.from(tensorBytes(fx && readAdapter(fx.dir).weights, k)));
+      for (const k of res.report.carriedTensors)
+        expect(Buffer.from(tensorBytes(a, k))).toEqual(Buffer.from(tensorBytes(fx && readAdapter(fx.dir).weights, k)));
     });
   }
 
@@ -120,7 +146,8 @@ describe("expand-lora: exact LoRA equivalent of every fixture", () => {
         pos += t.byteLength;
       }
       expect(pos).toBe(st.size);
-      for (const i of st.tensors.map((_, i) => i).reverse()) st.fill(i, bytes.subarray(starts[i]!, starts[i]! + st.tensors[i]!.byteLength));
+      for (const i of st.tensors.map((_, i) => i).reverse())
+        st.fill(i, bytes.subarray(starts[i]!, starts[i]! + st.tensors[i]!.byteLength));
       expect(Buffer.from(bytes).equals(Buffer.from(whole.safetensors))).toBe(true);
       expect(st.report()).toEqual(whole.report);
       expect(st.configJson).toBe(whole.configJson);
@@ -129,8 +156,13 @@ describe("expand-lora: exact LoRA equivalent of every fixture", () => {
 
   it("rejects a rank outside 1..r and unknown rankPattern modules", () => {
     const { adapter } = load(join(PEFT_DIR, "adapters/llama-gqa-sp"), "default", join(PEFT_DIR, "bases/llama"));
-    for (const rank of [0, 9, 1.5]) expect(() => expandToLora({ adapter, rank })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_LORA_RANK }));
-    expect(() => expandToLora({ adapter, rankPattern: { nope: 2 } })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_LORA_RANK }));
+    for (const rank of [0, 9, 1.5])
+      expect(() => expandToLora({ adapter, rank })).toThrowError(
+        expect.objectContaining({ code: PeftErrorCode.PEFT_LORA_RANK }),
+      );
+    expect(() => expandToLora({ adapter, rankPattern: { nope: 2 } })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_LORA_RANK }),
+    );
   });
 
   it("--peft-compat 0.13 keeps only the fields PEFT 0.11-0.13's LoraConfig knows", () => {

@@ -9,10 +9,11 @@ import { adapterFolders, baseDir, PEFT_DIR, readAdapter, readJson } from "./peft
 
 function matmul(a: Float64Array, b: Float64Array, m: number, k: number, n: number): Float64Array {
   const c = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let t = 0; t < k; t++) {
-    const x = a[i * k + t]!;
-    for (let j = 0; j < n; j++) c[i * n + j] += x * b[t * n + j]!;
-  }
+  for (let i = 0; i < m; i++)
+    for (let t = 0; t < k; t++) {
+      const x = a[i * k + t]!;
+      for (let j = 0; j < n; j++) c[i * n + j] += x * b[t * n + j]!;
+    }
   return c;
 }
 function frob2(a: Float64Array): number {
@@ -36,57 +37,78 @@ function randMat(m: number, n: number, seed: number): Float64Array {
 
 describe("low-rank: QR + Jacobi SVD of thin factors", () => {
   it("householderQR: Q has orthonormal columns, R is upper triangular, QR = M (tall and wide)", () => {
-    for (const [m, n] of [[9, 4], [4, 9], [5, 5], [1, 3], [3, 1]] as const) {
+    for (const [m, n] of [
+      [9, 4],
+      [4, 9],
+      [5, 5],
+      [1, 3],
+      [3, 1],
+    ] as const) {
       const M = randMat(m, n, m * 31 + n); // column-major input
       const { Q, R, p } = householderQR(M, m, n);
-      for (let a = 0; a < p; a++) for (let b = 0; b < p; b++) {
-        let s = 0;
-        for (let i = 0; i < m; i++) s += Q[a * m + i]! * Q[b * m + i]!;
-        expect(Math.abs(s - (a === b ? 1 : 0))).toBeLessThan(1e-13);
-      }
+      for (let a = 0; a < p; a++)
+        for (let b = 0; b < p; b++) {
+          let s = 0;
+          for (let i = 0; i < m; i++) s += Q[a * m + i]! * Q[b * m + i]!;
+          expect(Math.abs(s - (a === b ? 1 : 0))).toBeLessThan(1e-13);
+        }
       for (let i = 0; i < p; i++) for (let c = 0; c < Math.min(i, n); c++) expect(R[i * n + c]).toBe(0);
-      for (let i = 0; i < m; i++) for (let c = 0; c < n; c++) {
-        let s = 0;
-        for (let t = 0; t < p; t++) s += Q[t * m + i]! * R[t * n + c]!;
-        expect(Math.abs(s - M[c * m + i]!)).toBeLessThan(1e-13);
-      }
+      for (let i = 0; i < m; i++)
+        for (let c = 0; c < n; c++) {
+          let s = 0;
+          for (let t = 0; t < p; t++) s += Q[t * m + i]! * R[t * n + c]!;
+          expect(Math.abs(s - M[c * m + i]!)).toBeLessThan(1e-13);
+        }
     }
   });
 
   it("jacobiSVD reconstructs the matrix with orthonormal factors and sorted singular values", () => {
-    for (const [m, n] of [[6, 3], [3, 6], [4, 4]] as const) {
+    for (const [m, n] of [
+      [6, 3],
+      [3, 6],
+      [4, 4],
+    ] as const) {
       const M = randMat(m, n, 7 * m + n);
       const { U, S, V, q } = jacobiSVD(M, m, n);
       for (let i = 1; i < q; i++) expect(S[i]!).toBeLessThanOrEqual(S[i - 1]!);
-      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let t = 0; t < q; t++) s += U[i * q + t]! * S[t]! * V[j * q + t]!;
-        expect(Math.abs(s - M[i * n + j]!)).toBeLessThan(1e-12);
-      }
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let t = 0; t < q; t++) s += U[i * q + t]! * S[t]! * V[j * q + t]!;
+          expect(Math.abs(s - M[i * n + j]!)).toBeLessThan(1e-12);
+        }
     }
   });
 
   it("property: bestRankK is the Eckart-Young optimum computed by brute force on the dense product", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 0, max: 6 }), fc.integer(), (m, r, n, k, seed) => {
-        const L = randMat(m, r, seed);
-        const R = randMat(r, n, seed ^ 0x5bd1e995);
-        const D = matmul(L, R, m, r, n);
-        const res = bestRankK({ left: L, right: R, m, r, n, k });
-        const kk = res.A.length / n;
-        expect(kk).toBe(Math.min(k, m, n, r));
-        const approx = matmul(res.B, res.A, m, kk, n);
-        const err2 = frob2(D.map((x, i) => x - approx[i]!));
-        // the reported discarded energy is the true squared error
-        expect(Math.abs(err2 - res.discardedEnergy)).toBeLessThan(1e-10 * (1 + frob2(D)));
-        expect(Math.abs(res.totalEnergy - frob2(D))).toBeLessThan(1e-10 * (1 + frob2(D)));
-        // brute force: singular values of the dense product (an independent path: Jacobi on m x n)
-        const dense = jacobiSVD(D, m, n).S;
-        for (let i = 0; i < res.singularValues.length; i++) expect(Math.abs(res.singularValues[i]! - dense[i]!)).toBeLessThan(1e-10 * (1 + dense[0]!));
-        let tail = 0;
-        for (let i = kk; i < dense.length; i++) tail += dense[i]! ** 2;
-        expect(Math.abs(err2 - tail)).toBeLessThan(1e-10 * (1 + frob2(D)));
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 0, max: 6 }),
+        fc.integer(),
+        (m, r, n, k, seed) => {
+          const L = randMat(m, r, seed);
+          const R = randMat(r, n, seed ^ 0x5bd1e995);
+          const D = matmul(L, R, m, r, n);
+          const res = bestRankK({ left: L, right: R, m, r, n, k });
+          const kk = res.A.length / n;
+          expect(kk).toBe(Math.min(k, m, n, r));
+          const approx = matmul(res.B, res.A, m, kk, n);
+          const err2 = frob2(D.map((x, i) => x - approx[i]!));
+          // the reported discarded energy is the true squared error
+          expect(Math.abs(err2 - res.discardedEnergy)).toBeLessThan(1e-10 * (1 + frob2(D)));
+          expect(Math.abs(res.totalEnergy - frob2(D))).toBeLessThan(1e-10 * (1 + frob2(D)));
+          // brute force: singular values of the dense product (an independent path: Jacobi on m x n)
+          const dense = jacobiSVD(D, m, n).S;
+          for (let i = 0; i < res.singularValues.length; i++)
+            expect(Math.abs(res.singularValues[i]! - dense[i]!)).toBeLessThan(1e-10 * (1 + dense[0]!));
+          let tail = 0;
+          for (let i = kk; i < dense.length; i++) tail += dense[i]! ** 2;
+          expect(Math.abs(err2 - tail)).toBeLessThan(1e-10 * (1 + frob2(D)));
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -94,8 +116,17 @@ describe("low-rank: QR + Jacobi SVD of thin factors", () => {
   it("matches torch.linalg.svdvals of every fixture module's float64 delta", () => {
     for (const f of adapterFolders()) {
       const src = readAdapter(f.dir);
-      const { adapter } = importPeft({ config: src.configText, weights: src.weights, adapterName: f.adapterName, base: baseShapesFromConfig({ config: readJson(join(baseDir(f.fixture), "config.json")) }) });
-      const sv = (JSON.parse(readFileSync(join(PEFT_DIR, "adapters", f.fixture.name, "singular-values.json"), "utf8")) as { modules: Record<string, number[]> }).modules;
+      const { adapter } = importPeft({
+        config: src.configText,
+        weights: src.weights,
+        adapterName: f.adapterName,
+        base: baseShapesFromConfig({ config: readJson(join(baseDir(f.fixture), "config.json")) }),
+      });
+      const sv = (
+        JSON.parse(readFileSync(join(PEFT_DIR, "adapters", f.fixture.name, "singular-values.json"), "utf8")) as {
+          modules: Record<string, number[]>;
+        }
+      ).modules;
       const res = expandToLora({ adapter, rank: 1 });
       for (const m of res.report.modules) {
         const want = sv[`${f.refPrefix}${m.name}`]!;
@@ -109,7 +140,11 @@ describe("low-rank: QR + Jacobi SVD of thin factors", () => {
   it("--rank K: a valid LoRA of rank K whose delta is the reported distance from the VeRA delta", () => {
     const dir = join(PEFT_DIR, "adapters/gpt2-conv1d");
     const src = readAdapter(dir);
-    const { adapter } = importPeft({ config: src.configText, weights: src.weights, base: baseShapesFromConfig({ config: readJson(join(PEFT_DIR, "bases/gpt2/config.json")) }) });
+    const { adapter } = importPeft({
+      config: src.configText,
+      weights: src.weights,
+      base: baseShapesFromConfig({ config: readJson(join(PEFT_DIR, "bases/gpt2/config.json")) }),
+    });
     const exact = parseSafetensors(expandToLora({ adapter }).safetensors);
     const res = expandToLora({ adapter, rank: 3 });
     expect(res.report.exact).toBe(false);
@@ -139,7 +174,11 @@ describe("low-rank: QR + Jacobi SVD of thin factors", () => {
   it("rankPattern sets per-module ranks and writes rank_pattern / alpha_pattern", () => {
     const dir = join(PEFT_DIR, "adapters/llama-gqa-sp");
     const src = readAdapter(dir);
-    const { adapter } = importPeft({ config: src.configText, weights: src.weights, base: baseShapesFromConfig({ config: readJson(join(PEFT_DIR, "bases/llama/config.json")) }) });
+    const { adapter } = importPeft({
+      config: src.configText,
+      weights: src.weights,
+      base: baseShapesFromConfig({ config: readJson(join(PEFT_DIR, "bases/llama/config.json")) }),
+    });
     const name = adapter.modules[0]!.name;
     const res = expandToLora({ adapter, rankPattern: { [name]: 2 } });
     expect(res.report.modules.find((m) => m.name === name)!.rank).toBe(2);

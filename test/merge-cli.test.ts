@@ -21,30 +21,63 @@ describe("vera merge", () => {
   it("--dry-run with only a model lists its Linear weights", () => {
     const r = run(["merge", join(FIXTURES, "legacy-llama-unfolded-wrapped", "model.onnx"), "--dry-run"]);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/m\.model\.layers\.1\.mlp\.down_proj\s+m\.model\.layers\.1\.mlp\.down_proj\.weight\s+out_in\s+48\s+32\s+F32\s+initializer_name\s+via Transpose/);
+    expect(r.stdout).toMatch(
+      /m\.model\.layers\.1\.mlp\.down_proj\s+m\.model\.layers\.1\.mlp\.down_proj\.weight\s+out_in\s+48\s+32\s+F32\s+initializer_name\s+via Transpose/,
+    );
     expect(r.stdout).toMatch(/shared x2/);
     const j = run(["merge", join(FIXTURES, "quantized", "q4.onnx"), "--dry-run", "--json"]);
-    expect(JSON.parse(j.stdout).weights.filter((w: { quantized?: string }) => w.quantized === "MatMulNBits").length).toBe(15);
+    expect(
+      JSON.parse(j.stdout).weights.filter((w: { quantized?: string }) => w.quantized === "MatMulNBits").length,
+    ).toBe(15);
   });
 
   it("--dry-run with an adapter prints the module -> initializer/layout table and writes nothing", () => {
     const out = join(work, "dry", "model.onnx");
-    const r = run(["merge", join(FIXTURES, "llama-dynamo-wrapped", "model.onnx"), join(FIXTURES, "adapters", "llama"), "-o", out, "--dry-run"]);
+    const r = run([
+      "merge",
+      join(FIXTURES, "llama-dynamo-wrapped", "model.onnx"),
+      join(FIXTURES, "adapters", "llama"),
+      "-o",
+      out,
+      "--dry-run",
+    ]);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/model\.layers\.0\.self_attn\.k_proj\s+val_\d+\s+in_out\s+F32\s+raw_data\s+32x16\s+suffix/);
+    expect(r.stdout).toMatch(
+      /model\.layers\.0\.self_attn\.k_proj\s+val_\d+\s+in_out\s+F32\s+raw_data\s+32x16\s+suffix/,
+    );
     expect(r.stdout).toMatch(/dry run: 14 modules -> 14 weights/);
     expect(existsSync(join(work, "dry"))).toBe(false);
   });
 
   it("merges a PEFT folder into a legacy export (--json report); the result runs in onnxruntime", async () => {
     const out = join(work, "legacy", "model.onnx");
-    const r = run(["merge", join(FIXTURES, "legacy-llama-unfolded-wrapped", "model.onnx"), join(FIXTURES, "adapters", "tiny-llama"), "-o", out, "--backend", "reference", "--json", "--no-fsync"]);
+    const r = run([
+      "merge",
+      join(FIXTURES, "legacy-llama-unfolded-wrapped", "model.onnx"),
+      join(FIXTURES, "adapters", "tiny-llama"),
+      "-o",
+      out,
+      "--backend",
+      "reference",
+      "--json",
+      "--no-fsync",
+    ]);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j).toMatchObject({ ok: true, backend: "reference", weights: 15, adapterSource: "peft", inPlace: false });
     expect(j.modules.every((m: { maxAbsDelta: number }) => m.maxAbsDelta > 0)).toBe(true);
-    expect(Object.keys(j.timings).sort()).toEqual(["commit", "compute", "copy", "plan", "projections", "read", "readModel", "total", "write"]);
+    expect(Object.keys(j.timings).sort()).toEqual([
+      "commit",
+      "compute",
+      "copy",
+      "plan",
+      "projections",
+      "read",
+      "readModel",
+      "total",
+      "write",
+    ]);
     const ref = loadReference("legacy-llama-unfolded-wrapped");
     expect(maxAbsDiff(await runModel(out, ref), perOutput(ref, "reference"))).toBeLessThan(1e-4);
   });
@@ -52,9 +85,13 @@ describe("vera merge", () => {
   it("merges a verakit file in place, and prints a readable report", async () => {
     const dir = join(work, "inplace");
     mkdirSync(dir);
-    for (const f of ["model.onnx", "weights.bin"]) writeFileSync(join(dir, f), readFileSync(join(FIXTURES, "legacy-gpt2-folded", f)));
+    for (const f of ["model.onnx", "weights.bin"])
+      writeFileSync(join(dir, f), readFileSync(join(FIXTURES, "legacy-gpt2-folded", f)));
     const vera = join(work, "gpt2.vera.safetensors");
-    expect(run(["import-peft", join(FIXTURES, "adapters", "tiny-gpt2"), "--base", join(dir, "model.onnx"), "-o", vera]).status).toBe(0);
+    expect(
+      run(["import-peft", join(FIXTURES, "adapters", "tiny-gpt2"), "--base", join(dir, "model.onnx"), "-o", vera])
+        .status,
+    ).toBe(0);
     const onnxBefore = sha(join(dir, "model.onnx"));
     const dataBefore = sha(join(dir, "weights.bin"));
     const r = run(["merge", join(dir, "model.onnx"), vera, "--in-place", "--backend", "reference"]);
@@ -69,20 +106,58 @@ describe("vera merge", () => {
   });
 
   it("refusals exit 1 with a stable code; usage errors exit 2", () => {
-    const q = run(["merge", join(FIXTURES, "quantized", "int8.onnx"), join(FIXTURES, "adapters", "tiny-llama"), "-o", join(work, "q", "m.onnx"), "--json"]);
+    const q = run([
+      "merge",
+      join(FIXTURES, "quantized", "int8.onnx"),
+      join(FIXTURES, "adapters", "tiny-llama"),
+      "-o",
+      join(work, "q", "m.onnx"),
+      "--json",
+    ]);
     expect(q.status).toBe(1);
     expect(JSON.parse(q.stdout).error.code).toBe("ONNX_QUANTIZED");
     const v = join(work, "tiny.vera.safetensors");
-    expect(run(["import-peft", join(FIXTURES, "adapters", "tiny-llama"), "--base", join(FIXTURES, "legacy-llama-folded", "model.onnx"), "-o", v]).status).toBe(0);
+    expect(
+      run([
+        "import-peft",
+        join(FIXTURES, "adapters", "tiny-llama"),
+        "--base",
+        join(FIXTURES, "legacy-llama-folded", "model.onnx"),
+        "-o",
+        v,
+      ]).status,
+    ).toBe(0);
     const q2 = run(["merge", join(FIXTURES, "quantized", "q4.onnx"), v, "-o", join(work, "q", "m.onnx"), "--json"]);
     expect(q2.status).toBe(1);
     expect(JSON.parse(q2.stdout).error.code).toBe("ONNX_QUANTIZED");
     expect(run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v]).status).toBe(2);
-    expect(run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v, "-o", "x.onnx", "--in-place"]).status).toBe(2);
-    const t = run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v, "-o", join(work, "q", "m.onnx"), "--threads", "0", "--json"]);
+    expect(
+      run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v, "-o", "x.onnx", "--in-place"]).status,
+    ).toBe(2);
+    const t = run([
+      "merge",
+      join(FIXTURES, "legacy-llama-folded", "model.onnx"),
+      v,
+      "-o",
+      join(work, "q", "m.onnx"),
+      "--threads",
+      "0",
+      "--json",
+    ]);
     expect(t.status).toBe(2);
     expect(JSON.parse(t.stdout).error.code).toBe("ARG_INVALID");
-    const ok = run(["merge", join(FIXTURES, "legacy-llama-folded", "model.onnx"), v, "-o", join(work, "t1", "m.onnx"), "--backend", "ort-cpu", "--threads", "1", "--json"]);
+    const ok = run([
+      "merge",
+      join(FIXTURES, "legacy-llama-folded", "model.onnx"),
+      v,
+      "-o",
+      join(work, "t1", "m.onnx"),
+      "--backend",
+      "ort-cpu",
+      "--threads",
+      "1",
+      "--json",
+    ]);
     expect(ok.status).toBe(0);
     expect(JSON.parse(ok.stdout).backendInfo.device).toContain("1 thread");
     expect(existsSync(join(work, "q"))).toBe(false);
@@ -103,16 +178,53 @@ describe("vera merge", () => {
     const nodes = [];
     const inits = [];
     for (let i = 0; i < count; i++) {
-      inits.push({ name: `layers.${i}.proj.weight`, dims: [inF, outF], dataType: 1, external: [["location", "w.bin"], ["offset", String(i * block.byteLength)], ["length", String(block.byteLength)]] as Array<[string, string]> });
+      inits.push({
+        name: `layers.${i}.proj.weight`,
+        dims: [inF, outF],
+        dataType: 1,
+        external: [
+          ["location", "w.bin"],
+          ["offset", String(i * block.byteLength)],
+          ["length", String(block.byteLength)],
+        ] as Array<[string, string]>,
+      });
       nodes.push({ opType: "MatMul", inputs: [i ? `h${i - 1}` : "x", `layers.${i}.proj.weight`], outputs: [`h${i}`] });
     }
-    writeFileSync(join(dir, "model.onnx"), modelProto({ nodes, initializers: inits, inputs: [{ name: "x", elemType: 1, shape: [1, inF] }], outputs: [{ name: `h${count - 1}`, elemType: 1, shape: [1, outF] }] }));
-    const adapter = createAdapter({ modules: Array.from({ length: count }, (_, i) => ({ name: `layers.${i}.proj`, inFeatures: inF, outFeatures: outF })), rank: 64 });
+    writeFileSync(
+      join(dir, "model.onnx"),
+      modelProto({
+        nodes,
+        initializers: inits,
+        inputs: [{ name: "x", elemType: 1, shape: [1, inF] }],
+        outputs: [{ name: `h${count - 1}`, elemType: 1, shape: [1, outF] }],
+      }),
+    );
+    const adapter = createAdapter({
+      modules: Array.from({ length: count }, (_, i) => ({
+        name: `layers.${i}.proj`,
+        inFeatures: inF,
+        outFeatures: outF,
+      })),
+      rank: 64,
+    });
     for (const m of adapter.modules) m.lambdaB.fill(0.5);
     await writeVeraFile(join(work, "big.vera.safetensors"), adapter);
     const before = { model: sha(join(dir, "model.onnx")), data: sha(join(dir, "w.bin")) };
     const outDir = join(work, "big-out");
-    const child = spawn(process.execPath, [cli, "merge", join(dir, "model.onnx"), join(work, "big.vera.safetensors"), "-o", join(outDir, "model.onnx"), "--backend", "reference"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        "merge",
+        join(dir, "model.onnx"),
+        join(work, "big.vera.safetensors"),
+        "-o",
+        join(outDir, "model.onnx"),
+        "--backend",
+        "reference",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
     let stderr = "";
     const code = await new Promise<number | null>((resolve) => {
       let sent = false;

@@ -13,7 +13,18 @@ import { importPeft } from "../src/peft/import-peft.js";
 import { baseShapesFromOnnx } from "../src/peft/base-shapes-from-onnx.js";
 import { createAdapter } from "../src/format/create.js";
 import { listLinearWeights, readInlineValues, readOnnxModel } from "../src/onnx/index.js";
-import { f32Bytes, FIXTURES, fixtureManifest, loadReference, maxAbsDiff, modelProto, perOutput, rng, runModel, type FixtureReference } from "./onnx-helpers.js";
+import {
+  f32Bytes,
+  FIXTURES,
+  fixtureManifest,
+  loadReference,
+  maxAbsDiff,
+  modelProto,
+  perOutput,
+  rng,
+  runModel,
+  type FixtureReference,
+} from "./onnx-helpers.js";
 
 const manifest = fixtureManifest();
 const cases = Object.keys(manifest.cases).filter((c) => c !== "quantized");
@@ -84,7 +95,8 @@ function expectOnlyWeightsChanged(a: Uint8Array, b: Uint8Array, merged: Set<stri
     ga.forEach((x, j) => {
       const y = gb[j]!;
       const same = eq(a.subarray(x.start, x.end), b.subarray(y.start, y.end));
-      if (x.field !== 5 || !merged.has(tensorName(a, x))) return expect(same, `graph field ${x.field} #${j}`).toBe(true);
+      if (x.field !== 5 || !merged.has(tensorName(a, x)))
+        return expect(same, `graph field ${x.field} #${j}`).toBe(true);
       const xa = walk(a, x.dataStart, x.dataEnd);
       const xb = walk(b, y.dataStart, y.dataEnd);
       expect(xb.map((f) => f.field)).toEqual(xa.map((f) => f.field));
@@ -112,7 +124,8 @@ function expectDataOnlyWeightsChanged(dirA: string, dirB: string, report: MergeR
     if (t.storage.kind !== "external") continue;
     const list = ranges.get(t.storage.location) ?? [];
     const len = t.dims.reduce((x, y) => x * y, 1) * (m.dtype === "F32" ? 4 : 2);
-    if (!list.some(([s]) => s === (t.storage as { offset: number }).offset)) list.push([t.storage.offset, t.storage.offset + len]);
+    if (!list.some(([s]) => s === (t.storage as { offset: number }).offset))
+      list.push([t.storage.offset, t.storage.offset + len]);
     ranges.set(t.storage.location, list);
   }
   let checked = 0;
@@ -127,14 +140,25 @@ function expectDataOnlyWeightsChanged(dirA: string, dirB: string, report: MergeR
       expect(eq(a.subarray(s, e), b.subarray(s, e)), `${f} [${s}, ${e}) should change`).toBe(false);
       checked++;
     }
-    for (let i = 0; i < a.length; i++) if (!mask[i] && a[i] !== b[i]) throw new Error(`${f}: byte ${i} changed outside merged weights`);
+    for (let i = 0; i < a.length; i++)
+      if (!mask[i] && a[i] !== b[i]) throw new Error(`${f}: byte ${i} changed outside merged weights`);
   }
   return checked;
 }
 
 describe("merge into exported fixtures (onnxruntime-node vs PEFT reference)", () => {
   it("has the fixture cases the issue asks for", () => {
-    for (const c of ["llama-dynamo", "llama-dynamo-wrapped", "gpt2-dynamo", "gpt2-dynamo-wrapped", "legacy-llama-folded", "legacy-llama-unfolded-wrapped", "legacy-gpt2-folded", "legacy-llama-fp16", "genai-fused"])
+    for (const c of [
+      "llama-dynamo",
+      "llama-dynamo-wrapped",
+      "gpt2-dynamo",
+      "gpt2-dynamo-wrapped",
+      "legacy-llama-folded",
+      "legacy-llama-unfolded-wrapped",
+      "legacy-gpt2-folded",
+      "legacy-llama-fp16",
+      "genai-fused",
+    ])
       expect(cases).toContain(c);
     expect(manifest.tools.legacy_torch).toMatch(/^1\.13/);
   });
@@ -144,8 +168,15 @@ describe("merge into exported fixtures (onnxruntime-node vs PEFT reference)", ()
       const ref = loadReference(c);
       const dir = join(FIXTURES, c);
       const out = join(work, c, "model.onnx");
-      const report = await mergeOnnx({ model: join(dir, "model.onnx"), adapter: join(dir, ref.adapter), output: out, durable: false });
-      const adapterCfg = JSON.parse(readFileSync(join(dir, ref.adapter, "adapter_config.json"), "utf8")) as { target_modules: string[] };
+      const report = await mergeOnnx({
+        model: join(dir, "model.onnx"),
+        adapter: join(dir, ref.adapter),
+        output: out,
+        durable: false,
+      });
+      const adapterCfg = JSON.parse(readFileSync(join(dir, ref.adapter, "adapter_config.json"), "utf8")) as {
+        target_modules: string[];
+      };
       // every adapted module merged, each with a non-zero delta
       expect(report.modules.length).toBeGreaterThan(0);
       for (const m of report.modules) {
@@ -174,7 +205,12 @@ describe("merge into exported fixtures (onnxruntime-node vs PEFT reference)", ()
     const kinds = new Set(Object.values(ref.storage!).map((s) => s.kind));
     expect([...kinds].sort()).toEqual(["bf16_raw", "f16_int32", "f16_raw", "f32_float_data"]);
     const out = join(work, "fp16-b", "model.onnx");
-    const report = await mergeOnnx({ model: join(FIXTURES, "legacy-llama-fp16", "model.onnx"), adapter: join(FIXTURES, "adapters", "tiny-llama"), output: out, durable: false });
+    const report = await mergeOnnx({
+      model: join(FIXTURES, "legacy-llama-fp16", "model.onnx"),
+      adapter: join(FIXTURES, "adapters", "tiny-llama"),
+      output: out,
+      durable: false,
+    });
     expect(new Set(report.modules.map((m) => m.storage))).toEqual(new Set(["raw_data", "int32_data", "float_data"]));
     const merged = await runModel(out, ref);
     // half-precision weights: the PEFT float32 logits are only approximately reachable
@@ -186,7 +222,9 @@ describe("merge into exported fixtures (onnxruntime-node vs PEFT reference)", ()
     const ref = JSON.parse(readFileSync(join(dir, "reference.untie.json"), "utf8")) as FixtureReference;
     const model = join(dir, "model.onnx");
     const adapter = join(dir, ref.adapter);
-    await expect(mergeOnnx({ model, adapter, output: join(work, "tied-refused", "model.onnx") })).rejects.toMatchObject({ code: "ONNX_SHARED_WEIGHT" });
+    await expect(mergeOnnx({ model, adapter, output: join(work, "tied-refused", "model.onnx") })).rejects.toMatchObject(
+      { code: "ONNX_SHARED_WEIGHT" },
+    );
     const out = join(work, "untie", "model.onnx");
     const report = await mergeOnnx({ model, adapter, output: out, untie: true, durable: false });
     const head = report.modules.find((m) => m.module === "lm_head")!;
@@ -217,7 +255,13 @@ describe("merge into exported fixtures (onnxruntime-node vs PEFT reference)", ()
       modelProto({
         nodes: [
           { opType: "Gather", inputs: ["emb.weight", "ids"], outputs: ["h"], name: "/emb/Gather" },
-          { opType: "Transpose", inputs: ["emb.weight"], outputs: ["embT"], name: "/lm_head/Transpose", attributes: [{ name: "perm", ints: [1, 0] }] },
+          {
+            opType: "Transpose",
+            inputs: ["emb.weight"],
+            outputs: ["embT"],
+            name: "/lm_head/Transpose",
+            attributes: [{ name: "perm", ints: [1, 0] }],
+          },
           { opType: "MatMul", inputs: ["h", "embT"], outputs: ["logits"], name: "/lm_head/MatMul" },
         ],
         initializers: [{ name: "emb.weight", dims: [vocab, hidden], dataType: 1, raw: f32Bytes(emb) }],
@@ -228,11 +272,18 @@ describe("merge into exported fixtures (onnxruntime-node vs PEFT reference)", ()
         ],
       }),
     );
-    const adapter = createAdapter({ modules: [{ name: "lm_head", inFeatures: hidden, outFeatures: vocab }], rank: 3, seed: 9 });
+    const adapter = createAdapter({
+      modules: [{ name: "lm_head", inFeatures: hidden, outFeatures: vocab }],
+      rank: 3,
+      seed: 9,
+    });
     adapter.modules[0]!.lambdaB.forEach((_, i, a) => (a[i] = r()));
     const out = join(work, "tied-inline-merged.onnx");
     await mergeOnnx({ model: src, adapter, output: out, untie: true, durable: false });
-    const io = { inputs: [{ name: "ids", dtype: "int64" as const, shape: [1, 3], data: [1, 4, 9] }], outputs: ["logits", "h"] };
+    const io = {
+      inputs: [{ name: "ids", dtype: "int64" as const, shape: [1, 3], data: [1, 4, 9] }],
+      outputs: ["logits", "h"],
+    };
     const [l0, h0] = await runModel(src, io);
     const [l1, h1] = await runModel(out, io);
     expect(maxAbsDiff([h1!], [h0!])).toBe(0); // the embedding is untouched
@@ -242,7 +293,9 @@ describe("merge into exported fixtures (onnxruntime-node vs PEFT reference)", ()
     const w = new Float32Array(readInlineValues(m.bytes, copy, "F32").buffer);
     expect(maxAbsDiff([w], [Float32Array.from(emb)])).toBeGreaterThan(1e-3);
     const want = new Float32Array(3 * vocab);
-    for (let t = 0; t < 3; t++) for (let v = 0; v < vocab; v++) for (let k = 0; k < hidden; k++) want[t * vocab + v]! += h0![t * hidden + k]! * w[v * hidden + k]!;
+    for (let t = 0; t < 3; t++)
+      for (let v = 0; v < vocab; v++)
+        for (let k = 0; k < hidden; k++) want[t * vocab + v]! += h0![t * hidden + k]! * w[v * hidden + k]!;
     expect(maxAbsDiff([l1!], [want])).toBeLessThan(1e-5);
     expect(maxAbsDiff([l1!], [l0!])).toBeGreaterThan(1e-3);
   });
@@ -259,7 +312,17 @@ describe("merge into exported fixtures (onnxruntime-node vs PEFT reference)", ()
     const o1 = join(work, "obj", "model.onnx");
     const o2 = join(work, "dir", "model.onnx");
     await mergeOnnx({ model: join(dir, "model.onnx"), adapter, output: o1, durable: false });
-    await mergeOnnx({ model: join(dir, "model.onnx"), adapter: join(FIXTURES, "adapters", "gpt2"), output: o2, durable: false });
-    expect(eq(new Uint8Array(readFileSync(join(work, "obj", "model.onnx.data"))), new Uint8Array(readFileSync(join(work, "dir", "model.onnx.data"))))).toBe(true);
+    await mergeOnnx({
+      model: join(dir, "model.onnx"),
+      adapter: join(FIXTURES, "adapters", "gpt2"),
+      output: o2,
+      durable: false,
+    });
+    expect(
+      eq(
+        new Uint8Array(readFileSync(join(work, "obj", "model.onnx.data"))),
+        new Uint8Array(readFileSync(join(work, "dir", "model.onnx.data"))),
+      ),
+    ).toBe(true);
   });
 });

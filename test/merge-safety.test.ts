@@ -4,7 +4,17 @@
  * or silently overflow a weight.
  */
 import { createHash } from "node:crypto";
-import { existsSync, statSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  statSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -50,7 +60,17 @@ interface Synth {
  * A model of `count` MatMul weights `layers.i.proj.weight` (in, out) float32 (or float16 when
  * `f16`), stored in external data `w.bin` (or `location(i)`), and a random adapter for them.
  */
-function synth(opts: { count?: number; inF?: number; outF?: number; location?: (i: number) => string; values?: (i: number) => Uint8Array; dataType?: number; dir?: string } = {}): Synth {
+function synth(
+  opts: {
+    count?: number;
+    inF?: number;
+    outF?: number;
+    location?: (i: number) => string;
+    values?: (i: number) => Uint8Array;
+    dataType?: number;
+    dir?: string;
+  } = {},
+): Synth {
   const count = opts.count ?? 4;
   const inF = opts.inF ?? 16;
   const outF = opts.outF ?? 12;
@@ -67,8 +87,22 @@ function synth(opts: { count?: number; inF?: number; outF?: number; location?: (
     const offset = buf.length;
     buf.push(...data);
     files.set(loc, buf);
-    inits.push({ name: `layers.${i}.proj.weight`, dims: [inF, outF], dataType: opts.dataType ?? 1, external: [["location", loc], ["offset", String(offset)], ["length", String(inF * outF * elem)]] });
-    nodes.push({ opType: "MatMul", inputs: [i === 0 ? "x" : `h${i - 1}`, `layers.${i}.proj.weight`], outputs: [`h${i}`], name: `/layers.${i}/proj/MatMul` });
+    inits.push({
+      name: `layers.${i}.proj.weight`,
+      dims: [inF, outF],
+      dataType: opts.dataType ?? 1,
+      external: [
+        ["location", loc],
+        ["offset", String(offset)],
+        ["length", String(inF * outF * elem)],
+      ],
+    });
+    nodes.push({
+      opType: "MatMul",
+      inputs: [i === 0 ? "x" : `h${i - 1}`, `layers.${i}.proj.weight`],
+      outputs: [`h${i}`],
+      name: `/layers.${i}/proj/MatMul`,
+    });
   }
   for (const [loc, bytes] of files) {
     const p = join(dir, loc);
@@ -78,8 +112,24 @@ function synth(opts: { count?: number; inF?: number; outF?: number; location?: (
     }
   }
   const model = join(dir, "model.onnx");
-  writeFileSync(model, modelProto({ nodes, initializers: inits, inputs: [{ name: "x", elemType: 1, shape: [1, inF] }], outputs: [{ name: `h${count - 1}`, elemType: 1, shape: [1, outF] }] }));
-  const adapter = createAdapter({ modules: Array.from({ length: count }, (_, i) => ({ name: `layers.${i}.proj`, inFeatures: inF, outFeatures: outF })), rank: 4, seed: 3 });
+  writeFileSync(
+    model,
+    modelProto({
+      nodes,
+      initializers: inits,
+      inputs: [{ name: "x", elemType: 1, shape: [1, inF] }],
+      outputs: [{ name: `h${count - 1}`, elemType: 1, shape: [1, outF] }],
+    }),
+  );
+  const adapter = createAdapter({
+    modules: Array.from({ length: count }, (_, i) => ({
+      name: `layers.${i}.proj`,
+      inFeatures: inF,
+      outFeatures: outF,
+    })),
+    rank: 4,
+    seed: 3,
+  });
   for (const m of adapter.modules) {
     m.lambdaB.forEach((_, i) => (m.lambdaB[i] = r() + 1.5));
     m.lambdaD.forEach((_, i) => (m.lambdaD[i] = r() + 1.5));
@@ -144,12 +194,19 @@ describe("external data paths are confined to the model's folder", () => {
       // weight 0 is fine; weight 1 names the hostile location (its bytes would be read or copied)
       writeFileSync(join(dir, "ok.bin"), new Uint8Array(16 * 12 * 4));
       const loc = setup(dir);
-      const s = synth({ dir, count: 2, location: (i) => (i === 0 ? "ok.bin" : loc), values: () => new Uint8Array(16 * 12 * 4) });
+      const s = synth({
+        dir,
+        count: 2,
+        location: (i) => (i === 0 ? "ok.bin" : loc),
+        values: () => new Uint8Array(16 * 12 * 4),
+      });
       const before = snapshot(dir);
       const secret = snapshot(outside);
       const out = join(root, `out-${n}`);
       for (const dryRun of [true, false]) {
-        const e = await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, output: join(out, "m.onnx"), dryRun, durable: false }));
+        const e = await veraError(
+          mergeOnnx({ model: s.model, adapter: s.adapter, output: join(out, "m.onnx"), dryRun, durable: false }),
+        );
         expect(e.code).toBe("IO_UNSAFE_PATH");
       }
       expect(snapshot(dir)).toEqual(before);
@@ -198,7 +255,14 @@ describe("nothing is left behind by a failed or cancelled merge", () => {
     const s = synth({ count: 5 });
     const out = fresh();
     const before = snapshot(s.dir);
-    await expect(mergeOnnx({ model: s.model, adapter: s.adapter, output: join(out, "m.onnx"), backend: slowBackend({ failAt: 3 }) })).rejects.toThrow("device lost");
+    await expect(
+      mergeOnnx({
+        model: s.model,
+        adapter: s.adapter,
+        output: join(out, "m.onnx"),
+        backend: slowBackend({ failAt: 3 }),
+      }),
+    ).rejects.toThrow("device lost");
     expect(snapshot(s.dir)).toEqual(before);
     expect(readdirSync(out)).toEqual([]);
   });
@@ -206,7 +270,9 @@ describe("nothing is left behind by a failed or cancelled merge", () => {
   it("an in-place merge that fails leaves the model exactly as it was, with no temporary files", async () => {
     const s = synth({ count: 5 });
     const before = snapshot(s.dir);
-    await expect(mergeOnnx({ model: s.model, adapter: s.adapter, inPlace: true, backend: slowBackend({ failAt: 4 }) })).rejects.toThrow("device lost");
+    await expect(
+      mergeOnnx({ model: s.model, adapter: s.adapter, inPlace: true, backend: slowBackend({ failAt: 4 }) }),
+    ).rejects.toThrow("device lost");
     expect(snapshot(s.dir)).toEqual(before);
   });
 
@@ -214,7 +280,12 @@ describe("nothing is left behind by a failed or cancelled merge", () => {
     const s = synth({ count: 6 });
     const out = fresh();
     const before = snapshot(s.dir);
-    const it = mergeOnnxIter({ model: s.model, adapter: s.adapter, output: join(out, "m.onnx"), backend: slowBackend({ delayMs: 10 }) });
+    const it = mergeOnnxIter({
+      model: s.model,
+      adapter: s.adapter,
+      output: join(out, "m.onnx"),
+      backend: slowBackend({ delayMs: 10 }),
+    });
     for await (const ev of it) if (ev.type === "progress" && ev.tensorsDone >= 1) break;
     expect(snapshot(s.dir)).toEqual(before);
     expect(readdirSync(out)).toEqual([]);
@@ -276,14 +347,18 @@ describe("outputs", () => {
   it("checks external ranges: beyond the file end, or overlapping another tensor", async () => {
     const s = synth({ count: 2 });
     writeFileSync(join(s.dir, "w.bin"), readFileSync(join(s.dir, "w.bin")).subarray(0, 16 * 12 * 4 + 10));
-    expect((await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, dryRun: true }))).code).toBe(MergeErrorCode.MERGE_DATA_RANGE);
+    expect((await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, dryRun: true }))).code).toBe(
+      MergeErrorCode.MERGE_DATA_RANGE,
+    );
     const t = synth({ count: 2, location: () => "same.bin" });
     // rewrite the second tensor's offset to 8: it now overlaps the first
     const bytes = readFileSync(t.model);
     const patched = Buffer.from(bytes.toString("latin1").replace(`offset\x12\x03768`, `offset\x12\x03008`), "latin1");
     expect(patched.equals(bytes)).toBe(false);
     writeFileSync(t.model, patched);
-    expect((await veraError(mergeOnnx({ model: t.model, adapter: t.adapter, dryRun: true }))).code).toBe(MergeErrorCode.MERGE_DATA_OVERLAP);
+    expect((await veraError(mergeOnnx({ model: t.model, adapter: t.adapter, dryRun: true }))).code).toBe(
+      MergeErrorCode.MERGE_DATA_OVERLAP,
+    );
   });
 
   it("merged tensors that outrun the copy of a big data file wait in a scratch file: same bytes, nothing left over", async () => {
@@ -293,8 +368,20 @@ describe("outputs", () => {
     for (let i = 0; i < 12; i++) appendFileSync(join(s.dir, "w.bin"), new Uint8Array(16 << 20).fill(i + 1));
     const a = fresh();
     const b = fresh();
-    const spilled = await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(a, "model.onnx"), memoryBudget: 0, durable: false });
-    const held = await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(b, "model.onnx"), memoryBudget: 1 << 30, durable: false });
+    const spilled = await mergeOnnx({
+      model: s.model,
+      adapter: s.adapter,
+      output: join(a, "model.onnx"),
+      memoryBudget: 0,
+      durable: false,
+    });
+    const held = await mergeOnnx({
+      model: s.model,
+      adapter: s.adapter,
+      output: join(b, "model.onnx"),
+      memoryBudget: 1 << 30,
+      durable: false,
+    });
     // every merged tensor either waited in the scratch file or was written once the copy had passed it
     expect(spilled.spilledBytes + spilled.earlyWrittenBytes).toBe(spilled.bytesMerged);
     expect(held.spilledBytes).toBe(0);
@@ -306,21 +393,42 @@ describe("outputs", () => {
     const s = synth({ count: 6, inF: 64, outF: 64 });
     // the reference: the same model without the tail (its copy is done in no time), merged first
     const small = fresh();
-    const ref = await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(small, "model.onnx"), durable: false });
+    const ref = await mergeOnnx({
+      model: s.model,
+      adapter: s.adapter,
+      output: join(small, "model.onnx"),
+      durable: false,
+    });
     const { appendFileSync } = await import("node:fs");
     const prefix = statSync(join(s.dir, "w.bin")).size;
     for (let i = 0; i < 24; i++) appendFileSync(join(s.dir, "w.bin"), new Uint8Array(16 << 20).fill(i + 7));
     const early = fresh();
     const late = fresh();
-    const r = await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(early, "model.onnx"), memoryBudget: 1 << 30, durable: false });
-    const viaScratch = await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(late, "model.onnx"), memoryBudget: 0, durable: false });
+    const r = await mergeOnnx({
+      model: s.model,
+      adapter: s.adapter,
+      output: join(early, "model.onnx"),
+      memoryBudget: 1 << 30,
+      durable: false,
+    });
+    const viaScratch = await mergeOnnx({
+      model: s.model,
+      adapter: s.adapter,
+      output: join(late, "model.onnx"),
+      memoryBudget: 0,
+      durable: false,
+    });
     if (process.platform === "linux") expect(r.earlyWrittenBytes).toBeGreaterThan(0);
     else expect(r.earlyWrittenBytes).toBe(0);
     expect(r.spilledBytes).toBe(0);
     expect(snapshot(early)).toEqual(snapshot(late));
     expect(readdirSync(early).sort()).toEqual(["model.onnx", "w.bin"]);
     expect(readFileSync(join(early, "model.onnx")).equals(readFileSync(join(small, "model.onnx")))).toBe(true);
-    expect(readFileSync(join(early, "w.bin")).subarray(0, prefix).equals(readFileSync(join(small, "w.bin")))).toBe(true);
+    expect(
+      readFileSync(join(early, "w.bin"))
+        .subarray(0, prefix)
+        .equals(readFileSync(join(small, "w.bin"))),
+    ).toBe(true);
     expect(ref.bytesMerged).toBe(r.bytesMerged);
     void viaScratch;
   });

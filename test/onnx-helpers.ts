@@ -56,7 +56,13 @@ export interface TensorSpec {
 
 export function tensorProto(t: TensorSpec): number[] {
   const out: number[] = [];
-  if (t.dims.length > 0) out.push(...lenField(1, t.dims.flatMap((d) => varint(d))));
+  if (t.dims.length > 0)
+    out.push(
+      ...lenField(
+        1,
+        t.dims.flatMap((d) => varint(d)),
+      ),
+    );
   out.push(...intField(2, t.dataType));
   if (t.floatData) {
     if (t.unpacked) {
@@ -74,7 +80,13 @@ export function tensorProto(t: TensorSpec): number[] {
   }
   if (t.int32Data) {
     if (t.unpacked) for (const v of t.int32Data) out.push(...intField(5, v));
-    else out.push(...lenField(5, t.int32Data.flatMap((v) => varint(v))));
+    else
+      out.push(
+        ...lenField(
+          5,
+          t.int32Data.flatMap((v) => varint(v)),
+        ),
+      );
   }
   out.push(...strField(8, t.name));
   if (t.raw) out.push(...lenField(9, t.raw));
@@ -141,7 +153,8 @@ function nodeProto(n: NodeSpec): number[] {
   out.push(...strField(4, n.opType));
   for (const a of n.attributes ?? []) out.push(...lenField(5, attribute(a)));
   if (n.domain) out.push(...strField(7, n.domain));
-  for (const [k, v] of Object.entries(n.metadata ?? {})) out.push(...lenField(9, [...strField(1, k), ...strField(2, v)]));
+  for (const [k, v] of Object.entries(n.metadata ?? {}))
+    out.push(...lenField(9, [...strField(1, k), ...strField(2, v)]));
   return out;
 }
 
@@ -156,7 +169,10 @@ export function graphProto(g: GraphSpec): number[] {
 }
 
 /** Encode a ModelProto (IR 8, opset 17 unless given). Unknown fields can be appended with `extra`. */
-export function modelProto(g: GraphSpec, opts: { irVersion?: number; opset?: number; extra?: number[] } = {}): Uint8Array {
+export function modelProto(
+  g: GraphSpec,
+  opts: { irVersion?: number; opset?: number; extra?: number[] } = {},
+): Uint8Array {
   const out: number[] = [
     ...intField(1, opts.irVersion ?? 8),
     ...strField(2, "verakit-test"),
@@ -210,7 +226,10 @@ export function loadReference(name: string): FixtureReference {
   return JSON.parse(readFileSync(join(FIXTURES, name, "reference.json"), "utf8")) as FixtureReference;
 }
 
-export function fixtureManifest(): { cases: Record<string, { exporter: string; adapter: string; notes: string; files: string[] }>; tools: Record<string, string> } {
+export function fixtureManifest(): {
+  cases: Record<string, { exporter: string; adapter: string; notes: string; files: string[] }>;
+  tools: Record<string, string>;
+} {
   return JSON.parse(readFileSync(join(FIXTURES, "MANIFEST.json"), "utf8"));
 }
 
@@ -222,9 +241,15 @@ export function loadOrt(): Promise<Ort> {
 }
 
 /** Run a model file in onnxruntime-node (CPU, graph optimizations off) on a fixture's inputs; flat outputs by name. */
-export async function runModel(path: string, ref: Pick<FixtureReference, "inputs" | "outputs">): Promise<Float32Array[]> {
+export async function runModel(
+  path: string,
+  ref: Pick<FixtureReference, "inputs" | "outputs">,
+): Promise<Float32Array[]> {
   const ort = await loadOrt();
-  const session = await ort.InferenceSession.create(path, { graphOptimizationLevel: "disabled", executionProviders: ["cpu"] });
+  const session = await ort.InferenceSession.create(path, {
+    graphOptimizationLevel: "disabled",
+    executionProviders: ["cpu"],
+  });
   try {
     const feeds: Record<string, import("onnxruntime-node").Tensor> = {};
     for (const i of ref.inputs)

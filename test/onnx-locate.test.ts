@@ -21,7 +21,8 @@ import {
 } from "../src/onnx/index.js";
 import { FIXTURES, f32Bytes, fixtureManifest, modelProto } from "./onnx-helpers.js";
 
-const load = (c: string, file = "model.onnx"): OnnxModel => readOnnxModel({ bytes: new Uint8Array(readFileSync(join(FIXTURES, c, file))) });
+const load = (c: string, file = "model.onnx"): OnnxModel =>
+  readOnnxModel({ bytes: new Uint8Array(readFileSync(join(FIXTURES, c, file))) });
 const shapes = (ws: LinearWeight[], filter: (w: LinearWeight) => boolean = () => true): ModuleShape[] =>
   ws.filter(filter).map((w) => ({ name: w.module, inFeatures: w.inFeatures, outFeatures: w.outFeatures }));
 
@@ -42,12 +43,17 @@ function adapterModules(adapter: string): Array<{ name: string; out: number }> {
   const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8")) as Record<string, { shape: number[] }>;
   return Object.entries(header)
     .filter(([k]) => k.endsWith(".vera_lambda_b"))
-    .map(([k, v]) => ({ name: k.replace(/^base_model\.model\./, "").replace(/\.vera_lambda_b$/, ""), out: v.shape[0]! }));
+    .map(([k, v]) => ({
+      name: k.replace(/^base_model\.model\./, "").replace(/\.vera_lambda_b$/, ""),
+      out: v.shape[0]!,
+    }));
 }
 
 describe("path parsing", () => {
   it("takes the module from pkg.torch.onnx.name_scopes (the entry before the op)", () => {
-    expect(moduleFromNameScopes("['', 'model', 'model.layers.0', 'model.layers.0.self_attn.q_proj', 'linear']")).toBe("model.layers.0.self_attn.q_proj");
+    expect(moduleFromNameScopes("['', 'model', 'model.layers.0', 'model.layers.0.self_attn.q_proj', 'linear']")).toBe(
+      "model.layers.0.self_attn.q_proj",
+    );
     expect(moduleFromNameScopes(`["", "m", "m.lm_head", "linear_7"]`)).toBe("m.lm_head");
     expect(moduleFromNameScopes("['', 'linear']")).toBeUndefined();
     expect(moduleFromNameScopes("garbage")).toBeUndefined();
@@ -111,7 +117,12 @@ describe("listLinearWeights on real exports", () => {
     const model = readOnnxModel({
       bytes: modelProto({
         nodes: [
-          { opType: "DequantizeLinear", inputs: ["proj.weight_quantized", "s", "z"], outputs: ["w_dq"], name: "/proj/DequantizeLinear" },
+          {
+            opType: "DequantizeLinear",
+            inputs: ["proj.weight_quantized", "s", "z"],
+            outputs: ["w_dq"],
+            name: "/proj/DequantizeLinear",
+          },
           { opType: "MatMul", inputs: ["x", "w_dq"], outputs: ["y"], name: "/proj/MatMul" },
         ],
         initializers: [
@@ -124,11 +135,16 @@ describe("listLinearWeights on real exports", () => {
     });
     const [w] = listLinearWeights({ model });
     expect([w!.module, w!.quantized, w!.via]).toEqual(["proj", "DequantizeLinear (QDQ)", ["DequantizeLinear"]]);
-    expect(planError(() => planOnnxMerge({ model, modules: [{ name: "proj", inFeatures: 4, outFeatures: 3 }] })).code).toBe(OnnxErrorCode.ONNX_QUANTIZED);
+    expect(
+      planError(() => planOnnxMerge({ model, modules: [{ name: "proj", inFeatures: 4, outFeatures: 3 }] })).code,
+    ).toBe(OnnxErrorCode.ONNX_QUANTIZED);
   });
 
   it("marks quantized weights (MatMulInteger int8, MatMulNBits 4-bit)", () => {
-    for (const [file, op] of [["int8.onnx", "MatMulInteger"], ["q4.onnx", "MatMulNBits"]] as const) {
+    for (const [file, op] of [
+      ["int8.onnx", "MatMulInteger"],
+      ["q4.onnx", "MatMulNBits"],
+    ] as const) {
       const ws = listLinearWeights({ model: load("quantized", file) });
       const q = ws.find((w) => w.module === "model.layers.0.self_attn.q_proj")!;
       expect(q.quantized).toBe(op);
@@ -143,14 +159,19 @@ describe("planOnnxMerge", () => {
     const model = load("llama-dynamo-wrapped");
     const ws = listLinearWeights({ model });
     const mods = adapterModules("llama");
-    const plan = planOnnxMerge({ model, modules: shapes(ws, (w) => w.module !== "m.lm_head").map((s) => ({ ...s, name: s.name.slice(2) })) });
+    const plan = planOnnxMerge({
+      model,
+      modules: shapes(ws, (w) => w.module !== "m.lm_head").map((s) => ({ ...s, name: s.name.slice(2) })),
+    });
     expect(plan.weights.length).toBe(mods.length);
     expect(plan.weights.every((w) => w.modules.length === 1 && w.modules[0]!.matchedBy === "suffix")).toBe(true);
   });
 
   it("refuses a module with no weight, naming it", () => {
     const model = load("llama-dynamo");
-    const e = planError(() => planOnnxMerge({ model, modules: [{ name: "model.layers.7.self_attn.q_proj", inFeatures: 32, outFeatures: 32 }] }));
+    const e = planError(() =>
+      planOnnxMerge({ model, modules: [{ name: "model.layers.7.self_attn.q_proj", inFeatures: 32, outFeatures: 32 }] }),
+    );
     expect(e.code).toBe(OnnxErrorCode.ONNX_MODULE_NOT_FOUND);
     expect(e.path).toBe("model.layers.7.self_attn.q_proj");
     // a model exported in parts: modules of the other part are left out on request, and listed
@@ -196,22 +217,38 @@ describe("planOnnxMerge", () => {
         outputs: [],
       }),
     });
-    const e = planError(() => planOnnxMerge({ model, weights: [mk("enc", "a"), mk("dec", "b")], modules: [{ name: "layers.0.q_proj", inFeatures: 2, outFeatures: 2 }] }));
+    const e = planError(() =>
+      planOnnxMerge({
+        model,
+        weights: [mk("enc", "a"), mk("dec", "b")],
+        modules: [{ name: "layers.0.q_proj", inFeatures: 2, outFeatures: 2 }],
+      }),
+    );
     expect(e.code).toBe(OnnxErrorCode.ONNX_AMBIGUOUS);
     expect(e.message).toContain("enc.layers.0.q_proj");
     expect(e.message).toContain("dec.layers.0.q_proj");
     // an exact match wins over suffix matches
-    const plan = planOnnxMerge({ model, weights: [mk("enc", "a"), { ...mk("x", "b"), module: "layers.0.q_proj", paths: ["layers.0.q_proj"] }], modules: [{ name: "layers.0.q_proj", inFeatures: 2, outFeatures: 2 }] });
+    const plan = planOnnxMerge({
+      model,
+      weights: [mk("enc", "a"), { ...mk("x", "b"), module: "layers.0.q_proj", paths: ["layers.0.q_proj"] }],
+      modules: [{ name: "layers.0.q_proj", inFeatures: 2, outFeatures: 2 }],
+    });
     expect(plan.weights[0]!.initializer).toBe("b");
     // and the longest shared suffix wins over a shorter one (`q_proj` alone names too little)
     const short = { ...mk("x", "b"), module: "q_proj", paths: ["q_proj"] };
-    const plan2 = planOnnxMerge({ model, weights: [mk("enc", "a"), short], modules: [{ name: "layers.0.q_proj", inFeatures: 2, outFeatures: 2 }] });
+    const plan2 = planOnnxMerge({
+      model,
+      weights: [mk("enc", "a"), short],
+      modules: [{ name: "layers.0.q_proj", inFeatures: 2, outFeatures: 2 }],
+    });
     expect(plan2.weights[0]!.initializer).toBe("a");
   });
 
   it("refuses a shared weight (tied embeddings) and says how to fix it", () => {
     const model = load("legacy-llama-unfolded-wrapped");
-    const e = planError(() => planOnnxMerge({ model, modules: [{ name: "lm_head", inFeatures: 32, outFeatures: 64 }] }));
+    const e = planError(() =>
+      planOnnxMerge({ model, modules: [{ name: "lm_head", inFeatures: 32, outFeatures: 64 }] }),
+    );
     expect(e.code).toBe(OnnxErrorCode.ONNX_SHARED_WEIGHT);
     expect(e.message).toMatch(/Untie/);
     expect(e.message).toContain("Gather");
@@ -219,7 +256,12 @@ describe("planOnnxMerge", () => {
 
   it("refuses quantized weights: merge into the float model, quantize afterwards", () => {
     for (const file of ["int8.onnx", "q4.onnx"]) {
-      const e = planError(() => planOnnxMerge({ model: load("quantized", file), modules: [{ name: "model.layers.1.mlp.down_proj", inFeatures: 48, outFeatures: 32 }] }));
+      const e = planError(() =>
+        planOnnxMerge({
+          model: load("quantized", file),
+          modules: [{ name: "model.layers.1.mlp.down_proj", inFeatures: 48, outFeatures: 32 }],
+        }),
+      );
       expect(e.code).toBe(OnnxErrorCode.ONNX_QUANTIZED);
       expect(e.message).toMatch(/float16\/float32 model, then quantize/);
     }
@@ -238,7 +280,11 @@ describe("planOnnxMerge", () => {
       }),
     );
     expect(e.code).toBe(OnnxErrorCode.ONNX_SHAPE_MISMATCH);
-    expect(e.issues.map((i) => i.code)).toEqual([OnnxErrorCode.ONNX_SHAPE_MISMATCH, OnnxErrorCode.ONNX_SHAPE_MISMATCH, OnnxErrorCode.ONNX_MODULE_NOT_FOUND]);
+    expect(e.issues.map((i) => i.code)).toEqual([
+      OnnxErrorCode.ONNX_SHAPE_MISMATCH,
+      OnnxErrorCode.ONNX_SHAPE_MISMATCH,
+      OnnxErrorCode.ONNX_MODULE_NOT_FOUND,
+    ]);
     expect(e.message).toContain("k_proj");
   });
 
@@ -261,7 +307,11 @@ describe("planOnnxMerge", () => {
     const e = planError(() => planOnnxMerge({ model, modules: [k] }));
     expect(e.code).toBe(OnnxErrorCode.ONNX_FUSED_SPLIT);
     // ... unless a mapping gives the block
-    const m = parseWeightMapping({ source: { modules: { [k.name]: { initializer: "model.layers.0.attn.qkv_proj.MatMul.weight", outRange: [32, 48] } } } });
+    const m = parseWeightMapping({
+      source: {
+        modules: { [k.name]: { initializer: "model.layers.0.attn.qkv_proj.MatMul.weight", outRange: [32, 48] } },
+      },
+    });
     const planned = planOnnxMerge({ model, modules: [k], mapping: m }).weights[0]!;
     expect([planned.modules[0]!.outStart, planned.modules[0]!.matchedBy]).toEqual([32, "mapping"]);
     // sizes that do not add up
@@ -272,14 +322,34 @@ describe("planOnnxMerge", () => {
   it("a mapping file places any module; bad mappings are refused with every problem", () => {
     const model = load("legacy-llama-folded");
     const mapping = parseWeightMapping({ source: JSON.stringify({ modules: { "custom.thing": "onnx::MatMul_426" } }) });
-    const plan = planOnnxMerge({ model, modules: [{ name: "custom.thing", inFeatures: 32, outFeatures: 32 }], mapping });
+    const plan = planOnnxMerge({
+      model,
+      modules: [{ name: "custom.thing", inFeatures: 32, outFeatures: 32 }],
+      mapping,
+    });
     expect(plan.weights[0]!.initializer).toBe("onnx::MatMul_426");
     expect(plan.weights[0]!.layout).toBe("in_out");
-    const e = planError(() => parseWeightMapping({ source: { modules: { a: 3, b: { initializer: "x", layout: "sideways", outRange: [4, 2] }, c: { initializer: "y", extra: 1 } } } }));
+    const e = planError(() =>
+      parseWeightMapping({
+        source: {
+          modules: {
+            a: 3,
+            b: { initializer: "x", layout: "sideways", outRange: [4, 2] },
+            c: { initializer: "y", extra: 1 },
+          },
+        },
+      }),
+    );
     expect(e.code).toBe(OnnxErrorCode.ONNX_MAPPING);
     expect(e.issues.length).toBe(4);
     expect(planError(() => parseWeightMapping({ source: "{" })).code).toBe(OnnxErrorCode.ONNX_MAPPING);
-    const missing = planError(() => planOnnxMerge({ model, modules: [{ name: "custom.thing", inFeatures: 32, outFeatures: 32 }], mapping: { "custom.thing": { initializer: "nope" } } }));
+    const missing = planError(() =>
+      planOnnxMerge({
+        model,
+        modules: [{ name: "custom.thing", inFeatures: 32, outFeatures: 32 }],
+        mapping: { "custom.thing": { initializer: "nope" } },
+      }),
+    );
     expect(missing.code).toBe(OnnxErrorCode.ONNX_MAPPING);
   });
 
@@ -320,6 +390,8 @@ describe("planOnnxMerge", () => {
         modules: ["int_proj", "short_proj", "f64_proj"].map((name) => ({ name, inFeatures: 2, outFeatures: 2 })),
       }),
     );
-    expect(e.issues.map((i) => i.code).sort()).toEqual([OnnxErrorCode.ONNX_DTYPE_UNSUPPORTED, OnnxErrorCode.ONNX_DTYPE_UNSUPPORTED, OnnxErrorCode.ONNX_STORAGE].sort());
+    expect(e.issues.map((i) => i.code).sort()).toEqual(
+      [OnnxErrorCode.ONNX_DTYPE_UNSUPPORTED, OnnxErrorCode.ONNX_DTYPE_UNSUPPORTED, OnnxErrorCode.ONNX_STORAGE].sort(),
+    );
   });
 });

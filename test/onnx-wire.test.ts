@@ -57,9 +57,35 @@ describe("malformed models are refused with ONNX_PARSE / ONNX_NO_GRAPH", () => {
     ["over-long varint", [0x08, ...Array(10).fill(0xff), 0x01], OnnxErrorCode.ONNX_PARSE],
     ["no graph", [0x08, 0x08], OnnxErrorCode.ONNX_NO_GRAPH],
     ["node name not UTF-8", lenField(7, lenField(1, lenField(3, [0xff, 0xfe]))), OnnxErrorCode.ONNX_PARSE],
-    ["negative dims", lenField(7, lenField(5, [...lenField(1, varint(-2)), ...strField(8, "w")])), OnnxErrorCode.ONNX_INVALID],
-    ["external data without location", lenField(7, lenField(5, [...strField(8, "w"), ...lenField(13, strField(1, "offset")), 0x70, 0x01])), OnnxErrorCode.ONNX_EXTERNAL_DATA],
-    ["external offset not a number", lenField(7, lenField(5, tensorProto({ name: "w", dims: [1], dataType: 1, external: [["location", "d"], ["offset", "-1"]] }))), OnnxErrorCode.ONNX_EXTERNAL_DATA],
+    [
+      "negative dims",
+      lenField(7, lenField(5, [...lenField(1, varint(-2)), ...strField(8, "w")])),
+      OnnxErrorCode.ONNX_INVALID,
+    ],
+    [
+      "external data without location",
+      lenField(7, lenField(5, [...strField(8, "w"), ...lenField(13, strField(1, "offset")), 0x70, 0x01])),
+      OnnxErrorCode.ONNX_EXTERNAL_DATA,
+    ],
+    [
+      "external offset not a number",
+      lenField(
+        7,
+        lenField(
+          5,
+          tensorProto({
+            name: "w",
+            dims: [1],
+            dataType: 1,
+            external: [
+              ["location", "d"],
+              ["offset", "-1"],
+            ],
+          }),
+        ),
+      ),
+      OnnxErrorCode.ONNX_EXTERNAL_DATA,
+    ],
   ];
   for (const [what, bytes, code] of cases) {
     it(what, () => {
@@ -86,15 +112,20 @@ describe("malformed models are refused with ONNX_PARSE / ONNX_NO_GRAPH", () => {
   it("mutated real models never crash the reader with anything but a VeraError", () => {
     const good = new Uint8Array(readFileSync(join(__dirname, "../fixtures/onnx/legacy-gpt2-folded/model.onnx")));
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: good.length - 1 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 1, max: good.length }), (at, v, cut) => {
-        const b = good.slice(0, cut);
-        if (at < b.length) b[at] = v;
-        try {
-          readOnnxModel({ bytes: b });
-        } catch (e) {
-          expect(isVeraError(e)).toBe(true);
-        }
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: good.length - 1 }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 1, max: good.length }),
+        (at, v, cut) => {
+          const b = good.slice(0, cut);
+          if (at < b.length) b[at] = v;
+          try {
+            readOnnxModel({ bytes: b });
+          } catch (e) {
+            expect(isVeraError(e)).toBe(true);
+          }
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -104,52 +135,79 @@ describe("applyEdits", () => {
   it("re-encodes every enclosing length prefix when a nested field changes length", () => {
     // ModelProto.graph -> node -> attribute(g) -> graph -> initializer (int32_data), plus unknown fields.
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 65535 }), { minLength: 1, maxLength: 300 }), fc.array(fc.integer({ min: 0, max: 65535 }), { minLength: 1, maxLength: 300 }), (before, after) => {
-        const n = Math.min(before.length, after.length);
-        const b0 = before.slice(0, n);
-        const a0 = after.slice(0, n);
-        const mk = (vals: number[]): Uint8Array =>
-          modelProto(
-            {
-              nodes: [
-                {
-                  opType: "If",
-                  inputs: ["c"],
-                  outputs: ["y"],
-                  attributes: [
-                    { name: "then_branch", g: { nodes: [], initializers: [{ name: "w", dims: [n], dataType: 10, int32Data: vals }], outputs: [] } },
-                    { name: "else_branch", g: { nodes: [], outputs: [] } },
-                  ],
-                },
-              ],
-              outputs: [],
-            },
-            { extra: [...strField(99, "unknown field kept")] },
-          );
-        const src = mk(b0);
-        const model = readOnnxModel({ bytes: src });
-        const t = model.graphs[1]!.initializers[0]!;
-        const values = new Uint8Array(n * 2);
-        a0.forEach((v, i) => {
-          values[2 * i] = v & 0xff;
-          values[2 * i + 1] = v >> 8;
-        });
-        const out = concatEdited(applyEdits({ bytes: src, edits: inlineValueEdits(t, "F16", values) }));
-        expect(out).toEqual(mk(a0)); // exactly what an encoder writes for the new values
-        const again = readOnnxModel({ bytes: out });
-        expect(readInlineValues(out, again.graphs[1]!.initializers[0]!, "F16")).toEqual(values);
-      }),
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 65535 }), { minLength: 1, maxLength: 300 }),
+        fc.array(fc.integer({ min: 0, max: 65535 }), { minLength: 1, maxLength: 300 }),
+        (before, after) => {
+          const n = Math.min(before.length, after.length);
+          const b0 = before.slice(0, n);
+          const a0 = after.slice(0, n);
+          const mk = (vals: number[]): Uint8Array =>
+            modelProto(
+              {
+                nodes: [
+                  {
+                    opType: "If",
+                    inputs: ["c"],
+                    outputs: ["y"],
+                    attributes: [
+                      {
+                        name: "then_branch",
+                        g: {
+                          nodes: [],
+                          initializers: [{ name: "w", dims: [n], dataType: 10, int32Data: vals }],
+                          outputs: [],
+                        },
+                      },
+                      { name: "else_branch", g: { nodes: [], outputs: [] } },
+                    ],
+                  },
+                ],
+                outputs: [],
+              },
+              { extra: [...strField(99, "unknown field kept")] },
+            );
+          const src = mk(b0);
+          const model = readOnnxModel({ bytes: src });
+          const t = model.graphs[1]!.initializers[0]!;
+          const values = new Uint8Array(n * 2);
+          a0.forEach((v, i) => {
+            values[2 * i] = v & 0xff;
+            values[2 * i + 1] = v >> 8;
+          });
+          const out = concatEdited(applyEdits({ bytes: src, edits: inlineValueEdits(t, "F16", values) }));
+          expect(out).toEqual(mk(a0)); // exactly what an encoder writes for the new values
+          const again = readOnnxModel({ bytes: out });
+          expect(readInlineValues(out, again.graphs[1]!.initializers[0]!, "F16")).toEqual(values);
+        },
+      ),
       { numRuns: 200 },
     );
   });
 
   it("refuses overlapping edits and results above the size limit", () => {
-    const src = modelProto({ nodes: [], initializers: [{ name: "w", dims: [2], dataType: 1, raw: new Uint8Array(8) }], outputs: [] });
+    const src = modelProto({
+      nodes: [],
+      initializers: [{ name: "w", dims: [2], dataType: 1, raw: new Uint8Array(8) }],
+      outputs: [],
+    });
     const m = readOnnxModel({ bytes: src });
     const span = m.graphs[0]!.initializers[0]!.span;
-    expect(() => applyEdits({ bytes: src, edits: [{ start: 5, end: 9, data: new Uint8Array(4), span }, { start: 8, end: 10, data: new Uint8Array(2), span }] })).toThrow(/overlapping/);
+    expect(() =>
+      applyEdits({
+        bytes: src,
+        edits: [
+          { start: 5, end: 9, data: new Uint8Array(4), span },
+          { start: 8, end: 10, data: new Uint8Array(2), span },
+        ],
+      }),
+    ).toThrow(/overlapping/);
     try {
-      applyEdits({ bytes: src, edits: [{ start: 5, end: 5, data: new Uint8Array(100), span }], maxBytes: src.length + 50 });
+      applyEdits({
+        bytes: src,
+        edits: [{ start: 5, end: 5, data: new Uint8Array(100), span }],
+        maxBytes: src.length + 50,
+      });
       expect.unreachable();
     } catch (e) {
       expect(isVeraError(e) && e.code).toBe(OnnxErrorCode.ONNX_TOO_LARGE);
@@ -165,7 +223,14 @@ describe("weights inside subgraphs, in every inline storage", () => {
     const w32 = Array.from({ length: inF * outF }, () => r() * 0.5);
     const w16 = Array.from(f32ArrayToF16(Float32Array.from(w32)));
     const w2 = Array.from({ length: inF * outF }, () => r());
-    const adapter = createAdapter({ modules: [{ name: "proj", inFeatures: inF, outFeatures: outF }, { name: "other", inFeatures: inF, outFeatures: outF }], rank: 4, seed: 5 });
+    const adapter = createAdapter({
+      modules: [
+        { name: "proj", inFeatures: inF, outFeatures: outF },
+        { name: "other", inFeatures: inF, outFeatures: outF },
+      ],
+      rank: 4,
+      seed: 5,
+    });
     for (const m of adapter.modules) {
       m.lambdaB.forEach((_, i) => (m.lambdaB[i] = r()));
       m.lambdaD.forEach((_, i) => (m.lambdaD[i] = r()));
@@ -182,7 +247,13 @@ describe("weights inside subgraphs, in every inline storage", () => {
               name: "then_branch",
               g: {
                 nodes: [
-                  { opType: "Cast", inputs: ["proj.weight"], outputs: ["w32"], name: "/proj/Cast", attributes: [{ name: "to", i: 1 }] },
+                  {
+                    opType: "Cast",
+                    inputs: ["proj.weight"],
+                    outputs: ["w32"],
+                    name: "/proj/Cast",
+                    attributes: [{ name: "to", i: 1 }],
+                  },
                   { opType: "MatMul", inputs: ["x", "w32"], outputs: ["t"], name: "/proj/MatMul" },
                 ],
                 initializers: [{ name: "proj.weight", dims: [inF, outF], dataType: 10, int32Data: wVals.f16 }],
@@ -193,7 +264,9 @@ describe("weights inside subgraphs, in every inline storage", () => {
               name: "else_branch",
               g: {
                 nodes: [{ opType: "MatMul", inputs: ["x", "other.weight"], outputs: ["e"], name: "/other/MatMul" }],
-                initializers: [{ name: "other.weight", dims: [inF, outF], dataType: 1, floatData: wVals.f32, unpacked: f32Unpacked }],
+                initializers: [
+                  { name: "other.weight", dims: [inF, outF], dataType: 1, floatData: wVals.f32, unpacked: f32Unpacked },
+                ],
                 outputs: [{ name: "e", elemType: 1, shape: [1, 3, outF] }],
               },
             },
@@ -221,18 +294,52 @@ describe("weights inside subgraphs, in every inline storage", () => {
       const b = sliceB(p.B, { rank: 4, outFeatures: outF });
       const byName = new Map(adapter.modules.map((m) => [m.name, m]));
       await ref.merge([
-        { name: "proj", dtype: "F16", layout: "in_out", outFeatures: outF, inFeatures: inF, rank: 4, weight: exp16, a, b, lambdaD: byName.get("proj")!.lambdaD, lambdaB: byName.get("proj")!.lambdaB },
-        { name: "other", dtype: "F32", layout: "in_out", outFeatures: outF, inFeatures: inF, rank: 4, weight: exp32, a, b, lambdaD: byName.get("other")!.lambdaD, lambdaB: byName.get("other")!.lambdaB },
+        {
+          name: "proj",
+          dtype: "F16",
+          layout: "in_out",
+          outFeatures: outF,
+          inFeatures: inF,
+          rank: 4,
+          weight: exp16,
+          a,
+          b,
+          lambdaD: byName.get("proj")!.lambdaD,
+          lambdaB: byName.get("proj")!.lambdaB,
+        },
+        {
+          name: "other",
+          dtype: "F32",
+          layout: "in_out",
+          outFeatures: outF,
+          inFeatures: inF,
+          rank: 4,
+          weight: exp32,
+          a,
+          b,
+          lambdaD: byName.get("other")!.lambdaD,
+          lambdaB: byName.get("other")!.lambdaB,
+        },
       ]);
-      const expected = modelProto(graph({ f16: Array.from(new Uint16Array(exp16.buffer)), f32: Array.from(new Float32Array(exp32.buffer)) }, unpacked));
+      const expected = modelProto(
+        graph(
+          { f16: Array.from(new Uint16Array(exp16.buffer)), f32: Array.from(new Float32Array(exp32.buffer)) },
+          unpacked,
+        ),
+      );
       expect(new Uint8Array(readFileSync(out))).toEqual(expected);
       // onnxruntime agrees that the merged model computes x @ W_merged in both branches
       const x = Array.from({ length: 3 * inF }, () => r());
       for (const cond of [true, false]) {
         const o = await loadOrt();
         const s = await o.InferenceSession.create(out);
-        const res = await s.run({ x: new o.Tensor("float32", Float32Array.from(x), [1, 3, inF]), cond: new o.Tensor("bool", Uint8Array.from([cond ? 1 : 0]), []) });
-        const wm = cond ? Array.from(new Uint16Array(exp16.buffer), f16BitsToF32) : Array.from(new Float32Array(exp32.buffer));
+        const res = await s.run({
+          x: new o.Tensor("float32", Float32Array.from(x), [1, 3, inF]),
+          cond: new o.Tensor("bool", Uint8Array.from([cond ? 1 : 0]), []),
+        });
+        const wm = cond
+          ? Array.from(new Uint16Array(exp16.buffer), f16BitsToF32)
+          : Array.from(new Float32Array(exp32.buffer));
         const y = res.y!.data as Float32Array;
         for (let t = 0; t < 3; t++)
           for (let j = 0; j < outF; j++) {

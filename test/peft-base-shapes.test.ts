@@ -30,16 +30,26 @@ describe("base shapes from a transformers config.json", () => {
         expect(m!.shapes, `${arch}: ${name}`).toEqual([{ inFeatures: t.in, outFeatures: t.out, layout: t.layout }]);
       }
       // and nothing invented: every module the reader lists exists in the model
-      for (const m of base.modules) expect(names.some((n) => n === m.path || n.endsWith("." + m.path) || m.path.endsWith("." + n)), `${arch}: ${m.path}`).toBe(true);
+      for (const m of base.modules)
+        expect(
+          names.some((n) => n === m.path || n.endsWith("." + m.path) || m.path.endsWith("." + n)),
+          `${arch}: ${m.path}`,
+        ).toBe(true);
     });
   }
   it("refuses an unknown model_type with PEFT_BASE_UNSUPPORTED and bad fields with PEFT_CONFIG_INVALID", () => {
-    expect(() => baseShapesFromConfig({ config: { model_type: "t5" } })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_BASE_UNSUPPORTED }));
-    expect(() => baseShapesFromConfig({ config: {} })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_BASE_UNSUPPORTED }));
+    expect(() => baseShapesFromConfig({ config: { model_type: "t5" } })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_BASE_UNSUPPORTED }),
+    );
+    expect(() => baseShapesFromConfig({ config: {} })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_BASE_UNSUPPORTED }),
+    );
     expect(() => baseShapesFromConfig({ config: { model_type: "llama", hidden_size: "32" } })).toThrowError(
       expect.objectContaining({ code: PeftErrorCode.PEFT_CONFIG_INVALID, path: "config.json/hidden_size" }),
     );
-    expect(() => baseShapesFromConfig({ config: [1] })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_CONFIG_INVALID }));
+    expect(() => baseShapesFromConfig({ config: [1] })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_CONFIG_INVALID }),
+    );
   });
 });
 
@@ -50,7 +60,9 @@ describe("base shapes from weights headers and ONNX models", () => {
       // header only: hand the parser just the header bytes plus the real file size
       const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
       const header = parseSafetensorsHeader({ bytes: bytes.subarray(0, 8 + n), fileSize: bytes.length });
-      const base = baseShapesFromWeights({ tensors: [...header.tensors].map(([k, v]) => ({ name: k, shape: v.shape })) });
+      const base = baseShapesFromWeights({
+        tensors: [...header.tensors].map(([k, v]) => ({ name: k, shape: v.shape })),
+      });
       expect(base.modules.length).toBeGreaterThan(4);
       for (const m of base.modules) {
         expect(m.shapes).toHaveLength(2);

@@ -23,17 +23,43 @@ describe("vera import-peft / export-peft / expand-lora", () => {
       expect(rep).toMatchObject({ ok: true, report: { rank: 8, seed: "4294967301", modules: 6 } });
       const exp = run(["export-peft", f, "--save-projection", "-o", join(d, "out")]);
       expect(exp.status, exp.stderr).toBe(0);
-      expect(bytes(join(d, "out/adapter_model.safetensors")).equals(bytes(join(A("llama-gqa-sp"), "adapter_model.safetensors")))).toBe(true);
-      expect(readFileSync(join(d, "out/adapter_config.json"), "utf8")).toBe(readFileSync(join(A("llama-gqa-sp"), "adapter_config.json"), "utf8"));
+      expect(
+        bytes(join(d, "out/adapter_model.safetensors")).equals(
+          bytes(join(A("llama-gqa-sp"), "adapter_model.safetensors")),
+        ),
+      ).toBe(true);
+      expect(readFileSync(join(d, "out/adapter_config.json"), "utf8")).toBe(
+        readFileSync(join(A("llama-gqa-sp"), "adapter_config.json"), "utf8"),
+      );
     });
   }
 
   it("reads a named adapter from its sub-folder and says when a folder holds several", () => {
     const d = tmp();
-    const r = run(["import-peft", A("multi-adapter"), "--adapter", "second", "--base", join(B("llama"), "config.json"), "-o", join(d, "s.vera.safetensors"), "--json"]);
+    const r = run([
+      "import-peft",
+      A("multi-adapter"),
+      "--adapter",
+      "second",
+      "--base",
+      join(B("llama"), "config.json"),
+      "-o",
+      join(d, "s.vera.safetensors"),
+      "--json",
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).report.adapterName).toBe("second");
-    const missing = run(["import-peft", A("multi-adapter"), "--adapter", "third", "--base", B("llama"), "-o", join(d, "t.vera.safetensors"), "--json"]);
+    const missing = run([
+      "import-peft",
+      A("multi-adapter"),
+      "--adapter",
+      "third",
+      "--base",
+      B("llama"),
+      "-o",
+      join(d, "t.vera.safetensors"),
+      "--json",
+    ]);
     expect(missing.status).toBe(1);
     expect(JSON.parse(missing.stdout).error.code).toBe("PEFT_ADAPTER_NOT_FOUND");
     const unsafe = run(["import-peft", A("multi-adapter"), "--adapter", "../x", "-o", join(d, "u"), "--json"]);
@@ -60,7 +86,10 @@ describe("vera import-peft / export-peft / expand-lora", () => {
     const d = tmp();
     const src = join(d, "bad");
     cpSync(A("llama-gqa-sp"), src, { recursive: true });
-    writeFileSync(join(src, "adapter_config.json"), readFileSync(join(src, "adapter_config.json"), "utf8").replace('"r": 8', '"r": 16'));
+    writeFileSync(
+      join(src, "adapter_config.json"),
+      readFileSync(join(src, "adapter_config.json"), "utf8").replace('"r": 8', '"r": 16'),
+    );
     const out = join(d, "o.vera.safetensors");
     const r = run(["import-peft", src, "--base", B("llama"), "-o", out, "--json"]);
     expect(r.status).toBe(1);
@@ -90,7 +119,9 @@ describe("vera import-peft / export-peft / expand-lora", () => {
     expect(cfg).toMatchObject({ peft_type: "LORA", r: 8, lora_alpha: 8, fan_in_fan_out: true });
     const direct = run(["expand-lora", A("gpt2-conv1d"), "--base", B("gpt2"), "-o", join(d, "lora2")]);
     expect(direct.status, direct.stderr).toBe(0);
-    expect(bytes(join(d, "lora2/adapter_model.safetensors")).equals(bytes(join(d, "lora/adapter_model.safetensors")))).toBe(true);
+    expect(
+      bytes(join(d, "lora2/adapter_model.safetensors")).equals(bytes(join(d, "lora/adapter_model.safetensors"))),
+    ).toBe(true);
     const k = run(["expand-lora", f, "--rank", "2", "-o", join(d, "lora3"), "--json"]);
     expect(k.status, k.stderr).toBe(0);
     const rep = JSON.parse(k.stdout).report;

@@ -26,12 +26,23 @@ export interface Manifest {
 export const manifest = JSON.parse(readFileSync(join(PEFT_DIR, "MANIFEST.json"), "utf8")) as Manifest;
 
 /** Every adapter folder in the fixtures, named adapters (sub-folders) included. */
-export function adapterFolders(): Array<{ fixture: AdapterFixture; dir: string; adapterName: string; refPrefix: string }> {
+export function adapterFolders(): Array<{
+  fixture: AdapterFixture;
+  dir: string;
+  adapterName: string;
+  refPrefix: string;
+}> {
   const out = [];
   for (const fx of Object.values(manifest.adapters)) {
     const dir = join(PEFT_DIR, "adapters", fx.name);
     out.push({ fixture: fx, dir, adapterName: "default", refPrefix: "" });
-    if (fx.second) out.push({ fixture: fx, dir: join(dir, fx.second.adapter), adapterName: fx.second.adapter, refPrefix: `${fx.second.adapter}/` });
+    if (fx.second)
+      out.push({
+        fixture: fx,
+        dir: join(dir, fx.second.adapter),
+        adapterName: fx.second.adapter,
+        refPrefix: `${fx.second.adapter}/`,
+      });
   }
   return out;
 }
@@ -43,7 +54,11 @@ export function readBytes(path: string): Uint8Array {
 
 export function readAdapter(dir: string): { configText: string; weights: SafetensorsFile; bytes: Uint8Array } {
   const bytes = readBytes(join(dir, "adapter_model.safetensors"));
-  return { configText: readFileSync(join(dir, "adapter_config.json"), "utf8"), weights: parseSafetensors(bytes), bytes };
+  return {
+    configText: readFileSync(join(dir, "adapter_config.json"), "utf8"),
+    weights: parseSafetensors(bytes),
+    bytes,
+  };
 }
 
 export function baseDir(fx: AdapterFixture): string {

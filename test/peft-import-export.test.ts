@@ -26,14 +26,21 @@ function weightsBase(dir: string): BaseShapes {
   return baseShapesFromWeights({ tensors: [...f.tensors].map(([name, i]) => ({ name, shape: i.shape })) });
 }
 function onnxBase(dir: string): BaseShapes {
-  return baseShapesFromOnnx({ weights: listLinearWeights({ model: readOnnxModel({ bytes: readBytes(join(dir, "model.onnx")) }) }) });
+  return baseShapesFromOnnx({
+    weights: listLinearWeights({ model: readOnnxModel({ bytes: readBytes(join(dir, "model.onnx")) }) }),
+  });
 }
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 }
 function tensorMap(bytes: Uint8Array): Map<string, { dtype: string; shape: number[]; hex: string }> {
   const f = parseSafetensors(bytes);
-  return new Map([...f.tensors].map(([k, i]) => [k, { dtype: i.dtype, shape: i.shape, hex: Buffer.from(tensorBytes(f, k)).toString("hex") }]));
+  return new Map(
+    [...f.tensors].map(([k, i]) => [
+      k,
+      { dtype: i.dtype, shape: i.shape, hex: Buffer.from(tensorBytes(f, k)).toString("hex") },
+    ]),
+  );
 }
 
 describe("PEFT -> verakit -> PEFT reproduces real PEFT output byte for byte", () => {
@@ -48,7 +55,12 @@ describe("PEFT -> verakit -> PEFT reproduces real PEFT output byte for byte", ()
     for (const [bname, base] of bases) {
       it(`${label} with base ${bname}`, () => {
         const src = readAdapter(f.dir);
-        const { adapter, report } = importPeft({ config: src.configText, weights: src.weights, base: base(), adapterName: f.adapterName });
+        const { adapter, report } = importPeft({
+          config: src.configText,
+          weights: src.weights,
+          base: base(),
+          adapterName: f.adapterName,
+        });
         expect(report.rank).toBe(f.fixture.r);
         expect(report.seed).toBe(f.fixture.seed);
         expect(report.projections.inFile).toBe(f.fixture.save_projection);
@@ -80,7 +92,11 @@ describe("PEFT -> verakit -> PEFT reproduces real PEFT output byte for byte", ()
 
   it("the bf16 fixture's projections are recognised as bf16-rounded regenerations and re-exported identically", () => {
     const src = readAdapter(join(PEFT_DIR, "adapters/llama-bf16"));
-    const { adapter, report } = importPeft({ config: src.configText, weights: src.weights, base: configBase(join(PEFT_DIR, "bases/llama")) });
+    const { adapter, report } = importPeft({
+      config: src.configText,
+      weights: src.weights,
+      base: configBase(join(PEFT_DIR, "bases/llama")),
+    });
     expect(adapter.projectionRounding).toBe("bf16");
     expect(adapter.storedProjections).toBeUndefined();
     expect(report.projections.matches.map((m) => m.rounding)).toEqual(["bf16", "bf16"]);
@@ -88,7 +104,11 @@ describe("PEFT -> verakit -> PEFT reproduces real PEFT output byte for byte", ()
 
   it("carries modules_to_save and bias tensors under their PEFT keys", () => {
     const src = readAdapter(join(PEFT_DIR, "adapters/gpt2-seqcls-bias"));
-    const { adapter, report } = importPeft({ config: src.configText, weights: src.weights, base: configBase(join(PEFT_DIR, "bases/gpt2-seqcls")) });
+    const { adapter, report } = importPeft({
+      config: src.configText,
+      weights: src.weights,
+      base: configBase(join(PEFT_DIR, "bases/gpt2-seqcls")),
+    });
     expect(report.carriedTensors).toEqual([
       "base_model.model.score.weight",
       "base_model.model.transformer.h.0.attn.c_attn.base_layer.bias",
@@ -109,7 +129,9 @@ describe("PEFT -> verakit -> PEFT reproduces real PEFT output byte for byte", ()
     const r = importPeft({ config: src.configText, weights: one });
     expect(r.report.dimensionSource).toMatch(/inferred/);
     expect(r.adapter.modules[0]).toMatchObject({ inFeatures: 48, outFeatures: 32 });
-    expect(() => importPeft({ config: src.configText, weights: src.weights })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_BASE_REQUIRED }));
+    expect(() => importPeft({ config: src.configText, weights: src.weights })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_BASE_REQUIRED }),
+    );
   });
 
   it("projections no seed regenerates are kept explicitly, re-exported bit for bit, and refused where PEFT would regenerate them", () => {
@@ -121,21 +143,33 @@ describe("PEFT -> verakit -> PEFT reproduces real PEFT output byte for byte", ()
       return { name: k, dtype: i.dtype, shape: i.shape, data };
     });
     const bytes = writeSafetensors({ tensors, metadata: { format: "pt" } });
-    const { adapter, report } = importPeft({ config: src.configText, weights: parseSafetensors(bytes), base: configBase(join(PEFT_DIR, "bases/llama")) });
+    const { adapter, report } = importPeft({
+      config: src.configText,
+      weights: parseSafetensors(bytes),
+      base: configBase(join(PEFT_DIR, "bases/llama")),
+    });
     expect(report.projections.storage).toBe("stored");
     expect(adapter.storedProjections).toBeDefined();
     expect(report.warnings.join(" ")).toMatch(/kept explicitly/);
     const out = exportPeft({ adapter: readVera(writeVera({ adapter })) });
     expect(Buffer.compare(Buffer.from(out.safetensors), Buffer.from(bytes))).toBe(0);
-    expect(() => exportPeft({ adapter, saveProjection: false })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_PROJECTION_NOT_REGENERABLE }));
-    expect(() => exportPeft({ adapter, peftCompat: "0.20" })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_PROJECTION_NOT_REGENERABLE }));
+    expect(() => exportPeft({ adapter, saveProjection: false })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_PROJECTION_NOT_REGENERABLE }),
+    );
+    expect(() => exportPeft({ adapter, peftCompat: "0.20" })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_PROJECTION_NOT_REGENERABLE }),
+    );
     expect(() => exportPeft({ adapter, peftCompat: "0.21" })).not.toThrow();
   });
 
   it("--peft-compat drops what older PEFT rejects", () => {
     const src = readAdapter(join(PEFT_DIR, "adapters/llama-gqa-sp"));
     const text = src.configText.replace('"fan_in_fan_out": false,', '"fan_in_fan_out": false,\n  "future_field": 1.0,');
-    const { adapter, report } = importPeft({ config: text, weights: src.weights, base: configBase(join(PEFT_DIR, "bases/llama")) });
+    const { adapter, report } = importPeft({
+      config: text,
+      weights: src.weights,
+      base: configBase(join(PEFT_DIR, "bases/llama")),
+    });
     expect(report.unknownConfigFields).toEqual(["future_field"]);
     const keep = exportPeft({ adapter });
     expect(keep.configJson).toBe(text);
@@ -146,18 +180,45 @@ describe("PEFT -> verakit -> PEFT reproduces real PEFT output byte for byte", ()
     expect(c13.report.droppedFields.sort()).toEqual(["future_field", "peft_version"]);
     const o = parsePyJson(c13.configJson) as Map<string, unknown>;
     expect([...o.keys()].sort()).toEqual(
-      ["auto_mapping", "base_model_name_or_path", "bias", "d_initial", "fan_in_fan_out", "inference_mode", "init_weights", "layers_pattern",
-        "layers_to_transform", "modules_to_save", "peft_type", "projection_prng_key", "r", "revision", "save_projection", "target_modules",
-        "task_type", "vera_dropout"].sort(),
+      [
+        "auto_mapping",
+        "base_model_name_or_path",
+        "bias",
+        "d_initial",
+        "fan_in_fan_out",
+        "inference_mode",
+        "init_weights",
+        "layers_pattern",
+        "layers_to_transform",
+        "modules_to_save",
+        "peft_type",
+        "projection_prng_key",
+        "r",
+        "revision",
+        "save_projection",
+        "target_modules",
+        "task_type",
+        "vera_dropout",
+      ].sort(),
     );
-    expect(() => exportPeft({ adapter, peftCompat: "0.11" })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_COMPAT }));
-    expect(() => exportPeft({ adapter, peftCompat: "0.10" })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_COMPAT }));
-    expect(() => exportPeft({ adapter, peftCompat: "latest" })).toThrowError(expect.objectContaining({ code: PeftErrorCode.PEFT_COMPAT }));
+    expect(() => exportPeft({ adapter, peftCompat: "0.11" })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_COMPAT }),
+    );
+    expect(() => exportPeft({ adapter, peftCompat: "0.10" })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_COMPAT }),
+    );
+    expect(() => exportPeft({ adapter, peftCompat: "latest" })).toThrowError(
+      expect.objectContaining({ code: PeftErrorCode.PEFT_COMPAT }),
+    );
   });
 
   it("a verakit adapter that never saw PEFT gets the config PEFT 0.21 would write", () => {
     const src = readAdapter(join(PEFT_DIR, "adapters/llama-neg-seed"));
-    const { adapter } = importPeft({ config: src.configText, weights: src.weights, base: configBase(join(PEFT_DIR, "bases/llama")) });
+    const { adapter } = importPeft({
+      config: src.configText,
+      weights: src.weights,
+      base: configBase(join(PEFT_DIR, "bases/llama")),
+    });
     const fresh = { ...adapter, extra: {} };
     const out = exportPeft({ adapter: fresh, saveProjection: false });
     const want = parsePyJson(src.configText) as Map<string, unknown>;
@@ -178,28 +239,173 @@ describe("bad input: a typed error naming the module", () => {
   const src = () => readAdapter(join(PEFT_DIR, "adapters/llama-gqa-sp"));
   const rebuild = (edit: (ts: TensorToWrite[]) => TensorToWrite[]) => {
     const f = src().weights;
-    const ts = [...f.tensors].map(([k, i]) => ({ name: k, dtype: i.dtype, shape: [...i.shape], data: tensorBytes(f, k).slice() }));
+    const ts = [...f.tensors].map(([k, i]) => ({
+      name: k,
+      dtype: i.dtype,
+      shape: [...i.shape],
+      data: tensorBytes(f, k).slice(),
+    }));
     return parseSafetensors(writeSafetensors({ tensors: edit(ts), metadata: { format: "pt" } }));
   };
   const Q = "base_model.model.model.layers.0.self_attn.q_proj";
   const cases: Array<[string, () => unknown, string, string?]> = [
-    ["malformed config JSON", () => importPeft({ config: "{", weights: src().weights, base: base() }), PeftErrorCode.PEFT_CONFIG_INVALID],
-    ["config not an object", () => importPeft({ config: "[]", weights: src().weights, base: base() }), PeftErrorCode.PEFT_CONFIG_INVALID],
-    ["no peft_type", () => importPeft({ config: src().configText.replace('"peft_type": "VERA",', ""), weights: src().weights, base: base() }), PeftErrorCode.PEFT_CONFIG_INVALID],
-    ["peft_type LORA", () => importPeft({ config: src().configText.replace('"VERA"', '"LORA"'), weights: src().weights, base: base() }), PeftErrorCode.PEFT_NOT_VERA],
-    ["r as a string", () => importPeft({ config: src().configText.replace('"r": 8', '"r": "8"'), weights: src().weights, base: base() }), PeftErrorCode.PEFT_CONFIG_INVALID],
-    ["seed out of range", () => importPeft({ config: src().configText.replace("4294967301", "18446744073709551616"), weights: src().weights, base: base() }), PeftErrorCode.PEFT_CONFIG_INVALID],
-    ["r disagreeing with lambda_d", () => importPeft({ config: src().configText.replace('"r": 8', '"r": 7'), weights: src().weights, base: base() }), PeftErrorCode.PEFT_VECTOR_LENGTH],
-    ["lambda_b without lambda_d", () => importPeft({ config: src().configText, weights: rebuild((ts) => ts.filter((t) => t.name !== `${Q}.vera_lambda_d`)), base: base() }), PeftErrorCode.PEFT_LAMBDA_UNPAIRED, "q_proj"],
-    ["lambda_d without lambda_b", () => importPeft({ config: src().configText, weights: rebuild((ts) => ts.filter((t) => t.name !== `${Q}.vera_lambda_b`)), base: base() }), PeftErrorCode.PEFT_LAMBDA_UNPAIRED, "q_proj"],
-    ["a module absent from the base", () => importPeft({ config: src().configText, weights: rebuild((ts) => ts.map((t) => ({ ...t, name: t.name.replace("layers.1.", "layers.7.") }))), base: base() }), PeftErrorCode.PEFT_BASE_MODULE_MISSING, "layers.7"],
-    ["a base whose shapes disagree with lambda_b", () => importPeft({ config: src().configText, weights: src().weights, base: baseShapesFromConfig({ config: { ...(readJson(join(PEFT_DIR, "bases/llama/config.json")) as object), num_key_value_heads: 4 } }) }), PeftErrorCode.PEFT_BASE_SHAPE, "v_proj"],
-    ["projections of the wrong shape", () => importPeft({ config: src().configText, weights: rebuild((ts) => ts.map((t) => (t.name === "base_model.vera_A" ? { ...t, shape: [t.shape[1]!, t.shape[0]!] } : t))), base: base() }), PeftErrorCode.PEFT_PROJECTION_SHAPE],
-    ["vera_A without vera_B", () => importPeft({ config: src().configText, weights: rebuild((ts) => ts.filter((t) => t.name !== "base_model.vera_B")), base: base() }), PeftErrorCode.PEFT_PROJECTION_SHAPE],
-    ["projections larger than the base's modules", () => importPeft({ config: src().configText, weights: src().weights, base: baseShapesFromConfig({ config: { ...(readJson(join(PEFT_DIR, "bases/llama/config.json")) as object), intermediate_size: 40 } }) }), PeftErrorCode.PEFT_BASE_SHAPE],
-    ["an integer lambda", () => importPeft({ config: src().configText, weights: rebuild((ts) => ts.map((t) => (t.name === `${Q}.vera_lambda_d` ? { ...t, dtype: "I32" } : t))), base: base() }), PeftErrorCode.PEFT_TENSOR_DTYPE, "q_proj"],
-    ["no VeRA tensors at all", () => importPeft({ config: src().configText, weights: rebuild((ts) => ts.filter((t) => !t.name.includes("lambda"))), base: base() }), PeftErrorCode.PEFT_LAMBDA_UNPAIRED],
-    ["a module path the format cannot store", () => importPeft({ config: src().configText, weights: rebuild((ts) => ts.map((t) => ({ ...t, name: t.name.replace("layers.0.", "layers.0 x.") }))), base: base() }), PeftErrorCode.PEFT_MODULE_NAME],
+    [
+      "malformed config JSON",
+      () => importPeft({ config: "{", weights: src().weights, base: base() }),
+      PeftErrorCode.PEFT_CONFIG_INVALID,
+    ],
+    [
+      "config not an object",
+      () => importPeft({ config: "[]", weights: src().weights, base: base() }),
+      PeftErrorCode.PEFT_CONFIG_INVALID,
+    ],
+    [
+      "no peft_type",
+      () =>
+        importPeft({
+          config: src().configText.replace('"peft_type": "VERA",', ""),
+          weights: src().weights,
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_CONFIG_INVALID,
+    ],
+    [
+      "peft_type LORA",
+      () => importPeft({ config: src().configText.replace('"VERA"', '"LORA"'), weights: src().weights, base: base() }),
+      PeftErrorCode.PEFT_NOT_VERA,
+    ],
+    [
+      "r as a string",
+      () =>
+        importPeft({ config: src().configText.replace('"r": 8', '"r": "8"'), weights: src().weights, base: base() }),
+      PeftErrorCode.PEFT_CONFIG_INVALID,
+    ],
+    [
+      "seed out of range",
+      () =>
+        importPeft({
+          config: src().configText.replace("4294967301", "18446744073709551616"),
+          weights: src().weights,
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_CONFIG_INVALID,
+    ],
+    [
+      "r disagreeing with lambda_d",
+      () => importPeft({ config: src().configText.replace('"r": 8', '"r": 7'), weights: src().weights, base: base() }),
+      PeftErrorCode.PEFT_VECTOR_LENGTH,
+    ],
+    [
+      "lambda_b without lambda_d",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: rebuild((ts) => ts.filter((t) => t.name !== `${Q}.vera_lambda_d`)),
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_LAMBDA_UNPAIRED,
+      "q_proj",
+    ],
+    [
+      "lambda_d without lambda_b",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: rebuild((ts) => ts.filter((t) => t.name !== `${Q}.vera_lambda_b`)),
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_LAMBDA_UNPAIRED,
+      "q_proj",
+    ],
+    [
+      "a module absent from the base",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: rebuild((ts) => ts.map((t) => ({ ...t, name: t.name.replace("layers.1.", "layers.7.") }))),
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_BASE_MODULE_MISSING,
+      "layers.7",
+    ],
+    [
+      "a base whose shapes disagree with lambda_b",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: src().weights,
+          base: baseShapesFromConfig({
+            config: { ...(readJson(join(PEFT_DIR, "bases/llama/config.json")) as object), num_key_value_heads: 4 },
+          }),
+        }),
+      PeftErrorCode.PEFT_BASE_SHAPE,
+      "v_proj",
+    ],
+    [
+      "projections of the wrong shape",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: rebuild((ts) =>
+            ts.map((t) => (t.name === "base_model.vera_A" ? { ...t, shape: [t.shape[1]!, t.shape[0]!] } : t)),
+          ),
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_PROJECTION_SHAPE,
+    ],
+    [
+      "vera_A without vera_B",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: rebuild((ts) => ts.filter((t) => t.name !== "base_model.vera_B")),
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_PROJECTION_SHAPE,
+    ],
+    [
+      "projections larger than the base's modules",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: src().weights,
+          base: baseShapesFromConfig({
+            config: { ...(readJson(join(PEFT_DIR, "bases/llama/config.json")) as object), intermediate_size: 40 },
+          }),
+        }),
+      PeftErrorCode.PEFT_BASE_SHAPE,
+    ],
+    [
+      "an integer lambda",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: rebuild((ts) => ts.map((t) => (t.name === `${Q}.vera_lambda_d` ? { ...t, dtype: "I32" } : t))),
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_TENSOR_DTYPE,
+      "q_proj",
+    ],
+    [
+      "no VeRA tensors at all",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: rebuild((ts) => ts.filter((t) => !t.name.includes("lambda"))),
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_LAMBDA_UNPAIRED,
+    ],
+    [
+      "a module path the format cannot store",
+      () =>
+        importPeft({
+          config: src().configText,
+          weights: rebuild((ts) => ts.map((t) => ({ ...t, name: t.name.replace("layers.0.", "layers.0 x.") }))),
+          base: base(),
+        }),
+      PeftErrorCode.PEFT_MODULE_NAME,
+    ],
   ];
   for (const [what, run, code, mention] of cases) {
     it(`${what} -> ${code}`, () => {
@@ -227,7 +433,11 @@ describe("bad input: a typed error naming the module", () => {
     };
     for (const mixed of [false, true]) {
       const weights = rebuild((ts) => [
-        ...ts.map((t) => (t.name.includes("lambda") && (!mixed || t.name.includes("q_proj")) ? { ...t, dtype: "BF16" as const, data: toBf16(t.data) } : t)),
+        ...ts.map((t) =>
+          t.name.includes("lambda") && (!mixed || t.name.includes("q_proj"))
+            ? { ...t, dtype: "BF16" as const, data: toBf16(t.data) }
+            : t,
+        ),
         { name: "base_model.model.model.norm.weight", dtype: "F32", shape: [2], data: new Uint8Array(8) },
       ]);
       const { adapter, report } = importPeft({ config: src().configText, weights, base: base() });
@@ -252,6 +462,8 @@ describe("bad input: a typed error naming the module", () => {
     const { report, adapter } = importPeft({ config: text, weights: src().weights, base: base() });
     expect(report.unknownConfigFields).toEqual(["zzz"]);
     expect(report.warnings.join(" ")).toContain("zzz");
-    expect(exportPeft({ adapter }).configJson).toContain('"zzz": {\n    "nested": [\n      1,\n      2.5,\n      null\n    ]\n  }');
+    expect(exportPeft({ adapter }).configJson).toContain(
+      '"zzz": {\n    "nested": [\n      1,\n      2.5,\n      null\n    ]\n  }',
+    );
   });
 });

@@ -28,7 +28,10 @@ describe("py-json: Python's json module, exactly", () => {
   it("parses Python's float text back to the same bits and kind", () => {
     for (const [hex, repr] of vectors.floats) {
       const v = parsePyJson(repr);
-      expect(typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Map) && v.kind === "float", repr).toBe(true);
+      expect(
+        typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Map) && v.kind === "float",
+        repr,
+      ).toBe(true);
       const x = (v as { value: number }).value;
       if (Number.isNaN(fromBits(hex))) expect(Number.isNaN(x)).toBe(true);
       else expect(Object.is(x, fromBits(hex)), repr).toBe(true);
@@ -45,7 +48,9 @@ describe("py-json: Python's json module, exactly", () => {
 
   it("keeps ints of any size and tells 0 from 0.0", () => {
     const v = parsePyJson('{"a": 0, "b": 0.0, "c": 18446744073709551615, "d": -9223372036854775808, "e": 1e400}');
-    expect(dumpsPy(v)).toBe('{\n  "a": 0,\n  "b": 0.0,\n  "c": 18446744073709551615,\n  "d": -9223372036854775808,\n  "e": Infinity\n}');
+    expect(dumpsPy(v)).toBe(
+      '{\n  "a": 0,\n  "b": 0.0,\n  "c": 18446744073709551615,\n  "d": -9223372036854775808,\n  "e": Infinity\n}',
+    );
   });
 
   it("refuses duplicate keys, deep nesting and trailing garbage", () => {
@@ -70,7 +75,9 @@ describe("py-json: Python's json module, exactly", () => {
         { depthSize: "small", withCrossShrink: true },
         leaf,
         fc.array(tie("v"), { maxLength: 4 }),
-        fc.uniqueArray(fc.tuple(fc.string(), tie("v")), { maxLength: 4, selector: (t) => t[0] }).map((e) => new Map(e) as PyJson),
+        fc
+          .uniqueArray(fc.tuple(fc.string(), tie("v")), { maxLength: 4, selector: (t) => t[0] })
+          .map((e) => new Map(e) as PyJson),
       ),
     })).v;
     fc.assert(fc.property(doc, (v) => pyEqual(parsePyJson(dumpsPy(v)), v)));

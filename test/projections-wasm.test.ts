@@ -33,7 +33,13 @@ describe("WebAssembly SIMD generator", () => {
     );
   });
   it("crosses 624-word blocks and fill-chunk boundaries identically", () => {
-    for (const [rank, maxIn] of [[1, 623], [1, 625], [3, 32767], [1, 32769], [2, 65538]] as const) {
+    for (const [rank, maxIn] of [
+      [1, 623],
+      [1, 625],
+      [3, 32767],
+      [1, 32769],
+      [2, 65538],
+    ] as const) {
       const w = generateProjections({ seed: 5, rank, maxIn, maxOut: 7, engine: "wasm" });
       const j = generateProjections({ seed: 5, rank, maxIn, maxOut: 7, engine: "js" });
       expect(Buffer.compare(Buffer.from(w.A.buffer), Buffer.from(j.A.buffer))).toBe(0);

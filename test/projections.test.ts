@@ -3,17 +3,40 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { asFloat32, generateProjections, MT19937, parseSafetensors, parseSeed, seedToState, sliceA, sliceB, tensorBytes } from "../src/index.js";
+import {
+  asFloat32,
+  generateProjections,
+  MT19937,
+  parseSafetensors,
+  parseSeed,
+  seedToState,
+  sliceA,
+  sliceB,
+  tensorBytes,
+} from "../src/index.js";
 
 const dir = join(__dirname, "../fixtures/torch");
 interface Case {
-  case: string; seed: string; rank: number; max_in: number; max_out: number;
-  arithmetic: "fused" | "separate"; rounding: "none" | "bf16" | "fp16"; file?: string;
-  sha256_A: string; sha256_B: string; first8_A: string[]; last8_B: string[];
+  case: string;
+  seed: string;
+  rank: number;
+  max_in: number;
+  max_out: number;
+  arithmetic: "fused" | "separate";
+  rounding: "none" | "bf16" | "fp16";
+  file?: string;
+  sha256_A: string;
+  sha256_B: string;
+  first8_A: string[];
+  last8_B: string[];
 }
 const manifest = JSON.parse(readFileSync(join(dir, "projections.json"), "utf8")) as { torch: string; cases: Case[] };
-const sha = (a: Float32Array) => createHash("sha256").update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest("hex");
-const hex = (a: Float32Array, i: number) => "0x" + new Uint32Array(a.buffer, a.byteOffset, a.length)[i]!.toString(16).padStart(8, "0");
+const sha = (a: Float32Array) =>
+  createHash("sha256")
+    .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+    .digest("hex");
+const hex = (a: Float32Array, i: number) =>
+  "0x" + new Uint32Array(a.buffer, a.byteOffset, a.length)[i]!.toString(16).padStart(8, "0");
 
 describe(`projections match torch ${manifest.torch} bit for bit`, () => {
   it("covers both arithmetics, negative seeds, seeds above 2^32 and large shapes", () => {
@@ -25,7 +48,14 @@ describe(`projections match torch ${manifest.torch} bit for bit`, () => {
   });
   for (const c of manifest.cases) {
     it(`${c.case} ${c.arithmetic}${c.rounding !== "none" ? ` ${c.rounding}` : ""}`, () => {
-      const { A, B } = generateProjections({ seed: c.seed, rank: c.rank, maxIn: c.max_in, maxOut: c.max_out, arithmetic: c.arithmetic, rounding: c.rounding });
+      const { A, B } = generateProjections({
+        seed: c.seed,
+        rank: c.rank,
+        maxIn: c.max_in,
+        maxOut: c.max_out,
+        arithmetic: c.arithmetic,
+        rounding: c.rounding,
+      });
       expect(hex(A, 0)).toBe(c.first8_A[0]);
       expect(hex(B, B.length - 1)).toBe(c.last8_B[c.last8_B.length - 1]);
       if (c.file && existsSync(join(dir, c.file))) {
@@ -75,13 +105,25 @@ describe("generator", () => {
   });
   it("values stay inside the kaiming bound (property)", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 50 }), fc.integer({ min: 1, max: 50 }), fc.integer(), (r, i, o, seed) => {
-        const { A, B } = generateProjections({ seed, rank: r, maxIn: i, maxOut: o, arithmetic: seed % 2 ? "fused" : "separate" });
-        const ba = Math.fround(Math.sqrt(3) * (Math.sqrt(2) / Math.sqrt(i)));
-        const bb = Math.fround(Math.sqrt(3) * (Math.sqrt(2) / Math.sqrt(r)));
-        for (const x of A) expect(Math.abs(x)).toBeLessThanOrEqual(ba);
-        for (const x of B) expect(Math.abs(x)).toBeLessThanOrEqual(bb);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer(),
+        (r, i, o, seed) => {
+          const { A, B } = generateProjections({
+            seed,
+            rank: r,
+            maxIn: i,
+            maxOut: o,
+            arithmetic: seed % 2 ? "fused" : "separate",
+          });
+          const ba = Math.fround(Math.sqrt(3) * (Math.sqrt(2) / Math.sqrt(i)));
+          const bb = Math.fround(Math.sqrt(3) * (Math.sqrt(2) / Math.sqrt(r)));
+          for (const x of A) expect(Math.abs(x)).toBeLessThanOrEqual(ba);
+          for (const x of B) expect(Math.abs(x)).toBeLessThanOrEqual(bb);
+        },
+      ),
       { numRuns: 30 },
     );
   });
@@ -90,6 +132,8 @@ describe("generator", () => {
     const a = sliceA(A, { rank: 3, maxIn: 5, inFeatures: 2 });
     expect(Array.from(a)).toEqual([A[0], A[1], A[5], A[6], A[10], A[11]]);
     expect(Array.from(sliceB(B, { rank: 3, outFeatures: 2 }))).toEqual(Array.from(B.subarray(0, 6)));
-    expect(() => sliceA(A, { rank: 3, maxIn: 5, inFeatures: 6 })).toThrowError(expect.objectContaining({ code: "VERA_MODULE_RANGE" }));
+    expect(() => sliceA(A, { rank: 3, maxIn: 5, inFeatures: 6 })).toThrowError(
+      expect.objectContaining({ code: "VERA_MODULE_RANGE" }),
+    );
   });
 });

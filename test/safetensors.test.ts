@@ -1,6 +1,14 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { isVeraError, parseSafetensors, parseSafetensorsHeader, tensorBytes, writeSafetensors, bytesOf, asFloat32 } from "../src/index.js";
+import {
+  isVeraError,
+  parseSafetensors,
+  parseSafetensorsHeader,
+  tensorBytes,
+  writeSafetensors,
+  bytesOf,
+  asFloat32,
+} from "../src/index.js";
 
 const enc = new TextEncoder();
 function file(header: string, data: Uint8Array = new Uint8Array(0), len?: number): Uint8Array {
@@ -25,18 +33,32 @@ describe("safetensors reader", () => {
   it("reads what the writer writes, canonically", () => {
     const a = new Float32Array([1, 2, 3]);
     const b = new Uint8Array([7]);
-    const bytes = writeSafetensors({ tensors: [{ name: "z", dtype: "U8", shape: [1], data: b }, { name: "a", dtype: "F32", shape: [3], data: bytesOf(a) }], metadata: { k: "v", a: "b" } });
+    const bytes = writeSafetensors({
+      tensors: [
+        { name: "z", dtype: "U8", shape: [1], data: b },
+        { name: "a", dtype: "F32", shape: [3], data: bytesOf(a) },
+      ],
+      metadata: { k: "v", a: "b" },
+    });
     const f = parseSafetensors(bytes);
     expect(f.metadata).toEqual({ a: "b", k: "v" });
     expect([...f.tensors.keys()]).toEqual(["a", "z"]);
     expect(Array.from(asFloat32(tensorBytes(f, "a")))).toEqual([1, 2, 3]);
     expect(f.headerLength % 8).toBe(0);
-    const again = writeSafetensors({ tensors: [{ name: "a", dtype: "F32", shape: [3], data: bytesOf(a) }, { name: "z", dtype: "U8", shape: [1], data: b }], metadata: { a: "b", k: "v" } });
+    const again = writeSafetensors({
+      tensors: [
+        { name: "a", dtype: "F32", shape: [3], data: bytesOf(a) },
+        { name: "z", dtype: "U8", shape: [1], data: b },
+      ],
+      metadata: { a: "b", k: "v" },
+    });
     expect(Buffer.compare(Buffer.from(bytes), Buffer.from(again))).toBe(0);
   });
   it("accepts empty files with only a header and zero-size tensors", () => {
     expect(parseSafetensors(file("{}")).tensors.size).toBe(0);
-    expect(parseSafetensors(file('{"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}')).tensors.get("e")?.shape).toEqual([0]);
+    expect(
+      parseSafetensors(file('{"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}')).tensors.get("e")?.shape,
+    ).toEqual([0]);
   });
   it("checks in a fixed order, one code per failure", () => {
     expect(code(() => parseSafetensors(new Uint8Array(7)))).toBe("ST_TRUNCATED");
@@ -48,12 +70,30 @@ describe("safetensors reader", () => {
     expect(code(() => parseSafetensors(file('{"a":1,"a":2}')))).toBe("ST_DUPLICATE_KEY");
     expect(code(() => parseSafetensors(file('{"__metadata__":{"a":null}}')))).toBe("ST_METADATA");
     expect(code(() => parseSafetensors(file('{"t":{"dtype":"F32","shape":[1]}}')))).toBe("ST_TENSOR_ENTRY");
-    expect(code(() => parseSafetensors(file('{"t":{"dtype":"Q4","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(4))))).toBe("ST_DTYPE");
-    expect(code(() => parseSafetensors(file('{"t":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}', new Uint8Array(4))))).toBe("ST_SHAPE");
-    expect(code(() => parseSafetensors(file('{"t":{"dtype":"F64","shape":[9007199254740991,2],"data_offsets":[0,4]}}', new Uint8Array(4))))).toBe("ST_SIZE_OVERFLOW");
-    expect(code(() => parseSafetensors(file('{"t":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}', new Uint8Array(4))))).toBe("ST_OFFSETS");
-    expect(code(() => parseSafetensors(file('{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}}', new Uint8Array(8))))).toBe("ST_SIZE_MISMATCH");
-    expect(code(() => parseSafetensors(file('{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(4 + 1))))).toBe("ST_COVERAGE");
+    expect(
+      code(() => parseSafetensors(file('{"t":{"dtype":"Q4","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(4)))),
+    ).toBe("ST_DTYPE");
+    expect(
+      code(() => parseSafetensors(file('{"t":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}', new Uint8Array(4)))),
+    ).toBe("ST_SHAPE");
+    expect(
+      code(() =>
+        parseSafetensors(
+          file('{"t":{"dtype":"F64","shape":[9007199254740991,2],"data_offsets":[0,4]}}', new Uint8Array(4)),
+        ),
+      ),
+    ).toBe("ST_SIZE_OVERFLOW");
+    expect(
+      code(() => parseSafetensors(file('{"t":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}', new Uint8Array(4)))),
+    ).toBe("ST_OFFSETS");
+    expect(
+      code(() => parseSafetensors(file('{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}}', new Uint8Array(8)))),
+    ).toBe("ST_SIZE_MISMATCH");
+    expect(
+      code(() =>
+        parseSafetensors(file('{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(4 + 1))),
+      ),
+    ).toBe("ST_COVERAGE");
   });
   it("reads a header without the data bytes (header-only reading of big files)", () => {
     const bytes = writeSafetensors({ tensors: [{ name: "w", dtype: "F32", shape: [100], data: new Uint8Array(400) }] });
@@ -78,11 +118,15 @@ describe("safetensors reader", () => {
       metadata: { format: "pt" },
     });
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.nat(valid.length), (muts, cut) => {
-        const b = valid.slice(0, Math.max(cut, 8));
-        for (const [i, v] of muts) if (i < b.length) b[i] = v;
-        expect(typeof code(() => parseSafetensors(b))).toBe("string");
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+        fc.nat(valid.length),
+        (muts, cut) => {
+          const b = valid.slice(0, Math.max(cut, 8));
+          for (const [i, v] of muts) if (i < b.length) b[i] = v;
+          expect(typeof code(() => parseSafetensors(b))).toBe("string");
+        },
+      ),
       { numRuns: 3000 },
     );
   });

@@ -14,9 +14,12 @@ describe("spec/vectors", () => {
   it("committed vectors are exactly what spec/vectors/build.mjs builds", () => {
     const built = buildVectors(lib) as Array<{ file: string; bytes: Uint8Array }>;
     expect(built.map((v) => v.file).sort()).toEqual(manifest.vectors.map((v) => v.file).sort());
-    const onDisk = readdirSync(dir).filter((f) => f.endsWith(".vera.safetensors")).sort();
+    const onDisk = readdirSync(dir)
+      .filter((f) => f.endsWith(".vera.safetensors"))
+      .sort();
     expect(onDisk).toEqual(built.map((v) => v.file).sort());
-    for (const v of built) expect(Buffer.compare(Buffer.from(readFileSync(join(dir, v.file))), Buffer.from(v.bytes)), v.file).toBe(0);
+    for (const v of built)
+      expect(Buffer.compare(Buffer.from(readFileSync(join(dir, v.file))), Buffer.from(v.bytes)), v.file).toBe(0);
   });
 
   for (const v of manifest.vectors) {
@@ -25,7 +28,9 @@ describe("spec/vectors", () => {
       expect(r.ok).toBe(v.valid);
       if (!v.valid) {
         expect(r.issues[0]?.code).toBe(v.code);
-        expect(() => lib.readVera(new Uint8Array(readFileSync(join(dir, v.file))))).toThrowError(expect.objectContaining({ code: v.code, name: "VeraError" }));
+        expect(() => lib.readVera(new Uint8Array(readFileSync(join(dir, v.file))))).toThrowError(
+          expect.objectContaining({ code: v.code, name: "VeraError" }),
+        );
       } else {
         expect(r.adapter).toBeDefined();
         if (v.warning) expect(r.warnings.map((w) => w.code)).toContain(v.warning);

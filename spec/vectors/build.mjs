@@ -112,7 +112,10 @@ export function buildVectors(lib) {
     const total = sorted.reduce((s, t) => s + t.data.length, 0);
     const data = new Uint8Array(total);
     let o = 0;
-    for (const t of sorted) (data.set(t.data, o), (o += t.data.length));
+    for (const t of sorted) {
+      data.set(t.data, o);
+      o += t.data.length;
+    }
     const m = structuredClone(meta);
     if (!keepDigest && m.digest && typeof m.digest === "object") m.digest.data = sha256Hex(data);
     return writeSafetensors({ tensors: sorted, metadata: { format: "vera", vera: rawMeta ?? canonicalJson(m) }, order });
@@ -189,7 +192,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   for (const f of readdirSync(here)) if (f.endsWith(".vera.safetensors")) rmSync(join(here, f));
   const vectors = buildVectors(lib);
   for (const v of vectors) writeFileSync(join(here, v.file), v.bytes);
-  const manifest = vectors.map(({ bytes, ...rest }) => rest);
+  const manifest = vectors.map(({ bytes: _bytes, ...rest }) => rest);
   writeFileSync(join(here, "manifest.json"), JSON.stringify({ generator: "spec/vectors/build.mjs", vectors: manifest }, null, 2) + "\n");
   console.log(`wrote ${vectors.length} vectors`);
 }

@@ -24,7 +24,10 @@ export async function drainHubEvents<E, R>(gen: AsyncGenerator<E, R>, ctx: CliCo
   let r = await gen.next();
   while (!r.done) {
     if (!ctx.json) {
-      const line = formatHubEvent({ event: r.value as Parameters<typeof formatHubEvent>[0]["event"], verbose: ctx.isTTY });
+      const line = formatHubEvent({
+        event: r.value as Parameters<typeof formatHubEvent>[0]["event"],
+        verbose: ctx.isTTY,
+      });
       if (line) ctx.err(line);
     }
     r = await gen.next();
@@ -33,11 +36,18 @@ export async function drainHubEvents<E, R>(gen: AsyncGenerator<E, R>, ctx: CliCo
 }
 
 /** Run a Hub command body so that no error it throws can carry the token (usage errors pass through). */
-export async function withTokenRedacted<T>(values: Record<string, unknown>, ctx: CliContext, body: () => Promise<T>): Promise<T> {
+export async function withTokenRedacted<T>(
+  values: Record<string, unknown>,
+  ctx: CliContext,
+  body: () => Promise<T>,
+): Promise<T> {
   try {
     return await body();
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw redactError({ error: e, secrets: [values["token"] as string | undefined, ctx.env["HF_TOKEN"], ctx.env["HUGGING_FACE_HUB_TOKEN"]] });
+    throw redactError({
+      error: e,
+      secrets: [values["token"] as string | undefined, ctx.env["HF_TOKEN"], ctx.env["HUGGING_FACE_HUB_TOKEN"]],
+    });
   }
 }

@@ -4,7 +4,15 @@ import { commands } from "./commands/index.js";
 import { UsageError, type CliContext } from "./command.js";
 
 /** Codes that exit 2 (usage, I/O, transport); every other VeraError is invalid input (exit 1). */
-const IO_CODES = new Set(["IO_ERROR", "IO_NOT_FOUND", "ARG_INVALID", "HUB_NETWORK", "HUB_SERVER_ERROR", "HUB_RATE_LIMITED", "HUB_CACHE"]);
+const IO_CODES = new Set([
+  "IO_ERROR",
+  "IO_NOT_FOUND",
+  "ARG_INVALID",
+  "HUB_NETWORK",
+  "HUB_SERVER_ERROR",
+  "HUB_RATE_LIMITED",
+  "HUB_CACHE",
+]);
 
 function help(): string {
   return [

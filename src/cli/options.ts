@@ -10,6 +10,10 @@ export function intOption(values: Record<string, unknown>, name: string, require
   }
   const s = String(v);
   if (!/^[1-9][0-9]*$/.test(s) || !Number.isSafeInteger(Number(s)))
-    throw new VeraError(ErrorCode.ARG_INVALID, `--${name} must be a positive integer`, { path: `--${name}`, expected: "positive integer", received: s });
+    throw new VeraError(ErrorCode.ARG_INVALID, `--${name} must be a positive integer`, {
+      path: `--${name}`,
+      expected: "positive integer",
+      received: s,
+    });
   return Number(s);
 }

@@ -63,7 +63,7 @@ const TINY = 2 ** -126; // smallest normal float32: what flush-to-zero can lose 
 export function checkMerge(params: CheckMergeParams): CheckMergeResult {
   const { task, original, slackUlps = 0 } = params;
   const { outFeatures: o, inFeatures: n, rank: r, dtype, layout, a, b, lambdaB, lambdaD } = task;
-  const gamma = (r + 3) * U / (1 - (r + 3) * U);
+  const gamma = ((r + 3) * U) / (1 - (r + 3) * U);
   const before = new DataView(original.buffer, original.byteOffset, original.byteLength);
   const after = new DataView(task.weight.buffer, task.weight.byteOffset, task.weight.byteLength);
   const read = (dv: DataView, idx: number): number =>
@@ -98,17 +98,20 @@ export function checkMerge(params: CheckMergeParams): CheckMergeResult {
         if (!Object.is(got, ref) && !(Number.isNaN(got) && Number.isNaN(ref))) {
           mismatchCount++;
           differCount++;
-          if (mismatches.length < 10) mismatches.push({ row: i, col: j, received: got, reference: ref, allowed: [ref, ref] });
+          if (mismatches.length < 10)
+            mismatches.push({ row: i, col: j, received: got, reference: ref, allowed: [ref, ref] });
         }
         continue;
       }
-      const e = gamma * s + U * (Math.abs(w) + Math.abs(delta) + gamma * s) + (r + 4) * TINY + slackUlps * 2 * U * Math.abs(y);
+      const e =
+        gamma * s + U * (Math.abs(w) + Math.abs(delta) + gamma * s) + (r + 4) * TINY + slackUlps * 2 * U * Math.abs(y);
       const lo = roundToDtype(y - e, dtype);
       const hi = roundToDtype(y + e, dtype);
       if (got !== ref) differCount++;
       if (!(got >= lo && got <= hi)) {
         mismatchCount++;
-        if (mismatches.length < 10) mismatches.push({ row: i, col: j, received: got, reference: ref, allowed: [lo, hi] });
+        if (mismatches.length < 10)
+          mismatches.push({ row: i, col: j, received: got, reference: ref, allowed: [lo, hi] });
       }
     }
   }

@@ -39,10 +39,14 @@ export async function createBackend(params: CreateBackendParams = {}): Promise<C
   if (name === "webgpu") return createWebGpuBackend(gpuParams);
   if (name === "wasm") return createWasmBackend();
   if (name !== "auto")
-    throw new VeraError(ComputeErrorCode.COMPUTE_UNKNOWN_BACKEND, `unknown compute backend "${name}"; choose one of ${BROWSER_BACKENDS.join(", ")}`, {
-      expected: BROWSER_BACKENDS,
-      received: name,
-    });
+    throw new VeraError(
+      ComputeErrorCode.COMPUTE_UNKNOWN_BACKEND,
+      `unknown compute backend "${name}"; choose one of ${BROWSER_BACKENDS.join(", ")}`,
+      {
+        expected: BROWSER_BACKENDS,
+        received: name,
+      },
+    );
   const skipped: Array<{ name: string; reason: string }> = [];
   try {
     const be = await createWebGpuBackend({ ...gpuParams, allowSoftware: false });

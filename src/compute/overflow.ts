@@ -92,7 +92,8 @@ export function provablyNoOverflow(task: MergeTask, bound: number): boolean {
   const w = task.weight;
   const count = task.outFeatures * task.inFeatures;
   if (task.dtype === "F32") {
-    const v = w.byteOffset % 4 === 0 ? new Float32Array(w.buffer, w.byteOffset, count) : new Float32Array(w.slice().buffer);
+    const v =
+      w.byteOffset % 4 === 0 ? new Float32Array(w.buffer, w.byteOffset, count) : new Float32Array(w.slice().buffer);
     for (let i = 0; i < count; i++) if (!(Math.abs(v[i]!) < limit)) return false;
     return true;
   }
@@ -122,7 +123,8 @@ export function findOverflow(dtype: WeightDtype, before: Uint8Array, after: Uint
 /** The `MERGE_OVERFLOW` error for element `index` (memory order) of a task. */
 export function overflowError(task: MergeTask, index: number): VeraError {
   const minor = task.layout === "out_in" ? task.inFeatures : task.outFeatures;
-  const [row, col] = task.layout === "out_in" ? [Math.floor(index / minor), index % minor] : [index % minor, Math.floor(index / minor)];
+  const [row, col] =
+    task.layout === "out_in" ? [Math.floor(index / minor), index % minor] : [index % minor, Math.floor(index / minor)];
   return new VeraError(
     ComputeErrorCode.MERGE_OVERFLOW,
     `merging ${JSON.stringify(task.name)} overflows ${task.dtype} at element [${row}, ${col}] (out, in): the merged value is beyond the largest finite value; the weight was left unchanged`,

@@ -16,7 +16,8 @@ function fail(task: MergeTask, field: string, expected: unknown, received: unkno
 function checkFinite(task: MergeTask, field: string, v: Float32Array, cache: boolean): void {
   if (cache && checkedFactors.has(v)) return;
   for (let i = 0; i < v.length; i++) {
-    if (!Number.isFinite(v[i]!)) fail(task, `${field}[${i}]`, "a finite value", v[i], `${field} holds a non-finite value`);
+    if (!Number.isFinite(v[i]!))
+      fail(task, `${field}[${i}]`, "a finite value", v[i], `${field} holds a non-finite value`);
   }
   if (cache) checkedFactors.add(v);
 }
@@ -29,8 +30,10 @@ function checkFinite(task: MergeTask, field: string, v: Float32Array, cache: boo
  */
 export function validateMergeTasks(tasks: readonly MergeTask[]): void {
   for (const t of tasks) {
-    if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16") fail(t, "dtype", "F32, F16 or BF16", t.dtype, "unknown dtype");
-    if (t.layout !== "out_in" && t.layout !== "in_out") fail(t, "layout", "out_in or in_out", t.layout, "unknown layout");
+    if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16")
+      fail(t, "dtype", "F32, F16 or BF16", t.dtype, "unknown dtype");
+    if (t.layout !== "out_in" && t.layout !== "in_out")
+      fail(t, "layout", "out_in or in_out", t.layout, "unknown layout");
     for (const k of ["outFeatures", "inFeatures", "rank"] as const) {
       const v = t[k];
       if (!Number.isSafeInteger(v) || v < 1) fail(t, k, "a positive integer", v, `${k} must be a positive integer`);
@@ -38,7 +41,13 @@ export function validateMergeTasks(tasks: readonly MergeTask[]): void {
     const { outFeatures: o, inFeatures: i, rank: r } = t;
     const wantBytes = o * i * DTYPE_BYTES[t.dtype];
     if (!(t.weight instanceof Uint8Array) || t.weight.byteLength !== wantBytes)
-      fail(t, "weight", `${wantBytes} bytes (${o} x ${i} ${t.dtype})`, t.weight?.byteLength, "weight size disagrees with the shape");
+      fail(
+        t,
+        "weight",
+        `${wantBytes} bytes (${o} x ${i} ${t.dtype})`,
+        t.weight?.byteLength,
+        "weight size disagrees with the shape",
+      );
     const lens: Array<[keyof MergeTask & ("a" | "b" | "lambdaD" | "lambdaB"), number]> = [
       ["a", r * i],
       ["b", o * r],
@@ -48,7 +57,13 @@ export function validateMergeTasks(tasks: readonly MergeTask[]): void {
     for (const [k, n] of lens) {
       const v = t[k];
       if (!(v instanceof Float32Array) || v.length !== n)
-        fail(t, k, `Float32Array of length ${n}`, v instanceof Float32Array ? v.length : typeof v, `${k} has the wrong length`);
+        fail(
+          t,
+          k,
+          `Float32Array of length ${n}`,
+          v instanceof Float32Array ? v.length : typeof v,
+          `${k} has the wrong length`,
+        );
       checkFinite(t, k, v, k === "a" || k === "b");
     }
   }

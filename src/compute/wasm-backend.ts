@@ -33,7 +33,9 @@ export async function createWasmBackend(params: CreateWasmBackendParams = {}): P
   try {
     k = await loadWasmKernels({ relaxed: params.relaxed !== false });
   } catch (e) {
-    throw new VeraError(ComputeErrorCode.COMPUTE_UNAVAILABLE, `wasm backend unavailable: ${(e as Error).message}`, { cause: e });
+    throw new VeraError(ComputeErrorCode.COMPUTE_UNAVAILABLE, `wasm backend unavailable: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   const blockBytes = Math.max(4096, params.blockBytes ?? 1 << 20);
   const transposed = new WeakMap<Float32Array, Float32Array>();
@@ -49,7 +51,12 @@ export async function createWasmBackend(params: CreateWasmBackendParams = {}): P
   };
 }
 
-function mergeOne(k: WasmKernels, task: MergeTask, blockBytes: number, transposed: WeakMap<Float32Array, Float32Array>): MergeTaskResult {
+function mergeOne(
+  k: WasmKernels,
+  task: MergeTask,
+  blockBytes: number,
+  transposed: WeakMap<Float32Array, Float32Array>,
+): MergeTaskResult {
   const { outFeatures: o, inFeatures: n, rank: r, layout, dtype } = task;
   const cols = layout === "out_in" ? n : o;
   const rowsTotal = layout === "out_in" ? o : n;
@@ -113,7 +120,8 @@ function mergeOne(k: WasmKernels, task: MergeTask, blockBytes: number, transpose
         const w = dtype === "F16" ? f16BitsToF32(h) : bf16BitsToF32(h);
         const y = w + d;
         const bits = dtype === "F16" ? f32ToF16Bits(y) : f32ToBf16Bits(y);
-        if ((bits & 0x7fff) === (dtype === "F16" ? 0x7c00 : 0x7f80) && Number.isFinite(w)) throw overflowError(task, idx);
+        if ((bits & 0x7fff) === (dtype === "F16" ? 0x7c00 : 0x7f80) && Number.isFinite(w))
+          throw overflowError(task, idx);
         dst.setUint16(idx * 2, bits, true);
       }
     }

@@ -55,7 +55,9 @@ function unavailable(reason: string, cause?: unknown): VeraError {
 export function isSoftwareAdapter(adapter: unknown): boolean {
   const info = (adapter as any)?.info ?? {};
   if (info.isFallbackAdapter === true || (adapter as any)?.isFallbackAdapter === true) return true;
-  return SOFTWARE.test(`${info.vendor ?? ""} ${info.architecture ?? ""} ${info.device ?? ""} ${info.description ?? ""}`);
+  return SOFTWARE.test(
+    `${info.vendor ?? ""} ${info.architecture ?? ""} ${info.device ?? ""} ${info.description ?? ""}`,
+  );
 }
 
 /**
@@ -74,7 +76,8 @@ export async function createWebGpuBackend(params: CreateWebGpuBackendParams = {}
   } catch (e) {
     throw unavailable(`requestAdapter failed: ${(e as Error).message}`, e);
   }
-  if (!adapter) throw unavailable("no adapter found (no GPU, or no driver: on Linux without a GPU install Mesa's lavapipe)");
+  if (!adapter)
+    throw unavailable("no adapter found (no GPU, or no driver: on Linux without a GPU install Mesa's lavapipe)");
   const software = isSoftwareAdapter(adapter);
   if (software && params.allowSoftware === false) throw unavailable("only a software adapter was found");
   const lim = adapter.limits;
@@ -100,17 +103,23 @@ export async function createWebGpuBackend(params: CreateWebGpuBackendParams = {}
   const name = params.name ?? "webgpu";
   const info: BackendInfo = {
     name,
-    device: [info0.vendor, info0.architecture, info0.description || info0.device].filter(Boolean).join(" / ") || "WebGPU adapter",
+    device:
+      [info0.vendor, info0.architecture, info0.description || info0.device].filter(Boolean).join(" / ") ||
+      "WebGPU adapter",
     ...(software ? { software: true } : {}),
   };
 
   const pipe = (code: string) =>
-    device.createComputePipeline({ layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: "main" } });
+    device.createComputePipeline({
+      layout: "auto",
+      compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
+    });
   const gemm = pipe(GEMM_WGSL);
   const unpack = pipe(UNPACK_WGSL);
   const pack = pipe(PACK_WGSL);
 
-  const buffer = (size: number, usage: number) => device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage });
+  const buffer = (size: number, usage: number) =>
+    device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage });
   const upload = (data: ArrayBufferView): any => {
     const b = buffer(data.byteLength, USAGE.STORAGE | USAGE.COPY_DST);
     writePadded(b, 0, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -133,10 +142,14 @@ export async function createWebGpuBackend(params: CreateWebGpuBackendParams = {}
     let b = residentA.get(a);
     if (!b) {
       if (a.byteLength > bindLimit)
-        throw new VeraError(ComputeErrorCode.COMPUTE_UNAVAILABLE, `the projection A (${a.byteLength} bytes) exceeds this device's storage-binding limit (${bindLimit} bytes)`, {
-          expected: `<= ${bindLimit} bytes`,
-          received: a.byteLength,
-        });
+        throw new VeraError(
+          ComputeErrorCode.COMPUTE_UNAVAILABLE,
+          `the projection A (${a.byteLength} bytes) exceeds this device's storage-binding limit (${bindLimit} bytes)`,
+          {
+            expected: `<= ${bindLimit} bytes`,
+            received: a.byteLength,
+          },
+        );
       b = upload(a);
       residentA.set(a, b);
     }
@@ -156,7 +169,11 @@ export async function createWebGpuBackend(params: CreateWebGpuBackendParams = {}
     const cols = layout === "out_in" ? n : o;
     const rowsTotal = layout === "out_in" ? o : n;
     const rowsPer = Math.max(1, Math.min(rowsTotal, Math.floor(blockBytes / (4 * cols))));
-    if (4 * cols > bindLimit) throw new VeraError(ComputeErrorCode.COMPUTE_UNAVAILABLE, `one weight row (${4 * cols} bytes as float32) exceeds the device's storage-binding limit`);
+    if (4 * cols > bindLimit)
+      throw new VeraError(
+        ComputeErrorCode.COMPUTE_UNAVAILABLE,
+        `one weight row (${4 * cols} bytes as float32) exceeds the device's storage-binding limit`,
+      );
     const single = rowsPer >= rowsTotal;
     const dest = single ? task.weight : new Uint8Array(task.weight.byteLength);
     const aBuf = aBuffer(task.a);
@@ -181,45 +198,67 @@ export async function createWebGpuBackend(params: CreateWebGpuBackendParams = {}
         const bytes = task.weight.subarray(byteStart, byteStart + count * eb);
         writePadded(half ? packed : wide, 0, bytes);
         device.queue.writeBuffer(stats, 0, new Uint32Array([0, 0xffffffff, 0, 0]));
-        device.queue.writeBuffer(gemmU, 0, new Uint32Array([rows, cols, r, layout === "out_in" ? 0 : 1, r0, n, half ? 0 : 1, 0]));
+        device.queue.writeBuffer(
+          gemmU,
+          0,
+          new Uint32Array([rows, cols, r, layout === "out_in" ? 0 : 1, r0, n, half ? 0 : 1, 0]),
+        );
         device.queue.writeBuffer(convU, 0, new Uint32Array([count, dtype === "BF16" ? 1 : 0, 0, 0]));
         const enc = device.createCommandEncoder();
         const words = Math.ceil(count / 2);
         if (half) {
           const p = enc.beginComputePass();
           p.setPipeline(unpack);
-          p.setBindGroup(0, device.createBindGroup({ layout: unpack.getBindGroupLayout(0), entries: [
-            { binding: 0, resource: { buffer: packed } },
-            { binding: 1, resource: { buffer: wide } },
-            { binding: 2, resource: { buffer: convU } },
-          ] }));
+          p.setBindGroup(
+            0,
+            device.createBindGroup({
+              layout: unpack.getBindGroupLayout(0),
+              entries: [
+                { binding: 0, resource: { buffer: packed } },
+                { binding: 1, resource: { buffer: wide } },
+                { binding: 2, resource: { buffer: convU } },
+              ],
+            }),
+          );
           p.dispatchWorkgroups(...groups1d(words));
           p.end();
         }
         {
           const p = enc.beginComputePass();
           p.setPipeline(gemm);
-          p.setBindGroup(0, device.createBindGroup({ layout: gemm.getBindGroupLayout(0), entries: [
-            { binding: 0, resource: { buffer: wide } },
-            { binding: 1, resource: { buffer: aBuf } },
-            { binding: 2, resource: { buffer: bBuf } },
-            { binding: 3, resource: { buffer: lbBuf } },
-            { binding: 4, resource: { buffer: ldBuf } },
-            { binding: 5, resource: { buffer: stats } },
-            { binding: 6, resource: { buffer: gemmU } },
-          ] }));
+          p.setBindGroup(
+            0,
+            device.createBindGroup({
+              layout: gemm.getBindGroupLayout(0),
+              entries: [
+                { binding: 0, resource: { buffer: wide } },
+                { binding: 1, resource: { buffer: aBuf } },
+                { binding: 2, resource: { buffer: bBuf } },
+                { binding: 3, resource: { buffer: lbBuf } },
+                { binding: 4, resource: { buffer: ldBuf } },
+                { binding: 5, resource: { buffer: stats } },
+                { binding: 6, resource: { buffer: gemmU } },
+              ],
+            }),
+          );
           p.dispatchWorkgroups(Math.ceil(cols / TILE), Math.ceil(rows / TILE));
           p.end();
         }
         if (half) {
           const p = enc.beginComputePass();
           p.setPipeline(pack);
-          p.setBindGroup(0, device.createBindGroup({ layout: pack.getBindGroupLayout(0), entries: [
-            { binding: 0, resource: { buffer: packed } },
-            { binding: 1, resource: { buffer: wide } },
-            { binding: 2, resource: { buffer: convU } },
-            { binding: 3, resource: { buffer: stats } },
-          ] }));
+          p.setBindGroup(
+            0,
+            device.createBindGroup({
+              layout: pack.getBindGroupLayout(0),
+              entries: [
+                { binding: 0, resource: { buffer: packed } },
+                { binding: 1, resource: { buffer: wide } },
+                { binding: 2, resource: { buffer: convU } },
+                { binding: 3, resource: { buffer: stats } },
+              ],
+            }),
+          );
           p.dispatchWorkgroups(...groups1d(words));
           p.end();
         }
@@ -231,7 +270,11 @@ export async function createWebGpuBackend(params: CreateWebGpuBackendParams = {}
         try {
           await readback.mapAsync(1, 0, outBytes + 16);
         } catch (e) {
-          throw new VeraError(ComputeErrorCode.COMPUTE_FAILED, `WebGPU readback failed: ${lost ?? (e as Error).message}`, { cause: e });
+          throw new VeraError(
+            ComputeErrorCode.COMPUTE_FAILED,
+            `WebGPU readback failed: ${lost ?? (e as Error).message}`,
+            { cause: e },
+          );
         }
         const range: ArrayBuffer = readback.getMappedRange(0, outBytes + 16);
         const st = new Uint32Array(range, statsAt, 4);

@@ -37,13 +37,19 @@ export interface CreateAdapterParams {
 export function createAdapter(params: CreateAdapterParams): VeraAdapter {
   const rank = params.rank ?? 256;
   const dInitial = params.dInitial ?? 0.1;
-  if (params.modules.length === 0) throw new VeraError(ErrorCode.ARG_INVALID, "an adapter needs at least one module", { path: "modules" });
-  if (!Number.isSafeInteger(rank) || rank < 1) throw new VeraError(ErrorCode.VERA_RANK, "rank must be a positive integer", { received: rank });
-  if (!Number.isFinite(dInitial)) throw new VeraError(ErrorCode.VERA_NONFINITE, "d_initial must be finite", { received: dInitial });
+  if (params.modules.length === 0)
+    throw new VeraError(ErrorCode.ARG_INVALID, "an adapter needs at least one module", { path: "modules" });
+  if (!Number.isSafeInteger(rank) || rank < 1)
+    throw new VeraError(ErrorCode.VERA_RANK, "rank must be a positive integer", { received: rank });
+  if (!Number.isFinite(dInitial))
+    throw new VeraError(ErrorCode.VERA_NONFINITE, "d_initial must be finite", { received: dInitial });
   for (const m of params.modules)
     for (const k of ["inFeatures", "outFeatures"] as const)
       if (!Number.isSafeInteger(m[k]) || m[k] < 1)
-        throw new VeraError(ErrorCode.VERA_MODULE_DIMS, `module "${m.name}" ${k} must be a positive integer`, { path: m.name, received: m[k] });
+        throw new VeraError(ErrorCode.VERA_MODULE_DIMS, `module "${m.name}" ${k} must be a positive integer`, {
+          path: m.name,
+          received: m[k],
+        });
   const modules = params.modules
     .map((m) => ({
       name: m.name,
@@ -55,7 +61,11 @@ export function createAdapter(params: CreateAdapterParams): VeraAdapter {
     }))
     .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   const adapter: VeraAdapter = {
-    prng: { algorithm: PRNG_TORCH_MT19937_KAIMING, seed: parseSeed(params.seed ?? 0), arithmetic: params.arithmetic ?? "fused" },
+    prng: {
+      algorithm: PRNG_TORCH_MT19937_KAIMING,
+      seed: parseSeed(params.seed ?? 0),
+      arithmetic: params.arithmetic ?? "fused",
+    },
     rank,
     maxIn: Math.max(...modules.map((m) => m.inFeatures)),
     maxOut: Math.max(...modules.map((m) => m.outFeatures)),

@@ -33,7 +33,11 @@ export function summarizeAdapter(adapter: VeraAdapter): AdapterSummary {
   }
   return {
     baseModel: adapter.baseModel ?? null,
-    prng: { algorithm: adapter.prng.algorithm, seed: adapter.prng.seed.toString(), arithmetic: adapter.prng.arithmetic },
+    prng: {
+      algorithm: adapter.prng.algorithm,
+      seed: adapter.prng.seed.toString(),
+      arithmetic: adapter.prng.arithmetic,
+    },
     rank: adapter.rank,
     maxIn: adapter.maxIn,
     maxOut: adapter.maxOut,
@@ -42,8 +46,18 @@ export function summarizeAdapter(adapter: VeraAdapter): AdapterSummary {
     vectorDtype: adapter.vectorDtype,
     moduleCount: adapter.modules.length,
     parameterCount: adapter.modules.reduce((s, m) => s + m.lambdaD.length + m.lambdaB.length, 0),
-    targets: [...groups].map(([suffix, g]) => ({ suffix, count: g.count, shapes: [...g.shapes], layout: [...g.layouts].join(",") })),
-    modules: adapter.modules.map((m) => ({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures, layout: m.layout })),
+    targets: [...groups].map(([suffix, g]) => ({
+      suffix,
+      count: g.count,
+      shapes: [...g.shapes],
+      layout: [...g.layouts].join(","),
+    })),
+    modules: adapter.modules.map((m) => ({
+      name: m.name,
+      inFeatures: m.inFeatures,
+      outFeatures: m.outFeatures,
+      layout: m.layout,
+    })),
     extraTensors: (adapter.extraTensors ?? []).map((t) => t.name),
     training: adapter.training ?? null,
   };

@@ -58,7 +58,16 @@ const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !
 const isPosInt = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 1;
 const describe = (v: unknown): string => (v === null ? "null" : Array.isArray(v) ? "array" : typeof v);
 
-const KNOWN_TOP = new Set(["format_version", "prng", "projections", "modules", "base_model", "training", "extra", "digest"]);
+const KNOWN_TOP = new Set([
+  "format_version",
+  "prng",
+  "projections",
+  "modules",
+  "base_model",
+  "training",
+  "extra",
+  "digest",
+]);
 const KNOWN_PRNG = new Set(["algorithm", "seed", "arithmetic"]);
 const KNOWN_PROJ = new Set(["rank", "max_in", "max_out", "rounding", "storage"]);
 const KNOWN_MODULE = new Set(["name", "in_features", "out_features", "layout"]);
@@ -73,8 +82,15 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
   const issues: Issue[] = [];
   const warnings: Issue[] = [];
   const add = (code: string, message: string, path?: string, expected?: unknown, received?: unknown) =>
-    issues.push({ code, message, ...(path !== undefined ? { path } : {}), ...(expected !== undefined ? { expected } : {}), ...(received !== undefined ? { received } : {}) });
-  const warn = (code: string, message: string, path?: string) => warnings.push({ code, message, ...(path !== undefined ? { path } : {}) });
+    issues.push({
+      code,
+      message,
+      ...(path !== undefined ? { path } : {}),
+      ...(expected !== undefined ? { expected } : {}),
+      ...(received !== undefined ? { received } : {}),
+    });
+  const warn = (code: string, message: string, path?: string) =>
+    warnings.push({ code, message, ...(path !== undefined ? { path } : {}) });
 
   let file: SafetensorsFile;
   try {
@@ -85,35 +101,64 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
   }
   const metaText = file.metadata["vera"];
   if (file.metadata["format"] !== "vera" || metaText === undefined) {
-    add(ErrorCode.VERA_NOT_VERA, 'not a verakit file: __metadata__ needs "format": "vera" and a "vera" entry', "__metadata__", '{"format":"vera","vera":"{...}"}', JSON.stringify(file.metadata).slice(0, 200));
+    add(
+      ErrorCode.VERA_NOT_VERA,
+      'not a verakit file: __metadata__ needs "format": "vera" and a "vera" entry',
+      "__metadata__",
+      '{"format":"vera","vera":"{...}"}',
+      JSON.stringify(file.metadata).slice(0, 200),
+    );
     return { ok: false, issues, warnings };
   }
   let meta: JsonValue;
   try {
     meta = parseStrictJson(metaText);
   } catch (e) {
-    add(ErrorCode.VERA_METADATA_JSON, `__metadata__.vera is not valid JSON: ${(e as Error).message}`, "__metadata__/vera");
+    add(
+      ErrorCode.VERA_METADATA_JSON,
+      `__metadata__.vera is not valid JSON: ${(e as Error).message}`,
+      "__metadata__/vera",
+    );
     return { ok: false, issues, warnings };
   }
   if (!isObj(meta)) {
-    add(ErrorCode.VERA_METADATA_JSON, "__metadata__.vera is not a JSON object", "__metadata__/vera", "object", describe(meta));
+    add(
+      ErrorCode.VERA_METADATA_JSON,
+      "__metadata__.vera is not a JSON object",
+      "__metadata__/vera",
+      "object",
+      describe(meta),
+    );
     return { ok: false, issues, warnings };
   }
   const version = meta["format_version"];
   if (typeof version !== "string" || !/^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$/.test(version)) {
-    add(ErrorCode.VERA_VERSION, "format_version must be a string MAJOR.MINOR", "/format_version", '"1.0"', JSON.stringify(version));
+    add(
+      ErrorCode.VERA_VERSION,
+      "format_version must be a string MAJOR.MINOR",
+      "/format_version",
+      '"1.0"',
+      JSON.stringify(version),
+    );
     return { ok: false, issues, warnings };
   }
   const [major, minor] = version.split(".").map(Number) as [number, number];
   if (major !== FORMAT_MAJOR) {
-    add(ErrorCode.VERA_MAJOR_UNSUPPORTED, `format major version ${major} is not supported (this reader knows ${FORMAT_MAJOR}.x)`, "/format_version", `${FORMAT_MAJOR}.x`, version);
+    add(
+      ErrorCode.VERA_MAJOR_UNSUPPORTED,
+      `format major version ${major} is not supported (this reader knows ${FORMAT_MAJOR}.x)`,
+      "/format_version",
+      `${FORMAT_MAJOR}.x`,
+      version,
+    );
     return { ok: false, issues, warnings, version };
   }
   const newerMinor = minor > FORMAT_MINOR;
   const unknownFields = (o: Obj, known: Set<string>, path: string) => {
     for (const k of Object.keys(o))
       if (!known.has(k)) {
-        if (newerMinor) warn(ErrorCode.VERA_SCHEMA, `unknown field "${k}" (from format ${version}) ignored`, `${path}/${k}`);
+        if (newerMinor)
+          warn(ErrorCode.VERA_SCHEMA, `unknown field "${k}" (from format ${version}) ignored`, `${path}/${k}`);
         else add(ErrorCode.VERA_SCHEMA, `unknown field "${k}"`, `${path}/${k}`, [...known].join(", "), k);
       }
   };
@@ -127,12 +172,25 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
   else {
     unknownFields(prng, KNOWN_PRNG, "/prng");
     if (prng["algorithm"] !== PRNG_TORCH_MT19937_KAIMING)
-      add(ErrorCode.VERA_PRNG_UNKNOWN, `unknown PRNG algorithm ${JSON.stringify(prng["algorithm"])}`, "/prng/algorithm", PRNG_TORCH_MT19937_KAIMING, prng["algorithm"]);
+      add(
+        ErrorCode.VERA_PRNG_UNKNOWN,
+        `unknown PRNG algorithm ${JSON.stringify(prng["algorithm"])}`,
+        "/prng/algorithm",
+        PRNG_TORCH_MT19937_KAIMING,
+        prng["algorithm"],
+      );
     if (prng["arithmetic"] !== "fused" && prng["arithmetic"] !== "separate")
-      add(ErrorCode.VERA_ARITHMETIC, `prng.arithmetic must be "fused" or "separate"`, "/prng/arithmetic", "fused|separate", prng["arithmetic"]);
+      add(
+        ErrorCode.VERA_ARITHMETIC,
+        `prng.arithmetic must be "fused" or "separate"`,
+        "/prng/arithmetic",
+        "fused|separate",
+        prng["arithmetic"],
+      );
     else arithmetic = prng["arithmetic"];
     const s = prng["seed"];
-    if (typeof s !== "string") add(ErrorCode.VERA_SEED, "prng.seed must be a decimal integer string", "/prng/seed", "string", describe(s));
+    if (typeof s !== "string")
+      add(ErrorCode.VERA_SEED, "prng.seed must be a decimal integer string", "/prng/seed", "string", describe(s));
     else {
       try {
         seed = parseSeed(s);
@@ -147,31 +205,69 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
   let rounding: "none" | "bf16" | "fp16" | undefined;
   let storage: "regenerate" | "stored" | undefined;
   const proj = meta["projections"];
-  if (!isObj(proj)) add(ErrorCode.VERA_SCHEMA, "projections must be an object", "/projections", "object", describe(proj));
+  if (!isObj(proj))
+    add(ErrorCode.VERA_SCHEMA, "projections must be an object", "/projections", "object", describe(proj));
   else {
     unknownFields(proj, KNOWN_PROJ, "/projections");
     const r = proj["rank"];
-    if (!isPosInt(r) || r > MAX_DIM) add(ErrorCode.VERA_RANK, `rank must be an integer in [1, ${MAX_DIM}]`, "/projections/rank", `1..${MAX_DIM}`, r);
+    if (!isPosInt(r) || r > MAX_DIM)
+      add(ErrorCode.VERA_RANK, `rank must be an integer in [1, ${MAX_DIM}]`, "/projections/rank", `1..${MAX_DIM}`, r);
     else rank = r;
-    for (const [key, set] of [["max_in", (v: number) => (maxIn = v)], ["max_out", (v: number) => (maxOut = v)]] as const) {
+    for (const [key, set] of [
+      ["max_in", (v: number) => (maxIn = v)],
+      ["max_out", (v: number) => (maxOut = v)],
+    ] as const) {
       const v = proj[key];
-      if (!isPosInt(v) || v > MAX_DIM) add(ErrorCode.VERA_MAX_DIMS, `${key} must be an integer in [1, ${MAX_DIM}]`, `/projections/${key}`, `1..${MAX_DIM}`, v);
+      if (!isPosInt(v) || v > MAX_DIM)
+        add(
+          ErrorCode.VERA_MAX_DIMS,
+          `${key} must be an integer in [1, ${MAX_DIM}]`,
+          `/projections/${key}`,
+          `1..${MAX_DIM}`,
+          v,
+        );
       else set(v);
     }
-    if (rank !== undefined && maxIn !== undefined && maxOut !== undefined && (rank * maxIn > MAX_PROJECTION_ELEMENTS || rank * maxOut > MAX_PROJECTION_ELEMENTS))
-      add(ErrorCode.VERA_MAX_DIMS, `projections of rank ${rank} x ${Math.max(maxIn, maxOut)} exceed ${MAX_PROJECTION_ELEMENTS} elements`, "/projections", `<= ${MAX_PROJECTION_ELEMENTS}`, rank * Math.max(maxIn, maxOut));
+    if (
+      rank !== undefined &&
+      maxIn !== undefined &&
+      maxOut !== undefined &&
+      (rank * maxIn > MAX_PROJECTION_ELEMENTS || rank * maxOut > MAX_PROJECTION_ELEMENTS)
+    )
+      add(
+        ErrorCode.VERA_MAX_DIMS,
+        `projections of rank ${rank} x ${Math.max(maxIn, maxOut)} exceed ${MAX_PROJECTION_ELEMENTS} elements`,
+        "/projections",
+        `<= ${MAX_PROJECTION_ELEMENTS}`,
+        rank * Math.max(maxIn, maxOut),
+      );
     const ro = proj["rounding"];
-    if (ro !== "none" && ro !== "bf16" && ro !== "fp16") add(ErrorCode.VERA_ROUNDING, 'projections.rounding must be "none", "bf16" or "fp16"', "/projections/rounding", "none|bf16|fp16", ro);
+    if (ro !== "none" && ro !== "bf16" && ro !== "fp16")
+      add(
+        ErrorCode.VERA_ROUNDING,
+        'projections.rounding must be "none", "bf16" or "fp16"',
+        "/projections/rounding",
+        "none|bf16|fp16",
+        ro,
+      );
     else rounding = ro;
     const st = proj["storage"];
-    if (st !== "regenerate" && st !== "stored") add(ErrorCode.VERA_SCHEMA, 'projections.storage must be "regenerate" or "stored"', "/projections/storage", "regenerate|stored", st);
+    if (st !== "regenerate" && st !== "stored")
+      add(
+        ErrorCode.VERA_SCHEMA,
+        'projections.storage must be "regenerate" or "stored"',
+        "/projections/storage",
+        "regenerate|stored",
+        st,
+      );
     else storage = st;
   }
 
   // modules
   const modulesMeta: Array<{ name: string; inFeatures: number; outFeatures: number; layout: Layout }> = [];
   const mods = meta["modules"];
-  if (!Array.isArray(mods) || mods.length === 0) add(ErrorCode.VERA_SCHEMA, "modules must be a non-empty array", "/modules", "non-empty array", describe(mods));
+  if (!Array.isArray(mods) || mods.length === 0)
+    add(ErrorCode.VERA_SCHEMA, "modules must be a non-empty array", "/modules", "non-empty array", describe(mods));
   else {
     const seen = new Set<string>();
     let prev: string | undefined;
@@ -182,30 +278,67 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
       const name = m["name"];
       let ok = true;
       if (typeof name !== "string" || !MODULE_NAME_RE.test(name)) {
-        add(ErrorCode.VERA_MODULE_NAME, "module name must be dot-separated [A-Za-z0-9_-] parts, not starting with __", `${p}/name`, MODULE_NAME_RE.source, name);
+        add(
+          ErrorCode.VERA_MODULE_NAME,
+          "module name must be dot-separated [A-Za-z0-9_-] parts, not starting with __",
+          `${p}/name`,
+          MODULE_NAME_RE.source,
+          name,
+        );
         ok = false;
       } else {
         if (seen.has(name)) {
           add(ErrorCode.VERA_MODULE_DUPLICATE, `module "${name}" is listed twice`, `${p}/name`, "unique names", name);
           ok = false;
         } else if (prev !== undefined && !(prev < name))
-          add(ErrorCode.VERA_MODULE_ORDER, `modules must be sorted by name: "${name}" comes after "${prev}"`, `${p}/name`, `> "${prev}"`, name);
+          add(
+            ErrorCode.VERA_MODULE_ORDER,
+            `modules must be sorted by name: "${name}" comes after "${prev}"`,
+            `${p}/name`,
+            `> "${prev}"`,
+            name,
+          );
         seen.add(name);
         prev = name;
       }
-      const inF = m["in_features"], outF = m["out_features"];
+      const inF = m["in_features"],
+        outF = m["out_features"];
       if (!isPosInt(inF) || inF > MAX_DIM) {
-        add(ErrorCode.VERA_MODULE_DIMS, `in_features must be an integer in [1, ${MAX_DIM}]`, `${p}/in_features`, `1..${MAX_DIM}`, inF);
+        add(
+          ErrorCode.VERA_MODULE_DIMS,
+          `in_features must be an integer in [1, ${MAX_DIM}]`,
+          `${p}/in_features`,
+          `1..${MAX_DIM}`,
+          inF,
+        );
         ok = false;
       } else if (maxIn !== undefined && inF > maxIn) {
-        add(ErrorCode.VERA_MODULE_RANGE, `module "${String(name)}" in_features ${inF} exceeds max_in ${maxIn}`, `${p}/in_features`, `<= ${maxIn}`, inF);
+        add(
+          ErrorCode.VERA_MODULE_RANGE,
+          `module "${String(name)}" in_features ${inF} exceeds max_in ${maxIn}`,
+          `${p}/in_features`,
+          `<= ${maxIn}`,
+          inF,
+        );
         ok = false;
       }
       if (!isPosInt(outF) || outF > MAX_DIM) {
-        add(ErrorCode.VERA_MODULE_DIMS, `out_features must be an integer in [1, ${MAX_DIM}]`, `${p}/out_features`, `1..${MAX_DIM}`, outF);
+        add(
+          ErrorCode.VERA_MODULE_DIMS,
+          `out_features must be an integer in [1, ${MAX_DIM}]`,
+          `${p}/out_features`,
+          `1..${MAX_DIM}`,
+          outF,
+        );
         ok = false;
       } else if (maxOut !== undefined && outF > maxOut) {
-        add(ErrorCode.VERA_MODULE_RANGE, `module "${String(name)}" out_features ${outF} exceeds max_out ${maxOut}`, `${p}/out_features`, `<= ${maxOut}`, outF);
+        add(
+          ErrorCode.VERA_MODULE_RANGE,
+          `module "${String(name)}" out_features ${outF} exceeds max_out ${maxOut}`,
+          `${p}/out_features`,
+          `<= ${maxOut}`,
+          outF,
+        );
         ok = false;
       }
       const layout = m["layout"];
@@ -213,12 +346,30 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
         add(ErrorCode.VERA_LAYOUT, 'layout must be "linear" or "conv1d"', `${p}/layout`, "linear|conv1d", layout);
         ok = false;
       }
-      if (ok) modulesMeta.push({ name: name as string, inFeatures: inF as number, outFeatures: outF as number, layout: layout as Layout });
+      if (ok)
+        modulesMeta.push({
+          name: name as string,
+          inFeatures: inF as number,
+          outFeatures: outF as number,
+          layout: layout as Layout,
+        });
     });
     if (maxIn !== undefined && modulesMeta.length === mods.length && !modulesMeta.some((m) => m.inFeatures === maxIn))
-      warn(ErrorCode.VERA_MODULE_RANGE, `max_in ${maxIn} is larger than every module's in_features`, "/projections/max_in");
-    if (maxOut !== undefined && modulesMeta.length === mods.length && !modulesMeta.some((m) => m.outFeatures === maxOut))
-      warn(ErrorCode.VERA_MODULE_RANGE, `max_out ${maxOut} is larger than every module's out_features`, "/projections/max_out");
+      warn(
+        ErrorCode.VERA_MODULE_RANGE,
+        `max_in ${maxIn} is larger than every module's in_features`,
+        "/projections/max_in",
+      );
+    if (
+      maxOut !== undefined &&
+      modulesMeta.length === mods.length &&
+      !modulesMeta.some((m) => m.outFeatures === maxOut)
+    )
+      warn(
+        ErrorCode.VERA_MODULE_RANGE,
+        `max_out ${maxOut} is larger than every module's out_features`,
+        "/projections/max_out",
+      );
   }
 
   // base_model, training, extra
@@ -232,31 +383,59 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
       for (const k of ["id", "revision"] as const) {
         const v = bm[k];
         if (v === undefined) continue;
-        if (typeof v !== "string" || v.length === 0) add(ErrorCode.VERA_SCHEMA, `base_model.${k} must be a non-empty string`, `/base_model/${k}`, "string", describe(v));
+        if (typeof v !== "string" || v.length === 0)
+          add(
+            ErrorCode.VERA_SCHEMA,
+            `base_model.${k} must be a non-empty string`,
+            `/base_model/${k}`,
+            "string",
+            describe(v),
+          );
         else baseModel[k] = v;
       }
     }
   }
   for (const k of ["training", "extra"] as const) {
     const v = meta[k];
-    if (v !== undefined && !isObj(v)) add(ErrorCode.VERA_SCHEMA, `${k} must be an object`, `/${k}`, "object", describe(v));
+    if (v !== undefined && !isObj(v))
+      add(ErrorCode.VERA_SCHEMA, `${k} must be an object`, `/${k}`, "object", describe(v));
   }
 
   // digest
   const dg = meta["digest"];
   let expectedDigest: string | undefined;
-  if (!isObj(dg)) add(ErrorCode.VERA_DIGEST_FORMAT, "digest must be an object {algorithm, data}", "/digest", '{"algorithm":"sha256","data":"<hex>"}', describe(dg));
+  if (!isObj(dg))
+    add(
+      ErrorCode.VERA_DIGEST_FORMAT,
+      "digest must be an object {algorithm, data}",
+      "/digest",
+      '{"algorithm":"sha256","data":"<hex>"}',
+      describe(dg),
+    );
   else {
     unknownFields(dg, KNOWN_DIGEST, "/digest");
     if (dg["algorithm"] !== "sha256" || typeof dg["data"] !== "string" || !/^[0-9a-f]{64}$/.test(dg["data"]))
-      add(ErrorCode.VERA_DIGEST_FORMAT, 'digest must be {"algorithm":"sha256","data":<64 lowercase hex digits>}', "/digest", "sha256 + 64 hex", JSON.stringify(dg).slice(0, 120));
+      add(
+        ErrorCode.VERA_DIGEST_FORMAT,
+        'digest must be {"algorithm":"sha256","data":<64 lowercase hex digits>}',
+        "/digest",
+        "sha256 + 64 hex",
+        JSON.stringify(dg).slice(0, 120),
+      );
     else expectedDigest = dg["data"];
   }
   let digest: ValidationResult["digest"];
   if (expectedDigest !== undefined && options.checkDigest !== false) {
     const actual = sha256Hex(bytes.subarray(file.dataStart));
     digest = { algorithm: "sha256", expected: expectedDigest, actual, ok: actual === expectedDigest };
-    if (!digest.ok) add(ErrorCode.VERA_DIGEST_MISMATCH, `tensor data digest mismatch: the file is corrupted or was modified`, "/digest/data", expectedDigest, actual);
+    if (!digest.ok)
+      add(
+        ErrorCode.VERA_DIGEST_MISMATCH,
+        `tensor data digest mismatch: the file is corrupted or was modified`,
+        "/digest/data",
+        expectedDigest,
+        actual,
+      );
   }
 
   // tensors
@@ -266,7 +445,13 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
   const readVector = (tname: string, len: number, what: string): Float32Array | undefined => {
     const info = file.tensors.get(tname);
     if (!info) {
-      add(ErrorCode.VERA_TENSOR_MISSING, `tensor "${tname}" (${what}) is missing`, tname, `${len}-element vector`, "absent");
+      add(
+        ErrorCode.VERA_TENSOR_MISSING,
+        `tensor "${tname}" (${what}) is missing`,
+        tname,
+        `${len}-element vector`,
+        "absent",
+      );
       return undefined;
     }
     used.add(tname);
@@ -276,18 +461,41 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
     }
     if (vectorDtype === undefined) vectorDtype = info.dtype;
     else if (vectorDtype !== info.dtype) {
-      add(ErrorCode.VERA_TENSOR_DTYPE, `tensor "${tname}" has dtype ${info.dtype} but other vectors are ${vectorDtype}`, tname, vectorDtype, info.dtype);
+      add(
+        ErrorCode.VERA_TENSOR_DTYPE,
+        `tensor "${tname}" has dtype ${info.dtype} but other vectors are ${vectorDtype}`,
+        tname,
+        vectorDtype,
+        info.dtype,
+      );
       return undefined;
     }
     if (info.shape.length !== 1 || info.shape[0] !== len) {
-      add(ErrorCode.VERA_VECTOR_LENGTH, `tensor "${tname}" (${what}) has shape ${JSON.stringify(info.shape)}`, tname, `[${len}]`, JSON.stringify(info.shape));
+      add(
+        ErrorCode.VERA_VECTOR_LENGTH,
+        `tensor "${tname}" (${what}) has shape ${JSON.stringify(info.shape)}`,
+        tname,
+        `[${len}]`,
+        JSON.stringify(info.shape),
+      );
       return undefined;
     }
     const raw = tensorBytes(file, tname);
-    const v = info.dtype === "F32" ? asFloat32(raw).slice() : info.dtype === "F16" ? f16ArrayToF32(asUint16(raw)) : bf16ArrayToF32(asUint16(raw));
+    const v =
+      info.dtype === "F32"
+        ? asFloat32(raw).slice()
+        : info.dtype === "F16"
+          ? f16ArrayToF32(asUint16(raw))
+          : bf16ArrayToF32(asUint16(raw));
     for (let i = 0; i < v.length; i++)
       if (!Number.isFinite(v[i]!)) {
-        add(ErrorCode.VERA_NONFINITE, `tensor "${tname}" holds ${v[i]} at index ${i}`, tname, "finite values", String(v[i]));
+        add(
+          ErrorCode.VERA_NONFINITE,
+          `tensor "${tname}" holds ${v[i]} at index ${i}`,
+          tname,
+          "finite values",
+          String(v[i]),
+        );
         return undefined;
       }
     return v;
@@ -299,25 +507,56 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
   }
   // names of modules whose entries were invalid still own their tensors (no double report)
   if (Array.isArray(mods))
-    for (const m of mods) if (isObj(m) && typeof m["name"] === "string") {
-      used.add(`${m["name"]}.vera_lambda_d`);
-      used.add(`${m["name"]}.vera_lambda_b`);
-    }
+    for (const m of mods)
+      if (isObj(m) && typeof m["name"] === "string") {
+        used.add(`${m["name"]}.vera_lambda_d`);
+        used.add(`${m["name"]}.vera_lambda_b`);
+      }
   let storedProjections: VeraAdapter["storedProjections"];
   const projShapes = { vera_A: [rank, maxIn], vera_B: [maxOut, rank] } as const;
   for (const pname of ["vera_A", "vera_B"] as const) {
     const info = file.tensors.get(pname);
     if (storage === "stored") {
       used.add(pname);
-      if (!info) add(ErrorCode.VERA_TENSOR_MISSING, `projections.storage is "stored" but tensor "${pname}" is missing`, pname, "present", "absent");
-      else if (info.dtype !== "F32") add(ErrorCode.VERA_TENSOR_DTYPE, `tensor "${pname}" must be F32`, pname, "F32", info.dtype);
-      else if (rank !== undefined && maxIn !== undefined && maxOut !== undefined && JSON.stringify(info.shape) !== JSON.stringify(projShapes[pname]))
-        add(ErrorCode.VERA_PROJECTION_SHAPE, `tensor "${pname}" has shape ${JSON.stringify(info.shape)}`, pname, JSON.stringify(projShapes[pname]), JSON.stringify(info.shape));
+      if (!info)
+        add(
+          ErrorCode.VERA_TENSOR_MISSING,
+          `projections.storage is "stored" but tensor "${pname}" is missing`,
+          pname,
+          "present",
+          "absent",
+        );
+      else if (info.dtype !== "F32")
+        add(ErrorCode.VERA_TENSOR_DTYPE, `tensor "${pname}" must be F32`, pname, "F32", info.dtype);
+      else if (
+        rank !== undefined &&
+        maxIn !== undefined &&
+        maxOut !== undefined &&
+        JSON.stringify(info.shape) !== JSON.stringify(projShapes[pname])
+      )
+        add(
+          ErrorCode.VERA_PROJECTION_SHAPE,
+          `tensor "${pname}" has shape ${JSON.stringify(info.shape)}`,
+          pname,
+          JSON.stringify(projShapes[pname]),
+          JSON.stringify(info.shape),
+        );
       else if (rank !== undefined && maxIn !== undefined && maxOut !== undefined) {
         const v = asFloat32(tensorBytes(file, pname)).slice();
         const bad = v.findIndex((x) => !Number.isFinite(x));
-        if (bad >= 0) add(ErrorCode.VERA_NONFINITE, `tensor "${pname}" holds ${v[bad]} at index ${bad}`, pname, "finite values", String(v[bad]));
-        else storedProjections = { ...(storedProjections ?? { A: new Float32Array(0), B: new Float32Array(0) }), [pname === "vera_A" ? "A" : "B"]: v };
+        if (bad >= 0)
+          add(
+            ErrorCode.VERA_NONFINITE,
+            `tensor "${pname}" holds ${v[bad]} at index ${bad}`,
+            pname,
+            "finite values",
+            String(v[bad]),
+          );
+        else
+          storedProjections = {
+            ...(storedProjections ?? { A: new Float32Array(0), B: new Float32Array(0) }),
+            [pname === "vera_A" ? "A" : "B"]: v,
+          };
       }
     }
   }
@@ -325,10 +564,21 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
   for (const [tname, info] of file.tensors) {
     if (used.has(tname)) continue;
     if (tname.startsWith(EXTRA_TENSOR_PREFIX) && tname.length > EXTRA_TENSOR_PREFIX.length) {
-      extraTensors.push({ name: tname.slice(EXTRA_TENSOR_PREFIX.length), dtype: info.dtype, shape: [...info.shape], data: tensorBytes(file, tname).slice() });
+      extraTensors.push({
+        name: tname.slice(EXTRA_TENSOR_PREFIX.length),
+        dtype: info.dtype,
+        shape: [...info.shape],
+        data: tensorBytes(file, tname).slice(),
+      });
       continue;
     }
-    add(ErrorCode.VERA_TENSOR_UNEXPECTED, `tensor "${tname}" belongs to no module`, tname, "a listed module's vera_lambda_d/vera_lambda_b, vera_A/vera_B when stored, or __extra__.*", tname);
+    add(
+      ErrorCode.VERA_TENSOR_UNEXPECTED,
+      `tensor "${tname}" belongs to no module`,
+      tname,
+      "a listed module's vera_lambda_d/vera_lambda_b, vera_A/vera_B when stored, or __extra__.*",
+      tname,
+    );
   }
 
   if (issues.length > 0) return { ok: false, issues, warnings, version, ...(digest ? { digest } : {}) };
@@ -350,7 +600,11 @@ export function validateVera(bytes: Uint8Array, options: ValidateOptions = {}): 
     const again = writeVera({ adapter });
     let same = again.length === bytes.length;
     for (let i = 0; same && i < again.length; i++) same = again[i] === bytes[i];
-    if (!same) warn(ErrorCode.VERA_NOT_CANONICAL, "the file is valid but not in canonical form (rewrite it with verakit to canonicalise)");
+    if (!same)
+      warn(
+        ErrorCode.VERA_NOT_CANONICAL,
+        "the file is valid but not in canonical form (rewrite it with verakit to canonicalise)",
+      );
   }
   return { ok: true, issues, warnings, adapter, version, ...(digest ? { digest } : {}) };
 }

@@ -35,14 +35,25 @@ export function writeVera(params: WriteVeraParams): Uint8Array {
   const modules = [...a.modules].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   const tensors: TensorToWrite[] = [];
   for (const m of modules) {
-    tensors.push({ name: `${m.name}.vera_lambda_d`, dtype, shape: [m.lambdaD.length], data: encodeVector(m.lambdaD, dtype) });
-    tensors.push({ name: `${m.name}.vera_lambda_b`, dtype, shape: [m.lambdaB.length], data: encodeVector(m.lambdaB, dtype) });
+    tensors.push({
+      name: `${m.name}.vera_lambda_d`,
+      dtype,
+      shape: [m.lambdaD.length],
+      data: encodeVector(m.lambdaD, dtype),
+    });
+    tensors.push({
+      name: `${m.name}.vera_lambda_b`,
+      dtype,
+      shape: [m.lambdaB.length],
+      data: encodeVector(m.lambdaB, dtype),
+    });
   }
   if (a.storedProjections) {
     tensors.push({ name: "vera_A", dtype: "F32", shape: [a.rank, a.maxIn], data: bytesOf(a.storedProjections.A) });
     tensors.push({ name: "vera_B", dtype: "F32", shape: [a.maxOut, a.rank], data: bytesOf(a.storedProjections.B) });
   }
-  for (const t of a.extraTensors ?? []) tensors.push({ name: EXTRA_TENSOR_PREFIX + t.name, dtype: t.dtype, shape: t.shape, data: t.data });
+  for (const t of a.extraTensors ?? [])
+    tensors.push({ name: EXTRA_TENSOR_PREFIX + t.name, dtype: t.dtype, shape: t.shape, data: t.data });
   tensors.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   // The digest covers the data section, which is the sorted tensors' bytes back to back.
   const dataLen = tensors.reduce((s, t) => s + t.data.byteLength, 0);
@@ -62,10 +73,16 @@ export function writeVera(params: WriteVeraParams): Uint8Array {
       rounding: a.projectionRounding,
       storage: a.storedProjections ? "stored" : "regenerate",
     },
-    modules: modules.map((m) => ({ name: m.name, in_features: m.inFeatures, out_features: m.outFeatures, layout: m.layout })),
+    modules: modules.map((m) => ({
+      name: m.name,
+      in_features: m.inFeatures,
+      out_features: m.outFeatures,
+      layout: m.layout,
+    })),
     digest: { algorithm: "sha256", data: sha256Hex(data) },
   };
-  if (a.baseModel && (a.baseModel.id !== undefined || a.baseModel.revision !== undefined)) meta["base_model"] = a.baseModel;
+  if (a.baseModel && (a.baseModel.id !== undefined || a.baseModel.revision !== undefined))
+    meta["base_model"] = a.baseModel;
   if (a.training && Object.keys(a.training).length > 0) meta["training"] = a.training;
   if (a.extra && Object.keys(a.extra).length > 0) meta["extra"] = a.extra;
   let metaJson: string;
@@ -76,7 +93,8 @@ export function writeVera(params: WriteVeraParams): Uint8Array {
   }
   const bytes = writeSafetensors({ tensors, metadata: { format: "vera", vera: metaJson } });
   const check = validateVera(bytes, { checkCanonical: false });
-  if (!check.ok) throw VeraError.fromIssues(check.issues, `cannot write an invalid adapter: ${check.issues[0]!.message}`);
+  if (!check.ok)
+    throw VeraError.fromIssues(check.issues, `cannot write an invalid adapter: ${check.issues[0]!.message}`);
   return bytes;
 }
 

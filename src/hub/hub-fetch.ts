@@ -119,7 +119,8 @@ export function backoffDelay(attempt: number, retry: { baseDelayMs: number; maxD
 
 /** Resolve retry settings to their defaults. */
 export function retrySettings(retry: RetryOptions = {}): HubFetch["retry"] {
-  const n = (v: number | undefined, d: number, min = 0): number => (typeof v === "number" && Number.isFinite(v) && v >= min ? v : d);
+  const n = (v: number | undefined, d: number, min = 0): number =>
+    typeof v === "number" && Number.isFinite(v) && v >= min ? v : d;
   return {
     maxRetries: Math.floor(n(retry.maxRetries, 4)),
     baseDelayMs: n(retry.baseDelayMs, 1000),
@@ -144,7 +145,9 @@ export function createHubFetch(params: CreateHubFetchParams = {}): HubFetch {
   const wrapped = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const urlText = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
     const url = new URL(urlText);
-    const method = (init?.method ?? (typeof input === "object" && "method" in input ? input.method : "GET")).toUpperCase();
+    const method = (
+      init?.method ?? (typeof input === "object" && "method" in input ? input.method : "GET")
+    ).toUpperCase();
     const body = init?.body;
     // A stream body cannot be sent twice; a Request object is sent as is.
     const replayable = !(body instanceof ReadableStream) && !(typeof input === "object" && !(input instanceof URL));
@@ -158,7 +161,15 @@ export function createHubFetch(params: CreateHubFetchParams = {}): HubFetch {
       } catch (e) {
         if (isAbort(e) || !idempotent || attempt >= retry.maxRetries) throw e;
         const delay = Math.min(retry.maxDelayMs, backoffDelay(attempt + 1, retry)) * retry.delayScale;
-        params.onRetry?.({ type: "retry", attempt: attempt + 1, maxRetries: retry.maxRetries, delayMs: delay, reason: "connection failed", method, url: safeUrl(urlText) });
+        params.onRetry?.({
+          type: "retry",
+          attempt: attempt + 1,
+          maxRetries: retry.maxRetries,
+          delayMs: delay,
+          reason: "connection failed",
+          method,
+          url: safeUrl(urlText),
+        });
         await retry.sleep(delay, signal ?? undefined);
         continue;
       }
@@ -181,7 +192,15 @@ export function createHubFetch(params: CreateHubFetchParams = {}): HubFetch {
       } else delay = backoffDelay(attempt + 1, retry);
       delay *= retry.delayScale;
       await res.body?.cancel().catch(() => {});
-      params.onRetry?.({ type: "retry", attempt: attempt + 1, maxRetries: retry.maxRetries, delayMs: delay, reason: `HTTP ${res.status}`, method, url: safeUrl(urlText) });
+      params.onRetry?.({
+        type: "retry",
+        attempt: attempt + 1,
+        maxRetries: retry.maxRetries,
+        delayMs: delay,
+        reason: `HTTP ${res.status}`,
+        method,
+        url: safeUrl(urlText),
+      });
       await retry.sleep(delay, signal ?? undefined);
     }
   };

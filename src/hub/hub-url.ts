@@ -24,13 +24,26 @@ export function resolveHubUrl(params: ResolveHubUrlParams = {}): string {
   try {
     url = new URL(raw);
   } catch {
-    throw new VeraError(ErrorCode.ARG_INVALID, `${where}: not a URL`, { path: where, expected: "an http(s) URL such as https://huggingface.co" });
+    throw new VeraError(ErrorCode.ARG_INVALID, `${where}: not a URL`, {
+      path: where,
+      expected: "an http(s) URL such as https://huggingface.co",
+    });
   }
   if (url.protocol !== "http:" && url.protocol !== "https:")
-    throw new VeraError(ErrorCode.ARG_INVALID, `${where}: the Hub endpoint must be an http or https URL`, { path: where, expected: "http(s) URL", received: url.protocol });
+    throw new VeraError(ErrorCode.ARG_INVALID, `${where}: the Hub endpoint must be an http or https URL`, {
+      path: where,
+      expected: "http(s) URL",
+      received: url.protocol,
+    });
   if (url.username || url.password)
-    throw new VeraError(ErrorCode.ARG_INVALID, `${where}: the Hub endpoint must not carry credentials; use a token instead`, { path: where });
+    throw new VeraError(
+      ErrorCode.ARG_INVALID,
+      `${where}: the Hub endpoint must not carry credentials; use a token instead`,
+      { path: where },
+    );
   if (url.search || url.hash)
-    throw new VeraError(ErrorCode.ARG_INVALID, `${where}: the Hub endpoint must not have a query or fragment`, { path: where });
+    throw new VeraError(ErrorCode.ARG_INVALID, `${where}: the Hub endpoint must not have a query or fragment`, {
+      path: where,
+    });
   return (url.origin + url.pathname).replace(/\/+$/, "");
 }

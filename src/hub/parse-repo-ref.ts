@@ -20,5 +20,8 @@ export function parseRepoRef(params: ParseRepoRefParams): RepoRef {
   const where = params.where ?? "repo";
   const at = params.ref.indexOf("@");
   if (at < 0) return { repo: checkRepoId(params.ref, where) };
-  return { repo: checkRepoId(params.ref.slice(0, at), where), revision: checkRevision(params.ref.slice(at + 1), where) };
+  return {
+    repo: checkRepoId(params.ref.slice(0, at), where),
+    revision: checkRevision(params.ref.slice(at + 1), where),
+  };
 }

@@ -94,7 +94,9 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
   const branch = checkRevision(params.branch ?? "main", "branch");
   const filename = checkRepoPath(params.filename ?? DEFAULT_FILE_NAME, "filename");
   if (filename === README || filename === "adapter_config.json" || filename === "adapter_model.safetensors")
-    throw new VeraError("ARG_INVALID", `filename: "${filename}" is reserved for the model card or the PEFT copy`, { path: "filename" });
+    throw new VeraError("ARG_INVALID", `filename: "${filename}" is reserved for the model card or the PEFT copy`, {
+      path: "filename",
+    });
   const hubUrl = resolveHubUrl({ hubUrl: params.hubUrl ?? DEFAULT_HUB_URL });
   const token = checkToken(params.accessToken, true, `pushing to ${repo}`)!;
   const modelCard = params.modelCard ?? "auto";
@@ -103,7 +105,10 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
   const v = validateVera(params.file);
   if (!v.ok || !v.adapter) {
     const first = v.issues[0];
-    throw VeraError.fromIssues(v.issues, `not pushing: the file is not a valid verakit file: ${first?.message ?? "invalid"}${v.issues.length > 1 ? ` (and ${v.issues.length - 1} more issue(s))` : ""}`);
+    throw VeraError.fromIssues(
+      v.issues,
+      `not pushing: the file is not a valid verakit file: ${first?.message ?? "invalid"}${v.issues.length > 1 ? ` (and ${v.issues.length - 1} more issue(s))` : ""}`,
+    );
   }
   const adapter: VeraAdapter = v.adapter;
 
@@ -120,7 +125,12 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
     revision: branch,
     secrets: [token],
     hubFetch,
-    ...(params.create ? {} : { repoMissingHint: "pass create: true (vera push --create) to create it", revisionMissingHint: "pass create: true (vera push --create) to create the branch" }),
+    ...(params.create
+      ? {}
+      : {
+          repoMissingHint: "pass create: true (vera push --create) to create it",
+          revisionMissingHint: "pass create: true (vera push --create) to create the branch",
+        }),
   };
 
   try {
@@ -139,7 +149,11 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
     if (params.create) {
       emit({ type: "phase", phase: "creating-repo" });
       try {
-        await createRepo({ repo, ...cred, ...(params.private !== undefined ? { visibility: params.private ? "private" : "public" } : {}) });
+        await createRepo({
+          repo,
+          ...cred,
+          ...(params.private !== undefined ? { visibility: params.private ? "private" : "public" } : {}),
+        });
         repoCreated = true;
       } catch (e) {
         if (statusOf(e) !== 409) throw e;
@@ -151,7 +165,11 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
       const info = await modelInfo({ name: repo, revision: branch, additionalFields: ["sha"], ...cred });
       const sha = (info as { sha?: unknown }).sha;
       if (typeof sha !== "string" || !/^[0-9a-f]{40}$/.test(sha))
-        throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `the Hub did not give the head commit of ${repo}@${branch}`, { path: repo });
+        throw new VeraError(
+          HubErrorCode.HUB_BAD_RESPONSE,
+          `the Hub did not give the head commit of ${repo}@${branch}`,
+          { path: repo },
+        );
       return { sha, private: info.private };
     };
 
@@ -159,7 +177,15 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
     try {
       head = await headOf();
     } catch (e) {
-      if (!(params.create && statusOf(e) === 404 && isHubApiError(e) && hubFetch.errorInfo(e.url)?.errorCode === "RevisionNotFound")) throw e;
+      if (
+        !(
+          params.create &&
+          statusOf(e) === 404 &&
+          isHubApiError(e) &&
+          hubFetch.errorInfo(e.url)?.errorCode === "RevisionNotFound"
+        )
+      )
+        throw e;
       emit({ type: "phase", phase: "creating-branch" });
       try {
         await createBranch({ repo, branch, ...cred });
@@ -170,7 +196,10 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
       head = await headOf();
     }
     if (params.private === true && !head.private && !repoCreated)
-      emit({ type: "notice", message: `${repo} exists and is public; private only applies to a repository this push creates` });
+      emit({
+        type: "notice",
+        message: `${repo} exists and is public; private only applies to a repository this push creates`,
+      });
 
     // Model card.
     let cardAction: PushResult["modelCard"] = "skipped";
@@ -181,7 +210,16 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
       if (existing && existing.path === README) {
         const etag = existing.lfs?.oid ?? existing.oid ?? "";
         const bytes = await drain(
-          downloadVerified({ repo, path: README, revision: head.sha, hubUrl, accessToken: token, hubFetch, expected: { size: existing.size, etag }, ...(params.signal ? { signal: params.signal } : {}) }),
+          downloadVerified({
+            repo,
+            path: README,
+            revision: head.sha,
+            hubUrl,
+            accessToken: token,
+            hubFetch,
+            expected: { size: existing.size, etag },
+            ...(params.signal ? { signal: params.signal } : {}),
+          }),
           emit,
         );
         existingText = new TextDecoder().decode(bytes);
@@ -198,7 +236,10 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
       else if (modelCard === "overwrite") cardAction = "overwritten";
       else {
         cardAction = "kept";
-        emit({ type: "notice", message: `kept the existing ${README} (written by a person); use modelCard: "overwrite" (--overwrite-card) to replace it` });
+        emit({
+          type: "notice",
+          message: `kept the existing ${README} (written by a person); use modelCard: "overwrite" (--overwrite-card) to replace it`,
+        });
       }
       if (cardAction !== "kept") files.set(README, new TextEncoder().encode(card));
     }
@@ -259,26 +300,44 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
             if (e.event === "phase") {
               seen.phase = e.phase;
               emit({ type: "phase", phase: e.phase === "uploadingLargeFiles" ? "uploading" : e.phase });
-            } else if (e.state !== "error") emit({ type: "upload", path: e.path, state: e.state, progress: e.progress });
+            } else if (e.state !== "error")
+              emit({ type: "upload", path: e.path, state: e.state, progress: e.progress });
           },
         );
-        if (!out) throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, "the Hub did not answer the commit with a commit id");
+        if (!out)
+          throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, "the Hub did not answer the commit with a commit id");
         return result(out.commit.oid, out.commit.url, recovering);
       } catch (e) {
         const status = statusOf(e);
         const uncertain =
-          seen.phase === "committing" && !isAbort(e) && (status === undefined ? e instanceof TypeError : status >= 500 || status === 409 || status === 412);
+          seen.phase === "committing" &&
+          !isAbort(e) &&
+          (status === undefined ? e instanceof TypeError : status >= 500 || status === 409 || status === 412);
         if (!uncertain) throw e;
         recovering = true;
         emit({ type: "phase", phase: "verifying-commit" });
         const now = await headOf();
-        if (now.sha !== head.sha && (await filesAt(now.sha))) return result(now.sha, `${hubUrl}/${repo}/commit/${now.sha}`, true);
+        if (now.sha !== head.sha && (await filesAt(now.sha)))
+          return result(now.sha, `${hubUrl}/${repo}/commit/${now.sha}`, true);
         if (attempt >= retry.maxRetries) {
-          if (status === 409 || status === 412) throw new VeraError(HubErrorCode.HUB_CONFLICT, `pushing to ${repo}: ${branch} kept moving during the push (${attempt + 1} tries); nothing of this push landed`, { path: repo });
+          if (status === 409 || status === 412)
+            throw new VeraError(
+              HubErrorCode.HUB_CONFLICT,
+              `pushing to ${repo}: ${branch} kept moving during the push (${attempt + 1} tries); nothing of this push landed`,
+              { path: repo },
+            );
           throw e;
         }
         const delay = (status === 409 || status === 412 ? 0 : backoffDelay(attempt + 1, retry)) * retry.delayScale;
-        emit({ type: "retry", attempt: attempt + 1, maxRetries: retry.maxRetries, delayMs: delay, reason: status ? `commit HTTP ${status}` : "commit connection failed", method: "POST", url: `${hubUrl}/api/models/${repo}/commit/${branch}` });
+        emit({
+          type: "retry",
+          attempt: attempt + 1,
+          maxRetries: retry.maxRetries,
+          delayMs: delay,
+          reason: status ? `commit HTTP ${status}` : "commit connection failed",
+          method: "POST",
+          url: `${hubUrl}/api/models/${repo}/commit/${branch}`,
+        });
         await retry.sleep(delay, params.signal);
         head = now;
       }

@@ -45,7 +45,12 @@ export interface RedactErrorParams {
 export function redactError(params: RedactErrorParams): Error {
   const { error, secrets } = params;
   const r = (s: string): string => redactSecrets({ text: s, ...(secrets ? { secrets } : {}) });
-  const rv = (v: unknown): unknown => (typeof v === "string" ? r(v) : v === undefined || v === null || typeof v !== "object" ? v : JSON.parse(r(JSON.stringify(v))));
+  const rv = (v: unknown): unknown =>
+    typeof v === "string"
+      ? r(v)
+      : v === undefined || v === null || typeof v !== "object"
+        ? v
+        : JSON.parse(r(JSON.stringify(v)));
   if (error instanceof VeraError || isVeraError(error)) {
     const e = error as VeraError;
     const out = new VeraError(e.code, r(e.message), {

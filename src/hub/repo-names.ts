@@ -54,21 +54,27 @@ export function checkRepoPath(path: string, where = "path"): string {
     path.length === 0 ||
     path.length > 1024 ||
     path.includes("\\") ||
+    // eslint-disable-next-line no-control-regex -- control characters are what this rejects
     /[\u0000-\u001f\u007f]/.test(path) ||
     /^[A-Za-z]:/.test(path) ||
     parts.some((s) => s === "" || s === "." || s === "..")
   ) {
-    throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `${where}: "${printable(path)}" is not a safe relative path inside a repository`, {
-      path: where,
-      expected: "a relative path such as adapter.vera.safetensors",
-      received: printable(path),
-    });
+    throw new VeraError(
+      ErrorCode.IO_UNSAFE_PATH,
+      `${where}: "${printable(path)}" is not a safe relative path inside a repository`,
+      {
+        path: where,
+        expected: "a relative path such as adapter.vera.safetensors",
+        received: printable(path),
+      },
+    );
   }
   return path;
 }
 
 /** Internal: shorten and neutralise a user-supplied string for an error message. */
 function printable(s: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what this replaces
   const clean = s.replace(/[\u0000-\u001f\u007f]/g, "?");
   return clean.length > 120 ? `${clean.slice(0, 117)}...` : clean;
 }

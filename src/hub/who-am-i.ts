@@ -33,7 +33,10 @@ export interface HubIdentity {
 export async function hubWhoAmI(params: HubWhoAmIParams): Promise<HubIdentity> {
   const hubUrl = resolveHubUrl({ hubUrl: params.hubUrl ?? DEFAULT_HUB_URL });
   const token = checkToken(params.accessToken, true, "whoami")!;
-  const hubFetch = createHubFetch({ ...(params.fetch ? { fetch: params.fetch } : {}), ...(params.retry ? { retry: params.retry } : {}) });
+  const hubFetch = createHubFetch({
+    ...(params.fetch ? { fetch: params.fetch } : {}),
+    ...(params.retry ? { retry: params.retry } : {}),
+  });
   try {
     const { whoAmI } = await loadHubLib();
     const me = await whoAmI({ accessToken: token, hubUrl, fetch: hubFetch.fetch });

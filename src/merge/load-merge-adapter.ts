@@ -43,8 +43,15 @@ export async function loadMergeAdapter(params: LoadMergeAdapterParams): Promise<
     throw new VeraError(ErrorCode.IO_NOT_FOUND, `adapter not found: ${params.path}`, { path: params.path, cause: e });
   }
   if (st.isDirectory()) {
-    const folder = await readPeftFolder({ dir: params.path, ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}) });
-    const base = peftBaseFromOnnx({ weights: params.weights, peftWeights: folder.weights, label: params.modelLabel ?? "model.onnx" });
+    const folder = await readPeftFolder({
+      dir: params.path,
+      ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+    });
+    const base = peftBaseFromOnnx({
+      weights: params.weights,
+      peftWeights: folder.weights,
+      label: params.modelLabel ?? "model.onnx",
+    });
     const { adapter, report } = importPeft({
       config: folder.configText,
       weights: folder.weights,

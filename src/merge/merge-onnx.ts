@@ -161,7 +161,10 @@ function now(): number {
 }
 
 function aborted(): VeraError {
-  return new VeraError(MergeErrorCode.MERGE_ABORTED, "merge cancelled; no output was written and the input is unchanged");
+  return new VeraError(
+    MergeErrorCode.MERGE_ABORTED,
+    "merge cancelled; no output was written and the input is unchanged",
+  );
 }
 
 function storageLabel(t: OnnxTensor): string {
@@ -288,7 +291,9 @@ export async function* mergeOnnxIter(params: MergeOnnxParams): AsyncGenerator<Me
 }
 
 /** {@link mergeOnnxIter} as a promise; `onProgress` receives the events. */
-export async function mergeOnnx(params: MergeOnnxParams & { onProgress?: (e: MergeEvent) => void }): Promise<MergeReport> {
+export async function mergeOnnx(
+  params: MergeOnnxParams & { onProgress?: (e: MergeEvent) => void },
+): Promise<MergeReport> {
   const it = mergeOnnxIter(params);
   try {
     for (;;) {
@@ -302,9 +307,23 @@ export async function mergeOnnx(params: MergeOnnxParams & { onProgress?: (e: Mer
   }
 }
 
-async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: MergeEvent) => void): Promise<MergeReport> {
+async function runMerge(
+  params: MergeOnnxParams,
+  signal: AbortSignal,
+  emit: (e: MergeEvent) => void,
+): Promise<MergeReport> {
   const t0 = now();
-  const timings: MergeTimings = { readModel: 0, plan: 0, projections: 0, read: 0, compute: 0, write: 0, copy: 0, commit: 0, total: 0 };
+  const timings: MergeTimings = {
+    readModel: 0,
+    plan: 0,
+    projections: 0,
+    read: 0,
+    compute: 0,
+    write: 0,
+    copy: 0,
+    commit: 0,
+    total: 0,
+  };
   const check = (): void => {
     if (signal.aborted) throw aborted();
   };
@@ -398,7 +417,10 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
             { path: w.initializer },
           );
       f.merged.push(w);
-      if (s.checksum !== undefined) warnings.push(`weight ${JSON.stringify(w.initializer)} records a checksum of its external data, which no longer matches the merged bytes`);
+      if (s.checksum !== undefined)
+        warnings.push(
+          `weight ${JSON.stringify(w.initializer)} records a checksum of its external data, which no longer matches the merged bytes`,
+        );
     }
     for (const m of w.modules)
       modules.push({
@@ -447,14 +469,20 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
 
   // Outputs.
   if (!inPlace && !params.output)
-    throw new VeraError(ErrorCode.ARG_INVALID, "no output given: pass an output path, or ask for an in-place merge", { expected: "output path" });
+    throw new VeraError(ErrorCode.ARG_INVALID, "no output given: pass an output path, or ask for an in-place merge", {
+      expected: "output path",
+    });
   const outPath = inPlace ? modelPath : resolve(params.output!);
   const outDir = dirname(outPath);
   if (!inPlace) {
     await fsp.mkdir(outDir, { recursive: true });
     const realOut = join(await realpathOrSelf(outDir), basename(outPath));
     if (realOut === (await realpathOrSelf(modelPath)))
-      throw new VeraError(MergeErrorCode.MERGE_OUTPUT_CONFLICT, `the output ${outPath} is the input model; use an in-place merge to replace it`, { path: outPath });
+      throw new VeraError(
+        MergeErrorCode.MERGE_OUTPUT_CONFLICT,
+        `the output ${outPath} is the input model; use an in-place merge to replace it`,
+        { path: outPath },
+      );
   }
   const realOutDir = await realpathOrSelf(outDir);
   for (const f of uniqueFiles) {
@@ -468,7 +496,11 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
     await fsp.mkdir(dirname(f.dest), { recursive: true });
     const realParent = await realpathOrSelf(dirname(f.dest));
     if (!inside(realOutDir, realParent))
-      throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `output data file ${f.dest} would resolve outside the output folder (a symlink to ${realParent})`, { path: f.dest });
+      throw new VeraError(
+        ErrorCode.IO_UNSAFE_PATH,
+        `output data file ${f.dest} would resolve outside the output folder (a symlink to ${realParent})`,
+        { path: f.dest },
+      );
     const realDest = join(realParent, basename(f.dest));
     if (realDest === f.path)
       throw new VeraError(
@@ -544,8 +576,19 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
   let copying: { temp: string; file: DataFile } | undefined;
   const progress = async (): Promise<void> => {
     let partial = 0;
-    if (copying) partial = await fsp.stat(copying.temp).then((s) => s.size, () => 0);
-    emit({ type: "progress", tensorsDone, tensors: order.length, bytesDone: copyDone + partial + mergedDone, bytesTotal, ...(current ? { current } : {}) });
+    if (copying)
+      partial = await fsp.stat(copying.temp).then(
+        (s) => s.size,
+        () => 0,
+      );
+    emit({
+      type: "progress",
+      tensorsDone,
+      tensors: order.length,
+      bytesDone: copyDone + partial + mergedDone,
+      bytesTotal,
+      ...(current ? { current } : {}),
+    });
   };
   const ticker = setInterval(() => void progress().catch(() => {}), 250);
   (ticker as { unref?: () => void }).unref?.();
@@ -583,7 +626,12 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
   const copyPassed = async (f: DataFile, end: number): Promise<boolean> => {
     if (copiedDone.has(f)) return true;
     if (!sequentialCopy || copying?.file !== f) return false;
-    return (await fsp.stat(copying.temp).then((st) => st.size, () => 0)) >= end;
+    return (
+      (await fsp.stat(copying.temp).then(
+        (st) => st.size,
+        () => 0,
+      )) >= end
+    );
   };
   const waitCopyPast = async (f: DataFile, end: number): Promise<boolean> => {
     const whole = copied.get(f)!;
@@ -601,12 +649,23 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
       await Promise.race([whole.catch(() => {}), new Promise((r) => setTimeout(r, sequentialCopy ? 20 : 1000))]);
     }
   };
-  const writeMerged = async (f: DataFile, offset: number, values: Uint8Array, beforeCopyEnd: boolean): Promise<void> => {
+  const writeMerged = async (
+    f: DataFile,
+    offset: number,
+    values: Uint8Array,
+    beforeCopyEnd: boolean,
+  ): Promise<void> => {
     const tw = now();
     await writeRange(await handleFor(f), offset, values);
     if (beforeCopyEnd) {
       const k = Math.min(64, values.byteLength);
-      early.push({ f, offset, length: values.byteLength, head: values.slice(0, k), tail: values.slice(values.byteLength - k) });
+      early.push({
+        f,
+        offset,
+        length: values.byteLength,
+        head: values.slice(0, k),
+        tail: values.slice(values.byteLength - k),
+      });
     }
     timings.write += now() - tw;
   };
@@ -665,11 +724,22 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
       }
       check();
       if (w.tensor.storage.kind !== "external") {
-        edits.push(...(w.untie ? untieEdits({ model, weight: w, data: { values } }) : inlineValueEdits(w.tensor, w.dtype, values)));
+        edits.push(
+          ...(w.untie
+            ? untieEdits({ model, weight: w, data: { values } })
+            : inlineValueEdits(w.tensor, w.dtype, values)),
+        );
       } else {
         const f = fileOf(w);
         const offset = appendAt.get(w) ?? w.tensor.storage.offset;
-        if (w.untie) edits.push(...untieEdits({ model, weight: w, data: { location: w.tensor.storage.location, offset, length: w.byteLength } }));
+        if (w.untie)
+          edits.push(
+            ...untieEdits({
+              model,
+              weight: w,
+              data: { location: w.tensor.storage.location, offset, length: w.byteLength },
+            }),
+          );
         const end = offset + w.byteLength;
         if (copiedDone.has(f) || (await copyPassed(f, end))) {
           await writeMerged(f, offset, values, !copiedDone.has(f));
@@ -707,9 +777,13 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
       const head = await readRange(fh, e.offset, e.head.byteLength);
       const tail = await readRange(fh, e.offset + e.length - e.tail.byteLength, e.tail.byteLength);
       if (!equalBytes(head, e.head) || !equalBytes(tail, e.tail))
-        throw new VeraError(MergeErrorCode.MERGE_COPY_RACE, `a merged tensor at offset ${e.offset} of ${e.f.dest} was overwritten by the file copy; nothing was written`, {
-          path: e.f.dest,
-        });
+        throw new VeraError(
+          MergeErrorCode.MERGE_COPY_RACE,
+          `a merged tensor at offset ${e.offset} of ${e.f.dest} was overwritten by the file copy; nothing was written`,
+          {
+            path: e.f.dest,
+          },
+        );
     }
     if (spill) {
       // Patch the spilled tensors into the copies, in bounded chunks.
@@ -776,7 +850,8 @@ async function runMerge(params: MergeOnnxParams, signal: AbortSignal, emit: (e: 
     throw e;
   } finally {
     clearInterval(ticker);
-    for (const p of [...handles.values(), ...sources.values(), ...(spill ? [spill.fh] : [])]) await p.then((fh) => fh.close()).catch(() => {});
+    for (const p of [...handles.values(), ...sources.values(), ...(spill ? [spill.fh] : [])])
+      await p.then((fh) => fh.close()).catch(() => {});
     // A kernel copy still running after a failure is not waited for: its temporary file is already
     // unlinked (rollback), and copies not yet started see the closed transaction and do nothing.
   }
@@ -810,7 +885,8 @@ function buildTasks(
     let weight: Uint8Array;
     const whole = m.outStart === 0 && m.outEnd === w.outFeatures;
     if (whole) weight = values;
-    else if (w.layout === "out_in") weight = values.subarray(m.outStart * w.inFeatures * size, m.outEnd * w.inFeatures * size);
+    else if (w.layout === "out_in")
+      weight = values.subarray(m.outStart * w.inFeatures * size, m.outEnd * w.inFeatures * size);
     else {
       const cols = m.outEnd - m.outStart;
       const tmp = new Uint8Array(w.inFeatures * cols * size);
@@ -820,7 +896,8 @@ function buildTasks(
       }
       weight = tmp;
       scatters.push(() => {
-        for (let j = 0; j < w.inFeatures; j++) values.set(tmp.subarray(j * cols * size, (j + 1) * cols * size), (j * w.outFeatures + m.outStart) * size);
+        for (let j = 0; j < w.inFeatures; j++)
+          values.set(tmp.subarray(j * cols * size, (j + 1) * cols * size), (j * w.outFeatures + m.outStart) * size);
       });
     }
     tasks.push({

@@ -65,9 +65,13 @@ export async function resolveExternalDataPath(params: ResolveExternalDataPathPar
     );
   const st = await fsp.stat(real);
   if (!st.isFile())
-    throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `initializer ${JSON.stringify(params.tensor)}: external data location ${JSON.stringify(params.location)} is not a regular file`, {
-      path: params.tensor,
-      received: real,
-    });
+    throw new VeraError(
+      ErrorCode.IO_UNSAFE_PATH,
+      `initializer ${JSON.stringify(params.tensor)}: external data location ${JSON.stringify(params.location)} is not a regular file`,
+      {
+        path: params.tensor,
+        received: real,
+      },
+    );
   return { location: params.location, parts, path: real, size: st.size };
 }

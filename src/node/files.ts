@@ -8,7 +8,8 @@ import type { VeraAdapter } from "../format/types.js";
 
 function ioError(e: unknown, path: string, what: string): VeraError {
   const err = e as NodeJS.ErrnoException;
-  if (err?.code === "ENOENT") return new VeraError(ErrorCode.IO_NOT_FOUND, `${what}: no such file or folder: ${path}`, { path, cause: e });
+  if (err?.code === "ENOENT")
+    return new VeraError(ErrorCode.IO_NOT_FOUND, `${what}: no such file or folder: ${path}`, { path, cause: e });
   return new VeraError(ErrorCode.IO_ERROR, `${what} ${path}: ${err?.message ?? String(e)}`, { path, cause: e });
 }
 
@@ -32,7 +33,10 @@ export function tempPathFor(path: string): string {
  * in memory): a temporary file in the same folder, fsync, rename. On any failure the temporary file
  * is removed and `path` is unchanged; a VeraError from the producer passes through as it is.
  */
-export async function writeFileAtomicStream(path: string, produce: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
+export async function writeFileAtomicStream(
+  path: string,
+  produce: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>,
+): Promise<void> {
   const tmp = tempPathFor(path);
   let fh: fsp.FileHandle | undefined;
   try {

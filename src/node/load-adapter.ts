@@ -16,7 +16,9 @@ export interface LoadAdapterParams {
 }
 
 /** Load a verakit file, or import a PEFT VeRA folder (then `imported` holds the import report). */
-export async function loadAdapter(params: LoadAdapterParams): Promise<{ adapter: VeraAdapter; imported?: ImportPeftReport }> {
+export async function loadAdapter(
+  params: LoadAdapterParams,
+): Promise<{ adapter: VeraAdapter; imported?: ImportPeftReport }> {
   let isDir = false;
   try {
     isDir = (await fsp.stat(params.path)).isDirectory();
@@ -24,7 +26,10 @@ export async function loadAdapter(params: LoadAdapterParams): Promise<{ adapter:
     /* readVeraFile reports the missing file */
   }
   if (!isDir) return { adapter: await readVeraFile(params.path) };
-  const folder = await readPeftFolder({ dir: params.path, ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}) });
+  const folder = await readPeftFolder({
+    dir: params.path,
+    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+  });
   const base = params.base !== undefined ? await readBaseShapes({ path: params.base }) : undefined;
   const { adapter, report } = importPeft({
     config: folder.configText,

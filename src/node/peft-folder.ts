@@ -50,20 +50,28 @@ async function adapterSubfolders(dir: string): Promise<string[]> {
     entries = await fsp.readdir(dir, { withFileTypes: true });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === "ENOENT") throw new VeraError(ErrorCode.IO_NOT_FOUND, `no such folder: ${dir}`, { path: dir, cause: e });
-    if (err.code === "ENOTDIR") throw new VeraError(ErrorCode.ARG_INVALID, `${dir} is not a folder (a PEFT adapter is a folder with ${PEFT_CONFIG_NAME})`, { path: dir, cause: e });
+    if (err.code === "ENOENT")
+      throw new VeraError(ErrorCode.IO_NOT_FOUND, `no such folder: ${dir}`, { path: dir, cause: e });
+    if (err.code === "ENOTDIR")
+      throw new VeraError(
+        ErrorCode.ARG_INVALID,
+        `${dir} is not a folder (a PEFT adapter is a folder with ${PEFT_CONFIG_NAME})`,
+        { path: dir, cause: e },
+      );
     throw new VeraError(ErrorCode.IO_ERROR, `cannot list ${dir}: ${err.message}`, { path: dir, cause: e });
   }
   const out: string[] = [];
-  for (const e of entries)
-    if (e.isDirectory() && (await isFile(join(dir, e.name, PEFT_CONFIG_NAME)))) out.push(e.name);
+  for (const e of entries) if (e.isDirectory() && (await isFile(join(dir, e.name, PEFT_CONFIG_NAME)))) out.push(e.name);
   return out.sort();
 }
 
 /** A sub-folder name from the user or a file: one plain path component. */
 function checkAdapterName(name: string): void {
   if (name === "" || name === "." || name === ".." || /[\\/\0]/.test(name))
-    throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `adapter name "${name}" is not a plain folder name`, { path: name, expected: "a folder name without / or \\" });
+    throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `adapter name "${name}" is not a plain folder name`, {
+      path: name,
+      expected: "a folder name without / or \\",
+    });
 }
 
 /**
@@ -78,30 +86,46 @@ export async function readPeftFolder(params: ReadPeftFolderParams): Promise<Peft
   if (params.adapterName !== undefined && params.adapterName !== "default") {
     checkAdapterName(params.adapterName);
     if (!subs.includes(params.adapterName))
-      throw new VeraError(PeftErrorCode.PEFT_ADAPTER_NOT_FOUND, `no adapter "${params.adapterName}" in ${dir} (found: ${["default", ...subs].join(", ")})`, {
-        path: join(dir, params.adapterName),
-        expected: ["default", ...subs],
-        received: params.adapterName,
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_ADAPTER_NOT_FOUND,
+        `no adapter "${params.adapterName}" in ${dir} (found: ${["default", ...subs].join(", ")})`,
+        {
+          path: join(dir, params.adapterName),
+          expected: ["default", ...subs],
+          received: params.adapterName,
+        },
+      );
     adapterName = params.adapterName;
     folder = join(dir, adapterName);
-  } else if (params.adapterName === "default" || (await isFile(join(dir, PEFT_CONFIG_NAME))) || (await isFile(join(dir, PEFT_PICKLE_NAME)))) {
+  } else if (
+    params.adapterName === "default" ||
+    (await isFile(join(dir, PEFT_CONFIG_NAME))) ||
+    (await isFile(join(dir, PEFT_PICKLE_NAME)))
+  ) {
     adapterName = "default";
     folder = dir;
   } else if (subs.length === 1) {
     adapterName = subs[0]!;
     folder = join(dir, adapterName);
   } else if (subs.length > 1) {
-    throw new VeraError(PeftErrorCode.PEFT_ADAPTER_NOT_FOUND, `${dir} holds several adapters (${subs.join(", ")}): choose one with --adapter NAME`, {
-      path: dir,
-      expected: subs,
-    });
+    throw new VeraError(
+      PeftErrorCode.PEFT_ADAPTER_NOT_FOUND,
+      `${dir} holds several adapters (${subs.join(", ")}): choose one with --adapter NAME`,
+      {
+        path: dir,
+        expected: subs,
+      },
+    );
   } else {
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_MISSING, `${dir} has no ${PEFT_CONFIG_NAME}: not a PEFT adapter folder`, {
-      path: join(dir, PEFT_CONFIG_NAME),
-      expected: PEFT_CONFIG_NAME,
-      received: "missing",
-    });
+    throw new VeraError(
+      PeftErrorCode.PEFT_CONFIG_MISSING,
+      `${dir} has no ${PEFT_CONFIG_NAME}: not a PEFT adapter folder`,
+      {
+        path: join(dir, PEFT_CONFIG_NAME),
+        expected: PEFT_CONFIG_NAME,
+        received: "missing",
+      },
+    );
   }
   const cfgPath = join(folder, PEFT_CONFIG_NAME);
   const stPath = join(folder, PEFT_WEIGHTS_NAME);
@@ -115,9 +139,17 @@ export async function readPeftFolder(params: ReadPeftFolderParams): Promise<Peft
       { path: join(folder, PEFT_PICKLE_NAME), expected: PEFT_WEIGHTS_NAME, received: PEFT_PICKLE_NAME },
     );
   if (!(await isFile(cfgPath)))
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_MISSING, `${folder} has no ${PEFT_CONFIG_NAME}`, { path: cfgPath, expected: PEFT_CONFIG_NAME, received: "missing" });
+    throw new VeraError(PeftErrorCode.PEFT_CONFIG_MISSING, `${folder} has no ${PEFT_CONFIG_NAME}`, {
+      path: cfgPath,
+      expected: PEFT_CONFIG_NAME,
+      received: "missing",
+    });
   if (!hasSt)
-    throw new VeraError(PeftErrorCode.PEFT_WEIGHTS_MISSING, `${folder} has no ${PEFT_WEIGHTS_NAME}`, { path: stPath, expected: PEFT_WEIGHTS_NAME, received: "missing" });
+    throw new VeraError(PeftErrorCode.PEFT_WEIGHTS_MISSING, `${folder} has no ${PEFT_WEIGHTS_NAME}`, {
+      path: stPath,
+      expected: PEFT_WEIGHTS_NAME,
+      received: "missing",
+    });
   const cfgBytes = await readFileBytes(cfgPath);
   let configText: string;
   try {
@@ -184,7 +216,9 @@ export interface WritePeftFolderStreamedParams {
  * in memory. The weights go to a temporary file renamed into place, then the config; a failure leaves no
  * partial adapter_model.safetensors behind.
  */
-export async function writePeftFolderStreamed(params: WritePeftFolderStreamedParams): Promise<{ config: string; weights: string }> {
+export async function writePeftFolderStreamed(
+  params: WritePeftFolderStreamedParams,
+): Promise<{ config: string; weights: string }> {
   const { weights: w } = params;
   const { weights, config } = await preparePeftFolder(params.dir);
   await writeFileAtomicStream(weights, async (write) => {

@@ -7,16 +7,25 @@ import { ErrorCode, VeraError } from "../errors.js";
  *
  * @throws VeraError `IO_ERROR` when the file ends first.
  */
-export async function readRange(fh: FileHandle, position: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+export async function readRange(
+  fh: FileHandle,
+  position: number,
+  length: number,
+  into?: Uint8Array,
+): Promise<Uint8Array> {
   const buf = into ?? new Uint8Array(length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, position + done);
     if (bytesRead === 0)
-      throw new VeraError(ErrorCode.IO_ERROR, `unexpected end of file: wanted ${length} bytes at offset ${position}, got ${done}`, {
-        expected: position + length,
-        received: position + done,
-      });
+      throw new VeraError(
+        ErrorCode.IO_ERROR,
+        `unexpected end of file: wanted ${length} bytes at offset ${position}, got ${done}`,
+        {
+          expected: position + length,
+          received: position + done,
+        },
+      );
     done += bytesRead;
   }
   return buf;

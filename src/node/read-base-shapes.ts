@@ -29,7 +29,10 @@ async function readSafetensorsEntries(path: string): Promise<WeightEntry[]> {
     const size = (await fh.stat()).size;
     const head = new Uint8Array(8);
     await fh.read(head, 0, 8, 0);
-    const n = size >= 8 ? new DataView(head.buffer).getUint32(0, true) + new DataView(head.buffer).getUint32(4, true) * 2 ** 32 : 0;
+    const n =
+      size >= 8
+        ? new DataView(head.buffer).getUint32(0, true) + new DataView(head.buffer).getUint32(4, true) * 2 ** 32
+        : 0;
     const want = Math.min(size, 8 + Math.min(n, 100_000_000));
     const bytes = new Uint8Array(want);
     await fh.read(bytes, 0, want, 0);
@@ -49,18 +52,32 @@ function parseJson(bytes: Uint8Array, path: string): unknown {
   try {
     return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (e) {
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${path} is not valid JSON: ${(e as Error).message}`, { path, cause: e });
+    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${path} is not valid JSON: ${(e as Error).message}`, {
+      path,
+      cause: e,
+    });
   }
 }
 
 /** A shard file name from an index: one plain file name in the index's folder (never a path). */
 function checkShardName(name: unknown, indexPath: string): string {
-  if (typeof name !== "string" || name === "" || name === "." || name === ".." || /[\\/\0]/.test(name) || !name.endsWith(".safetensors"))
-    throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `${indexPath} names shard ${JSON.stringify(name)}, which is not a plain .safetensors file name in the same folder`, {
-      path: indexPath,
-      expected: "a file name like model-00001-of-00002.safetensors",
-      received: name,
-    });
+  if (
+    typeof name !== "string" ||
+    name === "" ||
+    name === "." ||
+    name === ".." ||
+    /[\\/\0]/.test(name) ||
+    !name.endsWith(".safetensors")
+  )
+    throw new VeraError(
+      ErrorCode.IO_UNSAFE_PATH,
+      `${indexPath} names shard ${JSON.stringify(name)}, which is not a plain .safetensors file name in the same folder`,
+      {
+        path: indexPath,
+        expected: "a file name like model-00001-of-00002.safetensors",
+        received: name,
+      },
+    );
   return name;
 }
 
@@ -90,7 +107,10 @@ export async function readBaseShapes(params: ReadBaseShapesParams): Promise<Base
       }
     }
     if (!found)
-      throw new VeraError(PeftErrorCode.PEFT_BASE_UNSUPPORTED, `${path} holds none of ${candidates.join(", ")}`, { path, expected: candidates.join(" | ") });
+      throw new VeraError(PeftErrorCode.PEFT_BASE_UNSUPPORTED, `${path} holds none of ${candidates.join(", ")}`, {
+        path,
+        expected: candidates.join(" | "),
+      });
     path = found;
   }
   const name = basename(path);
@@ -98,23 +118,30 @@ export async function readBaseShapes(params: ReadBaseShapesParams): Promise<Base
     const model = readOnnxModel({ bytes: await readFileBytes(path) });
     return baseShapesFromOnnx({ weights: listLinearWeights({ model }), label: name });
   }
-  if (name.endsWith(".safetensors")) return baseShapesFromWeights({ tensors: await readSafetensorsEntries(path), label: `${name} (header)` });
+  if (name.endsWith(".safetensors"))
+    return baseShapesFromWeights({ tensors: await readSafetensorsEntries(path), label: `${name} (header)` });
   if (name.endsWith(".json")) {
     const json = parseJson(await readFileBytes(path), path);
     if (typeof json === "object" && json !== null && "weight_map" in json) {
       const map = (json as { weight_map: unknown }).weight_map;
       if (typeof map !== "object" || map === null || Array.isArray(map))
         throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${path}: weight_map must be an object`, { path });
-      const shards = [...new Set(Object.values(map as Record<string, unknown>).map((s) => checkShardName(s, path)))].sort();
+      const shards = [
+        ...new Set(Object.values(map as Record<string, unknown>).map((s) => checkShardName(s, path))),
+      ].sort();
       const entries: WeightEntry[] = [];
       for (const s of shards) entries.push(...(await readSafetensorsEntries(join(dirname(path), s))));
       return baseShapesFromWeights({ tensors: entries, label: `${name} (${shards.length} shard header(s))` });
     }
     return baseShapesFromConfig({ config: json, label: name });
   }
-  throw new VeraError(PeftErrorCode.PEFT_BASE_UNSUPPORTED, `base ${path}: expected a config.json, .safetensors, model.safetensors.index.json or .onnx file`, {
-    path,
-    expected: "config.json | *.safetensors | *.safetensors.index.json | *.onnx",
-    received: name,
-  });
+  throw new VeraError(
+    PeftErrorCode.PEFT_BASE_UNSUPPORTED,
+    `base ${path}: expected a config.json, .safetensors, model.safetensors.index.json or .onnx file`,
+    {
+      path,
+      expected: "config.json | *.safetensors | *.safetensors.index.json | *.onnx",
+      received: name,
+    },
+  );
 }

@@ -87,10 +87,14 @@ export function applyEdits(params: ApplyEditsParams): EditedBytes {
   if (pos < bytes.length) chunks.push(bytes.subarray(pos));
   length += bytes.length - pos;
   if (length > maxBytes)
-    throw new VeraError(OnnxErrorCode.ONNX_TOO_LARGE, `the merged model would be ${length} bytes, above the protobuf limit of ${maxBytes}`, {
-      expected: `<= ${maxBytes}`,
-      received: length,
-    });
+    throw new VeraError(
+      OnnxErrorCode.ONNX_TOO_LARGE,
+      `the merged model would be ${length} bytes, above the protobuf limit of ${maxBytes}`,
+      {
+        expected: `<= ${maxBytes}`,
+        received: length,
+      },
+    );
   return { chunks, length };
 }
 

@@ -19,11 +19,15 @@ export interface CheckExternalLocationParams {
 export function checkExternalLocation(params: CheckExternalLocationParams): string[] {
   const { location, tensor } = params;
   const fail = (why: string): VeraError =>
-    new VeraError(ErrorCode.IO_UNSAFE_PATH, `initializer ${JSON.stringify(tensor)}: external data location ${JSON.stringify(location)} ${why}`, {
-      path: tensor,
-      expected: "a relative path inside the model's folder",
-      received: location,
-    });
+    new VeraError(
+      ErrorCode.IO_UNSAFE_PATH,
+      `initializer ${JSON.stringify(tensor)}: external data location ${JSON.stringify(location)} ${why}`,
+      {
+        path: tensor,
+        expected: "a relative path inside the model's folder",
+        received: location,
+      },
+    );
   if (location.length === 0) throw fail("is empty");
   if (location.includes("\0")) throw fail("contains a NUL byte");
   if (location.startsWith("/") || location.startsWith("\\")) throw fail("is absolute");

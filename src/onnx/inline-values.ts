@@ -29,7 +29,9 @@ export function readInlineValues(bytes: Uint8Array, tensor: OnnxTensor, dtype: W
   const s = tensor.storage;
   const out = new Uint8Array(n * size);
   const bad = (msg: string): VeraError =>
-    new VeraError(OnnxErrorCode.ONNX_STORAGE, `initializer ${JSON.stringify(tensor.name)}: ${msg}`, { path: tensor.name });
+    new VeraError(OnnxErrorCode.ONNX_STORAGE, `initializer ${JSON.stringify(tensor.name)}: ${msg}`, {
+      path: tensor.name,
+    });
   switch (s.kind) {
     case "raw":
       if (s.end - s.start !== n * size) throw bad(`raw_data holds ${s.end - s.start} bytes, expected ${n * size}`);
@@ -101,13 +103,22 @@ export function inlineValueEdits(tensor: OnnxTensor, dtype: WeightDtype, values:
       for (let i = 0; i < n; i++) u16[i] = values[2 * i]! | (values[2 * i + 1]! << 8);
       const edits: ByteEdit[] = [];
       s.fields.forEach((f, i) => {
-        edits.push({ start: f.start, end: f.end, data: i === 0 ? encodePackedVarints(5, u16) : new Uint8Array(0), span });
+        edits.push({
+          start: f.start,
+          end: f.end,
+          data: i === 0 ? encodePackedVarints(5, u16) : new Uint8Array(0),
+          span,
+        });
       });
       return edits;
     }
     default:
-      throw new VeraError(OnnxErrorCode.ONNX_STORAGE, `initializer ${JSON.stringify(tensor.name)}: values stored as ${s.kind} cannot be merged inline`, {
-        path: tensor.name,
-      });
+      throw new VeraError(
+        OnnxErrorCode.ONNX_STORAGE,
+        `initializer ${JSON.stringify(tensor.name)}: values stored as ${s.kind} cannot be merged inline`,
+        {
+          path: tensor.name,
+        },
+      );
   }
 }

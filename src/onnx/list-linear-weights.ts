@@ -186,7 +186,10 @@ function attnAliases(path: string): string[] {
   return out;
 }
 
-function pathsFor(node: OnnxNode, initializer: string): { module: string; source: ModulePathSource; paths: string[] } | undefined {
+function pathsFor(
+  node: OnnxNode,
+  initializer: string,
+): { module: string; source: ModulePathSource; paths: string[] } | undefined {
   const found: Array<{ path: string; source: ModulePathSource }> = [];
   const scopes = node.metadata["pkg.torch.onnx.name_scopes"];
   if (scopes !== undefined) {

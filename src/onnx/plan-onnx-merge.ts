@@ -180,7 +180,9 @@ function storageIssue(t: OnnxTensor, dtype: WeightDtype): string | undefined {
       if (dtype === "F32") return "int32_data cannot hold float32 values";
       return s.count === n ? undefined : `int32_data holds ${s.count} values, expected ${n}`;
     case "external":
-      return s.length === undefined || s.length === bytes ? undefined : `external data length ${s.length}, expected ${bytes}`;
+      return s.length === undefined || s.length === bytes
+        ? undefined
+        : `external data length ${s.length}, expected ${bytes}`;
     case "empty":
       return "the tensor holds no values";
     default:
@@ -219,18 +221,36 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
   const fusedPending = new Map<string, Array<{ shape: ModuleShape; hit: Hit }>>();
 
   const taken = new Set([...index.initializers.keys(), ...index.producer.keys()]);
-  const plannedFor = (w: LinearWeight | undefined, t: OnnxTensor, layout: WeightLayout, source: PlannedWeight["source"], module: string): PlannedWeight | undefined => {
+  const plannedFor = (
+    w: LinearWeight | undefined,
+    t: OnnxTensor,
+    layout: WeightLayout,
+    source: PlannedWeight["source"],
+    module: string,
+  ): PlannedWeight | undefined => {
     const untie = w !== undefined && w.uses > 1 && params.untie === true;
     const key = untie ? `${t.name}\u0000${w!.entry.graph}:${w!.entry.node}:${w!.entry.input}` : t.name;
     const existing = planned.get(key);
     if (existing) return existing;
     const dtype = weightDtypeOf(t.dataType);
     if (!dtype) {
-      issue(OnnxErrorCode.ONNX_DTYPE_UNSUPPORTED, `${module}: weight ${JSON.stringify(t.name)} is ${dataTypeName(t.dataType)}; only FLOAT, FLOAT16 and BFLOAT16 weights can be merged`, module, "FLOAT | FLOAT16 | BFLOAT16", dataTypeName(t.dataType));
+      issue(
+        OnnxErrorCode.ONNX_DTYPE_UNSUPPORTED,
+        `${module}: weight ${JSON.stringify(t.name)} is ${dataTypeName(t.dataType)}; only FLOAT, FLOAT16 and BFLOAT16 weights can be merged`,
+        module,
+        "FLOAT | FLOAT16 | BFLOAT16",
+        dataTypeName(t.dataType),
+      );
       return undefined;
     }
     if (t.dims.length !== 2) {
-      issue(OnnxErrorCode.ONNX_SHAPE_MISMATCH, `${module}: weight ${JSON.stringify(t.name)} has ${t.dims.length} dimensions, expected 2`, module, 2, t.dims);
+      issue(
+        OnnxErrorCode.ONNX_SHAPE_MISMATCH,
+        `${module}: weight ${JSON.stringify(t.name)} has ${t.dims.length} dimensions, expected 2`,
+        module,
+        2,
+        t.dims,
+      );
       return undefined;
     }
     const st = storageIssue(t, dtype);
@@ -258,9 +278,14 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
       for (let k = 2; taken.has(name); k++) name = `${t.name}.untied${k}`;
       taken.add(name);
       p.untie = { name, uses: w!.uses, ...w!.entry };
-      warnings.push(`weight ${JSON.stringify(t.name)} is used ${w!.uses} times: ${module} gets its own merged copy ${JSON.stringify(name)}; the other users keep the original`);
+      warnings.push(
+        `weight ${JSON.stringify(t.name)} is used ${w!.uses} times: ${module} gets its own merged copy ${JSON.stringify(name)}; the other users keep the original`,
+      );
     }
-    if (index.overridable.has(t.name)) warnings.push(`weight ${JSON.stringify(t.name)} is also a graph input: a caller that feeds it overrides the merged values`);
+    if (index.overridable.has(t.name))
+      warnings.push(
+        `weight ${JSON.stringify(t.name)} is also a graph input: a caller that feeds it overrides the merged values`,
+      );
     planned.set(key, p);
     return p;
   };
@@ -278,7 +303,14 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
     return false;
   };
 
-  const addModule = (p: PlannedWeight, shape: ModuleShape, matched: string, matchedBy: MatchKind, outStart: number, outEnd: number): void => {
+  const addModule = (
+    p: PlannedWeight,
+    shape: ModuleShape,
+    matched: string,
+    matchedBy: MatchKind,
+    outStart: number,
+    outEnd: number,
+  ): void => {
     if (shape.inFeatures !== p.inFeatures || outEnd - outStart !== shape.outFeatures || outEnd > p.outFeatures) {
       issue(
         OnnxErrorCode.ONNX_SHAPE_MISMATCH,
@@ -289,7 +321,15 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
       );
       return;
     }
-    p.modules.push({ module: shape.name, matched, matchedBy, outStart, outEnd, inFeatures: shape.inFeatures, outFeatures: shape.outFeatures });
+    p.modules.push({
+      module: shape.name,
+      matched,
+      matchedBy,
+      outStart,
+      outEnd,
+      inFeatures: shape.inFeatures,
+      outFeatures: shape.outFeatures,
+    });
   };
 
   for (const shape of modules) {
@@ -297,7 +337,11 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
     if (m) {
       const t = index.initializers.get(m.initializer);
       if (!t) {
-        issue(OnnxErrorCode.ONNX_MAPPING, `${shape.name}: the mapping names initializer ${JSON.stringify(m.initializer)}, which the model does not have`, shape.name);
+        issue(
+          OnnxErrorCode.ONNX_MAPPING,
+          `${shape.name}: the mapping names initializer ${JSON.stringify(m.initializer)}, which the model does not have`,
+          shape.name,
+        );
         continue;
       }
       const w = weights.find((x) => x.initializer === t.name);
@@ -307,18 +351,30 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
       }
       if (w && !checkShared(w, shape.name)) continue;
       if (!w && (index.uses.get(t.name) ?? 0) > 1) {
-        issue(OnnxErrorCode.ONNX_SHARED_WEIGHT, `${shape.name}: weight ${JSON.stringify(t.name)} is used ${index.uses.get(t.name)} times; merging would change every user`, shape.name);
+        issue(
+          OnnxErrorCode.ONNX_SHARED_WEIGHT,
+          `${shape.name}: weight ${JSON.stringify(t.name)} is used ${index.uses.get(t.name)} times; merging would change every user`,
+          shape.name,
+        );
         continue;
       }
       const layout = m.layout ?? w?.layout;
       if (!layout) {
-        issue(OnnxErrorCode.ONNX_MAPPING, `${shape.name}: initializer ${JSON.stringify(t.name)} has no MatMul/Gemm consumer; give "layout" ("in_out" or "out_in") in the mapping`, shape.name);
+        issue(
+          OnnxErrorCode.ONNX_MAPPING,
+          `${shape.name}: initializer ${JSON.stringify(t.name)} has no MatMul/Gemm consumer; give "layout" ("in_out" or "out_in") in the mapping`,
+          shape.name,
+        );
         continue;
       }
       const p = plannedFor(w, t, layout, "mapping", shape.name);
       if (!p) continue;
       if (p.layout !== layout) {
-        issue(OnnxErrorCode.ONNX_MAPPING, `${shape.name}: layout ${layout} disagrees with ${p.layout} used by another module of the same weight`, shape.name);
+        issue(
+          OnnxErrorCode.ONNX_MAPPING,
+          `${shape.name}: layout ${layout} disagrees with ${p.layout} used by another module of the same weight`,
+          shape.name,
+        );
         continue;
       }
       const [s, e] = m.outRange ?? [0, p.outFeatures];
@@ -417,7 +473,11 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
       const a = p.modules[i - 1]!;
       const b = p.modules[i]!;
       if (b.outStart < a.outEnd)
-        issue(OnnxErrorCode.ONNX_OVERLAP, `${b.module}: writes rows [${b.outStart}, ${b.outEnd}) of ${JSON.stringify(p.initializer)}, which ${a.module} also writes`, b.module);
+        issue(
+          OnnxErrorCode.ONNX_OVERLAP,
+          `${b.module}: writes rows [${b.outStart}, ${b.outEnd}) of ${JSON.stringify(p.initializer)}, which ${a.module} also writes`,
+          b.module,
+        );
     }
   }
   if (issues.length > 0) throw VeraError.fromIssues(issues);
@@ -425,7 +485,10 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
   const result = [...planned.values()].filter((p) => p.modules.length > 0);
   result.forEach((p) => order.set(p.tensor, p.tensor.span.start));
   result.sort((a, b) => order.get(a.tensor)! - order.get(b.tensor)!);
-  if (skipped.length > 0) warnings.push(`${skipped.length} adapter module(s) have no weight in this model and were left out: ${skipped.join(", ")}`);
+  if (skipped.length > 0)
+    warnings.push(
+      `${skipped.length} adapter module(s) have no weight in this model and were left out: ${skipped.join(", ")}`,
+    );
   return { weights: result, warnings, skipped };
 }
 

@@ -29,7 +29,10 @@ function invalid(message: string, path?: string): VeraError {
 
 function sub(f: WireField, parent: MessageSpan): MessageSpan {
   if (f.wireType !== WireType.LEN)
-    throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: field ${f.field} should be a message`);
+    throw new VeraError(
+      OnnxErrorCode.ONNX_PARSE,
+      `malformed ONNX protobuf at byte ${f.start}: field ${f.field} should be a message`,
+    );
   return { lenStart: f.lenStart, start: f.dataStart, end: f.dataEnd, parent };
 }
 
@@ -91,7 +94,11 @@ class Reader {
           name = fieldString(b, f);
           break;
         case 9:
-          if (f.wireType !== WireType.LEN) throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: raw_data is not bytes`);
+          if (f.wireType !== WireType.LEN)
+            throw new VeraError(
+              OnnxErrorCode.ONNX_PARSE,
+              `malformed ONNX protobuf at byte ${f.start}: raw_data is not bytes`,
+            );
           raw = f;
           break;
         case 13:
@@ -110,21 +117,33 @@ class Reader {
     if (location === 1) {
       const ext: Record<string, string> = {};
       for (const e of entries) {
-        if (e.key in ext) throw new VeraError(OnnxErrorCode.ONNX_EXTERNAL_DATA, `${where}: external_data key "${e.key}" appears twice`, { path: name });
+        if (e.key in ext)
+          throw new VeraError(
+            OnnxErrorCode.ONNX_EXTERNAL_DATA,
+            `${where}: external_data key "${e.key}" appears twice`,
+            { path: name },
+          );
         ext[e.key] = e.value;
       }
       const loc = ext["location"];
       if (loc === undefined || loc === "")
-        throw new VeraError(OnnxErrorCode.ONNX_EXTERNAL_DATA, `${where}: external data without a "location"`, { path: name, expected: "location" });
+        throw new VeraError(OnnxErrorCode.ONNX_EXTERNAL_DATA, `${where}: external data without a "location"`, {
+          path: name,
+          expected: "location",
+        });
       const num = (key: string): number | undefined => {
         const v = ext[key];
         if (v === undefined) return undefined;
         if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(Number(v)))
-          throw new VeraError(OnnxErrorCode.ONNX_EXTERNAL_DATA, `${where}: external_data ${key} must be a non-negative integer`, {
-            path: name,
-            expected: "decimal integer",
-            received: v,
-          });
+          throw new VeraError(
+            OnnxErrorCode.ONNX_EXTERNAL_DATA,
+            `${where}: external_data ${key} must be a non-negative integer`,
+            {
+              path: name,
+              expected: "decimal integer",
+              received: v,
+            },
+          );
         return Number(v);
       };
       const offset = num("offset") ?? 0;
@@ -160,7 +179,8 @@ class Reader {
           attr.type = fieldUint(b, f);
           break;
         case 2:
-          if (f.wireType === WireType.I32) attr.f = new DataView(b.buffer, b.byteOffset + f.dataStart, 4).getFloat32(0, true);
+          if (f.wireType === WireType.I32)
+            attr.f = new DataView(b.buffer, b.byteOffset + f.dataStart, 4).getFloat32(0, true);
           break;
         case 3:
           attr.i = fieldInt64(b, f);
@@ -286,9 +306,17 @@ function countFixed32(fs: WireField[]): number {
     if (f.wireType === WireType.I32) n += 1;
     else if (f.wireType === WireType.LEN) {
       const len = f.dataEnd - f.dataStart;
-      if (len % 4 !== 0) throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: packed float_data of ${len} bytes`);
+      if (len % 4 !== 0)
+        throw new VeraError(
+          OnnxErrorCode.ONNX_PARSE,
+          `malformed ONNX protobuf at byte ${f.start}: packed float_data of ${len} bytes`,
+        );
       n += len / 4;
-    } else throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: float_data has wire type ${f.wireType}`);
+    } else
+      throw new VeraError(
+        OnnxErrorCode.ONNX_PARSE,
+        `malformed ONNX protobuf at byte ${f.start}: float_data has wire type ${f.wireType}`,
+      );
   }
   return n;
 }
@@ -303,7 +331,11 @@ function countVarints(bytes: Uint8Array, fs: WireField[]): number {
         p = readVarint(bytes, p, f.dataEnd).next;
         n++;
       }
-    } else throw new VeraError(OnnxErrorCode.ONNX_PARSE, `malformed ONNX protobuf at byte ${f.start}: int32_data has wire type ${f.wireType}`);
+    } else
+      throw new VeraError(
+        OnnxErrorCode.ONNX_PARSE,
+        `malformed ONNX protobuf at byte ${f.start}: int32_data has wire type ${f.wireType}`,
+      );
   }
   return n;
 }
@@ -354,7 +386,10 @@ export function readOnnxModel(params: ReadOnnxModelParams): OnnxModel {
         break;
     }
   }
-  if (!graphSpan) throw new VeraError(OnnxErrorCode.ONNX_NO_GRAPH, "the ONNX model has no graph (ModelProto field 7)", { expected: "graph" });
+  if (!graphSpan)
+    throw new VeraError(OnnxErrorCode.ONNX_NO_GRAPH, "the ONNX model has no graph (ModelProto field 7)", {
+      expected: "graph",
+    });
   reader.graph(graphSpan, -1, 0);
   return { bytes, irVersion, opsetImports, producerName, producerVersion, graphs: reader.graphs };
 }

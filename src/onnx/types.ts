@@ -63,7 +63,14 @@ export type TensorStorage =
   /** `int32_data` (field 5): varints (packed or not), fp16/bf16 bit patterns for those types. */
   | { kind: "int32_data"; fields: WireField[]; count: number }
   /** External data: bytes in another file. */
-  | { kind: "external"; location: string; offset: number; length: number | undefined; checksum?: string; entries: Array<{ key: string; value: string }> }
+  | {
+      kind: "external";
+      location: string;
+      offset: number;
+      length: number | undefined;
+      checksum?: string;
+      entries: Array<{ key: string; value: string }>;
+    }
   /** No values at all (allowed for zero-sized tensors only). */
   | { kind: "empty" }
   /** Another typed field (int64_data, double_data, string_data, ...), never patched. */
@@ -142,8 +149,28 @@ export interface OnnxModel {
 }
 
 const BITS: Record<number, number> = {
-  1: 32, 2: 8, 3: 8, 4: 16, 5: 16, 6: 32, 7: 64, 9: 8, 10: 16, 11: 64, 12: 32, 13: 64, 14: 64, 15: 128, 16: 16,
-  17: 8, 18: 8, 19: 8, 20: 8, 21: 4, 22: 4, 23: 4,
+  1: 32,
+  2: 8,
+  3: 8,
+  4: 16,
+  5: 16,
+  6: 32,
+  7: 64,
+  9: 8,
+  10: 16,
+  11: 64,
+  12: 32,
+  13: 64,
+  14: 64,
+  15: 128,
+  16: 16,
+  17: 8,
+  18: 8,
+  19: 8,
+  20: 8,
+  21: 4,
+  22: 4,
+  23: 4,
 };
 
 /**

@@ -81,6 +81,11 @@ export function untieEdits(params: UntieEditsParams): ByteEdit[] {
     parts.push(varintField(14, 1));
   }
   const graph = model.graphs[t.graphIndex]!;
-  const insert: ByteEdit = { start: graph.span.end, end: graph.span.end, data: lenField(5, concat(parts)), span: graph.span };
+  const insert: ByteEdit = {
+    start: graph.span.end,
+    end: graph.span.end,
+    data: lenField(5, concat(parts)),
+    span: graph.span,
+  };
   return [nameEdit, insert];
 }

@@ -41,7 +41,9 @@ export function parseWeightMapping(params: ParseWeightMappingParams): WeightMapp
     try {
       doc = JSON.parse(doc);
     } catch (e) {
-      throw new VeraError(OnnxErrorCode.ONNX_MAPPING, `mapping file is not JSON: ${(e as Error).message}`, { expected: "JSON object" });
+      throw new VeraError(OnnxErrorCode.ONNX_MAPPING, `mapping file is not JSON: ${(e as Error).message}`, {
+        expected: "JSON object",
+      });
     }
   }
   const issues: Issue[] = [];
@@ -49,11 +51,19 @@ export function parseWeightMapping(params: ParseWeightMappingParams): WeightMapp
     issues.push({ code: OnnxErrorCode.ONNX_MAPPING, message, path, expected, received });
   };
   const out: WeightMapping = {};
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc) || typeof (doc as { modules?: unknown }).modules !== "object") {
-    throw new VeraError(OnnxErrorCode.ONNX_MAPPING, `mapping must be an object {"modules": {...}}`, { expected: '{"modules": {...}}' });
+  if (
+    typeof doc !== "object" ||
+    doc === null ||
+    Array.isArray(doc) ||
+    typeof (doc as { modules?: unknown }).modules !== "object"
+  ) {
+    throw new VeraError(OnnxErrorCode.ONNX_MAPPING, `mapping must be an object {"modules": {...}}`, {
+      expected: '{"modules": {...}}',
+    });
   }
   const modules = (doc as { modules: unknown }).modules;
-  if (modules === null || Array.isArray(modules)) throw new VeraError(OnnxErrorCode.ONNX_MAPPING, `"modules" must be an object`, { path: "/modules" });
+  if (modules === null || Array.isArray(modules))
+    throw new VeraError(OnnxErrorCode.ONNX_MAPPING, `"modules" must be an object`, { path: "/modules" });
   for (const [name, v] of Object.entries(modules as Record<string, unknown>)) {
     const path = `/modules/${name}`;
     if (name === "") fail(path, "empty module path");
@@ -67,19 +77,26 @@ export function parseWeightMapping(params: ParseWeightMappingParams): WeightMapp
       continue;
     }
     const o = v as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (!["initializer", "layout", "outRange"].includes(k)) fail(`${path}/${k}`, `unknown key "${k}"`);
+    for (const k of Object.keys(o))
+      if (!["initializer", "layout", "outRange"].includes(k)) fail(`${path}/${k}`, `unknown key "${k}"`);
     if (typeof o.initializer !== "string" || o.initializer === "") {
       fail(`${path}/initializer`, "initializer must be a non-empty string", "string", o.initializer);
       continue;
     }
     const entry: WeightMappingEntry = { initializer: o.initializer };
     if (o.layout !== undefined) {
-      if (o.layout !== "in_out" && o.layout !== "out_in") fail(`${path}/layout`, `layout must be "in_out" or "out_in"`, "in_out | out_in", o.layout);
+      if (o.layout !== "in_out" && o.layout !== "out_in")
+        fail(`${path}/layout`, `layout must be "in_out" or "out_in"`, "in_out | out_in", o.layout);
       else entry.layout = o.layout;
     }
     if (o.outRange !== undefined) {
       const r = o.outRange;
-      if (!Array.isArray(r) || r.length !== 2 || !r.every((x) => Number.isSafeInteger(x) && (x as number) >= 0) || (r[0] as number) >= (r[1] as number))
+      if (
+        !Array.isArray(r) ||
+        r.length !== 2 ||
+        !r.every((x) => Number.isSafeInteger(x) && (x as number) >= 0) ||
+        (r[0] as number) >= (r[1] as number)
+      )
         fail(`${path}/outRange`, "outRange must be [start, end] with 0 <= start < end", "[start, end]", r);
       else entry.outRange = [r[0] as number, r[1] as number];
     }

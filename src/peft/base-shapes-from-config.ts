@@ -13,11 +13,38 @@ export interface BaseShapesFromConfigParams {
 
 /** The `model_type` values {@link baseShapesFromConfig} understands. */
 export const SUPPORTED_MODEL_TYPES = [
-  "llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "granite",
-  "phi3", "gpt2", "bert", "roberta", "xlm-roberta",
+  "llama",
+  "mistral",
+  "mixtral",
+  "qwen2",
+  "qwen3",
+  "gemma",
+  "gemma2",
+  "gemma3_text",
+  "olmo",
+  "olmo2",
+  "granite",
+  "phi3",
+  "gpt2",
+  "bert",
+  "roberta",
+  "xlm-roberta",
 ] as const;
 
-const LLAMA_LIKE = new Set(["llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "granite", "phi3"]);
+const LLAMA_LIKE = new Set([
+  "llama",
+  "mistral",
+  "mixtral",
+  "qwen2",
+  "qwen3",
+  "gemma",
+  "gemma2",
+  "gemma3_text",
+  "olmo",
+  "olmo2",
+  "granite",
+  "phi3",
+]);
 const BERT_LIKE = new Set(["bert", "roberta", "xlm-roberta"]);
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -35,26 +62,41 @@ function isObj(v: unknown): v is Record<string, unknown> {
 export function baseShapesFromConfig(params: BaseShapesFromConfigParams): BaseShapes {
   const label = params.label ?? "config.json";
   const c = params.config;
-  if (!isObj(c)) throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} is not a JSON object`, { path: label });
+  if (!isObj(c))
+    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} is not a JSON object`, { path: label });
   const modelType = c["model_type"];
   if (typeof modelType !== "string")
-    throw new VeraError(PeftErrorCode.PEFT_BASE_UNSUPPORTED, `${label} has no model_type; pass the weights (model.safetensors) or an ONNX model as the base instead`, {
-      path: `${label}/model_type`,
-      expected: SUPPORTED_MODEL_TYPES.join("|"),
-    });
+    throw new VeraError(
+      PeftErrorCode.PEFT_BASE_UNSUPPORTED,
+      `${label} has no model_type; pass the weights (model.safetensors) or an ONNX model as the base instead`,
+      {
+        path: `${label}/model_type`,
+        expected: SUPPORTED_MODEL_TYPES.join("|"),
+      },
+    );
   const int = (key: string, fallback?: number): number => {
     const v = c[key];
     if (v === undefined || v === null) {
       if (fallback !== undefined) return fallback;
-      throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} (${modelType}) needs "${key}"`, { path: `${label}/${key}`, expected: "a positive integer" });
+      throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} (${modelType}) needs "${key}"`, {
+        path: `${label}/${key}`,
+        expected: "a positive integer",
+      });
     }
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1)
-      throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label}: "${key}" must be a positive integer`, { path: `${label}/${key}`, expected: "a positive integer", received: v });
+      throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label}: "${key}" must be a positive integer`, {
+        path: `${label}/${key}`,
+        expected: "a positive integer",
+        received: v,
+      });
     return v;
   };
-  const archs = Array.isArray(c["architectures"]) ? (c["architectures"] as unknown[]).filter((x): x is string => typeof x === "string") : [];
+  const archs = Array.isArray(c["architectures"])
+    ? (c["architectures"] as unknown[]).filter((x): x is string => typeof x === "string")
+    : [];
   const arch = archs[0] ?? "";
-  const numLabels = (): number => (isObj(c["id2label"]) ? Object.keys(c["id2label"] as object).length : int("num_labels", 2));
+  const numLabels = (): number =>
+    isObj(c["id2label"]) ? Object.keys(c["id2label"] as object).length : int("num_labels", 2);
   const modules: BaseModule[] = [];
   const add = (path: string, inFeatures: number, outFeatures: number, layout: Layout = "linear") =>
     modules.push({ path, shapes: [{ inFeatures, outFeatures, layout }] });
@@ -135,10 +177,13 @@ export function baseShapesFromConfig(params: BaseShapesFromConfigParams): BaseSh
     }
     return { source: "config", description: `${label} (${modelType}${arch ? `, ${arch}` : ""})`, modules };
   }
-  throw new VeraError(PeftErrorCode.PEFT_BASE_UNSUPPORTED, `${label}: model_type "${modelType}" is not one verakit can size from config.json; pass the weights (model.safetensors or its index) or an ONNX model as the base`, {
-    path: `${label}/model_type`,
-    expected: SUPPORTED_MODEL_TYPES.join("|"),
-    received: modelType,
-  });
+  throw new VeraError(
+    PeftErrorCode.PEFT_BASE_UNSUPPORTED,
+    `${label}: model_type "${modelType}" is not one verakit can size from config.json; pass the weights (model.safetensors or its index) or an ONNX model as the base`,
+    {
+      path: `${label}/model_type`,
+      expected: SUPPORTED_MODEL_TYPES.join("|"),
+      received: modelType,
+    },
+  );
 }
-

@@ -79,13 +79,19 @@ function loraConfig(a: VeraAdapter, rank: number, warnings: string[]): PyObject 
   const dropout = get("vera_dropout");
   const taskType = get("task_type") ?? (typeof t["task_type"] === "string" ? (t["task_type"] as string) : null);
   const modulesToSave: PyJson =
-    get("modules_to_save") ?? (Array.isArray(t["modules_to_save"]) ? (t["modules_to_save"] as string[]).filter((x) => typeof x === "string") : null);
+    get("modules_to_save") ??
+    (Array.isArray(t["modules_to_save"])
+      ? (t["modules_to_save"] as string[]).filter((x) => typeof x === "string")
+      : null);
   return new Map<string, PyJson>([
     ["alora_invocation_tokens", null],
     ["alpha_pattern", new Map()],
     ["arrow_config", null],
     ["auto_mapping", get("auto_mapping") ?? null],
-    ["base_model_name_or_path", a.baseModel?.id ?? (typeof get("base_model_name_or_path") === "string" ? get("base_model_name_or_path")! : null)],
+    [
+      "base_model_name_or_path",
+      a.baseModel?.id ?? (typeof get("base_model_name_or_path") === "string" ? get("base_model_name_or_path")! : null),
+    ],
     ["bias", bias === "vera_only" ? "lora_only" : bias === "all" ? "all" : "none"],
     ["corda_config", null],
     ["ensure_weight_tying", false],
@@ -101,7 +107,12 @@ function loraConfig(a: VeraAdapter, rank: number, warnings: string[]): PyObject 
     ["loftq_config", new Map()],
     ["lora_alpha", pyInt(rank)],
     ["lora_bias", false],
-    ["lora_dropout", dropout !== undefined && dropout !== null && isPyNumber(dropout) ? pyFloat(pyNumberValue(dropout)) : pyFloat(typeof t["vera_dropout"] === "number" ? (t["vera_dropout"] as number) : 0)],
+    [
+      "lora_dropout",
+      dropout !== undefined && dropout !== null && isPyNumber(dropout)
+        ? pyFloat(pyNumberValue(dropout))
+        : pyFloat(typeof t["vera_dropout"] === "number" ? (t["vera_dropout"] as number) : 0),
+    ],
     ["lora_ga_config", null],
     ["megatron_config", null],
     ["megatron_core", "megatron.core"],
@@ -179,18 +190,26 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
   const rank = params.rank ?? a.rank;
   const checkRank = (k: number, where: string) => {
     if (!Number.isSafeInteger(k) || k < 1 || k > a.rank)
-      throw new VeraError(PeftErrorCode.PEFT_LORA_RANK, `${where}: LoRA rank must be an integer in [1, ${a.rank}] (the VeRA rank), found ${k}`, {
-        path: where,
-        expected: `1..${a.rank}`,
-        received: k,
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_LORA_RANK,
+        `${where}: LoRA rank must be an integer in [1, ${a.rank}] (the VeRA rank), found ${k}`,
+        {
+          path: where,
+          expected: `1..${a.rank}`,
+          received: k,
+        },
+      );
   };
   checkRank(rank, "rank");
   const pattern = params.rankPattern ?? {};
   const names = new Set(a.modules.map((m) => m.name));
   for (const [k, v] of Object.entries(pattern)) {
     if (!names.has(k))
-      throw new VeraError(PeftErrorCode.PEFT_LORA_RANK, `rankPattern names "${k}", which is not a module of the adapter`, { path: `rankPattern/${k}`, received: k });
+      throw new VeraError(
+        PeftErrorCode.PEFT_LORA_RANK,
+        `rankPattern names "${k}", which is not a module of the adapter`,
+        { path: `rankPattern/${k}`, received: k },
+      );
     checkRank(v, `rankPattern/${k}`);
   }
   const compat = parsePeftVersion(params.peftCompat ?? DEFAULT_PEFT_VERSION);
@@ -198,7 +217,11 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
   const rankPattern: PyObject = new Map();
   for (const m of a.modules) if (ranks.get(m.name)! !== rank) rankPattern.set(m.name, pyInt(ranks.get(m.name)!));
   if (compareVersions(compat, { major: 0, minor: 7 }) < 0 && rankPattern.size > 0)
-    throw new VeraError(PeftErrorCode.PEFT_COMPAT, `per-module ranks need rank_pattern, which PEFT ${compat.text} does not have (>= 0.7)`, { path: "peftCompat", received: compat.text });
+    throw new VeraError(
+      PeftErrorCode.PEFT_COMPAT,
+      `per-module ranks need rank_pattern, which PEFT ${compat.text} does not have (>= 0.7)`,
+      { path: "peftCompat", received: compat.text },
+    );
 
   // config
   const warnings: string[] = [];
@@ -228,19 +251,30 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
     const k = ranks.get(m.name)!;
     const nA = `${MODEL_PREFIX}${m.name}.lora_A.weight`;
     const nB = `${MODEL_PREFIX}${m.name}.lora_B.weight`;
-    specs.push({ name: nA, dtype: "F32", shape: [k, m.inFeatures] }, { name: nB, dtype: "F32", shape: [m.outFeatures, k] });
+    specs.push(
+      { name: nA, dtype: "F32", shape: [k, m.inFeatures] },
+      { name: nB, dtype: "F32", shape: [m.outFeatures, k] },
+    );
     jobs.set(nA, { kind: "A", module: m });
     jobs.set(nB, { kind: "B", module: m });
   }
   for (const t of a.extraTensors ?? []) {
-    if (jobs.has(t.name)) throw new VeraError(PeftErrorCode.PEFT_TENSOR_UNEXPECTED, `extra tensor "${t.name}" collides with a LoRA tensor`, { path: t.name });
+    if (jobs.has(t.name))
+      throw new VeraError(
+        PeftErrorCode.PEFT_TENSOR_UNEXPECTED,
+        `extra tensor "${t.name}" collides with a LoRA tensor`,
+        { path: t.name },
+      );
     specs.push({ name: t.name, dtype: t.dtype, shape: t.shape });
     jobs.set(t.name, { kind: "extra", data: t.data });
     carried.push(t.name);
   }
   const layout = layoutTorchSafetensors(specs, { format: "pt" });
   const order = [...layout.offsets].sort((x, y) => x[1] - y[1]);
-  const tensors: LoraStreamTensor[] = order.map(([name], i) => ({ name, byteLength: (i + 1 < order.length ? order[i + 1]![1] : layout.size) - order[i]![1] }));
+  const tensors: LoraStreamTensor[] = order.map(([name], i) => ({
+    name,
+    byteLength: (i + 1 < order.length ? order[i + 1]![1] : layout.size) - order[i]![1],
+  }));
 
   // numbers
   let proj: { A: Float32Array; B: Float32Array } | undefined;
@@ -255,21 +289,28 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
       const { A, B } = projections();
       const r = a.rank;
       const left = new Float64Array(m.outFeatures * r);
-      for (let i = 0; i < m.outFeatures; i++) for (let j = 0; j < r; j++) left[i * r + j] = m.lambdaB[i]! * B[i * r + j]!;
+      for (let i = 0; i < m.outFeatures; i++)
+        for (let j = 0; j < r; j++) left[i * r + j] = m.lambdaB[i]! * B[i * r + j]!;
       const right = new Float64Array(r * m.inFeatures);
-      for (let i = 0; i < r; i++) for (let j = 0; j < m.inFeatures; j++) right[i * m.inFeatures + j] = m.lambdaD[i]! * A[i * a.maxIn + j]!;
+      for (let i = 0; i < r; i++)
+        for (let j = 0; j < m.inFeatures; j++) right[i * m.inFeatures + j] = m.lambdaD[i]! * A[i * a.maxIn + j]!;
       const res = bestRankK({ left, right, m: m.outFeatures, r, n: m.inFeatures, k });
       e = { A: res.A, B: res.B, kk: res.A.length / m.inFeatures, pending: 2 };
       approx.set(m.name, e);
       total += res.totalEnergy;
       discarded += res.discardedEnergy;
-      moduleReports.set(m.name, { name: m.name, rank: k, relativeError: res.totalEnergy > 0 ? Math.sqrt(res.discardedEnergy / res.totalEnergy) : 0 });
+      moduleReports.set(m.name, {
+        name: m.name,
+        rank: k,
+        relativeError: res.totalEnergy > 0 ? Math.sqrt(res.discardedEnergy / res.totalEnergy) : 0,
+      });
     }
     return e;
   };
   const fill = (index: number, target: Uint8Array): void => {
     const t = tensors[index];
-    if (!t || target.byteLength !== t.byteLength) throw new RangeError(`fill: bad tensor index ${index} or target size`);
+    if (!t || target.byteLength !== t.byteLength)
+      throw new RangeError(`fill: bad tensor index ${index} or target size`);
     const job = jobs.get(t.name)!;
     if (job.kind === "extra") {
       target.set(job.data);
@@ -279,7 +320,9 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
     const k = ranks.get(m.name)!;
     const r = a.rank;
     const aligned = target.byteOffset % 4 === 0;
-    const out = aligned ? new Float32Array(target.buffer, target.byteOffset, t.byteLength / 4) : new Float32Array(t.byteLength / 4);
+    const out = aligned
+      ? new Float32Array(target.buffer, target.byteOffset, t.byteLength / 4)
+      : new Float32Array(t.byteLength / 4);
     if (k === r) {
       // exact: row scaling only (float32 products of float32 values, rounded once, as torch does)
       const { A, B } = projections();
@@ -309,7 +352,9 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
     if (!aligned) target.set(bytesOf(out));
   };
   const report = (): ExpandToLoraReport => {
-    const modules = a.modules.map((m) => moduleReports.get(m.name) ?? { name: m.name, rank: ranks.get(m.name)!, relativeError: NaN });
+    const modules = a.modules.map(
+      (m) => moduleReports.get(m.name) ?? { name: m.name, rank: ranks.get(m.name)!, relativeError: NaN },
+    );
     let tot = total;
     if (modules.some((x) => x.rank !== a.rank)) {
       // relative to all modules' energy: add ||delta||_F^2 of the exact ones (trace of (L^T L)(R R^T), O((out + in) r^2))

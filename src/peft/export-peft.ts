@@ -65,9 +65,12 @@ export interface ExportPeftResult {
 /** @internal Defaults of a fresh VeraConfig as PEFT 0.21 writes it from save_pretrained. */
 function freshVeraConfig(adapter: VeraAdapter): PyObject {
   const t = adapter.training ?? {};
-  const num = (k: string, d: number) => (typeof t[k] === "number" && Number.isFinite(t[k] as number) ? (t[k] as number) : d);
-  const str = (k: string, allowed: string[], d: string) => (typeof t[k] === "string" && allowed.includes(t[k] as string) ? (t[k] as string) : d);
-  const strList = (k: string): PyJson => (Array.isArray(t[k]) && (t[k] as unknown[]).every((x) => typeof x === "string") ? [...(t[k] as string[])] : null);
+  const num = (k: string, d: number) =>
+    typeof t[k] === "number" && Number.isFinite(t[k] as number) ? (t[k] as number) : d;
+  const str = (k: string, allowed: string[], d: string) =>
+    typeof t[k] === "string" && allowed.includes(t[k] as string) ? (t[k] as string) : d;
+  const strList = (k: string): PyJson =>
+    Array.isArray(t[k]) && (t[k] as unknown[]).every((x) => typeof x === "string") ? [...(t[k] as string[])] : null;
   const taskTypes = ["SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION"];
   return new Map<string, PyJson>([
     ["auto_mapping", null],
@@ -87,7 +90,12 @@ function freshVeraConfig(adapter: VeraAdapter): PyObject {
     ["revision", null],
     ["save_projection", true],
     ["target_modules", null],
-    ["task_type", typeof t["task_type"] === "string" && taskTypes.includes(t["task_type"] as string) ? (t["task_type"] as string) : null],
+    [
+      "task_type",
+      typeof t["task_type"] === "string" && taskTypes.includes(t["task_type"] as string)
+        ? (t["task_type"] as string)
+        : null,
+    ],
     ["vera_dropout", pyFloat(num("vera_dropout", 0.0))],
   ]);
 }
@@ -98,7 +106,10 @@ export function targetModulesFor(adapter: VeraAdapter, original: PyJson | undefi
   if (original !== undefined && original !== null) {
     const ok = names.map((n) => matchesTargets(n, original));
     if (ok.every((x) => x === true) || (original === "all-linear" && names.length > 0)) return original;
-    if (ok.some((x) => x === false)) warnings.push("target_modules of the imported config does not select every module any more: written as the modules' full paths");
+    if (ok.some((x) => x === false))
+      warnings.push(
+        "target_modules of the imported config does not select every module any more: written as the modules' full paths",
+      );
   }
   return [...names].sort();
 }
@@ -124,39 +135,59 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
     cfg = freshVeraConfig(a);
     configKind = "new";
   }
-  const saveProjection = params.saveProjection ?? (typeof cfg.get("save_projection") === "boolean" ? (cfg.get("save_projection") as boolean) : true);
+  const saveProjection =
+    params.saveProjection ??
+    (typeof cfg.get("save_projection") === "boolean" ? (cfg.get("save_projection") as boolean) : true);
   const origVersion = typeof cfg.get("peft_version") === "string" ? (cfg.get("peft_version") as string) : undefined;
-  const compatText = params.peftCompat ?? (origin ? origVersion ?? "0.17.0" : DEFAULT_PEFT_VERSION);
+  const compatText = params.peftCompat ?? (origin ? (origVersion ?? "0.17.0") : DEFAULT_PEFT_VERSION);
   const compat: PeftVersion = parsePeftVersion(compatText);
   if (compareVersions(compat, { major: 0, minor: 11 }) < 0)
-    throw new VeraError(PeftErrorCode.PEFT_COMPAT, `VeRA exists in PEFT since 0.11.0; ${compat.text} cannot load it`, { path: "peftCompat", expected: ">= 0.11", received: compat.text });
-  const shapes = new Set(a.modules.map((m) => `${m.inFeatures}x${m.outFeatures}`));
-  if (compareVersions(compat, { major: 0, minor: 12 }) < 0 && shapes.size > 1)
-    throw new VeraError(PeftErrorCode.PEFT_COMPAT, `PEFT ${compat.text} requires every adapted module to have the same shape (found ${shapes.size} shapes); modules of different shapes need PEFT >= 0.12`, {
+    throw new VeraError(PeftErrorCode.PEFT_COMPAT, `VeRA exists in PEFT since 0.11.0; ${compat.text} cannot load it`, {
       path: "peftCompat",
-      expected: ">= 0.12",
+      expected: ">= 0.11",
       received: compat.text,
     });
+  const shapes = new Set(a.modules.map((m) => `${m.inFeatures}x${m.outFeatures}`));
+  if (compareVersions(compat, { major: 0, minor: 12 }) < 0 && shapes.size > 1)
+    throw new VeraError(
+      PeftErrorCode.PEFT_COMPAT,
+      `PEFT ${compat.text} requires every adapted module to have the same shape (found ${shapes.size} shapes); modules of different shapes need PEFT >= 0.12`,
+      {
+        path: "peftCompat",
+        expected: ">= 0.12",
+        received: compat.text,
+      },
+    );
 
   // projections: refuse what PEFT would silently replace
   const oldLoader = compareVersions(compat, { major: 0, minor: 21 }) < 0;
   const regeneratesOnLoad = !saveProjection || oldLoader;
   if (a.storedProjections && saveProjection && oldLoader && params.peftCompat === undefined) {
     // reproducing an imported file as it was: say what its PEFT version does with it
-    warnings.push(`the adapter keeps projections that no seed regenerates; PEFT ${compat.text} (<= 0.20) ignores saved projections and regenerates them: load it with PEFT >= 0.21`);
+    warnings.push(
+      `the adapter keeps projections that no seed regenerates; PEFT ${compat.text} (<= 0.20) ignores saved projections and regenerates them: load it with PEFT >= 0.21`,
+    );
   } else if (a.storedProjections && regeneratesOnLoad)
     throw new VeraError(
       PeftErrorCode.PEFT_PROJECTION_NOT_REGENERABLE,
       saveProjection
         ? `the adapter keeps projections that no seed regenerates, and PEFT ${compat.text} (<= 0.20) ignores saved projections and regenerates them: it would silently run other matrices. Target PEFT >= 0.21 (--peft-compat 0.21) or expand to LoRA instead`
         : "the adapter keeps projections that no seed regenerates: export them (--save-projection) for PEFT >= 0.21, or expand to LoRA instead",
-      { path: "storedProjections", expected: "projections regenerable from the seed", received: "explicit projections" },
+      {
+        path: "storedProjections",
+        expected: "projections regenerable from the seed",
+        received: "explicit projections",
+      },
     );
   if (!a.storedProjections && regeneratesOnLoad) {
     if (a.prng.arithmetic === "separate")
-      warnings.push("the projections follow torch's non-FMA arithmetic (\"separate\"); PEFT regenerating them on an AVX2/AVX512 x86-64 CPU gets last-bit differences. Save the projections (PEFT >= 0.21) to pin them");
+      warnings.push(
+        'the projections follow torch\'s non-FMA arithmetic ("separate"); PEFT regenerating them on an AVX2/AVX512 x86-64 CPU gets last-bit differences. Save the projections (PEFT >= 0.21) to pin them',
+      );
     if (a.projectionRounding !== "none")
-      warnings.push(`the projections are rounded to ${a.projectionRounding}; PEFT regenerates those values only when the base model is loaded in ${a.projectionRounding}`);
+      warnings.push(
+        `the projections are rounded to ${a.projectionRounding}; PEFT regenerates those values only when the base model is loaded in ${a.projectionRounding}`,
+      );
   }
 
   // config fields owned by the adapter
@@ -166,13 +197,16 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
   cfg.set("save_projection", saveProjection);
   if (a.modules.some((m) => m.layout === "conv1d") && cfg.get("fan_in_fan_out") !== true) {
     cfg.set("fan_in_fan_out", true);
-    if (configKind === "original") warnings.push("fan_in_fan_out set to true: the adapter has Conv1D (fan_in_fan_out) modules");
+    if (configKind === "original")
+      warnings.push("fan_in_fan_out set to true: the adapter has Conv1D (fan_in_fan_out) modules");
   }
   if (a.baseModel?.id !== undefined) cfg.set("base_model_name_or_path", a.baseModel.id);
   if (a.baseModel?.revision !== undefined) cfg.set("revision", a.baseModel.revision);
   cfg.set("target_modules", targetModulesFor(a, cfg.get("target_modules"), warnings));
   if (a.extraTensors?.length && (cfg.get("modules_to_save") ?? null) === null && (cfg.get("bias") ?? "none") === "none")
-    warnings.push("the adapter carries extra tensors but the config names no modules_to_save and no bias: PEFT loads them only if their keys match its model");
+    warnings.push(
+      "the adapter carries extra tensors but the config names no modules_to_save and no bias: PEFT loads them only if their keys match its model",
+    );
 
   // compatibility target
   const dropped: string[] = [];
@@ -190,14 +224,18 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
       }
   } else {
     const unknown = [...cfg.keys()].filter((k) => !VERA_CONFIG_FIELDS.has(k));
-    if (unknown.length > 0) warnings.push(`config field(s) ${unknown.join(", ")} kept; PEFT >= 0.14 ignores them with a warning`);
+    if (unknown.length > 0)
+      warnings.push(`config field(s) ${unknown.join(", ")} kept; PEFT >= 0.14 ignores them with a warning`);
   }
 
   // tensors
   const tensors: TensorToWrite[] = [];
   const dtypeOf = (key: string): VectorDtype => origin?.vector_dtypes?.[key] ?? a.vectorDtype;
   for (const m of a.modules) {
-    for (const [suffix, v] of [["vera_lambda_b", m.lambdaB], ["vera_lambda_d", m.lambdaD]] as const) {
+    for (const [suffix, v] of [
+      ["vera_lambda_b", m.lambdaB],
+      ["vera_lambda_d", m.lambdaD],
+    ] as const) {
       const name = `${MODEL_PREFIX}${m.name}.${suffix}`;
       const dtype = dtypeOf(name);
       tensors.push({ name, dtype, shape: [v.length], data: encodeFloat(v, dtype) });
@@ -212,7 +250,11 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
   const names = new Set(tensors.map((t) => t.name));
   for (const t of a.extraTensors ?? []) {
     if (names.has(t.name))
-      throw new VeraError(PeftErrorCode.PEFT_TENSOR_UNEXPECTED, `extra tensor "${t.name}" collides with a VeRA tensor of the same key`, { path: t.name });
+      throw new VeraError(
+        PeftErrorCode.PEFT_TENSOR_UNEXPECTED,
+        `extra tensor "${t.name}" collides with a VeRA tensor of the same key`,
+        { path: t.name },
+      );
     tensors.push({ name: t.name, dtype: t.dtype, shape: t.shape, data: t.data });
   }
   const metadata = origin?.weights_metadata ?? { format: "pt" };

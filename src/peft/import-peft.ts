@@ -104,7 +104,8 @@ function describe(v: PyJson | undefined): string {
 function fromPlain(v: unknown, path: string): PyJson {
   if (v === null || typeof v === "boolean" || typeof v === "string") return v;
   if (typeof v === "bigint") return { kind: "int", value: v };
-  if (typeof v === "number") return Number.isInteger(v) ? { kind: "int", value: BigInt(v) } : { kind: "float", value: v };
+  if (typeof v === "number")
+    return Number.isInteger(v) ? { kind: "int", value: BigInt(v) } : { kind: "float", value: v };
   if (Array.isArray(v)) return v.map((x, k) => fromPlain(x, `${path}/${k}`));
   if (typeof v === "object") {
     const m: PyObject = new Map();
@@ -118,7 +119,8 @@ function fromPlain(v: unknown, path: string): PyJson {
 function configText(config: string | Record<string, unknown>, label: string): { text: string; obj: PyObject } {
   if (typeof config === "string") return { text: config, obj: parseConfigText(config, label) };
   const obj = fromPlain(config, label);
-  if (!(obj instanceof Map)) throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} must be a JSON object`, { path: label });
+  if (!(obj instanceof Map))
+    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} must be a JSON object`, { path: label });
   return { text: dumps(obj), obj };
 }
 
@@ -135,23 +137,34 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
   const { text, obj: cfg } = configText(params.config, label);
   const warnings: string[] = [];
   const bad = (key: string, expected: string): never => {
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label}: "${key}" must be ${expected}, found ${describe(cfg.get(key))}`, {
-      path: `${label}/${key}`,
-      expected,
-      received: describe(cfg.get(key)),
-    });
+    throw new VeraError(
+      PeftErrorCode.PEFT_CONFIG_INVALID,
+      `${label}: "${key}" must be ${expected}, found ${describe(cfg.get(key))}`,
+      {
+        path: `${label}/${key}`,
+        expected,
+        received: describe(cfg.get(key)),
+      },
+    );
   };
 
   // --- config
   const peftType = cfg.get("peft_type");
   if (peftType === undefined || peftType === null)
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} has no peft_type`, { path: `${label}/peft_type`, expected: '"VERA"' });
-  if (peftType !== "VERA")
-    throw new VeraError(PeftErrorCode.PEFT_NOT_VERA, `${label}: peft_type is ${JSON.stringify(pyToPlain(peftType))}, not "VERA"`, {
+    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} has no peft_type`, {
       path: `${label}/peft_type`,
-      expected: "VERA",
-      received: pyToPlain(peftType),
+      expected: '"VERA"',
     });
+  if (peftType !== "VERA")
+    throw new VeraError(
+      PeftErrorCode.PEFT_NOT_VERA,
+      `${label}: peft_type is ${JSON.stringify(pyToPlain(peftType))}, not "VERA"`,
+      {
+        path: `${label}/peft_type`,
+        expected: "VERA",
+        received: pyToPlain(peftType),
+      },
+    );
   const rField = cfg.get("r");
   let rank = 256;
   if (rField !== undefined) {
@@ -164,11 +177,15 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
     if (!isPyInt(seedField)) bad("projection_prng_key", "an integer");
     seed = (seedField as { value: bigint }).value;
     if (seed < SEED_MIN || seed > SEED_MAX)
-      throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label}: projection_prng_key ${seed} is outside what torch.manual_seed accepts`, {
-        path: `${label}/projection_prng_key`,
-        expected: "[-2^63, 2^64-1]",
-        received: seed.toString(),
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_CONFIG_INVALID,
+        `${label}: projection_prng_key ${seed} is outside what torch.manual_seed accepts`,
+        {
+          path: `${label}/projection_prng_key`,
+          expected: "[-2^63, 2^64-1]",
+          received: seed.toString(),
+        },
+      );
   }
   const boolField = (key: string, dflt: boolean): boolean => {
     const v = cfg.get(key);
@@ -179,10 +196,12 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
   const saveProjection = boolField("save_projection", true);
   const fanInFanOut = boolField("fan_in_fan_out", false);
   const biasField = cfg.get("bias") ?? "none";
-  if (biasField !== "none" && biasField !== "all" && biasField !== "vera_only") bad("bias", '"none", "all" or "vera_only"');
+  if (biasField !== "none" && biasField !== "all" && biasField !== "vera_only")
+    bad("bias", '"none", "all" or "vera_only"');
   const bias = biasField as string;
   const mts = cfg.get("modules_to_save");
-  if (mts !== undefined && mts !== null && !(Array.isArray(mts) && mts.every((x) => typeof x === "string"))) bad("modules_to_save", "null or a list of strings");
+  if (mts !== undefined && mts !== null && !(Array.isArray(mts) && mts.every((x) => typeof x === "string")))
+    bad("modules_to_save", "null or a list of strings");
   const modulesToSave = (Array.isArray(mts) ? mts : []) as string[];
   for (const k of ["d_initial", "vera_dropout"]) {
     const v = cfg.get(k);
@@ -212,10 +231,14 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
     } else carried.push(key);
   }
   if (lambdas.size === 0)
-    throw new VeraError(PeftErrorCode.PEFT_LAMBDA_UNPAIRED, "the adapter file has no vera_lambda_b / vera_lambda_d tensors", {
-      path: "adapter_model.safetensors",
-      expected: "base_model.model.<module>.vera_lambda_b and .vera_lambda_d",
-    });
+    throw new VeraError(
+      PeftErrorCode.PEFT_LAMBDA_UNPAIRED,
+      "the adapter file has no vera_lambda_b / vera_lambda_d tensors",
+      {
+        path: "adapter_model.safetensors",
+        expected: "base_model.model.<module>.vera_lambda_b and .vera_lambda_d",
+      },
+    );
 
   // modules_to_save / bias tensors: carried, never dropped; anything else carried with a warning
   for (const key of carried) {
@@ -228,18 +251,23 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
         for (let s = 0; s + mp.length <= parts.length; s++) if (mp.every((x, k) => parts[s + k] === x)) return true;
         return false;
       });
-    if (!explained) warnings.push(`tensor "${key}" is neither a VeRA tensor, a modules_to_save tensor nor a bias: carried unchanged`);
+    if (!explained)
+      warnings.push(`tensor "${key}" is neither a VeRA tensor, a modules_to_save tensor nor a bias: carried unchanged`);
   }
 
   const vectorDtypes = new Map<string, VectorDtype>();
   const readVector = (key: string, name: string, kind: string): Float32Array => {
     const info = file.tensors.get(key)!;
     if ((info.dtype !== "F32" && info.dtype !== "F16" && info.dtype !== "BF16") || info.shape.length !== 1)
-      throw new VeraError(PeftErrorCode.PEFT_TENSOR_DTYPE, `module "${name}": ${kind} must be a 1-D F32/F16/BF16 tensor, found ${info.dtype} ${JSON.stringify(info.shape)}`, {
-        path: key,
-        expected: "1-D F32, F16 or BF16",
-        received: `${info.dtype} ${JSON.stringify(info.shape)}`,
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_TENSOR_DTYPE,
+        `module "${name}": ${kind} must be a 1-D F32/F16/BF16 tensor, found ${info.dtype} ${JSON.stringify(info.shape)}`,
+        {
+          path: key,
+          expected: "1-D F32, F16 or BF16",
+          received: `${info.dtype} ${JSON.stringify(info.shape)}`,
+        },
+      );
     vectorDtypes.set(key, info.dtype);
     return decodeFloat(tensorBytes(file, key), info.dtype);
   };
@@ -257,30 +285,46 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
       });
     }
     if (!MODULE_NAME_RE.test(name))
-      throw new VeraError(PeftErrorCode.PEFT_MODULE_NAME, `module path "${name}" cannot be stored: parts must be [A-Za-z0-9_-], dot-separated, not starting with __`, {
-        path: e.b,
-        expected: MODULE_NAME_RE.source,
-        received: name,
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_MODULE_NAME,
+        `module path "${name}" cannot be stored: parts must be [A-Za-z0-9_-], dot-separated, not starting with __`,
+        {
+          path: e.b,
+          expected: MODULE_NAME_RE.source,
+          received: name,
+        },
+      );
     const lambdaD = readVector(e.d, name, "vera_lambda_d");
     const lambdaB = readVector(e.b, name, "vera_lambda_b");
     if (lambdaD.length !== rank)
-      throw new VeraError(PeftErrorCode.PEFT_VECTOR_LENGTH, `module "${name}": vera_lambda_d has ${lambdaD.length} entries but r is ${rank}`, {
-        path: e.d,
-        expected: rank,
-        received: lambdaD.length,
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_VECTOR_LENGTH,
+        `module "${name}": vera_lambda_d has ${lambdaD.length} entries but r is ${rank}`,
+        {
+          path: e.d,
+          expected: rank,
+          received: lambdaD.length,
+        },
+      );
     if (lambdaB.length < 1)
-      throw new VeraError(PeftErrorCode.PEFT_VECTOR_LENGTH, `module "${name}": vera_lambda_b is empty`, { path: e.b, expected: ">= 1", received: 0 });
+      throw new VeraError(PeftErrorCode.PEFT_VECTOR_LENGTH, `module "${name}": vera_lambda_b is empty`, {
+        path: e.b,
+        expected: ">= 1",
+        received: 0,
+      });
     pending.push({ name, lambdaD, lambdaB });
   }
 
   // --- projections in the file
   if (hasA !== hasB)
-    throw new VeraError(PeftErrorCode.PEFT_PROJECTION_SHAPE, `the file has ${hasA ? KEY_VERA_A : KEY_VERA_B} but not ${hasA ? KEY_VERA_B : KEY_VERA_A}`, {
-      path: hasA ? KEY_VERA_B : KEY_VERA_A,
-      expected: "both vera_A and vera_B, or neither",
-    });
+    throw new VeraError(
+      PeftErrorCode.PEFT_PROJECTION_SHAPE,
+      `the file has ${hasA ? KEY_VERA_A : KEY_VERA_B} but not ${hasA ? KEY_VERA_B : KEY_VERA_A}`,
+      {
+        path: hasA ? KEY_VERA_B : KEY_VERA_A,
+        expected: "both vera_A and vera_B, or neither",
+      },
+    );
   let storedA: Float32Array | undefined;
   let storedB: Float32Array | undefined;
   let fileMaxIn: number | undefined;
@@ -289,31 +333,52 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
   if (hasA) {
     const ia = file.tensors.get(KEY_VERA_A)!;
     const ib = file.tensors.get(KEY_VERA_B)!;
-    for (const [key, info] of [[KEY_VERA_A, ia], [KEY_VERA_B, ib]] as const) {
+    for (const [key, info] of [
+      [KEY_VERA_A, ia],
+      [KEY_VERA_B, ib],
+    ] as const) {
       if (info.dtype !== "F32" && info.dtype !== "F16" && info.dtype !== "BF16")
-        throw new VeraError(PeftErrorCode.PEFT_TENSOR_DTYPE, `${key} must be F32, F16 or BF16, found ${info.dtype}`, { path: key, expected: "F32", received: info.dtype });
+        throw new VeraError(PeftErrorCode.PEFT_TENSOR_DTYPE, `${key} must be F32, F16 or BF16, found ${info.dtype}`, {
+          path: key,
+          expected: "F32",
+          received: info.dtype,
+        });
     }
     if (ia.shape.length !== 2 || ia.shape[0] !== rank || ia.shape[1]! < 1)
-      throw new VeraError(PeftErrorCode.PEFT_PROJECTION_SHAPE, `${KEY_VERA_A} has shape ${JSON.stringify(ia.shape)}, expected [${rank}, max_in] (r = ${rank})`, {
-        path: KEY_VERA_A,
-        expected: `[${rank}, max_in]`,
-        received: ia.shape,
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_PROJECTION_SHAPE,
+        `${KEY_VERA_A} has shape ${JSON.stringify(ia.shape)}, expected [${rank}, max_in] (r = ${rank})`,
+        {
+          path: KEY_VERA_A,
+          expected: `[${rank}, max_in]`,
+          received: ia.shape,
+        },
+      );
     if (ib.shape.length !== 2 || ib.shape[1] !== rank || ib.shape[0]! < 1)
-      throw new VeraError(PeftErrorCode.PEFT_PROJECTION_SHAPE, `${KEY_VERA_B} has shape ${JSON.stringify(ib.shape)}, expected [max_out, ${rank}] (r = ${rank})`, {
-        path: KEY_VERA_B,
-        expected: `[max_out, ${rank}]`,
-        received: ib.shape,
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_PROJECTION_SHAPE,
+        `${KEY_VERA_B} has shape ${JSON.stringify(ib.shape)}, expected [max_out, ${rank}] (r = ${rank})`,
+        {
+          path: KEY_VERA_B,
+          expected: `[max_out, ${rank}]`,
+          received: ib.shape,
+        },
+      );
     if (ia.dtype !== ib.dtype)
-      throw new VeraError(PeftErrorCode.PEFT_TENSOR_DTYPE, `vera_A is ${ia.dtype} but vera_B is ${ib.dtype}`, { path: KEY_VERA_B, expected: ia.dtype, received: ib.dtype });
+      throw new VeraError(PeftErrorCode.PEFT_TENSOR_DTYPE, `vera_A is ${ia.dtype} but vera_B is ${ib.dtype}`, {
+        path: KEY_VERA_B,
+        expected: ia.dtype,
+        received: ib.dtype,
+      });
     projectionDtype = ia.dtype as VectorDtype;
     fileMaxIn = ia.shape[1]!;
     fileMaxOut = ib.shape[0]!;
     storedA = decodeFloat(tensorBytes(file, KEY_VERA_A), ia.dtype);
     storedB = decodeFloat(tensorBytes(file, KEY_VERA_B), ib.dtype);
   } else if (saveProjection) {
-    warnings.push("save_projection is true but the file has no vera_A / vera_B (PEFT cannot load it as is); the projections are regenerated from projection_prng_key");
+    warnings.push(
+      "save_projection is true but the file has no vera_A / vera_B (PEFT cannot load it as is); the projections are regenerated from projection_prng_key",
+    );
   }
 
   // --- dimensions
@@ -326,24 +391,52 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
     for (const p of pending) {
       const bm = index.find(p.name);
       if (!bm)
-        throw new VeraError(PeftErrorCode.PEFT_BASE_MODULE_MISSING, `module "${p.name}" is not in the base model (${params.base.description})`, {
-          path: p.name,
-          expected: "a Linear/Conv1D module of the base with this path",
-          received: "absent",
-        });
-      const s = chooseShape({ path: p.name, module: bm, outFeatures: p.lambdaB.length, fanInFanOut, baseLabel: params.base.description });
+        throw new VeraError(
+          PeftErrorCode.PEFT_BASE_MODULE_MISSING,
+          `module "${p.name}" is not in the base model (${params.base.description})`,
+          {
+            path: p.name,
+            expected: "a Linear/Conv1D module of the base with this path",
+            received: "absent",
+          },
+        );
+      const s = chooseShape({
+        path: p.name,
+        module: bm,
+        outFeatures: p.lambdaB.length,
+        fanInFanOut,
+        baseLabel: params.base.description,
+      });
       if (fileMaxIn !== undefined && s.inFeatures > fileMaxIn)
-        throw new VeraError(PeftErrorCode.PEFT_BASE_SHAPE, `module "${p.name}": the base gives in_features ${s.inFeatures} but vera_A has only ${fileMaxIn} columns`, {
-          path: p.name,
-          expected: `<= ${fileMaxIn}`,
-          received: s.inFeatures,
-        });
-      modules.push({ name: p.name, inFeatures: s.inFeatures, outFeatures: s.outFeatures, layout: s.layout, lambdaD: p.lambdaD, lambdaB: p.lambdaB });
+        throw new VeraError(
+          PeftErrorCode.PEFT_BASE_SHAPE,
+          `module "${p.name}": the base gives in_features ${s.inFeatures} but vera_A has only ${fileMaxIn} columns`,
+          {
+            path: p.name,
+            expected: `<= ${fileMaxIn}`,
+            received: s.inFeatures,
+          },
+        );
+      modules.push({
+        name: p.name,
+        inFeatures: s.inFeatures,
+        outFeatures: s.outFeatures,
+        layout: s.layout,
+        lambdaD: p.lambdaD,
+        lambdaB: p.lambdaB,
+      });
     }
   } else if (pending.length === 1 && fileMaxIn !== undefined) {
     const p = pending[0]!;
     dimensionSource = "inferred: a single module, in_features = columns of vera_A";
-    modules.push({ name: p.name, inFeatures: fileMaxIn, outFeatures: p.lambdaB.length, layout: defaultLayout, lambdaD: p.lambdaD, lambdaB: p.lambdaB });
+    modules.push({
+      name: p.name,
+      inFeatures: fileMaxIn,
+      outFeatures: p.lambdaB.length,
+      layout: defaultLayout,
+      lambdaD: p.lambdaD,
+      lambdaB: p.lambdaB,
+    });
   } else {
     throw new VeraError(
       PeftErrorCode.PEFT_BASE_REQUIRED,
@@ -357,7 +450,11 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
     throw new VeraError(
       PeftErrorCode.PEFT_BASE_SHAPE,
       `the stored projections are sized (max_in ${fileMaxIn}, max_out ${fileMaxOut}) but the modules' largest dims are (${maxIn}, ${maxOut}); PEFT sizes them by the largest in/out features of the adapted modules, so the base disagrees with the adapter`,
-      { path: KEY_VERA_A, expected: `max_in ${maxIn}, max_out ${maxOut}`, received: `max_in ${fileMaxIn}, max_out ${fileMaxOut}` },
+      {
+        path: KEY_VERA_A,
+        expected: `max_in ${maxIn}, max_out ${maxOut}`,
+        received: `max_in ${fileMaxIn}, max_out ${fileMaxOut}`,
+      },
     );
 
   // --- compare stored projections with regeneration
@@ -369,9 +466,19 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
     for (const ar of ARITHMETICS) {
       const g = generateProjections({ seed, rank, maxIn, maxOut, arithmetic: ar });
       for (const ro of ROUNDINGS) {
-        const A = ro === "none" ? g.A : ro === "bf16" ? roundThroughBf16(Float32Array.from(g.A)) : roundThroughF16(Float32Array.from(g.A));
+        const A =
+          ro === "none"
+            ? g.A
+            : ro === "bf16"
+              ? roundThroughBf16(Float32Array.from(g.A))
+              : roundThroughF16(Float32Array.from(g.A));
         if (!sameBits(A, storedA)) continue;
-        const B = ro === "none" ? g.B : ro === "bf16" ? roundThroughBf16(Float32Array.from(g.B)) : roundThroughF16(Float32Array.from(g.B));
+        const B =
+          ro === "none"
+            ? g.B
+            : ro === "bf16"
+              ? roundThroughBf16(Float32Array.from(g.B))
+              : roundThroughF16(Float32Array.from(g.B));
         if (sameBits(B, storedB)) matches.push({ arithmetic: ar, rounding: ro });
       }
     }
@@ -379,8 +486,13 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
       arithmetic = matches[0]!.arithmetic;
       rounding = matches[0]!.rounding;
       if (matches[0]!.arithmetic === "separate" && !matches.some((m) => m.arithmetic === "fused"))
-        warnings.push("the stored projections match torch's non-FMA CPU path (arithmetic \"separate\"), not the AVX2/AVX512 path PEFT uses on x86-64");
-      if (rounding !== "none") warnings.push(`the stored projections are the regenerated ones rounded to ${rounding} (a ${rounding} base model)`);
+        warnings.push(
+          'the stored projections match torch\'s non-FMA CPU path (arithmetic "separate"), not the AVX2/AVX512 path PEFT uses on x86-64',
+        );
+      if (rounding !== "none")
+        warnings.push(
+          `the stored projections are the regenerated ones rounded to ${rounding} (a ${rounding} base model)`,
+        );
     } else {
       storedProjections = { A: storedA, B: storedB };
       warnings.push(
@@ -410,7 +522,17 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
     });
 
   const training: Record<string, unknown> = {};
-  for (const k of ["d_initial", "vera_dropout", "bias", "task_type", "init_weights", "modules_to_save", "layers_to_transform", "layers_pattern", "target_modules"]) {
+  for (const k of [
+    "d_initial",
+    "vera_dropout",
+    "bias",
+    "task_type",
+    "init_weights",
+    "modules_to_save",
+    "layers_to_transform",
+    "layers_pattern",
+    "target_modules",
+  ]) {
     const v = cfg.get(k);
     if (v !== undefined && v !== null) training[k] = pyToPlain(v);
   }

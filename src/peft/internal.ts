@@ -19,19 +19,55 @@ export const KEY_VERA_B = "base_model.vera_B";
 
 /** Fields of VeraConfig in PEFT 0.21 (PeftConfig base fields included). */
 export const VERA_CONFIG_FIELDS = new Set([
-  "task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
-  "r", "target_modules", "projection_prng_key", "save_projection", "vera_dropout", "d_initial", "fan_in_fan_out",
-  "bias", "modules_to_save", "init_weights", "layers_to_transform", "layers_pattern",
+  "task_type",
+  "peft_type",
+  "auto_mapping",
+  "peft_version",
+  "base_model_name_or_path",
+  "revision",
+  "inference_mode",
+  "r",
+  "target_modules",
+  "projection_prng_key",
+  "save_projection",
+  "vera_dropout",
+  "d_initial",
+  "fan_in_fan_out",
+  "bias",
+  "modules_to_save",
+  "init_weights",
+  "layers_to_transform",
+  "layers_pattern",
 ]);
 /** Fields VeraConfig had in PEFT 0.11-0.13 (which raise TypeError on any other key). */
 export const VERA_CONFIG_FIELDS_0_11 = new Set([...VERA_CONFIG_FIELDS].filter((f) => f !== "peft_version"));
 
 /** Fields of LoraConfig that PEFT 0.11-0.13 know (they raise TypeError on any other key). */
 export const LORA_CONFIG_FIELDS_0_11 = new Set([
-  "task_type", "peft_type", "auto_mapping", "base_model_name_or_path", "revision", "inference_mode", "r",
-  "target_modules", "lora_alpha", "lora_dropout", "fan_in_fan_out", "bias", "use_rslora", "modules_to_save",
-  "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "megatron_config",
-  "megatron_core", "loftq_config", "use_dora", "layer_replication",
+  "task_type",
+  "peft_type",
+  "auto_mapping",
+  "base_model_name_or_path",
+  "revision",
+  "inference_mode",
+  "r",
+  "target_modules",
+  "lora_alpha",
+  "lora_dropout",
+  "fan_in_fan_out",
+  "bias",
+  "use_rslora",
+  "modules_to_save",
+  "init_lora_weights",
+  "layers_to_transform",
+  "layers_pattern",
+  "rank_pattern",
+  "alpha_pattern",
+  "megatron_config",
+  "megatron_core",
+  "loftq_config",
+  "use_dora",
+  "layer_replication",
 ]);
 
 /** The PEFT version whose output verakit reproduces by default. */
@@ -67,9 +103,22 @@ export function compareVersions(a: PeftVersion, b: { major: number; minor: numbe
  * its enum order, then name (byte order). Writing in this order reproduces PEFT's files byte for byte.
  */
 const RUST_DTYPE_RANK: Record<Dtype, number> = {
-  BOOL: 0, U8: 4, I8: 5, F8_E5M2: 6, F8_E4M3: 7, I16: 9, U16: 10, F16: 11, BF16: 12, I32: 13, U32: 14, F32: 15, F64: 16, I64: 17, U64: 18,
+  BOOL: 0,
+  U8: 4,
+  I8: 5,
+  F8_E5M2: 6,
+  F8_E4M3: 7,
+  I16: 9,
+  U16: 10,
+  F16: 11,
+  BF16: 12,
+  I32: 13,
+  U32: 14,
+  F32: 15,
+  F64: 16,
+  I64: 17,
+  U64: 18,
 };
-
 
 /** A tensor's name, dtype and shape (its bytes come later). */
 export interface TensorSpec {
@@ -84,19 +133,30 @@ export interface TensorSpec {
  * the header bytes (with the 8-byte length), each tensor's absolute byte offset, and the file size. No
  * tensor bytes are allocated, so files larger than memory can be streamed.
  */
-export function layoutTorchSafetensors(specs: TensorSpec[], metadata: Record<string, string>): { header: Uint8Array; offsets: Map<string, number>; size: number } {
-  const sorted = [...specs].sort((x, y) => RUST_DTYPE_RANK[y.dtype] - RUST_DTYPE_RANK[x.dtype] || comparePyStrings(x.name, y.name));
+export function layoutTorchSafetensors(
+  specs: TensorSpec[],
+  metadata: Record<string, string>,
+): { header: Uint8Array; offsets: Map<string, number>; size: number } {
+  const sorted = [...specs].sort(
+    (x, y) => RUST_DTYPE_RANK[y.dtype] - RUST_DTYPE_RANK[x.dtype] || comparePyStrings(x.name, y.name),
+  );
   const keys = Object.keys(metadata).sort();
-  const parts = [`"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(",")}}`];
+  const parts = [
+    `"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(",")}}`,
+  ];
   const seen = new Set<string>();
   const rel: Array<[string, number]> = [];
   let offset = 0;
   for (const t of sorted) {
     if (t.name === "__metadata__" || seen.has(t.name))
-      throw new VeraError(PeftErrorCode.PEFT_TENSOR_UNEXPECTED, `tensor name "${t.name}" is used twice or reserved`, { path: t.name });
+      throw new VeraError(PeftErrorCode.PEFT_TENSOR_UNEXPECTED, `tensor name "${t.name}" is used twice or reserved`, {
+        path: t.name,
+      });
     seen.add(t.name);
     const n = t.shape.reduce((a, d) => a * d, 1) * DTYPE_SIZES[t.dtype];
-    parts.push(`${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + n}]}`);
+    parts.push(
+      `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + n}]}`,
+    );
     rel.push([t.name, offset]);
     offset += n;
   }
@@ -120,7 +180,11 @@ export function writeTorchSafetensors(tensors: TensorToWrite[], metadata: Record
   for (const t of tensors) {
     const n = t.shape.reduce((a, d) => a * d, 1) * DTYPE_SIZES[t.dtype];
     if (t.data.byteLength !== n)
-      throw new VeraError(PeftErrorCode.PEFT_TENSOR_DTYPE, `tensor "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${n}`, { path: t.name });
+      throw new VeraError(
+        PeftErrorCode.PEFT_TENSOR_DTYPE,
+        `tensor "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${n}`,
+        { path: t.name },
+      );
     bytes.set(t.data, offsets.get(t.name)!);
   }
   return bytes;
@@ -155,7 +219,11 @@ export function parseConfigText(text: string, label: string): PyObject {
   try {
     v = parsePyJson(text);
   } catch (e) {
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} is not valid JSON: ${(e as PyJsonError).message}`, { path: label, cause: e });
+    throw new VeraError(
+      PeftErrorCode.PEFT_CONFIG_INVALID,
+      `${label} is not valid JSON: ${(e as PyJsonError).message}`,
+      { path: label, cause: e },
+    );
   }
   if (!(v instanceof Map))
     throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${label} must be a JSON object`, {

@@ -35,7 +35,11 @@ export interface BestRankKResult {
  * Returns Q column-major (m x p) and R row-major (p x n), p = min(m, n).
  * @internal
  */
-export function householderQR(cols: Float64Array, m: number, n: number): { Q: Float64Array; R: Float64Array; p: number } {
+export function householderQR(
+  cols: Float64Array,
+  m: number,
+  n: number,
+): { Q: Float64Array; R: Float64Array; p: number } {
   const a = Float64Array.from(cols);
   const p = Math.min(m, n);
   const vs: Float64Array[] = [];
@@ -95,7 +99,11 @@ export function householderQR(cols: Float64Array, m: number, n: number): { Q: Fl
  * Input row-major rows x cols. Returns U (rows x q), S (q, descending), V (cols x q), all row-major, q = min(rows, cols).
  * @internal
  */
-export function jacobiSVD(M: Float64Array, rows: number, cols: number): { U: Float64Array; S: Float64Array; V: Float64Array; q: number } {
+export function jacobiSVD(
+  M: Float64Array,
+  rows: number,
+  cols: number,
+): { U: Float64Array; S: Float64Array; V: Float64Array; q: number } {
   const transpose = rows < cols;
   const m = transpose ? cols : rows; // rows of G (>= n)
   const n = transpose ? rows : cols;
@@ -104,7 +112,8 @@ export function jacobiSVD(M: Float64Array, rows: number, cols: number): { U: Flo
   for (let i = 0; i < rows; i++)
     for (let j = 0; j < cols; j++) {
       const v = M[i * cols + j]!;
-      if (transpose) G[i * m + j] = v; // M^T: column i holds row i of M
+      if (transpose)
+        G[i * m + j] = v; // M^T: column i holds row i of M
       else G[j * m + i] = v;
     }
   const V = new Float64Array(n * n); // column-major
@@ -177,7 +186,8 @@ export function jacobiSVD(M: Float64Array, rows: number, cols: number): { U: Flo
  */
 export function bestRankK(params: BestRankKParams): BestRankKResult {
   const { left, right, m, r, n } = params;
-  if (left.length !== m * r || right.length !== r * n) throw new RangeError("bestRankK: factor sizes disagree with m, r, n");
+  if (left.length !== m * r || right.length !== r * n)
+    throw new RangeError("bestRankK: factor sizes disagree with m, r, n");
   // L column-major (m x r): column c = L[:, c]
   const Lc = new Float64Array(m * r);
   for (let i = 0; i < m; i++) for (let c = 0; c < r; c++) Lc[c * m + i] = left[i * r + c]!;

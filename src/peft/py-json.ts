@@ -95,7 +95,15 @@ export function pyFloatRepr(x: number): string {
   return `${sign}${digits.slice(0, decpt)}.${digits.slice(decpt)}`;
 }
 
-const SHORT_ESCAPES: Record<string, string> = { '"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f" };
+const SHORT_ESCAPES: Record<string, string> = {
+  '"': '\\"',
+  "\\": "\\\\",
+  "\n": "\\n",
+  "\r": "\\r",
+  "\t": "\\t",
+  "\b": "\\b",
+  "\f": "\\f",
+};
 
 /** A string as `json.dumps(..., ensure_ascii=True)` writes it. @internal */
 export function pyStringRepr(s: string): string {
@@ -175,7 +183,9 @@ export function pyEqual(a: PyJson, b: PyJson): boolean {
     return true;
   }
   if (a.kind !== b.kind) return false;
-  return a.kind === "int" ? a.value === (b as PyInt).value : Object.is(a.value, (b as PyFloat).value) || a.value === b.value;
+  return a.kind === "int"
+    ? a.value === (b as PyInt).value
+    : Object.is(a.value, (b as PyFloat).value) || a.value === b.value;
 }
 
 /** A plain JS view for reports and `training` metadata: ints as numbers (or decimal strings beyond 2^53). @internal */
@@ -184,9 +194,13 @@ export function pyToPlain(v: PyJson): unknown {
   if (Array.isArray(v)) return v.map(pyToPlain);
   if (v instanceof Map) {
     const o: Record<string, unknown> = {};
-    for (const [k, x] of v) Object.defineProperty(o, k, { value: pyToPlain(x), enumerable: true, writable: true, configurable: true });
+    for (const [k, x] of v)
+      Object.defineProperty(o, k, { value: pyToPlain(x), enumerable: true, writable: true, configurable: true });
     return o;
   }
-  if (v.kind === "int") return v.value >= BigInt(Number.MIN_SAFE_INTEGER) && v.value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v.value) : v.value.toString();
+  if (v.kind === "int")
+    return v.value >= BigInt(Number.MIN_SAFE_INTEGER) && v.value <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(v.value)
+      : v.value.toString();
   return Number.isFinite(v.value) ? v.value : String(v.value);
 }

@@ -40,15 +40,27 @@ export class BaseIndex {
     if (hits.size === 0) return undefined;
     const arr = [...hits];
     // prefer the longest common suffix
-    const score = (m: BaseModule) => Math.max(...[m.path, ...(m.aliases ?? [])].map((n) => (n.endsWith("." + path) || path.endsWith("." + n) ? Math.min(n.length, path.length) : 0)));
+    const score = (m: BaseModule) =>
+      Math.max(
+        ...[m.path, ...(m.aliases ?? [])].map((n) =>
+          n.endsWith("." + path) || path.endsWith("." + n) ? Math.min(n.length, path.length) : 0,
+        ),
+      );
     const best = Math.max(...arr.map(score));
     const top = arr.filter((m) => score(m) === best);
     const sig = (m: BaseModule) => JSON.stringify(m.shapes);
     if (top.length > 1 && new Set(top.map(sig)).size > 1)
-      throw new VeraError(PeftErrorCode.PEFT_BASE_AMBIGUOUS, `module "${path}" matches ${top.length} modules of the base (${top.map((m) => m.path).slice(0, 4).join(", ")}) with different shapes`, {
-        path,
-        received: top.map((m) => m.path),
-      });
+      throw new VeraError(
+        PeftErrorCode.PEFT_BASE_AMBIGUOUS,
+        `module "${path}" matches ${top.length} modules of the base (${top
+          .map((m) => m.path)
+          .slice(0, 4)
+          .join(", ")}) with different shapes`,
+        {
+          path,
+          received: top.map((m) => m.path),
+        },
+      );
     return top[0];
   }
 }
@@ -65,13 +77,18 @@ export function chooseShape(params: {
   const fits = module.shapes.filter((s) => s.outFeatures === outFeatures);
   if (fits.length === 0) {
     const outs = [...new Set(module.shapes.map((s) => s.outFeatures))].join(" or ");
-    throw new VeraError(PeftErrorCode.PEFT_BASE_SHAPE, `module "${path}": vera_lambda_b has ${outFeatures} entries but ${params.baseLabel} gives out_features ${outs} for "${module.path}"`, {
-      path,
-      expected: outs,
-      received: outFeatures,
-    });
+    throw new VeraError(
+      PeftErrorCode.PEFT_BASE_SHAPE,
+      `module "${path}": vera_lambda_b has ${outFeatures} entries but ${params.baseLabel} gives out_features ${outs} for "${module.path}"`,
+      {
+        path,
+        expected: outs,
+        received: outFeatures,
+      },
+    );
   }
   const wanted: Layout = fanInFanOut ? "conv1d" : "linear";
-  const pick: BaseModuleShape = fits.find((s) => s.layout === wanted) ?? fits.find((s) => s.layout === undefined) ?? fits[0]!;
+  const pick: BaseModuleShape =
+    fits.find((s) => s.layout === wanted) ?? fits.find((s) => s.layout === undefined) ?? fits[0]!;
   return { inFeatures: pick.inFeatures, outFeatures: pick.outFeatures, layout: pick.layout ?? wanted };
 }

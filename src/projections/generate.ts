@@ -58,7 +58,12 @@ function checkDim(name: string, v: number): void {
  * Fill `out` (rows x cols, row-major) with kaiming-uniform draws from `gen`, exactly as
  * `torch.empty(rows, cols).uniform_(-bound, bound, generator)` on the CPU, bound from `cols`.
  */
-export function kaimingUniformInto(gen: Pick<MT19937, "fillUniform">, out: Float32Array, cols: number, arithmetic: Arithmetic): void {
+export function kaimingUniformInto(
+  gen: Pick<MT19937, "fillUniform">,
+  out: Float32Array,
+  cols: number,
+  arithmetic: Arithmetic,
+): void {
   const bound = kaimingBound(cols);
   const from = Math.fround(-bound);
   const to = Math.fround(bound);
@@ -77,13 +82,18 @@ export function generateProjections(params: GenerateProjectionsParams): Projecti
   checkDim("maxIn", maxIn);
   checkDim("maxOut", maxOut);
   if (rank * maxIn > MAX_PROJECTION_ELEMENTS || rank * maxOut > MAX_PROJECTION_ELEMENTS)
-    throw new VeraError(ErrorCode.VERA_MAX_DIMS, `projections of ${rank} x ${Math.max(maxIn, maxOut)} exceed ${MAX_PROJECTION_ELEMENTS} elements`, {
-      received: { rank, maxIn, maxOut },
-    });
+    throw new VeraError(
+      ErrorCode.VERA_MAX_DIMS,
+      `projections of ${rank} x ${Math.max(maxIn, maxOut)} exceed ${MAX_PROJECTION_ELEMENTS} elements`,
+      {
+        received: { rank, maxIn, maxOut },
+      },
+    );
   const arithmetic = params.arithmetic ?? "fused";
   const engine = params.engine ?? "auto";
   const seed32 = seedToState(params.seed);
-  const gen = engine === "js" || (engine === "auto" && !wasmGeneratorAvailable()) ? new MT19937(seed32) : new WasmMT19937(seed32);
+  const gen =
+    engine === "js" || (engine === "auto" && !wasmGeneratorAvailable()) ? new MT19937(seed32) : new WasmMT19937(seed32);
   const A = new Float32Array(rank * maxIn);
   const B = new Float32Array(maxOut * rank);
   kaimingUniformInto(gen, A, maxIn, arithmetic);
@@ -110,10 +120,14 @@ export interface SliceAParams {
 /** A[:, :inFeatures] as a new rank x inFeatures row-major array (PEFT's `sliced_A`). */
 export function sliceA(A: Float32Array, p: SliceAParams): Float32Array {
   if (p.inFeatures > p.maxIn || A.length !== p.rank * p.maxIn)
-    throw new VeraError(ErrorCode.VERA_MODULE_RANGE, `in_features ${p.inFeatures} outside A of ${p.rank} x ${p.maxIn}`, {
-      expected: `<= ${p.maxIn}`,
-      received: p.inFeatures,
-    });
+    throw new VeraError(
+      ErrorCode.VERA_MODULE_RANGE,
+      `in_features ${p.inFeatures} outside A of ${p.rank} x ${p.maxIn}`,
+      {
+        expected: `<= ${p.maxIn}`,
+        received: p.inFeatures,
+      },
+    );
   if (p.inFeatures === p.maxIn) return A;
   const out = new Float32Array(p.rank * p.inFeatures);
   for (let k = 0; k < p.rank; k++) out.set(A.subarray(k * p.maxIn, k * p.maxIn + p.inFeatures), k * p.inFeatures);
@@ -130,9 +144,13 @@ export interface SliceBParams {
 /** B[:outFeatures, :] as an outFeatures x rank row-major view (PEFT's `sliced_B`; no copy). */
 export function sliceB(B: Float32Array, p: SliceBParams): Float32Array {
   if (p.outFeatures * p.rank > B.length)
-    throw new VeraError(ErrorCode.VERA_MODULE_RANGE, `out_features ${p.outFeatures} outside B of ${B.length / p.rank} x ${p.rank}`, {
-      expected: `<= ${B.length / p.rank}`,
-      received: p.outFeatures,
-    });
+    throw new VeraError(
+      ErrorCode.VERA_MODULE_RANGE,
+      `out_features ${p.outFeatures} outside B of ${B.length / p.rank} x ${p.rank}`,
+      {
+        expected: `<= ${B.length / p.rank}`,
+        received: p.outFeatures,
+      },
+    );
   return B.subarray(0, p.outFeatures * p.rank);
 }

@@ -14,10 +14,14 @@ export function parseSeed(seed: bigint | number | string): bigint {
   if (typeof seed === "bigint") v = seed;
   else if (typeof seed === "number") {
     if (!Number.isSafeInteger(seed))
-      throw new VeraError(ErrorCode.VERA_SEED, `seed ${seed} is not a safe integer; pass it as a decimal string or bigint`, {
-        expected: "an integer in [-2^63, 2^64-1]",
-        received: seed,
-      });
+      throw new VeraError(
+        ErrorCode.VERA_SEED,
+        `seed ${seed} is not a safe integer; pass it as a decimal string or bigint`,
+        {
+          expected: "an integer in [-2^63, 2^64-1]",
+          received: seed,
+        },
+      );
     v = BigInt(seed);
   } else {
     if (!/^-?(0|[1-9][0-9]{0,19})$/.test(seed))

@@ -45,7 +45,11 @@ export interface ParseHeaderParams {
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** Read the 8-byte little-endian header length; checks it against the cap before anything is allocated. */
-export function readHeaderLength(bytes: Uint8Array, fileSize: number, maxHeaderBytes = DEFAULT_MAX_HEADER_BYTES): number {
+export function readHeaderLength(
+  bytes: Uint8Array,
+  fileSize: number,
+  maxHeaderBytes = DEFAULT_MAX_HEADER_BYTES,
+): number {
   if (fileSize < 8 || bytes.length < 8)
     throw new VeraError(ErrorCode.ST_TRUNCATED, `file is ${fileSize} bytes, shorter than the 8-byte header length`, {
       expected: ">= 8 bytes",
@@ -57,11 +61,15 @@ export function readHeaderLength(bytes: Uint8Array, fileSize: number, maxHeaderB
   const hi = dv.getUint32(4, true);
   const n = hi * 2 ** 32 + lo;
   if (n > maxHeaderBytes)
-    throw new VeraError(ErrorCode.ST_HEADER_TOO_LARGE, `header length ${n} exceeds the cap of ${maxHeaderBytes} bytes`, {
-      expected: `<= ${maxHeaderBytes}`,
-      received: n,
-      path: "header",
-    });
+    throw new VeraError(
+      ErrorCode.ST_HEADER_TOO_LARGE,
+      `header length ${n} exceeds the cap of ${maxHeaderBytes} bytes`,
+      {
+        expected: `<= ${maxHeaderBytes}`,
+        received: n,
+        path: "header",
+      },
+    );
   if (8 + n > fileSize)
     throw new VeraError(ErrorCode.ST_TRUNCATED, `header length ${n} runs past the end of the ${fileSize}-byte file`, {
       expected: `<= ${fileSize - 8}`,
@@ -112,10 +120,11 @@ export function parseSafetensorsHeader(params: ParseHeaderParams): SafetensorsHe
         path: e.duplicateKey,
         received: e.duplicateKey,
       });
-    throw new VeraError(ErrorCode.ST_HEADER_JSON, `header is not valid JSON: ${(e as Error).message}`, { path: "header" });
+    throw new VeraError(ErrorCode.ST_HEADER_JSON, `header is not valid JSON: ${(e as Error).message}`, {
+      path: "header",
+    });
   }
-  if (!isObj(json))
-    throw new VeraError(ErrorCode.ST_HEADER_JSON, "header JSON is not an object", { path: "header" });
+  if (!isObj(json)) throw new VeraError(ErrorCode.ST_HEADER_JSON, "header JSON is not an object", { path: "header" });
 
   const dataStart = 8 + n;
   const dataLength = fileSize - dataStart;
@@ -157,9 +166,13 @@ export function parseSafetensorsHeader(params: ParseHeaderParams): SafetensorsHe
       });
     const { dtype, shape, data_offsets: offs } = v;
     if (typeof dtype !== "string" || !Array.isArray(shape) || !Array.isArray(offs))
-      throw new VeraError(ErrorCode.ST_TENSOR_ENTRY, `tensor "${key}" needs dtype (string), shape and data_offsets (arrays)`, {
-        path: key,
-      });
+      throw new VeraError(
+        ErrorCode.ST_TENSOR_ENTRY,
+        `tensor "${key}" needs dtype (string), shape and data_offsets (arrays)`,
+        {
+          path: key,
+        },
+      );
     if (!isDtype(dtype))
       throw new VeraError(ErrorCode.ST_DTYPE, `tensor "${key}" has unknown dtype ${JSON.stringify(dtype)}`, {
         path: key,
@@ -168,10 +181,14 @@ export function parseSafetensorsHeader(params: ParseHeaderParams): SafetensorsHe
       });
     for (const d of shape)
       if (typeof d !== "number" || !Number.isInteger(d) || d < 0)
-        throw new VeraError(ErrorCode.ST_SHAPE, `tensor "${key}" has a shape entry that is not a non-negative integer`, {
-          path: key,
-          received: JSON.stringify(shape),
-        });
+        throw new VeraError(
+          ErrorCode.ST_SHAPE,
+          `tensor "${key}" has a shape entry that is not a non-negative integer`,
+          {
+            path: key,
+            received: JSON.stringify(shape),
+          },
+        );
     if (offs.length !== 2 || offs.some((o) => typeof o !== "number" || !Number.isInteger(o) || o < 0))
       throw new VeraError(ErrorCode.ST_OFFSETS, `tensor "${key}" data_offsets must be two non-negative integers`, {
         path: key,
@@ -196,20 +213,28 @@ export function parseSafetensorsHeader(params: ParseHeaderParams): SafetensorsHe
   for (const [name, info] of entries) {
     const [b, e] = info.dataOffsets;
     if (b !== pos || e < b)
-      throw new VeraError(ErrorCode.ST_OFFSETS, `tensor "${name}" data_offsets [${b}, ${e}] are not contiguous with the previous tensor (which ends at ${pos})`, {
-        path: name,
-        expected: `begin ${pos}`,
-        received: `[${b}, ${e}]`,
-      });
+      throw new VeraError(
+        ErrorCode.ST_OFFSETS,
+        `tensor "${name}" data_offsets [${b}, ${e}] are not contiguous with the previous tensor (which ends at ${pos})`,
+        {
+          path: name,
+          expected: `begin ${pos}`,
+          received: `[${b}, ${e}]`,
+        },
+      );
     let count = 1;
     for (const d of info.shape) count *= d;
     const nbytes = count * DTYPE_SIZES[info.dtype];
     if (e - b !== nbytes)
-      throw new VeraError(ErrorCode.ST_SIZE_MISMATCH, `tensor "${name}" spans ${e - b} bytes but ${info.dtype} ${JSON.stringify(info.shape)} needs ${nbytes}`, {
-        path: name,
-        expected: nbytes,
-        received: e - b,
-      });
+      throw new VeraError(
+        ErrorCode.ST_SIZE_MISMATCH,
+        `tensor "${name}" spans ${e - b} bytes but ${info.dtype} ${JSON.stringify(info.shape)} needs ${nbytes}`,
+        {
+          path: name,
+          expected: nbytes,
+          received: e - b,
+        },
+      );
     pos = e;
   }
   if (pos !== dataLength)

@@ -74,14 +74,30 @@ export function parseJsonWith<V, O, A>(text: string, b: JsonBuilder<V, O, A>, ma
         if (i >= n) fail("unterminated escape");
         const e = text[i];
         switch (e) {
-          case '"': out += '"'; break;
-          case "\\": out += "\\"; break;
-          case "/": out += "/"; break;
-          case "b": out += "\b"; break;
-          case "f": out += "\f"; break;
-          case "n": out += "\n"; break;
-          case "r": out += "\r"; break;
-          case "t": out += "\t"; break;
+          case '"':
+            out += '"';
+            break;
+          case "\\":
+            out += "\\";
+            break;
+          case "/":
+            out += "/";
+            break;
+          case "b":
+            out += "\b";
+            break;
+          case "f":
+            out += "\f";
+            break;
+          case "n":
+            out += "\n";
+            break;
+          case "r":
+            out += "\r";
+            break;
+          case "t":
+            out += "\t";
+            break;
           case "u": {
             const hex = text.slice(i + 1, i + 5);
             if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail("bad \\u escape");

@@ -35,24 +35,33 @@ export function writeSafetensors(params: WriteSafetensorsParams): Uint8Array {
   const parts: string[] = [];
   if (params.metadata !== undefined) {
     const keys = Object.keys(params.metadata).sort();
-    parts.push(`"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(params.metadata![k])}`).join(",")}}`);
+    parts.push(
+      `"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(params.metadata![k])}`).join(",")}}`,
+    );
   }
   let offset = 0;
   for (const t of tensors) {
     if (t.name === "__metadata__" || seen.has(t.name))
-      throw new VeraError(ErrorCode.ST_DUPLICATE_KEY, `tensor name "${t.name}" is used twice or reserved`, { path: t.name });
+      throw new VeraError(ErrorCode.ST_DUPLICATE_KEY, `tensor name "${t.name}" is used twice or reserved`, {
+        path: t.name,
+      });
     seen.add(t.name);
-    if (!isDtype(t.dtype)) throw new VeraError(ErrorCode.ST_DTYPE, `unknown dtype ${String(t.dtype)}`, { path: t.name });
+    if (!isDtype(t.dtype))
+      throw new VeraError(ErrorCode.ST_DTYPE, `unknown dtype ${String(t.dtype)}`, { path: t.name });
     const count = t.shape.reduce((a, d) => a * d, 1);
     const nbytes = count * DTYPE_SIZES[t.dtype];
     if (!Number.isSafeInteger(nbytes) || t.shape.some((d) => !Number.isInteger(d) || d < 0))
       throw new VeraError(ErrorCode.ST_SHAPE, `bad shape ${JSON.stringify(t.shape)}`, { path: t.name });
     if (t.data.byteLength !== nbytes)
-      throw new VeraError(ErrorCode.ST_SIZE_MISMATCH, `tensor "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${nbytes}`, {
-        path: t.name,
-        expected: nbytes,
-        received: t.data.byteLength,
-      });
+      throw new VeraError(
+        ErrorCode.ST_SIZE_MISMATCH,
+        `tensor "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${nbytes}`,
+        {
+          path: t.name,
+          expected: nbytes,
+          received: t.data.byteLength,
+        },
+      );
     parts.push(
       `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + nbytes}]}`,
     );

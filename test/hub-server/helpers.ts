@@ -30,14 +30,21 @@ function lcg(seed: number): () => number {
 }
 
 /** A trained-looking adapter: llama-style q_proj/v_proj over `layers` layers, random vectors. */
-export function makeAdapter(opts: { layers?: number; rank?: number; seed?: number; baseModel?: string; taskType?: string } = {}): VeraAdapter {
+export function makeAdapter(
+  opts: { layers?: number; rank?: number; seed?: number; baseModel?: string; taskType?: string } = {},
+): VeraAdapter {
   const layers = opts.layers ?? 2;
   const modules = [];
   for (let i = 0; i < layers; i++) {
     modules.push({ name: `model.layers.${i}.self_attn.q_proj`, inFeatures: 32, outFeatures: 32 });
     modules.push({ name: `model.layers.${i}.self_attn.v_proj`, inFeatures: 32, outFeatures: 16 });
   }
-  const a = createAdapter({ modules, rank: opts.rank ?? 8, seed: opts.seed ?? 0, ...(opts.baseModel ? { baseModel: { id: opts.baseModel } } : {}) });
+  const a = createAdapter({
+    modules,
+    rank: opts.rank ?? 8,
+    seed: opts.seed ?? 0,
+    ...(opts.baseModel ? { baseModel: { id: opts.baseModel } } : {}),
+  });
   const rnd = lcg(opts.seed ?? 1);
   for (const m of a.modules) {
     for (let k = 0; k < m.lambdaD.length; k++) m.lambdaD[k] = rnd();

@@ -111,7 +111,11 @@ export interface HubServer {
   /** Create a repo directly (no HTTP). */
   addRepo(id: string, options?: { private?: boolean; gated?: false | "auto" | "manual" }): void;
   /** Commit files directly (no HTTP). Returns the commit id. */
-  putFiles(id: string, files: Record<string, Uint8Array | string>, options?: { branch?: string; title?: string }): string;
+  putFiles(
+    id: string,
+    files: Record<string, Uint8Array | string>,
+    options?: { branch?: string; title?: string },
+  ): string;
   /** A file at a revision, or undefined. */
   getFile(id: string, path: string, revision?: string): Uint8Array | undefined;
   /** Paths at a revision. */
@@ -155,7 +159,9 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
   let closed = false;
 
   const newCommitId = (): string =>
-    createHash("sha1").update(`commit ${++commitCounter} ${randomBytes(8).toString("hex")}`).digest("hex");
+    createHash("sha1")
+      .update(`commit ${++commitCounter} ${randomBytes(8).toString("hex")}`)
+      .digest("hex");
 
   function storeFile(content: Uint8Array, lfs: boolean): StoredFile {
     if (!lfs) return { content, oid: gitBlobSha1(content) };
@@ -175,7 +181,12 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       parent: null,
       title: "initial commit",
       date: new Date().toISOString(),
-      files: new Map([[".gitattributes", storeFile(new TextEncoder().encode("*.safetensors filter=lfs diff=lfs merge=lfs -text\n"), false)]]),
+      files: new Map([
+        [
+          ".gitattributes",
+          storeFile(new TextEncoder().encode("*.safetensors filter=lfs diff=lfs merge=lfs -text\n"), false),
+        ],
+      ]),
     };
     const repo: Repo = {
       id,
@@ -235,7 +246,11 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
 
   function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
     const text = JSON.stringify(body);
-    res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text), ...headers });
+    res.writeHead(status, {
+      "Content-Type": "application/json",
+      "Content-Length": Buffer.byteLength(text),
+      ...headers,
+    });
     res.end(text);
   }
 
@@ -257,6 +272,7 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
     });
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- request bodies of many shapes, checked by each route
   function jsonOf(bytes: Uint8Array): any {
     try {
       return JSON.parse(new TextDecoder().decode(bytes));
@@ -320,7 +336,11 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
         const wh = res.writeHead.bind(res);
         const end = res.end.bind(res);
         (res as { writeHead: unknown }).writeHead = () => {
-          wh(status, { "Content-Type": "application/json", "Content-Length": String(Buffer.byteLength(text)), ...(f.headers ?? {}) });
+          wh(status, {
+            "Content-Type": "application/json",
+            "Content-Length": String(Buffer.byteLength(text)),
+            ...(f.headers ?? {}),
+          });
           return res;
         };
         (res as { write: unknown }).write = () => true;
@@ -345,7 +365,12 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
 
     const user = userFor(token);
     if (token !== null && !user) {
-      send(res, 401, { error: "Invalid credentials in Authorization header" }, { "X-Error-Message": "Invalid credentials in Authorization header" });
+      send(
+        res,
+        401,
+        { error: "Invalid credentials in Authorization header" },
+        { "X-Error-Message": "Invalid credentials in Authorization header" },
+      );
       return;
     }
 
@@ -379,17 +404,29 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       const j = jsonOf(body) ?? {};
       const id = `${j.organization ?? user?.name}/${j.name}`;
       if (!user) return send(res, 401, { error: "Invalid credentials in Authorization header" });
-      if (!canWrite(user, id)) return send(res, 403, { error: "You don't have the rights to create a model under this namespace" });
-      if (repos.has(id)) return send(res, 409, { error: "You already created this model repo", url: `${baseUrl()}/${id}` });
+      if (!canWrite(user, id))
+        return send(res, 403, { error: "You don't have the rights to create a model under this namespace" });
+      if (repos.has(id))
+        return send(res, 409, { error: "You already created this model repo", url: `${baseUrl()}/${id}` });
       addRepo(id, { private: j.visibility === "private" || j.private === true });
       return send(res, 200, { url: `${baseUrl()}/${id}`, name: id, id: `id-${id}` });
     }
 
     // Like the Hub: anonymous requests for a missing or private repo get 401, authenticated ones 404.
     const repoNotFound = (): void =>
-      send(res, user ? 404 : 401, { error: "Repository not found" }, { "X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found" });
+      send(
+        res,
+        user ? 404 : 401,
+        { error: "Repository not found" },
+        { "X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found" },
+      );
     const revNotFound = (rev: string): void =>
-      send(res, 404, { error: `Invalid rev id: ${rev}` }, { "X-Error-Code": "RevisionNotFound", "X-Error-Message": `Invalid rev id: ${rev}` });
+      send(
+        res,
+        404,
+        { error: `Invalid rev id: ${rev}` },
+        { "X-Error-Code": "RevisionNotFound", "X-Error-Message": `Invalid rev id: ${rev}` },
+      );
 
     const getRepo = (ns: string, name: string): Repo | undefined => {
       const repo = repos.get(`${seg(ns)}/${seg(name)}`);
@@ -436,7 +473,9 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       return send(res, 200, {
         files: j.files.map((f: { path: string; size: number; sample: string }) => ({
           path: f.path,
-          uploadMode: isLfsPath(f.path, f.size, new Uint8Array(Buffer.from(f.sample ?? "", "base64"))) ? "lfs" : "regular",
+          uploadMode: isLfsPath(f.path, f.size, new Uint8Array(Buffer.from(f.sample ?? "", "base64")))
+            ? "lfs"
+            : "regular",
           shouldIgnore: false,
         })),
       });
@@ -456,7 +495,12 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
           objects: j.objects.map((o: { oid: string; size: number }) =>
             lfsStore.has(o.oid)
               ? { oid: o.oid, size: o.size }
-              : { oid: o.oid, size: o.size, authenticated: true, actions: { upload: { href: `${baseUrl()}/__lfs/${o.oid}?size=${o.size}` } } },
+              : {
+                  oid: o.oid,
+                  size: o.size,
+                  authenticated: true,
+                  actions: { upload: { href: `${baseUrl()}/__lfs/${o.oid}?size=${o.size}` } },
+                },
           ),
         },
         { "Content-Type": "application/vnd.git-lfs+json" },
@@ -480,7 +524,10 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       if (!canWrite(user, repo.id)) return send(res, 403, { error: "You don't have write access to this repo" });
       const branch = seg(m[3]!);
       if (!repo.branches.has(branch)) return revNotFound(branch);
-      const lines = new TextDecoder().decode(body).split("\n").filter((l) => l.trim() !== "");
+      const lines = new TextDecoder()
+        .decode(body)
+        .split("\n")
+        .filter((l) => l.trim() !== "");
       let title = "";
       const changes = new Map<string, StoredFile | null>();
       for (const line of lines) {
@@ -492,7 +539,9 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
             return send(res, 412, { error: "A commit has happened since. Please refresh and try again." });
           }
         } else if (op.key === "file") {
-          const content = new Uint8Array(Buffer.from(op.value.content, op.value.encoding === "base64" ? "base64" : "utf8"));
+          const content = new Uint8Array(
+            Buffer.from(op.value.content, op.value.encoding === "base64" ? "base64" : "utf8"),
+          );
           changes.set(op.value.path, storeFile(content, false));
         } else if (op.key === "lfsFile") {
           const data = lfsStore.get(op.value.oid);
@@ -505,7 +554,12 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
         } else return send(res, 400, { error: `unknown key ${op.key}` });
       }
       const id = commitFiles(repo, branch, title, changes);
-      return send(res, 200, { success: true, commitOid: id, commitUrl: `${baseUrl()}/${repo.id}/commit/${id}`, hookOutput: "" });
+      return send(res, 200, {
+        success: true,
+        commitOid: id,
+        commitUrl: `${baseUrl()}/${repo.id}/commit/${id}`,
+        hookOutput: "",
+      });
     }
 
     if ((m = p.match(/^\/api\/models\/([^/]+)\/([^/]+)\/paths-info\/([^/]+)$/)) && method === "POST") {
@@ -529,7 +583,11 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       const rev = seg(m[3]!);
       const c = resolveRev(repo, rev);
       if (!c) return revNotFound(rev);
-      return send(res, 200, [...c.files.keys()].sort().map((q) => entryOf(repo, c, q, c.files.get(q)!, false)));
+      return send(
+        res,
+        200,
+        [...c.files.keys()].sort().map((q) => entryOf(repo, c, q, c.files.get(q)!, false)),
+      );
     }
 
     if ((m = p.match(/^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/(.+)$/)) && (method === "GET" || method === "HEAD")) {
@@ -625,7 +683,8 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       oid: f.oid,
       size: f.content.length,
     };
-    if (f.lfsOid) e.lfs = { oid: f.lfsOid, size: f.content.length, pointerSize: lfsPointer(f.lfsOid, f.content.length).length };
+    if (f.lfsOid)
+      e.lfs = { oid: f.lfsOid, size: f.content.length, pointerSize: lfsPointer(f.lfsOid, f.content.length).length };
     if (expand) {
       // The commit that last touched the path.
       let cur: Commit | undefined = c;

@@ -14,7 +14,10 @@ const command: Command = {
       return 0;
     }
     for (const p of probes) {
-      if (p.available) ctx.out(`${p.name.padEnd(11)} available   ${p.device ?? ""}${p.software ? " (software renderer: correct, slow; auto skips it)" : ""}`);
+      if (p.available)
+        ctx.out(
+          `${p.name.padEnd(11)} available   ${p.device ?? ""}${p.software ? " (software renderer: correct, slow; auto skips it)" : ""}`,
+        );
       else ctx.out(`${p.name.padEnd(11)} unavailable ${p.reason ?? ""}`);
     }
     ctx.out("auto picks the first available of: ort-cuda, webgpu (hardware adapter), ort-cpu, wasm, reference");

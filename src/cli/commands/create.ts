@@ -29,8 +29,17 @@ const command: Command = {
     const modules: CreateModuleSpec[] = [];
     const parse = (spec: string, name?: string): CreateModuleSpec => {
       const m = /^([^:]+):([1-9][0-9]*)x([1-9][0-9]*)(?::(linear|conv1d))?$/.exec(spec);
-      if (!m) throw new VeraError(ErrorCode.ARG_INVALID, `module spec must be NAME:OUTxIN[:linear|conv1d]`, { received: spec, expected: "q_proj:4096x4096" });
-      return { name: name ?? m[1]!, outFeatures: Number(m[2]), inFeatures: Number(m[3]), layout: (m[4] as "linear" | "conv1d" | undefined) ?? "linear" };
+      if (!m)
+        throw new VeraError(ErrorCode.ARG_INVALID, `module spec must be NAME:OUTxIN[:linear|conv1d]`, {
+          received: spec,
+          expected: "q_proj:4096x4096",
+        });
+      return {
+        name: name ?? m[1]!,
+        outFeatures: Number(m[2]),
+        inFeatures: Number(m[3]),
+        layout: (m[4] as "linear" | "conv1d" | undefined) ?? "linear",
+      };
     };
     for (const s of (values["module"] as string[] | undefined) ?? []) modules.push(parse(s));
     const layers = intOption(values, "layers");
@@ -47,7 +56,8 @@ const command: Command = {
     let dInitial: number | undefined;
     if (values["d-initial"] !== undefined) {
       dInitial = Number(values["d-initial"]);
-      if (!Number.isFinite(dInitial)) throw new VeraError(ErrorCode.ARG_INVALID, "--d-initial must be a number", { received: values["d-initial"] });
+      if (!Number.isFinite(dInitial))
+        throw new VeraError(ErrorCode.ARG_INVALID, "--d-initial must be a number", { received: values["d-initial"] });
     }
     const arithmetic = values["arithmetic"] as string | undefined;
     if (arithmetic !== undefined && arithmetic !== "fused" && arithmetic !== "separate")
@@ -61,7 +71,10 @@ const command: Command = {
       ...(values["base-model"] ? { baseModel: { id: String(values["base-model"]) } } : {}),
     });
     const bytes = await writeVeraFile(out, adapter);
-    if (ctx.json) ctx.out(JSON.stringify({ ok: true, output: out, bytes: bytes.length, modules: adapter.modules.length, rank }, null, 2));
+    if (ctx.json)
+      ctx.out(
+        JSON.stringify({ ok: true, output: out, bytes: bytes.length, modules: adapter.modules.length, rank }, null, 2),
+      );
     else ctx.out(`wrote ${out}: ${adapter.modules.length} modules, rank ${rank}, ${bytes.length} bytes`);
     return 0;
   },

@@ -50,21 +50,32 @@ const command: Command = {
   allowPositionals: false,
   async run({ values }, ctx) {
     const fx = findFixtures();
-    if (!fx) throw new VeraError(ErrorCode.IO_NOT_FOUND, "the demo needs the repository's fixtures/onnx folder (run it from a checkout: npm start)");
+    if (!fx)
+      throw new VeraError(
+        ErrorCode.IO_NOT_FOUND,
+        "the demo needs the repository's fixtures/onnx folder (run it from a checkout: npm start)",
+      );
     const manifest = JSON.parse(readFileSync(join(fx, "MANIFEST.json"), "utf8")) as Manifest;
     const all = Object.keys(manifest.cases).filter((c) => c !== "quantized");
     if (values.all && values.case) throw new UsageError("--case and --all exclude each other");
     const cases = values.all ? all : [(values.case as string | undefined) ?? "llama-dynamo"];
-    for (const c of cases) if (!all.includes(c)) throw new UsageError(`unknown case "${c}"; choose one of ${all.join(", ")}`);
+    for (const c of cases)
+      if (!all.includes(c)) throw new UsageError(`unknown case "${c}"; choose one of ${all.join(", ")}`);
     let ort: typeof import("onnxruntime-node");
     try {
       const m = (await import("onnxruntime-node")) as unknown as { default?: typeof import("onnxruntime-node") };
       ort = (m.default ?? m) as typeof import("onnxruntime-node");
     } catch (e) {
-      throw new VeraError(ErrorCode.IO_ERROR, `the demo runs models in onnxruntime-node, which is not installed: ${(e as Error).message}`, { cause: e });
+      throw new VeraError(
+        ErrorCode.IO_ERROR,
+        `the demo runs models in onnxruntime-node, which is not installed: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
     // onnxruntime's CPU backend is what the demo needs (it loads onnxruntime anyway); `auto` if it cannot start
-    const backend = await createNodeBackend(values.backend ? { name: values.backend as string } : { name: "ort-cpu", fallback: true });
+    const backend = await createNodeBackend(
+      values.backend ? { name: values.backend as string } : { name: "ort-cpu", fallback: true },
+    );
     const work = mkdtempSync(join(tmpdir(), "vera-demo-"));
     const results: Array<Record<string, unknown>> = [];
     const rel = (p: string): string => relative(process.cwd(), p) || p;
@@ -74,7 +85,9 @@ const command: Command = {
     let ok = true;
     try {
       say(`verakit demo: PEFT VeRA adapter -> verakit file -> merged ONNX model -> onnxruntime-node`);
-      say(`fixtures made by torch ${manifest.tools.torch}, transformers ${manifest.tools.transformers}, peft ${manifest.tools.peft}, legacy torch ${manifest.tools.legacy_torch} (${rel(join(fx, "MANIFEST.json"))})`);
+      say(
+        `fixtures made by torch ${manifest.tools.torch}, transformers ${manifest.tools.transformers}, peft ${manifest.tools.peft}, legacy torch ${manifest.tools.legacy_torch} (${rel(join(fx, "MANIFEST.json"))})`,
+      );
       for (const c of cases) {
         const info = manifest.cases[c]!;
         const dir = join(fx, c);
@@ -85,7 +98,11 @@ const command: Command = {
         // 1. import the PEFT folder, module shapes from the ONNX model
         const weights = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(modelPath) }) });
         const folder = await readPeftFolder({ dir: peftDir });
-        const { adapter, report: imp } = importPeft({ config: folder.configText, weights: folder.weights, base: peftBaseFromOnnx({ weights, peftWeights: folder.weights, label: rel(modelPath) }) });
+        const { adapter, report: imp } = importPeft({
+          config: folder.configText,
+          weights: folder.weights,
+          base: peftBaseFromOnnx({ weights, peftWeights: folder.weights, label: rel(modelPath) }),
+        });
         const veraPath = join(work, c, "adapter.vera.safetensors");
         mkdirSync(dirname(veraPath), { recursive: true });
         const bytes = await writeVeraFile(veraPath, adapter);
@@ -101,7 +118,13 @@ const command: Command = {
             const feeds: Record<string, import("onnxruntime-node").Tensor> = {};
             for (const i of ref.inputs)
               feeds[i.name] =
-                i.dtype === "int64" ? new ort.Tensor("int64", BigInt64Array.from(i.data, (x) => BigInt(x)), i.shape) : new ort.Tensor("float32", Float32Array.from(i.data), i.shape);
+                i.dtype === "int64"
+                  ? new ort.Tensor(
+                      "int64",
+                      BigInt64Array.from(i.data, (x) => BigInt(x)),
+                      i.shape,
+                    )
+                  : new ort.Tensor("float32", Float32Array.from(i.data), i.shape);
             const o = await s.run(feeds);
             return ref.outputs.map((n) => o[n]!.data as Float32Array);
           } finally {
@@ -109,16 +132,28 @@ const command: Command = {
           }
         };
         const want = ref.outputs.length > 1 ? (ref.reference as number[][]) : [ref.reference as number[]];
-        const diff = (got: Float32Array[]): number => got.reduce((m, g, k) => g.reduce((mm, x, i) => Math.max(mm, Math.abs(x - want[k]![i]!)), m), 0);
+        const diff = (got: Float32Array[]): number =>
+          got.reduce((m, g, k) => g.reduce((mm, x, i) => Math.max(mm, Math.abs(x - want[k]![i]!)), m), 0);
         const baseErr = diff(await run(modelPath));
         const mergedErr = diff(await run(out));
         const pass = mergedErr < TOLERANCE && v.ok;
         ok &&= pass;
         const ms = performance.now() - t0;
-        results.push({ case: c, modules: report.modules.length, weights: report.weights, validated: v.ok, maxAbsMergedVsReference: mergedErr, maxAbsBaseVsReference: baseErr, pass, ms: Math.round(ms) });
+        results.push({
+          case: c,
+          modules: report.modules.length,
+          weights: report.weights,
+          validated: v.ok,
+          maxAbsMergedVsReference: mergedErr,
+          maxAbsBaseVsReference: baseErr,
+          pass,
+          ms: Math.round(ms),
+        });
         say("");
         say(`[${c}] ${info.exporter}; ${info.notes}`);
-        say(`  import    ${rel(peftDir)} -> adapter.vera.safetensors: ${imp.modules} modules, r=${imp.rank}, seed ${imp.seed}, ${bytes.length} bytes`);
+        say(
+          `  import    ${rel(peftDir)} -> adapter.vera.safetensors: ${imp.modules} modules, r=${imp.rank}, seed ${imp.seed}, ${bytes.length} bytes`,
+        );
         say(`  validate  ${v.ok ? "ok" : `INVALID: ${v.issues.map((i) => i.code).join(", ")}`}`);
         say(
           `  merge     ${report.modules.length} modules into ${report.weights} weights of ${rel(modelPath)} ` +
@@ -133,7 +168,11 @@ const command: Command = {
       if (ctx.json) ctx.out(JSON.stringify({ ok, backend: backend.name, tolerance: TOLERANCE, results }, null, 2));
       else {
         say("");
-        say(ok ? `all ${cases.length} case(s) pass: the merged models reproduce the PEFT adapter's logits` : "some cases FAILED");
+        say(
+          ok
+            ? `all ${cases.length} case(s) pass: the merged models reproduce the PEFT adapter's logits`
+            : "some cases FAILED",
+        );
       }
     } finally {
       rmSync(work, { recursive: true, force: true });

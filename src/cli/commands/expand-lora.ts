@@ -27,7 +27,12 @@ const command: Command = {
     const rankPattern: Record<string, number> = {};
     for (const spec of ((values["rank-pattern"] as string[] | undefined) ?? []).flatMap((s) => s.split(","))) {
       const m = /^([^=]+)=([1-9][0-9]*)$/.exec(spec.trim());
-      if (!m) throw new VeraError(ErrorCode.ARG_INVALID, "--rank-pattern entries must be MODULE=K", { path: "--rank-pattern", received: spec, expected: "model.layers.0.self_attn.q_proj=8" });
+      if (!m)
+        throw new VeraError(ErrorCode.ARG_INVALID, "--rank-pattern entries must be MODULE=K", {
+          path: "--rank-pattern",
+          received: spec,
+          expected: "model.layers.0.self_attn.q_proj=8",
+        });
       rankPattern[m[1]!] = Number(m[2]);
     }
     const { adapter } = await loadAdapterFromArgs(positionals[0]!, values);
@@ -44,10 +49,13 @@ const command: Command = {
     else {
       ctx.out(
         `wrote ${out}: LoRA r ${res.report.rank}, ${res.report.modules.length} modules, ` +
-          (res.report.exact ? "exact (lora_alpha = r)" : `relative Frobenius error ${res.report.totalRelativeError.toExponential(3)} in total`),
+          (res.report.exact
+            ? "exact (lora_alpha = r)"
+            : `relative Frobenius error ${res.report.totalRelativeError.toExponential(3)} in total`),
       );
       if (!res.report.exact)
-        for (const m of res.report.modules) ctx.out(`  ${m.name}: rank ${m.rank}, relative error ${m.relativeError.toExponential(3)}`);
+        for (const m of res.report.modules)
+          ctx.out(`  ${m.name}: rank ${m.rank}, relative error ${m.relativeError.toExponential(3)}`);
       for (const w of res.report.warnings) ctx.err(`warning: ${w}`);
     }
     return 0;

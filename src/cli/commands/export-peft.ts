@@ -20,7 +20,8 @@ const command: Command = {
     const out = values["output"] as string | undefined;
     if (positionals.length !== 1) throw new UsageError("give exactly one adapter file");
     if (!out) throw new UsageError("-o DIR is required");
-    if (values["save-projection"] && values["no-save-projection"]) throw new UsageError("--save-projection and --no-save-projection exclude each other");
+    if (values["save-projection"] && values["no-save-projection"])
+      throw new UsageError("--save-projection and --no-save-projection exclude each other");
     const { adapter } = await loadAdapterFromArgs(positionals[0]!, values);
     const saveProjection = values["save-projection"] ? true : values["no-save-projection"] ? false : undefined;
     const res = exportPeft({

@@ -40,13 +40,19 @@ const command: Command = {
       if (!dryRun) throw new UsageError("expected ADAPTER (a verakit file or a PEFT adapter folder)");
       return listWeights(model, ctx);
     }
-    if (!dryRun && !inPlace && !output) throw new UsageError("give -o OUT.onnx, or --in-place to replace the model's files");
+    if (!dryRun && !inPlace && !output)
+      throw new UsageError("give -o OUT.onnx, or --in-place to replace the model's files");
     if (inPlace && output) throw new UsageError("--in-place and -o exclude each other");
     const memoryMiB = intOption(values, "memory");
     // A merge into new files runs a kernel copy of the data files beside the GEMMs: leaving it one core
     // measured faster than giving onnxruntime every core (bench/RESULTS.md). In place, nothing is copied.
     const threads = intOption(values, "threads") ?? (inPlace ? undefined : Math.max(1, availableParallelism() - 1));
-    const backend = dryRun ? undefined : await createNodeBackend({ name: (values.backend as string | undefined) ?? "auto", ...(threads !== undefined ? { threads } : {}) });
+    const backend = dryRun
+      ? undefined
+      : await createNodeBackend({
+          name: (values.backend as string | undefined) ?? "auto",
+          ...(threads !== undefined ? { threads } : {}),
+        });
     const ac = new AbortController();
     let interrupts = 0;
     const onSigint = (): void => {
@@ -83,7 +89,9 @@ const command: Command = {
         }
         bar?.update(r.value);
         if (!ctx.json && !bar && r.value.type === "planned" && !dryRun)
-          ctx.err(`merging ${r.value.report.modules.length} modules into ${r.value.tensors} weights (${fmtBytes(r.value.bytesTotal)} to process)...`);
+          ctx.err(
+            `merging ${r.value.report.modules.length} modules into ${r.value.tensors} weights (${fmtBytes(r.value.bytesTotal)} to process)...`,
+          );
       }
     } catch (e) {
       bar?.clear();
@@ -128,7 +136,12 @@ async function listWeights(model: string, ctx: CliContext): Promise<number> {
         String(w.outFeatures),
         w.dtype ?? "-",
         w.source,
-        [w.quantized ? `quantized (${w.quantized})` : "", w.uses > 1 ? `shared x${w.uses}` : "", w.fused ? "fused q/k/v" : "", w.via.length ? `via ${w.via.join(">")}` : ""]
+        [
+          w.quantized ? `quantized (${w.quantized})` : "",
+          w.uses > 1 ? `shared x${w.uses}` : "",
+          w.fused ? "fused q/k/v" : "",
+          w.via.length ? `via ${w.via.join(">")}` : "",
+        ]
           .filter(Boolean)
           .join(", "),
       ]),
@@ -144,15 +157,28 @@ function printReport(ctx: CliContext, r: MergeReport, device: string | undefined
     m.layout,
     m.dtype,
     m.storage,
-    m.outRange[0] === 0 && m.outRange[1] === m.outFeatures ? `${m.inFeatures}x${m.outFeatures}` : `${m.inFeatures}x[${m.outRange[0]}:${m.outRange[1]}]`,
+    m.outRange[0] === 0 && m.outRange[1] === m.outFeatures
+      ? `${m.inFeatures}x${m.outFeatures}`
+      : `${m.inFeatures}x[${m.outRange[0]}:${m.outRange[1]}]`,
     m.matchedBy,
     ...(r.dryRun ? [] : [m.maxAbsDelta === undefined ? "-" : m.maxAbsDelta.toExponential(2)]),
   ]);
-  const head = ["module", "initializer", "layout", "dtype", "storage", "in x out", "match", ...(r.dryRun ? [] : ["max|delta|"])];
+  const head = [
+    "module",
+    "initializer",
+    "layout",
+    "dtype",
+    "storage",
+    "in x out",
+    "match",
+    ...(r.dryRun ? [] : ["max|delta|"]),
+  ];
   ctx.out(table(head, rows));
   for (const w of r.warnings) ctx.out(`warning: ${w}`);
   if (r.dryRun) {
-    ctx.out(`dry run: ${r.modules.length} modules -> ${r.weights} weights (${fmtBytes(r.bytesMerged)}); nothing written`);
+    ctx.out(
+      `dry run: ${r.modules.length} modules -> ${r.weights} weights (${fmtBytes(r.bytesMerged)}); nothing written`,
+    );
     return;
   }
   const t = r.timings;
@@ -175,7 +201,11 @@ function printReport(ctx: CliContext, r: MergeReport, device: string | undefined
 
 function table(head: string[], rows: string[][]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => r.map((c, i) => c.padEnd(w[i]!)).join("  ").trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => c.padEnd(w[i]!))
+      .join("  ")
+      .trimEnd();
   return [line(head), line(w.map((n) => "-".repeat(n))), ...rows.map(line)].join("\n");
 }
 
@@ -208,7 +238,9 @@ class ProgressBar {
     const fill = Math.round(frac * width);
     const elapsed = (performance.now() - this.start) / 1000;
     const eta = frac > 0.01 ? (elapsed / frac) * (1 - frac) : NaN;
-    const etaS = Number.isFinite(eta) ? `ETA ${Math.floor(eta / 60)}:${String(Math.round(eta % 60)).padStart(2, "0")}` : "ETA --:--";
+    const etaS = Number.isFinite(eta)
+      ? `ETA ${Math.floor(eta / 60)}:${String(Math.round(eta % 60)).padStart(2, "0")}`
+      : "ETA --:--";
     this.draw(
       `[${"#".repeat(fill)}${".".repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${e.tensorsDone}/${e.tensors} tensors  ` +
         `${fmtBytes(e.bytesDone)}/${fmtBytes(e.bytesTotal)}  ${etaS}${e.current ? `  ${e.current}` : ""}`,

@@ -8,8 +8,10 @@ import { intOption } from "../options.js";
 
 const command: Command = {
   name: "projections",
-  summary: "Regenerate VeRA's shared projections bit-exactly as PyTorch/PEFT draws them, as vera_A and vera_B (float32).",
-  usage: "vera projections --seed S --rank R --max-in N --max-out M [--arithmetic fused|separate] [--rounding none|bf16|fp16] -o OUT.safetensors",
+  summary:
+    "Regenerate VeRA's shared projections bit-exactly as PyTorch/PEFT draws them, as vera_A and vera_B (float32).",
+  usage:
+    "vera projections --seed S --rank R --max-in N --max-out M [--arithmetic fused|separate] [--rounding none|bf16|fp16] -o OUT.safetensors",
   options: {
     seed: { type: "string" },
     rank: { type: "string" },
@@ -30,10 +32,16 @@ const command: Command = {
     const maxOut = intOption(values, "max-out", true)!;
     const arithmetic = (values["arithmetic"] as string | undefined) ?? "fused";
     if (arithmetic !== "fused" && arithmetic !== "separate")
-      throw new VeraError(ErrorCode.ARG_INVALID, `--arithmetic must be fused or separate`, { expected: "fused|separate", received: arithmetic });
+      throw new VeraError(ErrorCode.ARG_INVALID, `--arithmetic must be fused or separate`, {
+        expected: "fused|separate",
+        received: arithmetic,
+      });
     const rounding = (values["rounding"] as string | undefined) ?? "none";
     if (rounding !== "none" && rounding !== "bf16" && rounding !== "fp16")
-      throw new VeraError(ErrorCode.ARG_INVALID, `--rounding must be none, bf16 or fp16`, { expected: "none|bf16|fp16", received: rounding });
+      throw new VeraError(ErrorCode.ARG_INVALID, `--rounding must be none, bf16 or fp16`, {
+        expected: "none|bf16|fp16",
+        received: rounding,
+      });
     const t0 = performance.now();
     const { A, B } = generateProjections({ seed, rank, maxIn, maxOut, arithmetic, rounding });
     const ms = performance.now() - t0;
@@ -45,9 +53,24 @@ const command: Command = {
       metadata: { format: "pt" },
     });
     await writeFileAtomic(out, bytes);
-    const info = { ok: true, output: out, seed: seed.toString(), rank, maxIn, maxOut, arithmetic, rounding, shapes: { vera_A: [rank, maxIn], vera_B: [maxOut, rank] }, bytes: bytes.length, milliseconds: Math.round(ms) };
+    const info = {
+      ok: true,
+      output: out,
+      seed: seed.toString(),
+      rank,
+      maxIn,
+      maxOut,
+      arithmetic,
+      rounding,
+      shapes: { vera_A: [rank, maxIn], vera_B: [maxOut, rank] },
+      bytes: bytes.length,
+      milliseconds: Math.round(ms),
+    };
     if (ctx.json) ctx.out(JSON.stringify(info, null, 2));
-    else ctx.out(`wrote ${out}: vera_A ${rank}x${maxIn}, vera_B ${maxOut}x${rank} (seed ${seed}, ${arithmetic}${rounding !== "none" ? `, ${rounding}` : ""}) in ${ms.toFixed(0)} ms`);
+    else
+      ctx.out(
+        `wrote ${out}: vera_A ${rank}x${maxIn}, vera_B ${maxOut}x${rank} (seed ${seed}, ${arithmetic}${rounding !== "none" ? `, ${rounding}` : ""}) in ${ms.toFixed(0)} ms`,
+      );
     return 0;
   },
 };

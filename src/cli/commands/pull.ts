@@ -56,8 +56,12 @@ const command: Command = {
           ),
         );
       } else {
-        ctx.out(`pulled ${res.repo}@${res.revision} (commit ${res.commit.slice(0, 12)}${res.fromCache ? ", from the cache" : ""})`);
-        ctx.out(`${res.format === "peft" ? "PEFT adapter, imported" : "verakit adapter"}: rank ${a.rank}, ${a.modules.length} module(s)${a.baseModel?.id ? `, base ${a.baseModel.id}` : ""}`);
+        ctx.out(
+          `pulled ${res.repo}@${res.revision} (commit ${res.commit.slice(0, 12)}${res.fromCache ? ", from the cache" : ""})`,
+        );
+        ctx.out(
+          `${res.format === "peft" ? "PEFT adapter, imported" : "verakit adapter"}: rank ${a.rank}, ${a.modules.length} module(s)${a.baseModel?.id ? `, base ${a.baseModel.id}` : ""}`,
+        );
         ctx.out(`cache: ${res.cachePath}`);
         if (res.outputPath) ctx.out(`wrote ${res.outputPath}`);
       }

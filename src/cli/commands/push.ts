@@ -25,7 +25,8 @@ const command: Command = {
     if (positionals.length !== 1) throw new UsageError("expected exactly one FILE");
     const repo = values["repo"] as string | undefined;
     if (!repo) throw new UsageError("--repo NS/NAME is required");
-    if (values["overwrite-card"] && values["skip-card"]) throw new UsageError("--overwrite-card and --skip-card exclude each other");
+    if (values["overwrite-card"] && values["skip-card"])
+      throw new UsageError("--overwrite-card and --skip-card exclude each other");
     return withTokenRedacted(values, ctx, async () => {
       const settings = await hubSettingsFrom(values, ctx, true);
       const file = await readFileBytes(positionals[0]!);
@@ -48,7 +49,9 @@ const command: Command = {
       else {
         ctx.out(`pushed ${res.files.map((f) => f.path).join(", ")} to ${res.repo}@${res.branch}`);
         ctx.out(`commit ${res.commit}${res.recoveredAfterFailure ? " (confirmed after a failed commit request)" : ""}`);
-        ctx.out(`model card: ${res.modelCard}${res.repoCreated ? "; repository created" : ""}${res.branchCreated ? "; branch created" : ""}`);
+        ctx.out(
+          `model card: ${res.modelCard}${res.repoCreated ? "; repository created" : ""}${res.branchCreated ? "; branch created" : ""}`,
+        );
         ctx.out(res.commitUrl);
       }
       return 0;

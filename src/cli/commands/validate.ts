@@ -18,7 +18,9 @@ const command: Command = {
       if (!ctx.json) {
         ctx.out(`${path}: ${r.ok ? "valid" : `INVALID (${r.issues.length} issue${r.issues.length === 1 ? "" : "s"})`}`);
         for (const i of r.issues)
-          ctx.out(`  ${i.code}${i.path ? ` at ${i.path}` : ""}: ${i.message}${i.expected !== undefined ? ` (expected ${fmt(i.expected)}, found ${fmt(i.received)})` : ""}`);
+          ctx.out(
+            `  ${i.code}${i.path ? ` at ${i.path}` : ""}: ${i.message}${i.expected !== undefined ? ` (expected ${fmt(i.expected)}, found ${fmt(i.received)})` : ""}`,
+          );
         for (const w of r.warnings) ctx.out(`  warning ${w.code}${w.path ? ` at ${w.path}` : ""}: ${w.message}`);
       }
     }

@@ -4,19 +4,29 @@ import { hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.j
 
 const command: Command = {
   name: "whoami",
-  summary: "Show which Hugging Face account the token belongs to (token: --token, else HF_TOKEN, else HF_HOME/token). The token itself is never printed.",
+  summary:
+    "Show which Hugging Face account the token belongs to (token: --token, else HF_TOKEN, else HF_HOME/token). The token itself is never printed.",
   usage: "vera whoami [--hub-url URL] [--token TOKEN] [--json]",
   options: { ...hubOptions },
   allowPositionals: false,
   async run({ values }, ctx) {
     return withTokenRedacted(values, ctx, async () => {
       const settings = await hubSettingsFrom(values, ctx, true);
-      const me = await hubWhoAmI({ accessToken: settings.accessToken!, hubUrl: settings.hubUrl, retry: settings.retry });
-      if (ctx.json) ctx.out(JSON.stringify({ ok: true, hubUrl: settings.hubUrl, tokenSource: settings.tokenSource, ...me }, null, 2));
+      const me = await hubWhoAmI({
+        accessToken: settings.accessToken!,
+        hubUrl: settings.hubUrl,
+        retry: settings.retry,
+      });
+      if (ctx.json)
+        ctx.out(
+          JSON.stringify({ ok: true, hubUrl: settings.hubUrl, tokenSource: settings.tokenSource, ...me }, null, 2),
+        );
       else {
         ctx.out(me.name);
         if (me.orgs.length > 0) ctx.out(`orgs: ${me.orgs.join(", ")}`);
-        ctx.out(`token: ${me.tokenName ? `"${me.tokenName}", ` : ""}role ${me.tokenRole ?? "unknown"} (from ${settings.tokenSource})`);
+        ctx.out(
+          `token: ${me.tokenName ? `"${me.tokenName}", ` : ""}role ${me.tokenRole ?? "unknown"} (from ${settings.tokenSource})`,
+        );
         ctx.out(`hub: ${settings.hubUrl}`);
       }
       return 0;

@@ -35,7 +35,11 @@ export interface CreateNodeBackendParams {
 }
 
 /** Start one backend by name (internal; `auto` = pass over software adapters). */
-export async function startNodeBackend(name: string, p: CreateNodeBackendParams, auto: boolean): Promise<ComputeBackend> {
+export async function startNodeBackend(
+  name: string,
+  p: CreateNodeBackendParams,
+  auto: boolean,
+): Promise<ComputeBackend> {
   switch (name) {
     case "reference":
       return createReferenceBackend();
@@ -50,10 +54,14 @@ export async function startNodeBackend(name: string, p: CreateNodeBackendParams,
     case "wasm":
       return createWasmBackend();
     default:
-      throw new VeraError(ComputeErrorCode.COMPUTE_UNKNOWN_BACKEND, `unknown compute backend "${name}"; choose one of ${NODE_BACKENDS.join(", ")}`, {
-        expected: NODE_BACKENDS,
-        received: name,
-      });
+      throw new VeraError(
+        ComputeErrorCode.COMPUTE_UNKNOWN_BACKEND,
+        `unknown compute backend "${name}"; choose one of ${NODE_BACKENDS.join(", ")}`,
+        {
+          expected: NODE_BACKENDS,
+          received: name,
+        },
+      );
   }
 }
 

@@ -181,10 +181,7 @@ function mergeModel(task: MergeTask, kind: GraphKind): Uint8Array {
       { op: "MatMul", inputs: ["Bp", "A"], outputs: ["M"] },
     );
   } else {
-    inputs.push(
-      { name: "AT", type: F, shape: ["rows", r] },
-      { name: "BP", type: F, shape: ["out", r] },
-    );
+    inputs.push({ name: "AT", type: F, shape: ["rows", r] }, { name: "BP", type: F, shape: ["out", r] });
     nodes.push({ op: "Gemm", inputs: ["AT", "BP"], outputs: ["M"], attrs: [{ name: "transB", i: 1 }] });
   }
   if (kind === "delta") {
@@ -246,7 +243,9 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
     executionMode: "sequential",
     graphOptimizationLevel: "all",
     logSeverityLevel: 3,
-    ...(params.spinning === undefined ? {} : { extra: { session: { intra_op: { allow_spinning: params.spinning ? "1" : "0" } } } }),
+    ...(params.spinning === undefined
+      ? {}
+      : { extra: { session: { intra_op: { allow_spinning: params.spinning ? "1" : "0" } } } }),
   };
   const open = async (model: Uint8Array): Promise<Session> => {
     try {
@@ -263,11 +262,17 @@ export async function createOrtBackend(params: CreateOrtBackendParams = {}): Pro
   const scanF32 = await open(scanModel());
   const graphs = new Map<string, Graph>();
   let wasm: WasmKernels | undefined;
-  const device = ep === "cpu" ? `cpu, ${threads} thread${threads === 1 ? "" : "s"} (onnxruntime-node)` : `onnxruntime-node ${ep} execution provider${ep === "webgpu" ? " (the adapter is not reported: it may be a software renderer)" : ""}`;
+  const device =
+    ep === "cpu"
+      ? `cpu, ${threads} thread${threads === 1 ? "" : "s"} (onnxruntime-node)`
+      : `onnxruntime-node ${ep} execution provider${ep === "webgpu" ? " (the adapter is not reported: it may be a software renderer)" : ""}`;
   const info: BackendInfo = { name, device };
 
   const graphFor = async (task: MergeTask, kind: GraphKind): Promise<Graph> => {
-    const key = task.layout === "out_in" ? `oi:${idOf(task.a)}:${task.rank}:${task.inFeatures}:${kind}` : `io:${task.rank}:${kind}`;
+    const key =
+      task.layout === "out_in"
+        ? `oi:${idOf(task.a)}:${task.rank}:${task.inFeatures}:${kind}`
+        : `io:${task.rank}:${kind}`;
     let g = graphs.get(key);
     if (g) {
       graphs.delete(key); // most recently used last

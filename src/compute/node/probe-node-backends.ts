@@ -18,7 +18,12 @@ export async function probeNodeBackends(): Promise<BackendProbe[]> {
     if (name === "auto") continue;
     try {
       const be = await startNodeBackend(name, {}, false);
-      out.push({ name, available: true, device: be.info?.device ?? "", ...(be.info?.software ? { software: true } : {}) });
+      out.push({
+        name,
+        available: true,
+        device: be.info?.device ?? "",
+        ...(be.info?.software ? { software: true } : {}),
+      });
       await be.dispose?.();
     } catch (e) {
       out.push({ name, available: false, reason: (e as Error).message });

@@ -11,10 +11,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** acc = acc + x * y, plain (mul then add) or relaxed (fused or not, engine's choice). */
 const madd = (relaxed, acc, x, y) =>
-  relaxed ? `(f32x4.relaxed_madd (local.get ${x}) (local.get ${y}) (local.get ${acc}))` : `(f32x4.add (local.get ${acc}) (f32x4.mul (local.get ${x}) (local.get ${y})))`;
+  relaxed
+    ? `(f32x4.relaxed_madd (local.get ${x}) (local.get ${y}) (local.get ${acc}))`
+    : `(f32x4.add (local.get ${acc}) (f32x4.mul (local.get ${x}) (local.get ${y})))`;
 
 const c4 = (v) => `(v128.const i32x4 ${v} ${v} ${v} ${v})`;
-const f4 = (v) => `(v128.const f32x4 ${v} ${v} ${v} ${v})`;
 
 // The conversions below are written inline (expressions over locals suffixed `x`) rather than as
 // function calls, which V8 in Node 20 does not inline (they cost ~1.4x).
@@ -80,7 +81,7 @@ function hoistConstants(fn) {
   consts.forEach((c, i) => (body = body.split(c).join(`(local.get $k${i})`)));
   const decl = consts.map((_, i) => `(local $k${i} v128)`).join(" ");
   const init = consts.map((c, i) => `(local.set $k${i} ${c})`).join(" ");
-  return body.replace(/\n    \(block \$done/, `\n    ${decl}\n    ${init}\n    (block $done`);
+  return body.replace(/\n {4}\(block \$done/, `\n    ${decl}\n    ${init}\n    (block $done`);
 }
 
 function wat(relaxed) {
@@ -205,7 +206,9 @@ ${bf16Add()}
           (local.set $b1 (v128.load offset=16 (local.get $pb)))
           ${rows
             .map(
-              (r) => `(local.set $x (f32x4.splat (f32.load (i32.add (local.get $pa) (i32.mul (local.get $rk) (i32.const ${r}))))))
+              (
+                r,
+              ) => `(local.set $x (f32x4.splat (f32.load (i32.add (local.get $pa) (i32.mul (local.get $rk) (i32.const ${r}))))))
           (local.set $c${r}0 ${madd(relaxed, `$c${r}0`, "$x", "$b0")})
           (local.set $c${r}1 ${madd(relaxed, `$c${r}1`, "$x", "$b1")})`,
             )
@@ -233,7 +236,10 @@ ${bf16Add()}
 
 const wabt = await wabtInit();
 const out = {};
-for (const [name, relaxed] of [["SIMD", false], ["RELAXED", true]]) {
+for (const [name, relaxed] of [
+  ["SIMD", false],
+  ["RELAXED", true],
+]) {
   const mod = wabt.parseWat(`kernels-${name}.wat`, wat(relaxed), { simd: true, relaxed_simd: relaxed });
   mod.validate();
   out[name] = Buffer.from(mod.toBinary({}).buffer).toString("base64");

@@ -45,20 +45,51 @@ const COMMIT_RE = /^[0-9a-f]{40}$/;
 export async function resolveAdapterFiles(p: ResolveAdapterFilesParams): Promise<ResolvedAdapterFiles> {
   const cred = p.accessToken ? { accessToken: p.accessToken } : {};
   const { modelInfo, pathsInfo } = await loadHubLib();
-  const info = await modelInfo({ name: p.repo, revision: p.revision, additionalFields: ["sha"], hubUrl: p.hubUrl, fetch: p.hubFetch.fetch, ...cred });
+  const info = await modelInfo({
+    name: p.repo,
+    revision: p.revision,
+    additionalFields: ["sha"],
+    hubUrl: p.hubUrl,
+    fetch: p.hubFetch.fetch,
+    ...cred,
+  });
   const commit = (info as { sha?: unknown }).sha;
   if (typeof commit !== "string" || !COMMIT_RE.test(commit))
-    throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `the Hub did not give a commit id for ${p.repo}@${p.revision}`, { path: p.repo, expected: "40 hex digits", received: typeof commit === "string" ? commit.slice(0, 64) : typeof commit });
+    throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `the Hub did not give a commit id for ${p.repo}@${p.revision}`, {
+      path: p.repo,
+      expected: "40 hex digits",
+      received: typeof commit === "string" ? commit.slice(0, 64) : typeof commit,
+    });
   const wanted = [p.filename, PEFT_CONFIG, PEFT_WEIGHTS];
-  const entries = await pathsInfo({ repo: p.repo, paths: wanted, revision: commit, hubUrl: p.hubUrl, fetch: p.hubFetch.fetch, ...cred });
+  const entries = await pathsInfo({
+    repo: p.repo,
+    paths: wanted,
+    revision: commit,
+    hubUrl: p.hubUrl,
+    fetch: p.hubFetch.fetch,
+    ...cred,
+  });
   const found = new Map<string, AdapterFileRef>();
   for (const e of entries) {
     if (!wanted.includes(e.path) || e.type !== "file") continue;
     const etag = e.lfs?.oid ?? e.oid;
-    if (typeof etag !== "string" || !/^([0-9a-f]{40}|[0-9a-f]{64})$/.test(etag) || !Number.isSafeInteger(e.size) || e.size < 0)
-      throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `the Hub described ${e.path} in ${p.repo} with an unusable oid or size`, { path: e.path, received: { oid: String(etag).slice(0, 80), size: e.size } });
+    if (
+      typeof etag !== "string" ||
+      !/^([0-9a-f]{40}|[0-9a-f]{64})$/.test(etag) ||
+      !Number.isSafeInteger(e.size) ||
+      e.size < 0
+    )
+      throw new VeraError(
+        HubErrorCode.HUB_BAD_RESPONSE,
+        `the Hub described ${e.path} in ${p.repo} with an unusable oid or size`,
+        { path: e.path, received: { oid: String(etag).slice(0, 80), size: e.size } },
+      );
     if (e.size > p.maxBytes)
-      throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `${e.path} in ${p.repo} is ${e.size} bytes, more than the ${p.maxBytes} allowed`, { path: e.path, expected: `<= ${p.maxBytes}`, received: e.size });
+      throw new VeraError(
+        HubErrorCode.HUB_BAD_RESPONSE,
+        `${e.path} in ${p.repo} is ${e.size} bytes, more than the ${p.maxBytes} allowed`,
+        { path: e.path, expected: `<= ${p.maxBytes}`, received: e.size },
+      );
     found.set(e.path, { path: checkRepoPath(e.path), size: e.size, etag });
   }
   const vera = found.get(p.filename);
@@ -67,11 +98,19 @@ export async function resolveAdapterFiles(p: ResolveAdapterFilesParams): Promise
   const weights = found.get(PEFT_WEIGHTS);
   if (cfg && weights) return { commit, format: "peft", files: [cfg, weights] };
   if (cfg)
-    throw new VeraError(HubErrorCode.HUB_FILE_NOT_FOUND, `${p.repo}@${p.revision} has ${PEFT_CONFIG} but no ${PEFT_WEIGHTS} (PEFT's pickle-based adapter_model.bin is not read)`, { path: PEFT_WEIGHTS });
-  throw new VeraError(HubErrorCode.HUB_FILE_NOT_FOUND, `${p.repo}@${p.revision} holds no adapter: neither ${p.filename} nor a PEFT ${PEFT_CONFIG}`, {
-    path: p.filename,
-    expected: [p.filename, PEFT_CONFIG],
-  });
+    throw new VeraError(
+      HubErrorCode.HUB_FILE_NOT_FOUND,
+      `${p.repo}@${p.revision} has ${PEFT_CONFIG} but no ${PEFT_WEIGHTS} (PEFT's pickle-based adapter_model.bin is not read)`,
+      { path: PEFT_WEIGHTS },
+    );
+  throw new VeraError(
+    HubErrorCode.HUB_FILE_NOT_FOUND,
+    `${p.repo}@${p.revision} holds no adapter: neither ${p.filename} nor a PEFT ${PEFT_CONFIG}`,
+    {
+      path: p.filename,
+      expected: [p.filename, PEFT_CONFIG],
+    },
+  );
 }
 
 /** The commit of a revision and one file's description, or undefined when the file is absent. */
@@ -86,15 +125,41 @@ export async function resolveRepoFile(p: {
 }): Promise<{ commit: string; ref: AdapterFileRef } | undefined> {
   const cred = p.accessToken ? { accessToken: p.accessToken } : {};
   const { modelInfo, pathsInfo } = await loadHubLib();
-  const info = await modelInfo({ name: p.repo, revision: p.revision, additionalFields: ["sha"], hubUrl: p.hubUrl, fetch: p.hubFetch.fetch, ...cred });
+  const info = await modelInfo({
+    name: p.repo,
+    revision: p.revision,
+    additionalFields: ["sha"],
+    hubUrl: p.hubUrl,
+    fetch: p.hubFetch.fetch,
+    ...cred,
+  });
   const commit = (info as { sha?: unknown }).sha;
   if (typeof commit !== "string" || !COMMIT_RE.test(commit))
-    throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `the Hub did not give a commit id for ${p.repo}@${p.revision}`, { path: p.repo });
-  const [e] = await pathsInfo({ repo: p.repo, paths: [p.path], revision: commit, hubUrl: p.hubUrl, fetch: p.hubFetch.fetch, ...cred });
+    throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `the Hub did not give a commit id for ${p.repo}@${p.revision}`, {
+      path: p.repo,
+    });
+  const [e] = await pathsInfo({
+    repo: p.repo,
+    paths: [p.path],
+    revision: commit,
+    hubUrl: p.hubUrl,
+    fetch: p.hubFetch.fetch,
+    ...cred,
+  });
   if (!e || e.path !== p.path || e.type !== "file") return undefined;
   const etag = e.lfs?.oid ?? e.oid;
-  if (typeof etag !== "string" || !/^([0-9a-f]{40}|[0-9a-f]{64})$/.test(etag) || !Number.isSafeInteger(e.size) || e.size < 0 || e.size > p.maxBytes)
-    throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `the Hub described ${p.path} in ${p.repo} with an unusable oid or size`, { path: p.path });
+  if (
+    typeof etag !== "string" ||
+    !/^([0-9a-f]{40}|[0-9a-f]{64})$/.test(etag) ||
+    !Number.isSafeInteger(e.size) ||
+    e.size < 0 ||
+    e.size > p.maxBytes
+  )
+    throw new VeraError(
+      HubErrorCode.HUB_BAD_RESPONSE,
+      `the Hub described ${p.path} in ${p.repo} with an unusable oid or size`,
+      { path: p.path },
+    );
   return { commit, ref: { path: p.path, size: e.size, etag } };
 }
 
@@ -118,9 +183,17 @@ export async function decodeAdapterFiles(
     const r = validateVera(bytes);
     if (!r.ok || !r.adapter) {
       const first = r.issues[0];
-      throw VeraError.fromIssues(r.issues, `${repo}/${filename} is not a valid verakit file: ${first?.message ?? "invalid"}${r.issues.length > 1 ? ` (and ${r.issues.length - 1} more issue(s))` : ""}`);
+      throw VeraError.fromIssues(
+        r.issues,
+        `${repo}/${filename} is not a valid verakit file: ${first?.message ?? "invalid"}${r.issues.length > 1 ? ` (and ${r.issues.length - 1} more issue(s))` : ""}`,
+      );
     }
     return { adapter: r.adapter, bytes };
   }
-  return importPeftFiles({ config: files.get(PEFT_CONFIG)!, weights: files.get(PEFT_WEIGHTS)!, repo, ...(baseConfig ? { baseConfig } : {}) });
+  return importPeftFiles({
+    config: files.get(PEFT_CONFIG)!,
+    weights: files.get(PEFT_WEIGHTS)!,
+    repo,
+    ...(baseConfig ? { baseConfig } : {}),
+  });
 }

@@ -35,7 +35,9 @@ export interface DownloadVerifiedParams {
  * the announced size and etag (SHA-256 for LFS files, git SHA-1 otherwise), else it is fetched again,
  * at most `maxRetries` times in all. Yields progress and retry events, returns the bytes.
  */
-export async function* downloadVerified(p: DownloadVerifiedParams): AsyncGenerator<DownloadProgressEvent | RetryEvent, Uint8Array> {
+export async function* downloadVerified(
+  p: DownloadVerifiedParams,
+): AsyncGenerator<DownloadProgressEvent | RetryEvent, Uint8Array> {
   const { hubFetch } = p;
   const retry = hubFetch.retry;
   const chunk = Math.max(1, Math.floor(p.chunkSize ?? 8 * 1024 * 1024));
@@ -45,15 +47,31 @@ export async function* downloadVerified(p: DownloadVerifiedParams): AsyncGenerat
     failures++;
     if (failures > retry.maxRetries) {
       if (reason === "digest mismatch" || reason === "size mismatch")
-        throw new VeraError(HubErrorCode.HUB_INTEGRITY, `download of ${p.path} from ${p.repo} did not match its ${reason === "size mismatch" ? "announced size" : "digest"} after ${failures} attempt(s); nothing was stored`, {
-          path: p.path,
-          expected: reason === "size mismatch" ? total : p.expected.etag,
-        });
+        throw new VeraError(
+          HubErrorCode.HUB_INTEGRITY,
+          `download of ${p.path} from ${p.repo} did not match its ${reason === "size mismatch" ? "announced size" : "digest"} after ${failures} attempt(s); nothing was stored`,
+          {
+            path: p.path,
+            expected: reason === "size mismatch" ? total : p.expected.etag,
+          },
+        );
       if (err !== undefined && reason !== "connection cut") throw err;
-      throw new VeraError(HubErrorCode.HUB_NETWORK, `download of ${p.path} from ${p.repo} failed (${reason}) after ${failures} attempt(s); nothing was stored`, { path: p.path });
+      throw new VeraError(
+        HubErrorCode.HUB_NETWORK,
+        `download of ${p.path} from ${p.repo} failed (${reason}) after ${failures} attempt(s); nothing was stored`,
+        { path: p.path },
+      );
     }
     const delay = backoffDelay(failures, retry) * retry.delayScale;
-    yield { type: "retry", attempt: failures, maxRetries: retry.maxRetries, delayMs: delay, reason, method: "GET", url: `${p.hubUrl}/${p.repo}/resolve/${p.revision}/${p.path}` };
+    yield {
+      type: "retry",
+      attempt: failures,
+      maxRetries: retry.maxRetries,
+      delayMs: delay,
+      reason,
+      method: "GET",
+      url: `${p.hubUrl}/${p.repo}/resolve/${p.revision}/${p.path}`,
+    };
     await retry.sleep(delay, p.signal);
   };
 
@@ -67,7 +85,10 @@ export async function* downloadVerified(p: DownloadVerifiedParams): AsyncGenerat
       fetch: hubFetch.fetch,
       ...(p.accessToken ? { accessToken: p.accessToken } : {}),
     });
-    if (!info) throw new VeraError(HubErrorCode.HUB_FILE_NOT_FOUND, `${p.repo}@${p.revision}/${p.path} does not exist`, { path: p.path });
+    if (!info)
+      throw new VeraError(HubErrorCode.HUB_FILE_NOT_FOUND, `${p.repo}@${p.revision}/${p.path} does not exist`, {
+        path: p.path,
+      });
     if (info.size !== total) {
       yield* fail("size mismatch");
       continue;
@@ -82,7 +103,10 @@ export async function* downloadVerified(p: DownloadVerifiedParams): AsyncGenerat
       xet: false,
       ...(p.accessToken ? { accessToken: p.accessToken } : {}),
     });
-    if (!blob) throw new VeraError(HubErrorCode.HUB_FILE_NOT_FOUND, `${p.repo}@${p.revision}/${p.path} does not exist`, { path: p.path });
+    if (!blob)
+      throw new VeraError(HubErrorCode.HUB_FILE_NOT_FOUND, `${p.repo}@${p.revision}/${p.path} does not exist`, {
+        path: p.path,
+      });
     const out = new Uint8Array(total);
     let offset = 0;
     yield { type: "download", path: p.path, bytes: 0, total };

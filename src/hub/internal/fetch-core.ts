@@ -15,7 +15,11 @@ import { checkToken } from "./token.js";
 export type BlobLookup = (repo: string, ref: AdapterFileRef) => Promise<Uint8Array | undefined>;
 
 /** Internal: the shared pull logic, with an optional local blob lookup. */
-export async function fetchAdapterCore(params: FetchAdapterParams, emit: (e: HubProgressEvent) => void, lookup?: BlobLookup): Promise<FetchedAdapter> {
+export async function fetchAdapterCore(
+  params: FetchAdapterParams,
+  emit: (e: HubProgressEvent) => void,
+  lookup?: BlobLookup,
+): Promise<FetchedAdapter> {
   const repo = checkRepoId(params.repo);
   const revision = checkRevision(params.revision ?? "main");
   const filename = checkRepoPath(params.filename ?? DEFAULT_FILE_NAME, "filename");
@@ -55,20 +59,45 @@ export async function fetchAdapterCore(params: FetchAdapterParams, emit: (e: Hub
 
   try {
     emit({ type: "phase", phase: "resolving" });
-    const resolved = await resolveAdapterFiles({ repo, revision, filename, hubUrl, hubFetch, maxBytes, ...(token ? { accessToken: token } : {}) });
+    const resolved = await resolveAdapterFiles({
+      repo,
+      revision,
+      filename,
+      hubUrl,
+      hubFetch,
+      maxBytes,
+      ...(token ? { accessToken: token } : {}),
+    });
     emit({ type: "phase", phase: "downloading" });
     const files: FetchedFile[] = [];
     for (const ref of resolved.files) files.push(await getFile(repo, resolved.commit, ref));
     emit({ type: "phase", phase: "decoding" });
     let baseConfig: FetchedAdapter["baseConfig"];
-    const decoded = await decodeAdapterFiles(resolved.format, new Map(files.map((f) => [f.path, f.bytes])), filename, repo, async (baseRepo, baseRevision) => {
-      emit({ type: "notice", message: `the PEFT adapter does not give its module sizes; reading ${baseRepo}/config.json` });
-      const r = await resolveRepoFile({ repo: baseRepo, revision: baseRevision, path: "config.json", hubUrl, hubFetch, maxBytes: 16 * 1024 * 1024, ...(token ? { accessToken: token } : {}) });
-      if (!r) return undefined;
-      const file = await getFile(baseRepo, r.commit, r.ref);
-      baseConfig = { repo: baseRepo, revision: baseRevision, commit: r.commit, file };
-      return JSON.parse(new TextDecoder().decode(file.bytes)) as unknown;
-    });
+    const decoded = await decodeAdapterFiles(
+      resolved.format,
+      new Map(files.map((f) => [f.path, f.bytes])),
+      filename,
+      repo,
+      async (baseRepo, baseRevision) => {
+        emit({
+          type: "notice",
+          message: `the PEFT adapter does not give its module sizes; reading ${baseRepo}/config.json`,
+        });
+        const r = await resolveRepoFile({
+          repo: baseRepo,
+          revision: baseRevision,
+          path: "config.json",
+          hubUrl,
+          hubFetch,
+          maxBytes: 16 * 1024 * 1024,
+          ...(token ? { accessToken: token } : {}),
+        });
+        if (!r) return undefined;
+        const file = await getFile(baseRepo, r.commit, r.ref);
+        baseConfig = { repo: baseRepo, revision: baseRevision, commit: r.commit, file };
+        return JSON.parse(new TextDecoder().decode(file.bytes)) as unknown;
+      },
+    );
     return {
       repo,
       revision,

@@ -13,8 +13,15 @@ export function loadHubLib(): Promise<HubLib> {
 }
 
 /** True for an error @huggingface/hub threw for an HTTP error answer (HubApiError), by shape. */
-export function isHubApiError(e: unknown): e is { statusCode: number; url: string; requestId?: string; message: string } {
-  return typeof e === "object" && e !== null && typeof (e as { statusCode?: unknown }).statusCode === "number" && typeof (e as { url?: unknown }).url === "string";
+export function isHubApiError(
+  e: unknown,
+): e is { statusCode: number; url: string; requestId?: string; message: string } {
+  return (
+    typeof e === "object" &&
+    e !== null &&
+    typeof (e as { statusCode?: unknown }).statusCode === "number" &&
+    typeof (e as { url?: unknown }).url === "string"
+  );
 }
 
 /** The HTTP status of a HubApiError, else undefined. */

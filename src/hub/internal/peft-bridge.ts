@@ -30,8 +30,17 @@ export function peftBaseOf(config: Uint8Array): { repo: string; revision: string
     const cfg = JSON.parse(new TextDecoder().decode(config)) as Record<string, unknown>;
     const id = cfg["base_model_name_or_path"];
     const rev = cfg["revision"];
-    if (typeof id !== "string" || !/^[A-Za-z0-9_.-]{1,96}\/[A-Za-z0-9_.-]{1,96}$/.test(id) || id.includes("..") || id.includes("--")) return undefined;
-    return { repo: id, revision: typeof rev === "string" && /^[A-Za-z0-9._\-/]{1,256}$/.test(rev) && !rev.includes("..") ? rev : "main" };
+    if (
+      typeof id !== "string" ||
+      !/^[A-Za-z0-9_.-]{1,96}\/[A-Za-z0-9_.-]{1,96}$/.test(id) ||
+      id.includes("..") ||
+      id.includes("--")
+    )
+      return undefined;
+    return {
+      repo: id,
+      revision: typeof rev === "string" && /^[A-Za-z0-9._\-/]{1,256}$/.test(rev) && !rev.includes("..") ? rev : "main",
+    };
   } catch {
     return undefined;
   }
@@ -42,7 +51,12 @@ export function peftBaseOf(config: Uint8Array): { repo: string; revision: string
  * (PEFT_BASE_REQUIRED), the base model's config.json named by base_model_name_or_path is asked from
  * `baseConfig` and the import is repeated with its shapes.
  */
-export async function importPeftFiles(p: { config: Uint8Array; weights: Uint8Array; repo: string; baseConfig?: BaseConfigProvider }): Promise<{ adapter: VeraAdapter; bytes: Uint8Array }> {
+export async function importPeftFiles(p: {
+  config: Uint8Array;
+  weights: Uint8Array;
+  repo: string;
+  baseConfig?: BaseConfigProvider;
+}): Promise<{ adapter: VeraAdapter; bytes: Uint8Array }> {
   const { importPeft } = await import("../../peft/import-peft.js");
   const { baseShapesFromConfig } = await import("../../peft/base-shapes-from-config.js");
   const configText = new TextDecoder("utf-8", { fatal: false }).decode(p.config);
@@ -58,11 +72,20 @@ export async function importPeftFiles(p: { config: Uint8Array; weights: Uint8Arr
       cfg = await p.baseConfig(base.repo, base.revision);
     } catch (inner) {
       const why = isVeraError(inner) ? `${inner.code}: ${inner.message}` : String((inner as Error)?.message ?? inner);
-      throw new VeraError(e.code, `${e.message}. The base model ${base.repo} (from base_model_name_or_path) could not be read: ${why}`, { path: base.repo });
+      throw new VeraError(
+        e.code,
+        `${e.message}. The base model ${base.repo} (from base_model_name_or_path) could not be read: ${why}`,
+        { path: base.repo },
+      );
     }
     if (cfg === undefined) throw e;
     const shapes = baseShapesFromConfig({ config: cfg, label: `${base.repo}/config.json` });
-    adapter = importPeft({ config: configText, weights, base: shapes, configLabel: `${p.repo}/adapter_config.json` }).adapter;
+    adapter = importPeft({
+      config: configText,
+      weights,
+      base: shapes,
+      configLabel: `${p.repo}/adapter_config.json`,
+    }).adapter;
   }
   return { adapter, bytes: writeVera({ adapter }) };
 }

@@ -12,7 +12,14 @@ import { channel, drain } from "../internal/channel.js";
 import { fetchAdapterCore } from "../internal/fetch-core.js";
 import { toHubError } from "../internal/to-hub-error.js";
 import { checkRepoId, checkRepoPath, checkRevision } from "../repo-names.js";
-import { cachedCommit, readCachedBlob, readSnapshotFile, repoFolder, writeSnapshot, type SnapshotFile } from "./internal/cache.js";
+import {
+  cachedCommit,
+  readCachedBlob,
+  readSnapshotFile,
+  repoFolder,
+  writeSnapshot,
+  type SnapshotFile,
+} from "./internal/cache.js";
 import { isHubOffline } from "./is-hub-offline.js";
 import { resolveHubCacheDir } from "./resolve-hub-cache-dir.js";
 import { resolveHubToken } from "./resolve-hub-token.js";
@@ -46,9 +53,19 @@ export interface PullResult extends FetchedAdapter {
   outputPath?: string;
 }
 
-const TRANSIENT = new Set<string>([HubErrorCode.HUB_NETWORK, HubErrorCode.HUB_SERVER_ERROR, HubErrorCode.HUB_RATE_LIMITED]);
+const TRANSIENT = new Set<string>([
+  HubErrorCode.HUB_NETWORK,
+  HubErrorCode.HUB_SERVER_ERROR,
+  HubErrorCode.HUB_RATE_LIMITED,
+]);
 
-async function readOffline(cacheDir: string, repo: string, revision: string, filename: string, maxBytes: number): Promise<{ commit: string; format: "vera" | "peft"; files: SnapshotFile[] } | undefined> {
+async function readOffline(
+  cacheDir: string,
+  repo: string,
+  revision: string,
+  filename: string,
+  maxBytes: number,
+): Promise<{ commit: string; format: "vera" | "peft"; files: SnapshotFile[] } | undefined> {
   const commit = await cachedCommit(cacheDir, repo, revision);
   if (!commit) return undefined;
   const vera = await readSnapshotFile(cacheDir, repo, commit, filename, maxBytes);
@@ -77,14 +94,34 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
     if (!found) return undefined;
     for (const f of found.files) emit({ type: "cached", path: f.path });
     emit({ type: "phase", phase: "decoding" });
-    const decoded = await decodeAdapterFiles(found.format, new Map(found.files.map((f) => [f.path, f.bytes])), filename, repo, async (baseRepo, baseRevision) => {
-      const commit = await cachedCommit(cacheDir, baseRepo, baseRevision);
-      const f = commit ? await readSnapshotFile(cacheDir, baseRepo, commit, "config.json", 16 * 1024 * 1024) : undefined;
-      if (!f) throw new VeraError(HubErrorCode.HUB_OFFLINE_MISS, `${baseRepo}/config.json is not in the cache (offline)`, { path: baseRepo });
-      return JSON.parse(new TextDecoder().decode(f.bytes)) as unknown;
-    });
-    const files: FetchedFile[] = found.files.map((f) => ({ path: f.path, size: f.bytes.length, etag: f.etag ?? "", bytes: f.bytes }));
-    if (why === "fallback") emit({ type: "notice", message: `the Hub could not be reached; using the cached copy of ${repo}@${revision} (commit ${found.commit.slice(0, 12)})` });
+    const decoded = await decodeAdapterFiles(
+      found.format,
+      new Map(found.files.map((f) => [f.path, f.bytes])),
+      filename,
+      repo,
+      async (baseRepo, baseRevision) => {
+        const commit = await cachedCommit(cacheDir, baseRepo, baseRevision);
+        const f = commit
+          ? await readSnapshotFile(cacheDir, baseRepo, commit, "config.json", 16 * 1024 * 1024)
+          : undefined;
+        if (!f)
+          throw new VeraError(HubErrorCode.HUB_OFFLINE_MISS, `${baseRepo}/config.json is not in the cache (offline)`, {
+            path: baseRepo,
+          });
+        return JSON.parse(new TextDecoder().decode(f.bytes)) as unknown;
+      },
+    );
+    const files: FetchedFile[] = found.files.map((f) => ({
+      path: f.path,
+      size: f.bytes.length,
+      etag: f.etag ?? "",
+      bytes: f.bytes,
+    }));
+    if (why === "fallback")
+      emit({
+        type: "notice",
+        message: `the Hub could not be reached; using the cached copy of ${repo}@${revision} (commit ${found.commit.slice(0, 12)})`,
+      });
     return {
       repo,
       revision,
@@ -104,9 +141,13 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
   if (offline) {
     const r = await fromSnapshot("offline");
     if (!r)
-      throw new VeraError(HubErrorCode.HUB_OFFLINE_MISS, `offline (HF_HUB_OFFLINE or --offline) and ${repo}@${revision} is not in the cache at ${cacheDir}: pull it once online`, {
-        path: repoFolder(cacheDir, repo),
-      });
+      throw new VeraError(
+        HubErrorCode.HUB_OFFLINE_MISS,
+        `offline (HF_HUB_OFFLINE or --offline) and ${repo}@${revision} is not in the cache at ${cacheDir}: pull it once online`,
+        {
+          path: repoFolder(cacheDir, repo),
+        },
+      );
     result = r;
   } else {
     let fetched: FetchedAdapter;
@@ -138,9 +179,17 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
     );
     if (fetched.baseConfig) {
       const b = fetched.baseConfig;
-      await writeSnapshot(cacheDir, b.repo, b.revision, b.commit, [{ path: b.file.path, etag: b.file.etag, bytes: b.file.bytes }]);
+      await writeSnapshot(cacheDir, b.repo, b.revision, b.commit, [
+        { path: b.file.path, etag: b.file.etag, bytes: b.file.bytes },
+      ]);
     }
-    result = { ...fetched, cacheDir, snapshotPath: snapshotOf(fetched.commit), cachePath: pointers[0]!, fromCache: downloaded === 0 };
+    result = {
+      ...fetched,
+      cacheDir,
+      snapshotPath: snapshotOf(fetched.commit),
+      cachePath: pointers[0]!,
+      fromCache: downloaded === 0,
+    };
   }
   return finish(result);
 
@@ -149,7 +198,9 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
     try {
       await fsp.mkdir(params.outputDir, { recursive: true });
     } catch (e) {
-      throw new VeraError("IO_ERROR", `cannot create ${params.outputDir}: ${(e as Error).message}`, { path: params.outputDir });
+      throw new VeraError("IO_ERROR", `cannot create ${params.outputDir}: ${(e as Error).message}`, {
+        path: params.outputDir,
+      });
     }
     const outputPath = join(params.outputDir, DEFAULT_FILE_NAME);
     await writeFileAtomic(outputPath, r.bytes);
@@ -169,7 +220,12 @@ export function pullAdapterIter(params: PullAdapterParams): AsyncGenerator<HubPr
     try {
       return await pullCore(params, emit);
     } catch (e) {
-      throw toHubError(e, { action: `pulling ${params.repo}`, repo: params.repo, ...(params.revision ? { revision: params.revision } : {}), secrets: [params.accessToken, params.env?.["HF_TOKEN"]] });
+      throw toHubError(e, {
+        action: `pulling ${params.repo}`,
+        repo: params.repo,
+        ...(params.revision ? { revision: params.revision } : {}),
+        secrets: [params.accessToken, params.env?.["HF_TOKEN"]],
+      });
     }
   });
 }

@@ -41,7 +41,8 @@ export async function resolveHubSettings(params: ResolveHubSettingsParams = {}):
     const v = env[name];
     if (v === undefined || v === "") return undefined;
     const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new VeraError("ARG_INVALID", `${name} must be a non-negative number`, { path: name, received: v });
+    if (!Number.isFinite(n) || n < 0)
+      throw new VeraError("ARG_INVALID", `${name} must be a non-negative number`, { path: name, received: v });
     return n;
   };
   const maxRetries = num("VERAKIT_HUB_MAX_RETRIES");

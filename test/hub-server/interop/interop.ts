@@ -28,30 +28,56 @@ const dir = mkdtempSync(join(tmpdir(), "vera-interop-"));
 const results: Record<string, unknown> = {};
 try {
   const file = writeVera({ adapter: makeAdapter({ seed: 42, baseModel: "acme/tiny-llama", taskType: "CAUSAL_LM" }) });
-  const pushed = await pushAdapter({ repo: "alice/interop", file, accessToken: TOKEN, hubUrl: server.url, create: true, withPeft: true });
+  const pushed = await pushAdapter({
+    repo: "alice/interop",
+    file,
+    accessToken: TOKEN,
+    hubUrl: server.url,
+    create: true,
+    withPeft: true,
+  });
   results["push"] = { commit: pushed.commit, files: pushed.files.map((f) => f.path) };
   const py = (args: string[], cache: string): Promise<unknown> =>
     new Promise((res, rej) => {
       const c = spawn(python, [join(root, "test/hub-server/interop/check.py"), ...args], {
-        env: { ...process.env, HF_ENDPOINT: server.url, HF_TOKEN: TOKEN, HF_HUB_CACHE: cache, HF_HUB_DISABLE_TELEMETRY: "1" },
+        env: {
+          ...process.env,
+          HF_ENDPOINT: server.url,
+          HF_TOKEN: TOKEN,
+          HF_HUB_CACHE: cache,
+          HF_HUB_DISABLE_TELEMETRY: "1",
+        },
       });
       let out = "";
       let err = "";
       c.stdout.on("data", (d: Buffer) => (out += d.toString()));
       c.stderr.on("data", (d: Buffer) => (err += d.toString()));
-      c.on("close", (code) => (code === 0 ? res(JSON.parse(out.trim().split("\n").pop()!)) : rej(new Error(`python ${args[0]} failed:\n${err}`))));
+      c.on("close", (code) =>
+        code === 0
+          ? res(JSON.parse(out.trim().split("\n").pop()!))
+          : rej(new Error(`python ${args[0]} failed:\n${err}`)),
+      );
     });
 
   const cacheA = join(dir, "a");
   await pullAdapter({ repo: "alice/interop", hubUrl: server.url, cacheDir: cacheA, env: {} });
-  results["python reads verakit's cache"] = await py(["cache-read", "alice/interop", createHash("sha256").update(file).digest("hex")], cacheA);
+  results["python reads verakit's cache"] = await py(
+    ["cache-read", "alice/interop", createHash("sha256").update(file).digest("hex")],
+    cacheA,
+  );
 
   const cacheB = join(dir, "b");
   results["python download"] = await py(["download", "alice/interop"], cacheB);
   const off = await pullAdapter({ repo: "alice/interop", offline: true, cacheDir: cacheB, env: {} });
-  results["verakit reads python's cache"] = { ok: Buffer.from(off.bytes).equals(Buffer.from(file)), commit: off.commit };
+  results["verakit reads python's cache"] = {
+    ok: Buffer.from(off.bytes).equals(Buffer.from(file)),
+    commit: off.commit,
+  };
 
-  results["peft"] = await py(["peft-load", "alice/interop", join(root, "fixtures/peft/bases/llama/config.json")], join(dir, "c"));
+  results["peft"] = await py(
+    ["peft-load", "alice/interop", join(root, "fixtures/peft/bases/llama/config.json")],
+    join(dir, "c"),
+  );
   console.log(JSON.stringify(results, null, 2));
 } finally {
   await server.close();

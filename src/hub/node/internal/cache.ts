@@ -33,7 +33,12 @@ function ioError(e: unknown, path: string, what: string): VeraError {
 }
 
 /** Read a cached blob by etag if present with the right size and digest; undefined otherwise. */
-export async function readCachedBlob(cacheDir: string, repo: string, etag: string, size: number): Promise<Uint8Array | undefined> {
+export async function readCachedBlob(
+  cacheDir: string,
+  repo: string,
+  etag: string,
+  size: number,
+): Promise<Uint8Array | undefined> {
   const path = join(repoFolder(cacheDir, repo), "blobs", etag);
   try {
     const st = await fsp.lstat(path);
@@ -54,7 +59,13 @@ export interface CacheEntry {
 }
 
 /** Store verified files of one commit, then point `refs/<revision>` at it. Returns the snapshot paths. */
-export async function writeSnapshot(cacheDir: string, repo: string, revision: string, commit: string, entries: CacheEntry[]): Promise<string[]> {
+export async function writeSnapshot(
+  cacheDir: string,
+  repo: string,
+  revision: string,
+  commit: string,
+  entries: CacheEntry[],
+): Promise<string[]> {
   const root = repoFolder(cacheDir, repo);
   const blobs = join(root, "blobs");
   const snap = join(root, "snapshots", commit);
@@ -64,7 +75,10 @@ export async function writeSnapshot(cacheDir: string, repo: string, revision: st
     for (const e of entries) {
       const blob = join(blobs, e.etag);
       const have = await fsp.lstat(blob).catch(() => undefined);
-      const intact = have?.isFile() && have.size === e.bytes.length && (await readCachedBlob(cacheDir, repo, e.etag, e.bytes.length)) !== undefined;
+      const intact =
+        have?.isFile() &&
+        have.size === e.bytes.length &&
+        (await readCachedBlob(cacheDir, repo, e.etag, e.bytes.length)) !== undefined;
       if (!intact) {
         const tmp = `${blob}.${rnd()}.incomplete`;
         try {
@@ -82,14 +96,20 @@ export async function writeSnapshot(cacheDir: string, repo: string, revision: st
         }
       }
       const pointer = join(snap, ...e.path.split("/"));
-      if (!inside(snap, pointer)) throw new VeraError("IO_UNSAFE_PATH", `refusing to write outside the snapshot folder: ${e.path}`, { path: e.path });
+      if (!inside(snap, pointer))
+        throw new VeraError("IO_UNSAFE_PATH", `refusing to write outside the snapshot folder: ${e.path}`, {
+          path: e.path,
+        });
       await fsp.mkdir(dirname(pointer), { recursive: true });
       await linkAtomically(blob, pointer);
       out.push(pointer);
     }
     if (revision !== commit) {
       const ref = join(root, "refs", ...revision.split("/"));
-      if (!inside(join(root, "refs"), ref)) throw new VeraError("IO_UNSAFE_PATH", `refusing to write a ref outside the refs folder: ${revision}`, { path: revision });
+      if (!inside(join(root, "refs"), ref))
+        throw new VeraError("IO_UNSAFE_PATH", `refusing to write a ref outside the refs folder: ${revision}`, {
+          path: revision,
+        });
       await fsp.mkdir(dirname(ref), { recursive: true });
       const tmp = `${ref}.${rnd()}.tmp`;
       await fsp.writeFile(tmp, commit, { flag: "wx" });
@@ -153,7 +173,13 @@ export interface SnapshotFile {
  * Read a file of a cached snapshot, or undefined when absent. The link must resolve inside the repo's
  * cache folder; when it names a blob whose name is a digest, the content must match it (HUB_CACHE otherwise).
  */
-export async function readSnapshotFile(cacheDir: string, repo: string, commit: string, path: string, maxBytes: number): Promise<SnapshotFile | undefined> {
+export async function readSnapshotFile(
+  cacheDir: string,
+  repo: string,
+  commit: string,
+  path: string,
+  maxBytes: number,
+): Promise<SnapshotFile | undefined> {
   const root = repoFolder(cacheDir, repo);
   const snap = join(root, "snapshots", commit);
   const pointer = join(snap, ...path.split("/"));
@@ -166,16 +192,28 @@ export async function readSnapshotFile(cacheDir: string, repo: string, commit: s
   }
   const realRoot = await fsp.realpath(root).catch(() => root);
   if (!inside(realRoot, real))
-    throw new VeraError(HubErrorCode.HUB_CACHE, `the cached ${path} of ${repo} links outside the cache folder; delete ${snap} and pull again`, { path: pointer });
+    throw new VeraError(
+      HubErrorCode.HUB_CACHE,
+      `the cached ${path} of ${repo} links outside the cache folder; delete ${snap} and pull again`,
+      { path: pointer },
+    );
   const st = await fsp.stat(real);
   if (!st.isFile()) return undefined;
   if (st.size > maxBytes)
-    throw new VeraError(HubErrorCode.HUB_CACHE, `the cached ${path} of ${repo} is ${st.size} bytes, more than the ${maxBytes} allowed`, { path: pointer });
+    throw new VeraError(
+      HubErrorCode.HUB_CACHE,
+      `the cached ${path} of ${repo} is ${st.size} bytes, more than the ${maxBytes} allowed`,
+      { path: pointer },
+    );
   const b = await fsp.readFile(real);
   const bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   const inBlobs = inside(join(realRoot, "blobs"), real);
   const etag = inBlobs ? real.slice(real.lastIndexOf(sep) + 1) : undefined;
   if (etag !== undefined && (await matchesEtag(bytes, etag)) === false)
-    throw new VeraError(HubErrorCode.HUB_CACHE, `the cached ${path} of ${repo} does not match its digest ${etag}: the cache is damaged; delete ${join(root, "blobs", etag)} and pull again`, { path: pointer, expected: etag });
+    throw new VeraError(
+      HubErrorCode.HUB_CACHE,
+      `the cached ${path} of ${repo} does not match its digest ${etag}: the cache is damaged; delete ${join(root, "blobs", etag)} and pull again`,
+      { path: pointer, expected: etag },
+    );
   return { path, pointer, etag, bytes };
 }
