@@ -15,6 +15,7 @@ export const entries = {
   "projections/index": "src/projections/index.ts",
   "peft/index": "src/peft/index.ts",
   "onnx/index": "src/onnx/index.ts",
+  "serve/index": "src/serve/index.ts",
   "compute/index": "src/compute/index.ts",
   "merge/index": "src/merge/index.ts",
   "node/index": "src/node/index.ts",
