@@ -3,5 +3,6 @@ export * from "./container.js";
 export * from "./error-codes.js";
 export * from "./file-copier.js";
 export * from "./load-merge-adapter.js";
+export * from "./merge-checkpoint.js";
 export * from "./merge-onnx.js";
 export * from "./plan-data-files.js";

@@ -15,7 +15,9 @@ export interface LoadMergeAdapterParams {
   /** A verakit file (`adapter.vera.safetensors`) or a PEFT adapter folder. */
   path: string;
   /** The ONNX model's Linear weights ({@link listLinearWeights}): module shapes for a PEFT folder. */
-  weights: readonly LinearWeight[];
+  weights?: readonly LinearWeight[];
+  /** Module shapes for a PEFT folder from another kind of model (a checkpoint's tensor shapes); takes precedence over `weights`. */
+  base?: BaseShapes;
   /** Label of the ONNX model, for messages. @default "model.onnx" */
   modelLabel?: string;
   /** PEFT sub-adapter name. @default the folder's adapter */
@@ -47,11 +49,13 @@ export async function loadMergeAdapter(params: LoadMergeAdapterParams): Promise<
       dir: params.path,
       ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
     });
-    const base = peftBaseFromOnnx({
-      weights: params.weights,
-      peftWeights: folder.weights,
-      label: params.modelLabel ?? "model.onnx",
-    });
+    const base =
+      params.base ??
+      peftBaseFromOnnx({
+        weights: params.weights ?? [],
+        peftWeights: folder.weights,
+        label: params.modelLabel ?? "model.onnx",
+      });
     const { adapter, report } = importPeft({
       config: folder.configText,
       weights: folder.weights,

@@ -10,13 +10,12 @@ import { readFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
 import { eventStream } from "./event-stream.js";
 import { kernelCopier, type FileCopier } from "./file-copier.js";
-import { MergeErrorCode } from "./error-codes.js";
 import { loadMergeAdapter } from "./load-merge-adapter.js";
+import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { onnxContainer, readOnnxSource, type OnnxSource } from "./onnx-container.js";
 import { planDataFiles } from "./plan-data-files.js";
 import { writeMergedModel } from "./write-merged-model.js";
-import { VeraError } from "../errors.js";
 
 export type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
 
@@ -103,28 +102,11 @@ export async function* mergeOnnxIter(params: MergeOnnxParams): AsyncGenerator<Me
   });
 }
 
-/** {@link mergeOnnxIter} as a promise; `onProgress` receives the events. */
+/** {@link mergeOnnxIter} as a promise; `onProgress` receives the events (a throwing `onProgress` cancels the merge). */
 export async function mergeOnnx(
   params: MergeOnnxParams & { onProgress?: (e: MergeEvent) => void },
 ): Promise<MergeReport> {
-  const it = mergeOnnxIter(params);
-  try {
-    for (;;) {
-      const r = await it.next();
-      if (r.done) return r.value;
-      params.onProgress?.(r.value);
-    }
-  } catch (e) {
-    await it.return(undefined as never).catch(() => {}); // a throwing onProgress cancels the merge
-    throw e;
-  }
-}
-
-function aborted(): VeraError {
-  return new VeraError(
-    MergeErrorCode.MERGE_ABORTED,
-    "merge cancelled; no output was written and the input is unchanged",
-  );
+  return drainMerge(mergeOnnxIter(params), params.onProgress);
 }
 
 /** The adapter to merge, loaded from a path when one is given (a PEFT folder takes its shapes from the model). */
@@ -154,7 +136,7 @@ async function runMerge(
   const t0 = performance.now();
   const timings = emptyTimings();
   const check = (): void => {
-    if (signal.aborted) throw aborted();
+    if (signal.aborted) throw mergeAborted();
   };
   const modelPath = resolve(params.model);
   const source = await readOnnxSource({ path: modelPath, dir: dirname(modelPath) });
@@ -211,7 +193,7 @@ async function runMerge(
     memoryBudget: params.memoryBudget ?? 256 * 1024 * 1024,
     report,
     check,
-    aborted,
+    aborted: mergeAborted,
     emit,
     started: t0,
   });

@@ -25,6 +25,8 @@ export interface WriteMergedModelParams<W extends ContainerWeight> {
   input: string;
   /** The output's head file; required unless `inPlace`. */
   output?: string;
+  /** What the report calls the output. @default the output's head file */
+  outputLabel?: string;
   inPlace: boolean;
   backend: ComputeBackend;
   copier: FileCopier;
@@ -60,7 +62,7 @@ export async function writeMergedModel<W extends ContainerWeight>(
   const head = container.headSize > 0 && (!params.inPlace || container.headChanged());
   const bytesTotal = plan.mergedBytes + copyTotal + (head ? container.headSize : 0);
   report.backend = params.backend.name;
-  report.output = outputs.output;
+  report.output = params.outputLabel ?? outputs.output;
 
   const tp = performance.now();
   const sliceFor = projectionSlices(params.adapter);
