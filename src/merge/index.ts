@@ -2,6 +2,7 @@
 export * from "./container.js";
 export * from "./error-codes.js";
 export * from "./file-copier.js";
+export * from "./load-adapter-file.js";
 export * from "./load-merge-adapter.js";
 export * from "./merge-checkpoint.js";
 export * from "./merge-onnx.js";

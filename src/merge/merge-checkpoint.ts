@@ -10,7 +10,7 @@ import { baseShapesFromWeights } from "../peft/base-shapes-from-weights.js";
 import { checkpointContainer } from "./checkpoint-container.js";
 import { eventStream } from "./event-stream.js";
 import { kernelCopier, type FileCopier } from "./file-copier.js";
-import { loadMergeAdapter } from "./load-merge-adapter.js";
+import { loadAdapterFile } from "./load-adapter-file.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { planDataFiles } from "./plan-data-files.js";
@@ -86,7 +86,7 @@ async function adapterFor(
   const tensors = checkpoint.shards.flatMap((s) =>
     [...s.header.tensors].map(([name, t]) => ({ name, shape: t.shape })),
   );
-  return loadMergeAdapter({
+  return loadAdapterFile({
     path: params.adapter,
     base: baseShapesFromWeights({ tensors, label: `${checkpoint.main} (header)` }),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
