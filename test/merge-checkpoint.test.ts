@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { isVeraError, type VeraError } from "../src/errors.js";
+import { createAdapter } from "../src/format/create.js";
 import { loadAdapterFile, mergeCheckpoint, MergeErrorCode } from "../src/merge/index.js";
 import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { bf16BitsToF32 } from "../src/numeric/half.js";
@@ -226,6 +227,21 @@ describe("bad checkpoints are refused with a typed error, nothing written", () =
       }),
     );
     expect(e.code).toMatch(/^(MERGE_WEIGHT_NOT_FOUND|PEFT_)/);
+    expect(listing(out)).toEqual([]);
+  });
+
+  it("an adapter module whose shape disagrees with the checkpoint's weight (MERGE_WEIGHT_SHAPE)", async () => {
+    const out = fresh();
+    const wrong = createAdapter({
+      modules: [{ name: "model.layers.0.self_attn.k_proj", inFeatures: 32, outFeatures: 32 }], // k_proj is 32 -> 16 (GQA)
+      rank: 4,
+      seed: 1,
+    });
+    const e = await veraError(
+      mergeCheckpoint({ model: join(FIX, "llama-f32", "base"), adapter: wrong, output: out, durable: false }),
+    );
+    expect(e.code).toBe(MergeErrorCode.MERGE_WEIGHT_SHAPE);
+    expect(e.path).toBe("model.layers.0.self_attn.k_proj.weight");
     expect(listing(out)).toEqual([]);
   });
 
