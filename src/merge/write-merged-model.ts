@@ -11,6 +11,7 @@ import type { ContainerWeight, MergeContainer } from "./container.js";
 import { DataReader } from "./data-reader.js";
 import { DataWriter } from "./data-writer.js";
 import type { FileCopier } from "./file-copier.js";
+import { MergeProgress } from "./merge-progress.js";
 import type { MergeEvent, MergeReport } from "./merge-report.js";
 import { OutputTransaction } from "./output-transaction.js";
 import type { DataFilePlan } from "./plan-data-files.js";
@@ -82,22 +83,12 @@ export async function writeMergedModel<W extends ContainerWeight>(
     aborted: params.aborted,
     timed,
   });
-  let mergedDone = 0;
-  let tensorsDone = 0;
-  let current: string | undefined;
-  const progress = async (): Promise<void> => {
-    const copied = await writer.copiedBytes();
-    emit({
-      type: "progress",
-      tensorsDone,
-      tensors: order.length,
-      bytesDone: copied + mergedDone,
-      bytesTotal,
-      ...(current ? { current } : {}),
-    });
-  };
-  const ticker = setInterval(() => void progress().catch(() => {}), 250);
-  (ticker as { unref?: () => void }).unref?.();
+  const progress = new MergeProgress({
+    emit,
+    tensors: order.length,
+    bytesTotal,
+    copiedBytes: () => writer.copiedBytes(),
+  });
   try {
     await computeWeights({
       adapter: params.adapter,
@@ -106,7 +97,7 @@ export async function writeMergedModel<W extends ContainerWeight>(
       sliceFor,
       check,
       timed,
-      before: (w) => void (current = w.modules.map((m) => m.module).join(", ")),
+      before: (w) => void (progress.current = w.modules.map((m) => m.module).join(", ")),
       read: async (w) => {
         const t = performance.now();
         const s = w.storage;
@@ -125,12 +116,10 @@ export async function writeMergedModel<W extends ContainerWeight>(
         const target = plan.targets.get(w)!;
         container.merged(w, values, target);
         if (target.kind === "data") await writer.write(target.file, target.offset, values);
-        mergedDone += w.byteLength;
-        tensorsDone++;
-        await progress();
+        await progress.merged(w.byteLength);
       },
     });
-    current = undefined;
+    progress.current = undefined;
     await writer.finish();
     if (head) {
       const t = performance.now();
@@ -146,7 +135,7 @@ export async function writeMergedModel<W extends ContainerWeight>(
     await rollbackOutputs({ tx, settled: writer.copies });
     throw e;
   } finally {
-    clearInterval(ticker);
+    progress.stop();
     await writer.close();
     await reader.close();
   }
