@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import {
+  appendFileSync,
   existsSync,
   statSync,
   mkdirSync,
@@ -23,7 +24,7 @@ import { createReferenceBackend } from "../src/compute/reference-backend.js";
 import { isVeraError, type VeraError } from "../src/errors.js";
 import { createAdapter } from "../src/format/create.js";
 import type { VeraAdapter } from "../src/format/types.js";
-import { mergeOnnx, mergeOnnxIter, MergeErrorCode } from "../src/merge/index.js";
+import { mergeOnnx, mergeOnnxIter, MergeErrorCode, type FileCopier, type MergeEvent } from "../src/merge/index.js";
 import { f32Bytes, FIXTURES, modelProto, rng, type TensorSpec } from "./onnx-helpers.js";
 
 const root = mkdtempSync(join(tmpdir(), "vera-merge-safety-"));
@@ -159,6 +160,43 @@ function slowBackend(opts: { delayMs?: number; failAt?: number } = {}): ComputeB
       if (calls === opts.failAt) throw new Error("device lost");
       return ref.merge(tasks);
     },
+  };
+}
+
+/** Bytes of one weight of {@link synth}'s default model (16 x 12 float32). */
+const WEIGHT_BYTES = 16 * 12 * 4;
+
+/**
+ * A copier under the test's control: it copies the first `firstBytes` bytes at once, then waits
+ * for `release()` before copying the rest (or, with `rewrite`, the whole file again from its start,
+ * as a copy that is not really sequential would). Until the copy ends it reports `firstBytes` as
+ * its progress.
+ */
+function gatedCopier(opts: { sequential: boolean; firstBytes: number; rewrite?: boolean }): FileCopier & {
+  release: () => void;
+} {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const done = new Set<string>();
+  return {
+    sequential: opts.sequential,
+    release,
+    async copy(source, dest) {
+      const data = readFileSync(source);
+      writeFileSync(dest, data.subarray(0, opts.firstBytes));
+      await gate;
+      if (opts.rewrite) writeFileSync(dest, data);
+      else appendFileSync(dest, data.subarray(opts.firstBytes));
+      done.add(dest);
+    },
+    progress: async (dest) => (done.has(dest) ? statSync(dest).size : existsSync(dest) ? opts.firstBytes : 0),
+  };
+}
+
+/** A progress listener that calls `release` once `count` weights are merged and written (or held). */
+function releaseAfter(count: number, release: () => void): (e: MergeEvent) => void {
+  return (e) => {
+    if (e.type === "progress" && e.tensorsDone === count) release();
   };
 }
 
@@ -361,75 +399,88 @@ describe("outputs", () => {
     );
   });
 
-  it("merged tensors that outrun the copy of a big data file wait in a scratch file: same bytes, nothing left over", async () => {
-    const s = synth({ count: 6, inF: 64, outF: 64 });
-    // a long tail of other data, so the kernel copy is still running when the merges are done
-    const { appendFileSync } = await import("node:fs");
-    for (let i = 0; i < 12; i++) appendFileSync(join(s.dir, "w.bin"), new Uint8Array(16 << 20).fill(i + 1));
-    const a = fresh();
-    const b = fresh();
-    const spilled = await mergeOnnx({
-      model: s.model,
-      adapter: s.adapter,
-      output: join(a, "model.onnx"),
-      memoryBudget: 0,
-      durable: false,
-    });
-    const held = await mergeOnnx({
-      model: s.model,
-      adapter: s.adapter,
-      output: join(b, "model.onnx"),
-      memoryBudget: 1 << 30,
-      durable: false,
-    });
-    // every merged tensor either waited in the scratch file or was written once the copy had passed it
-    expect(spilled.spilledBytes + spilled.earlyWrittenBytes).toBe(spilled.bytesMerged);
-    expect(held.spilledBytes).toBe(0);
-    expect(snapshot(a)).toEqual(snapshot(b));
-    expect(readdirSync(a).sort()).toEqual(["model.onnx", "w.bin"]);
-  });
-
-  it("merged tensors behind a slow copy of a big data file are written once the copy has passed them (Linux), same bytes", async () => {
-    const s = synth({ count: 6, inF: 64, outF: 64 });
-    // the reference: the same model without the tail (its copy is done in no time), merged first
-    const small = fresh();
-    const ref = await mergeOnnx({
-      model: s.model,
-      adapter: s.adapter,
-      output: join(small, "model.onnx"),
-      durable: false,
-    });
-    const { appendFileSync } = await import("node:fs");
-    const prefix = statSync(join(s.dir, "w.bin")).size;
-    for (let i = 0; i < 24; i++) appendFileSync(join(s.dir, "w.bin"), new Uint8Array(16 << 20).fill(i + 7));
-    const early = fresh();
-    const late = fresh();
+  it("merged tensors that outrun the copy wait in a scratch file beyond the memory budget: same bytes, nothing left over", async () => {
+    const s = synth({ count: 6 });
+    const ref = fresh();
+    await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(ref, "model.onnx"), durable: false });
+    // the copy stops after the first two tensors until every weight is merged
+    const copier = gatedCopier({ sequential: true, firstBytes: 2 * WEIGHT_BYTES });
+    const out = fresh();
     const r = await mergeOnnx({
       model: s.model,
       adapter: s.adapter,
-      output: join(early, "model.onnx"),
-      memoryBudget: 1 << 30,
-      durable: false,
-    });
-    const viaScratch = await mergeOnnx({
-      model: s.model,
-      adapter: s.adapter,
-      output: join(late, "model.onnx"),
+      output: join(out, "model.onnx"),
       memoryBudget: 0,
       durable: false,
+      copier,
+      onProgress: releaseAfter(6, copier.release),
     });
-    if (process.platform === "linux") expect(r.earlyWrittenBytes).toBeGreaterThan(0);
-    else expect(r.earlyWrittenBytes).toBe(0);
+    expect(r.earlyWrittenBytes).toBe(2 * WEIGHT_BYTES);
+    expect(r.spilledBytes).toBe(4 * WEIGHT_BYTES);
+    expect(snapshot(out)).toEqual(snapshot(ref));
+    expect(readdirSync(out).sort()).toEqual(["model.onnx", "w.bin"]);
+  });
+
+  it("merged tensors behind a running copy are written once the copy has passed them, or held until it has: same bytes", async () => {
+    const s = synth({ count: 6 });
+    const ref = fresh();
+    await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(ref, "model.onnx"), durable: false });
+    const copier = gatedCopier({ sequential: true, firstBytes: 3 * WEIGHT_BYTES + 5 });
+    const out = fresh();
+    const r = await mergeOnnx({
+      model: s.model,
+      adapter: s.adapter,
+      output: join(out, "model.onnx"),
+      memoryBudget: 1 << 20,
+      durable: false,
+      copier,
+      onProgress: releaseAfter(6, copier.release),
+    });
+    expect(r.earlyWrittenBytes).toBe(3 * WEIGHT_BYTES);
     expect(r.spilledBytes).toBe(0);
-    expect(snapshot(early)).toEqual(snapshot(late));
-    expect(readdirSync(early).sort()).toEqual(["model.onnx", "w.bin"]);
-    expect(readFileSync(join(early, "model.onnx")).equals(readFileSync(join(small, "model.onnx")))).toBe(true);
-    expect(
-      readFileSync(join(early, "w.bin"))
-        .subarray(0, prefix)
-        .equals(readFileSync(join(small, "w.bin"))),
-    ).toBe(true);
-    expect(ref.bytesMerged).toBe(r.bytesMerged);
-    void viaScratch;
+    expect(snapshot(out)).toEqual(snapshot(ref));
+  });
+
+  it("a copier that is not sequential gets no early write: merged tensors are held or spilled until its end", async () => {
+    const s = synth({ count: 4 });
+    const ref = fresh();
+    await mergeOnnx({ model: s.model, adapter: s.adapter, output: join(ref, "model.onnx"), durable: false });
+    for (const memoryBudget of [0, 1 << 20]) {
+      const copier = gatedCopier({ sequential: false, firstBytes: 4 * WEIGHT_BYTES });
+      const out = fresh();
+      const r = await mergeOnnx({
+        model: s.model,
+        adapter: s.adapter,
+        output: join(out, "model.onnx"),
+        memoryBudget,
+        durable: false,
+        copier,
+        onProgress: releaseAfter(4, copier.release),
+      });
+      expect(r.earlyWrittenBytes).toBe(0);
+      expect(r.spilledBytes).toBe(memoryBudget === 0 ? 4 * WEIGHT_BYTES : 0);
+      expect(snapshot(out)).toEqual(snapshot(ref));
+    }
+  });
+
+  it("a copy that rewrites bytes it had passed is MERGE_COPY_RACE: nothing is written, the input is intact", async () => {
+    const s = synth({ count: 4 });
+    const before = snapshot(s.dir);
+    const copier = gatedCopier({ sequential: true, firstBytes: 2 * WEIGHT_BYTES, rewrite: true });
+    const out = fresh();
+    const e = await veraError(
+      mergeOnnx({
+        model: s.model,
+        adapter: s.adapter,
+        output: join(out, "model.onnx"),
+        memoryBudget: 1 << 20,
+        durable: false,
+        copier,
+        onProgress: releaseAfter(4, copier.release),
+      }),
+    );
+    expect(e.code).toBe(MergeErrorCode.MERGE_COPY_RACE);
+    expect(snapshot(s.dir)).toEqual(before);
+    expect(readdirSync(out)).toEqual([]);
   });
 });

@@ -1,18 +1,10 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { generateProjections, wasmGeneratorAvailable } from "../src/index.js";
-// @ts-expect-error plain ESM build script without types
-import { buildWasm } from "../src/projections/wasm/build-wasm.mjs";
 
 describe("WebAssembly SIMD generator", () => {
   it("is available on Node 20", () => {
     expect(wasmGeneratorAvailable()).toBe(true);
-  });
-  it("the committed module is what build-wasm.mjs assembles from mt19937.wat", async () => {
-    const committed = readFileSync(join(__dirname, "../src/projections/wasm/mt19937-wasm.ts"), "utf8");
-    expect(committed).toBe(await buildWasm());
   });
   it("gives the same bits as the JavaScript generator for any seed, shape and arithmetic (property)", () => {
     fc.assert(

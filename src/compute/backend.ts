@@ -4,15 +4,9 @@
  * in the weight's stored layout. Every backend is tested against the reference backend.
  */
 
-/** Element type of a stored weight. */
-export type WeightDtype = "F32" | "F16" | "BF16";
+import type { WeightDtype, WeightLayout } from "../dtypes.js";
 
-/**
- * Memory layout of a stored weight matrix (row-major):
- * - `out_in`: shape (out, in), as torch.nn.Linear stores it;
- * - `in_out`: shape (in, out), as ONNX MatMul initializers and GPT-2 Conv1D store it.
- */
-export type WeightLayout = "out_in" | "in_out";
+export type { WeightDtype, WeightLayout } from "../dtypes.js";
 
 /** One weight to merge. */
 export interface MergeTask {

@@ -1,6 +1,7 @@
 /** Overflow helpers shared by the fast backends (internal). */
 import { VeraError } from "../errors.js";
-import type { MergeTask, WeightDtype } from "./backend.js";
+import type { WeightDtype } from "../dtypes.js";
+import type { MergeTask } from "./backend.js";
 import { ComputeErrorCode } from "./error-codes.js";
 import { decodeHalf, DTYPE_OVERFLOW_THRESHOLD } from "./round-to-dtype.js";
 

@@ -1,5 +1,5 @@
 import { f32ToBf16Bits, f32ToF16Bits, f16BitsToF32, bf16BitsToF32 } from "../numeric/half.js";
-import type { WeightDtype } from "./backend.js";
+import { WEIGHT_DTYPE_BYTES, type WeightDtype } from "../dtypes.js";
 
 /** Precision (significand bits incl. the implicit one) and exponent range of each weight dtype. */
 const FORMATS: Record<WeightDtype, { p: number; emin: number; emax: number }> = {
@@ -26,7 +26,7 @@ export const DTYPE_OVERFLOW_THRESHOLD: Readonly<Record<WeightDtype, number>> = {
 };
 
 /** Bytes per element of each dtype. */
-export const DTYPE_BYTES: Readonly<Record<WeightDtype, number>> = { F32: 4, F16: 2, BF16: 2 };
+export const DTYPE_BYTES: Readonly<Record<WeightDtype, number>> = WEIGHT_DTYPE_BYTES;
 
 /**
  * Round a float64 value ONCE to the nearest value of `dtype` (IEEE round-to-nearest-even,

@@ -18,6 +18,20 @@ export const MergeErrorCode = {
    * large enough to hold the merged tensors, or report the platform.
    */
   MERGE_COPY_RACE: "MERGE_COPY_RACE",
+  /**
+   * A sharded checkpoint's `model.safetensors.index.json` disagrees with its shards: a missing
+   * shard, a tensor the index places in a shard that does not hold it, a tensor a shard holds that
+   * the index does not place there, or one tensor name in two shards.
+   */
+  MERGE_CHECKPOINT_INDEX: "MERGE_CHECKPOINT_INDEX",
+  /** A path given to merge is not a model the merge knows (an `.onnx`, a `.safetensors`, a checkpoint folder). */
+  MERGE_CONTAINER_UNKNOWN: "MERGE_CONTAINER_UNKNOWN",
+  /** An adapter module has no `<module>.weight` in the checkpoint (or several tensors match it). */
+  MERGE_WEIGHT_NOT_FOUND: "MERGE_WEIGHT_NOT_FOUND",
+  /** A checkpoint weight's shape disagrees with the adapter module's (in, out) features. */
+  MERGE_WEIGHT_SHAPE: "MERGE_WEIGHT_SHAPE",
+  /** A checkpoint weight's dtype cannot be merged (only F32, F16 and BF16 can). */
+  MERGE_WEIGHT_DTYPE: "MERGE_WEIGHT_DTYPE",
 } as const;
 
 /** One of {@link MergeErrorCode}'s values. */

@@ -1,4 +1,9 @@
-/** The merge pipeline (Node): VeRA adapter + ONNX model -> merged ONNX model. */
+/** The merge pipeline (Node): VeRA adapter + model -> merged model, in stages shared by every container. */
+export * from "./container.js";
 export * from "./error-codes.js";
+export * from "./file-copier.js";
+export * from "./load-adapter-file.js";
 export * from "./load-merge-adapter.js";
+export * from "./merge-checkpoint.js";
 export * from "./merge-onnx.js";
+export * from "./plan-data-files.js";

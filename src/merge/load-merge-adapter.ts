@@ -1,14 +1,9 @@
-import { promises as fsp } from "node:fs";
-import { ErrorCode, VeraError } from "../errors.js";
-import type { VeraAdapter } from "../format/types.js";
 import type { LinearWeight } from "../onnx/list-linear-weights.js";
-import { readVeraFile } from "../node/files.js";
-import { readPeftFolder } from "../node/peft-folder.js";
+import { findWeightsForModule } from "../onnx/plan-onnx-merge.js";
 import { baseShapesFromOnnx } from "../peft/base-shapes-from-onnx.js";
 import type { BaseModule, BaseShapes } from "../peft/base-shapes.js";
-import { importPeft } from "../peft/import-peft.js";
 import type { SafetensorsFile } from "../safetensors/parse.js";
-import { findWeightsForModule } from "../onnx/plan-onnx-merge.js";
+import { loadAdapterFile, type LoadedAdapterFile } from "./load-adapter-file.js";
 
 /** Parameters of {@link loadMergeAdapter}. */
 export interface LoadMergeAdapterParams {
@@ -23,44 +18,19 @@ export interface LoadMergeAdapterParams {
 }
 
 /** A loaded adapter and where it came from. */
-export interface LoadedMergeAdapter {
-  adapter: VeraAdapter;
-  /** `vera`: a verakit file; `peft`: imported from a PEFT folder with the ONNX model as the shape source. */
-  source: "vera" | "peft";
-  /** Importer warnings (PEFT). */
-  warnings: string[];
-}
+export type LoadedMergeAdapter = LoadedAdapterFile;
 
 /**
- * Load the adapter to merge: a verakit file, or a PEFT folder imported with the ONNX model's
- * Linear weights as the source of module shapes (PEFT files do not record in_features).
+ * Load the adapter to merge into an ONNX model: a verakit file, or a PEFT folder imported with the
+ * ONNX model's Linear weights as the source of module shapes (PEFT files do not record in_features).
  */
 export async function loadMergeAdapter(params: LoadMergeAdapterParams): Promise<LoadedMergeAdapter> {
-  let st;
-  try {
-    st = await fsp.stat(params.path);
-  } catch (e) {
-    throw new VeraError(ErrorCode.IO_NOT_FOUND, `adapter not found: ${params.path}`, { path: params.path, cause: e });
-  }
-  if (st.isDirectory()) {
-    const folder = await readPeftFolder({
-      dir: params.path,
-      ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
-    });
-    const base = peftBaseFromOnnx({
-      weights: params.weights,
-      peftWeights: folder.weights,
-      label: params.modelLabel ?? "model.onnx",
-    });
-    const { adapter, report } = importPeft({
-      config: folder.configText,
-      weights: folder.weights,
-      base,
-      adapterName: folder.adapterName,
-    });
-    return { adapter, source: "peft", warnings: report.warnings };
-  }
-  return { adapter: await readVeraFile(params.path), source: "vera", warnings: [] };
+  return loadAdapterFile({
+    path: params.path,
+    base: (peftWeights) =>
+      peftBaseFromOnnx({ weights: params.weights, peftWeights, label: params.modelLabel ?? "model.onnx" }),
+    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+  });
 }
 
 /** Parameters of {@link peftBaseFromOnnx}. */

@@ -1,4 +1,4 @@
-import type { WeightDtype } from "../compute/backend.js";
+import { weightDtypeSize, type WeightDtype } from "../dtypes.js";
 import { VeraError } from "../errors.js";
 import { encodePackedVarints, type ByteEdit } from "./apply-edits.js";
 import { OnnxErrorCode } from "./error-codes.js";
@@ -7,7 +7,7 @@ import { readVarint, WireType } from "./wire.js";
 
 /** Bytes per element of a mergeable dtype. */
 export function dtypeSize(dtype: WeightDtype): number {
-  return dtype === "F32" ? 4 : 2;
+  return weightDtypeSize(dtype);
 }
 
 /** Number of elements of a tensor (product of dims). */

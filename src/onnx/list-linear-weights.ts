@@ -1,4 +1,4 @@
-import type { WeightDtype, WeightLayout } from "../compute/backend.js";
+import type { WeightDtype, WeightLayout } from "../dtypes.js";
 import { indexGraph, intAttr, intsAttr, type GraphIndex } from "./graph-index.js";
 import { dataTypeName, OnnxDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from "./types.js";
 

@@ -1,4 +1,4 @@
-import type { WeightDtype, WeightLayout } from "../compute/backend.js";
+import type { WeightDtype, WeightLayout } from "../dtypes.js";
 import { VeraError, type Issue } from "../errors.js";
 import { OnnxErrorCode } from "./error-codes.js";
 import { indexGraph } from "./graph-index.js";

@@ -1,4 +1,4 @@
-import type { WeightLayout } from "../compute/backend.js";
+import type { WeightLayout } from "../dtypes.js";
 import { VeraError, type Issue } from "../errors.js";
 import { OnnxErrorCode } from "./error-codes.js";
 

@@ -1,3 +1,4 @@
+import { embeddedWasm } from "../wasm/embedded-wasm.js";
 import { MT19937_WASM_BASE64 } from "./wasm/mt19937-wasm.js";
 
 interface Exports {
@@ -8,26 +9,11 @@ interface Exports {
 
 const SCRATCH = 4096;
 const CHUNK = (2 * 65536 - SCRATCH) / 4; // elements per fill call (fits the module's 2 pages)
-let compiled: WebAssembly.Module | null | undefined;
-
-function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
+const embedded = embeddedWasm(MT19937_WASM_BASE64);
 
 /** The compiled module, or null where WebAssembly SIMD is unavailable (then the JavaScript generator runs). */
 function module(): WebAssembly.Module | null {
-  if (compiled === undefined) {
-    try {
-      const bytes = decodeBase64(MT19937_WASM_BASE64);
-      compiled = typeof WebAssembly === "object" && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
-    } catch {
-      compiled = null;
-    }
-  }
-  return compiled;
+  return embedded.moduleSync();
 }
 
 /** True when the WebAssembly SIMD generator can run here. */

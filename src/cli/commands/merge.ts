@@ -1,6 +1,12 @@
 import { isVeraError } from "../../errors.js";
 import { createNodeBackend } from "../../compute/node/create-node-backend.js";
-import { mergeOnnxIter, MergeErrorCode, type MergeEvent, type MergeReport } from "../../merge/index.js";
+import {
+  mergeCheckpointIter,
+  mergeOnnxIter,
+  MergeErrorCode,
+  type MergeEvent,
+  type MergeReport,
+} from "../../merge/index.js";
 import { readFileBytes } from "../../node/files.js";
 import { listLinearWeights, readOnnxModel } from "../../onnx/index.js";
 import { availableParallelism } from "node:os";
@@ -10,11 +16,12 @@ import { UsageError, type CliContext, type Command } from "../command.js";
 const command: Command = {
   name: "merge",
   summary:
-    "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model: only the adapted weights' bytes change. " +
+    "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model or a safetensors checkpoint (a transformers " +
+    "folder, sharded or not, or one .safetensors file; -o names the output folder or file): only the adapted weights' bytes change. " +
     "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights). " +
     "--threads sets the CPU backend's threads (default: all cores but one, which the copy of the data files uses; all cores with --in-place).",
   usage:
-    "vera merge MODEL.onnx ADAPTER -o OUT.onnx [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
+    "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
     "[--threads N] [--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
   options: {
     output: { type: "string", short: "o" },
@@ -36,10 +43,14 @@ const command: Command = {
     const dryRun = values["dry-run"] === true;
     const inPlace = values["in-place"] === true;
     const output = values.output as string | undefined;
+    const onnx = model.endsWith(".onnx");
     if (!adapter) {
       if (!dryRun) throw new UsageError("expected ADAPTER (a verakit file or a PEFT adapter folder)");
+      if (!onnx) throw new UsageError("listing a model's weights (--dry-run without ADAPTER) needs an .onnx model");
       return listWeights(model, ctx);
     }
+    if (!onnx && (values.mapping !== undefined || values.untie === true))
+      throw new UsageError("--mapping and --untie apply to ONNX models only");
     if (!dryRun && !inPlace && !output)
       throw new UsageError("give -o OUT.onnx, or --in-place to replace the model's files");
     if (inPlace && output) throw new UsageError("--in-place and -o exclude each other");
@@ -66,7 +77,7 @@ const command: Command = {
     const bar = ctx.isTTY && !ctx.json ? new ProgressBar(ctx) : undefined;
     let report: MergeReport | undefined;
     try {
-      const it = mergeOnnxIter({
+      const common = {
         model,
         adapter,
         inPlace,
@@ -74,13 +85,18 @@ const command: Command = {
         signal: ac.signal,
         durable: values["no-fsync"] !== true,
         skipMissing: values["skip-missing"] === true,
-        untie: values.untie === true,
         ...(output ? { output } : {}),
         ...(backend ? { backend } : {}),
-        ...(values.mapping ? { mapping: values.mapping as string } : {}),
         ...(values["adapter-name"] ? { adapterName: values["adapter-name"] as string } : {}),
         ...(memoryMiB ? { memoryBudget: memoryMiB * 1024 * 1024 } : {}),
-      });
+      };
+      const it = onnx
+        ? mergeOnnxIter({
+            ...common,
+            untie: values.untie === true,
+            ...(values.mapping ? { mapping: values.mapping as string } : {}),
+          })
+        : mergeCheckpointIter(common);
       for (;;) {
         const r = await it.next();
         if (r.done) {

@@ -1,4 +1,5 @@
 /** Loader of the WebAssembly SIMD kernels (internal; pure, works in browsers and Node). */
+import { embeddedWasm } from "../../wasm/embedded-wasm.js";
 import { KERNELS_RELAXED_BASE64, KERNELS_SIMD_BASE64 } from "./kernels-wasm.js";
 
 /** The instantiated kernels; all offsets are byte offsets into `memory`. */
@@ -22,28 +23,12 @@ export interface WasmKernels {
   reserve(bytes: number): void;
 }
 
-function decode(b64: string): Uint8Array<ArrayBuffer> {
-  const s = atob(b64);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
-let simd: Uint8Array<ArrayBuffer> | undefined;
-let relaxed: Uint8Array<ArrayBuffer> | undefined;
+const simd = embeddedWasm(KERNELS_SIMD_BASE64);
+const relaxed = embeddedWasm(KERNELS_RELAXED_BASE64);
 
 /** Whether this engine validates WebAssembly SIMD128 / relaxed SIMD. */
 export function wasmSupport(): { simd: boolean; relaxed: boolean } {
-  simd ??= decode(KERNELS_SIMD_BASE64);
-  relaxed ??= decode(KERNELS_RELAXED_BASE64);
-  const ok = (b: Uint8Array<ArrayBuffer>) => {
-    try {
-      return typeof WebAssembly === "object" && WebAssembly.validate(b);
-    } catch {
-      return false;
-    }
-  };
-  return { simd: ok(simd), relaxed: ok(relaxed) };
+  return { simd: simd.validates(), relaxed: relaxed.validates() };
 }
 
 /** Instantiate the kernels (relaxed-SIMD when asked for and validated, else SIMD128). Throws when the engine lacks SIMD. */
@@ -51,7 +36,7 @@ export async function loadWasmKernels(params: { relaxed?: boolean } = {}): Promi
   const sup = wasmSupport();
   if (!sup.simd) throw new Error("this JavaScript engine has no WebAssembly SIMD");
   const useRelaxed = params.relaxed !== false && sup.relaxed;
-  const module = await WebAssembly.compile(useRelaxed ? relaxed! : simd!);
+  const module = await (useRelaxed ? relaxed : simd).compile();
   const instance = await WebAssembly.instantiate(module, {});
   const e = instance.exports as unknown as {
     memory: WebAssembly.Memory;

@@ -1,0 +1,220 @@
+// Merge a VeRA adapter (q_proj + v_proj, r = 256) into a Llama-2-7B-shaped bfloat16 safetensors
+// checkpoint generated here (never committed): hidden 4096, intermediate 11008, vocab 32000, N
+// layers split into 3 shards with model.safetensors.index.json, as transformers save_pretrained
+// writes them (32 layers = Llama-2-7B, 13.5 GB). Wall time of `cp -r` of the folder and of
+// `vera merge` (same run, alternating, median of --reps), the ratio, and the merge's peak RSS.
+//
+//   node bench/merge-safetensors.mjs [--layers 2] [--reps 2] [--backend auto] [--dir DIR]
+//
+// Neither side syncs (--no-fsync). Needs about 3x the checkpoint's size in free disk space under --dir.
+import { spawnSync } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { root, saveResults, table } from "./lib.mjs";
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const LAYERS = Number(opt("layers", "2"));
+const REPS = Number(opt("reps", "2"));
+const BACKEND = opt("backend", "auto");
+const BASE = opt("dir", tmpdir());
+const H = 4096,
+  I = 11008,
+  V = 32000,
+  R = 256,
+  SHARDS = 3;
+const cli = join(root, "dist/cli/index.js");
+if (!existsSync(cli)) throw new Error("build first: npx tsup");
+const { createAdapter, writeVera } = await import(join(root, "dist/format/index.js"));
+const { writeFileAtomic } = await import(join(root, "dist/node/index.js"));
+
+/** The checkpoint's tensors, in save order: [name, shape]. */
+function tensors(layers) {
+  const out = [["model.embed_tokens.weight", [V, H]]];
+  for (let l = 0; l < layers; l++) {
+    const p = `model.layers.${l}`;
+    out.push(
+      [`${p}.input_layernorm.weight`, [H]],
+      [`${p}.mlp.down_proj.weight`, [H, I]],
+      [`${p}.mlp.gate_proj.weight`, [I, H]],
+      [`${p}.mlp.up_proj.weight`, [I, H]],
+      [`${p}.post_attention_layernorm.weight`, [H]],
+      [`${p}.self_attn.k_proj.weight`, [H, H]],
+      [`${p}.self_attn.o_proj.weight`, [H, H]],
+      [`${p}.self_attn.q_proj.weight`, [H, H]],
+      [`${p}.self_attn.v_proj.weight`, [H, H]],
+    );
+  }
+  out.push(["model.norm.weight", [H]], ["lm_head.weight", [V, H]]);
+  return out;
+}
+
+/** Write the shards, the index and a config.json; returns the total bytes. */
+function generate(dir, layers) {
+  const all = tensors(layers);
+  const bytesOf = ([, shape]) => shape.reduce((a, b) => a * b, 1) * 2;
+  const total = all.reduce((n, t) => n + bytesOf(t), 0);
+  const chunk = Buffer.alloc(64 << 20);
+  let s = 12345;
+  for (let i = 0; i < chunk.length; i += 2) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    chunk.writeUInt16LE(0x3c00 | (s >>> 25) | ((s & 1) << 15), i); // small bf16 values of both signs
+  }
+  const shards = [];
+  let cur = [];
+  let size = 0;
+  for (const t of all) {
+    if (size > 0 && size + bytesOf(t) > total / SHARDS && shards.length < SHARDS - 1) {
+      shards.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(t);
+    size += bytesOf(t);
+  }
+  shards.push(cur);
+  const weightMap = {};
+  let written = 0;
+  shards.forEach((list, k) => {
+    const name = `model-${String(k + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`;
+    const header = { __metadata__: { format: "pt" } };
+    let off = 0;
+    for (const t of list) {
+      header[t[0]] = { dtype: "BF16", shape: t[1], data_offsets: [off, off + bytesOf(t)] };
+      off += bytesOf(t);
+      weightMap[t[0]] = name;
+    }
+    let json = JSON.stringify(header);
+    json += " ".repeat((8 - ((8 + json.length) % 8)) % 8);
+    const fd = openSync(join(dir, name), "w");
+    const head = Buffer.alloc(8 + json.length);
+    head.writeBigUInt64LE(BigInt(json.length), 0);
+    head.write(json, 8, "latin1");
+    writeSync(fd, head, 0, head.length, 0);
+    for (let done = 0; done < off; ) {
+      const n = Math.min(chunk.length, off - done);
+      writeSync(fd, chunk, 0, n, head.length + done);
+      done += n;
+    }
+    closeSync(fd);
+    written += head.length + off;
+  });
+  writeFileSync(
+    join(dir, "model.safetensors.index.json"),
+    JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2),
+  );
+  writeFileSync(
+    join(dir, "config.json"),
+    JSON.stringify({ model_type: "llama", hidden_size: H, num_hidden_layers: layers }),
+  );
+  return written;
+}
+
+function adapterFor(layers, path) {
+  const modules = [];
+  for (let l = 0; l < layers; l++)
+    for (const m of ["q_proj", "v_proj"])
+      modules.push({ name: `model.layers.${l}.self_attn.${m}`, inFeatures: H, outFeatures: H });
+  const a = createAdapter({ modules, rank: R, seed: 1234 });
+  let s = 7;
+  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.02;
+  for (const m of a.modules) {
+    m.lambdaB.forEach((_, i) => (m.lambdaB[i] = rnd()));
+    m.lambdaD.forEach((_, i) => (m.lambdaD[i] = rnd() * 10));
+  }
+  return writeFileAtomic(path, writeVera({ adapter: a }));
+}
+
+const hasTime = existsSync("/usr/bin/time");
+function timed(cmd, argv) {
+  const full = hasTime ? ["/usr/bin/time", ["-f", "__RSS_KB=%M", cmd, ...argv]] : [cmd, argv];
+  const t0 = performance.now();
+  const r = spawnSync(full[0], full[1], { encoding: "utf8", maxBuffer: 256 << 20 });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed (${r.status}): ${r.stderr}`);
+  const m = /__RSS_KB=(\d+)/.exec(r.stderr);
+  return { ms, rssMB: m ? Number(m[1]) / 1024 : null, stdout: r.stdout };
+}
+const sync = () => spawnSync("sync");
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+const work = mkdtempSync(join(BASE, "vera-bench-merge-st-"));
+let row;
+let result;
+try {
+  const dir = join(work, "base");
+  mkdirSync(dir);
+  console.error(`generating a ${LAYERS}-layer checkpoint...`);
+  const bytes = generate(dir, LAYERS);
+  const adapter = join(work, "adapter.vera.safetensors");
+  await adapterFor(LAYERS, adapter);
+  sync();
+  const cpMs = [];
+  const mergeMs = [];
+  const rss = [];
+  let report = null;
+  for (let rep = 0; rep < REPS; rep++) {
+    const cpOut = join(work, "cp-out");
+    cpMs.push(timed("cp", ["-r", dir, cpOut]).ms);
+    rmSync(cpOut, { recursive: true });
+    sync();
+    const mOut = join(work, "merge-out");
+    const m = timed(process.execPath, [
+      cli,
+      "merge",
+      dir,
+      adapter,
+      "-o",
+      mOut,
+      "--backend",
+      BACKEND,
+      "--json",
+      "--no-fsync",
+    ]);
+    mergeMs.push(m.ms);
+    if (m.rssMB !== null) rss.push(m.rssMB);
+    report = JSON.parse(m.stdout);
+    rmSync(mOut, { recursive: true });
+    sync();
+  }
+  const cp = median(cpMs);
+  const mg = median(mergeMs);
+  const t = report.timings;
+  row = {
+    layers: LAYERS,
+    size: `${(bytes / 1e9).toFixed(2)} GB`,
+    merged: `${report.weights} x 4096x4096 bf16`,
+    "cp s": (cp / 1000).toFixed(2),
+    "merge s": (mg / 1000).toFixed(2),
+    ratio: (mg / cp).toFixed(2),
+    "peak RSS MB": rss.length ? Math.max(...rss).toFixed(0) : "n/a",
+    "compute s": (t.compute / 1000).toFixed(2),
+    "copy s": (t.copy / 1000).toFixed(2),
+  };
+  result = {
+    layers: LAYERS,
+    bytes,
+    mergedWeights: report.weights,
+    backend: report.backendInfo,
+    cpMs,
+    mergeMs,
+    ratio: mg / cp,
+    peakRssMB: rss.length ? Math.max(...rss) : null,
+    timings: t,
+  };
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(
+  `\nvera merge vs cp -r, bfloat16 Llama-2-7B-shaped safetensors checkpoint (3 shards), q_proj+v_proj r=${R}, backend ${result.backend?.name ?? BACKEND} (${result.backend?.device ?? "?"}), no fsync, median of ${REPS}`,
+);
+table([row], Object.keys(row));
+saveResults("merge-safetensors", { reps: REPS, rank: R, result });

@@ -1,0 +1,169 @@
+/**
+ * Merging into safetensors checkpoints: the checkpoint container ({@link checkpointContainer}) put
+ * through the shared stages (data-file plan, compute, copy and write, commit).
+ */
+import { basename, join, resolve } from "node:path";
+import type { ComputeBackend } from "../compute/backend.js";
+import { createReferenceBackend } from "../compute/reference-backend.js";
+import type { VeraAdapter } from "../format/types.js";
+import { baseShapesFromWeights } from "../peft/base-shapes-from-weights.js";
+import { checkpointContainer } from "./checkpoint-container.js";
+import { eventStream } from "./event-stream.js";
+import { kernelCopier, type FileCopier } from "./file-copier.js";
+import { loadAdapterFile } from "./load-adapter-file.js";
+import { drainMerge, mergeAborted } from "./merge-aborted.js";
+import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
+import { planDataFiles } from "./plan-data-files.js";
+import { readCheckpoint, type Checkpoint } from "./read-checkpoint.js";
+import { writeMergedModel } from "./write-merged-model.js";
+
+/** Parameters of {@link mergeCheckpoint} and {@link mergeCheckpointIter}. */
+export interface MergeCheckpointParams {
+  /**
+   * The base checkpoint: a transformers folder (`model.safetensors`, or shards and
+   * `model.safetensors.index.json`) or a single `.safetensors` file.
+   */
+  model: string;
+  /** The adapter: a verakit file path, a PEFT adapter folder path, or an adapter object. */
+  adapter: string | VeraAdapter;
+  /**
+   * Where the merged checkpoint goes: a folder for a checkpoint folder (same file names; every
+   * other file of the folder is copied), a file path for a single `.safetensors` file. Required
+   * unless `inPlace` or `dryRun`.
+   */
+  output?: string;
+  /** Rewrite only the changed shards of the input (each as a temporary file renamed over it). @default false */
+  inPlace?: boolean;
+  /** Only locate the weights and return the plan; write nothing. @default false */
+  dryRun?: boolean;
+  /** The merge kernel. @default the reference backend (pure TypeScript) */
+  backend?: ComputeBackend;
+  /** Cancels the merge: temporary files are removed, nothing is written. @default none */
+  signal?: AbortSignal;
+  /** fsync every output file before renaming it into place. @default true */
+  durable?: boolean;
+  /** Most bytes of merged tensors held in memory while their shard is still being copied. @default 268435456 (256 MiB) */
+  memoryBudget?: number;
+  /** PEFT sub-adapter name, when `adapter` is a folder holding several. @default the folder's adapter */
+  adapterName?: string;
+  /** Leave out adapter modules that have no weight in this checkpoint (listed in the report). @default false */
+  skipMissing?: boolean;
+  /** How files are copied. @default the platform's file copy ({@link kernelCopier}) */
+  copier?: FileCopier;
+}
+
+/**
+ * Merge a VeRA adapter into a safetensors checkpoint, as an async generator of progress events
+ * whose return value is the report. Only the adapted weights' bytes change: every shard keeps its
+ * name, header and tensor order, the index and the other files are copied unchanged. Memory holds
+ * a few merged tensors at a time, never the model. Outputs are written as temporary files and
+ * renamed at the end; on any error or cancellation nothing is written.
+ *
+ * @throws VeraError `MERGE_CHECKPOINT_INDEX`, `MERGE_CONTAINER_UNKNOWN`, `MERGE_WEIGHT_*`,
+ *   `MERGE_OUTPUT_CONFLICT`, `MERGE_OVERFLOW`, `MERGE_ABORTED`, `ST_*`, `IO_*`.
+ */
+export async function* mergeCheckpointIter(
+  params: MergeCheckpointParams,
+): AsyncGenerator<MergeEvent, MergeReport, void> {
+  return yield* eventStream<MergeEvent, MergeReport>({
+    run: (signal, emit) => runMerge(params, signal, emit),
+    ...(params.signal ? { signal: params.signal } : {}),
+  });
+}
+
+/** {@link mergeCheckpointIter} as a promise; `onProgress` receives the events (a throwing `onProgress` cancels the merge). */
+export async function mergeCheckpoint(
+  params: MergeCheckpointParams & { onProgress?: (e: MergeEvent) => void },
+): Promise<MergeReport> {
+  return drainMerge(mergeCheckpointIter(params), params.onProgress);
+}
+
+async function adapterFor(
+  params: MergeCheckpointParams,
+  checkpoint: Checkpoint,
+): Promise<{ adapter: VeraAdapter; source: MergeReport["adapterSource"]; warnings: string[] }> {
+  if (typeof params.adapter !== "string") return { adapter: params.adapter, source: "object", warnings: [] };
+  const tensors = checkpoint.shards.flatMap((s) =>
+    [...s.header.tensors].map(([name, t]) => ({ name, shape: t.shape })),
+  );
+  return loadAdapterFile({
+    path: params.adapter,
+    base: baseShapesFromWeights({ tensors, label: `${checkpoint.main} (header)` }),
+    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+  });
+}
+
+async function runMerge(
+  params: MergeCheckpointParams,
+  signal: AbortSignal,
+  emit: (e: MergeEvent) => void,
+): Promise<MergeReport> {
+  const t0 = performance.now();
+  const timings = emptyTimings();
+  const check = (): void => {
+    if (signal.aborted) throw mergeAborted();
+  };
+  const checkpoint = await readCheckpoint({ path: params.model });
+  timings.readModel = performance.now() - t0;
+  check();
+  const t1 = performance.now();
+  const loaded = await adapterFor(params, checkpoint);
+  const inPlace = params.inPlace ?? false;
+  const dryRun = params.dryRun ?? false;
+  const output =
+    params.output === undefined
+      ? undefined
+      : checkpoint.single
+        ? resolve(params.output)
+        : join(resolve(params.output), checkpoint.main);
+  const container = checkpointContainer({
+    checkpoint,
+    modules: loaded.adapter.modules,
+    skipMissing: params.skipMissing ?? false,
+    ...(output !== undefined ? { outputName: basename(output) } : {}),
+  });
+  const plan = planDataFiles({ files: container.dataFiles, weights: container.weights });
+  const input = join(checkpoint.dir, checkpoint.main);
+  const report: MergeReport = {
+    model: checkpoint.single ? input : checkpoint.dir,
+    output: null,
+    inPlace,
+    dryRun,
+    backend: null,
+    adapterSource: loaded.source,
+    modules: container.reportModules(),
+    skipped: container.skipped,
+    weights: container.weights.length,
+    bytesMerged: plan.mergedBytes,
+    bytesWritten: 0,
+    spilledBytes: 0,
+    earlyWrittenBytes: 0,
+    files: [],
+    timings,
+    warnings: loaded.warnings,
+  };
+  timings.plan = performance.now() - t1;
+  if (dryRun) {
+    timings.total = performance.now() - t0;
+    emit({ type: "planned", report, tensors: container.weights.length, bytesTotal: plan.mergedBytes });
+    return report;
+  }
+  return writeMergedModel({
+    container,
+    plan,
+    adapter: loaded.adapter,
+    input,
+    ...(output !== undefined ? { output } : {}),
+    ...(checkpoint.single ? {} : { outputLabel: inPlace ? checkpoint.dir : resolve(params.output ?? checkpoint.dir) }),
+    inPlace,
+    backend: params.backend ?? createReferenceBackend(),
+    copier: params.copier ?? kernelCopier(),
+    durable: params.durable ?? true,
+    memoryBudget: params.memoryBudget ?? 256 * 1024 * 1024,
+    report,
+    check,
+    aborted: mergeAborted,
+    emit,
+    started: t0,
+  });
+}

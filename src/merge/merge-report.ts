@@ -1,0 +1,80 @@
+/** The report and progress events of a merge (any container). */
+
+/** One module in the merge report. */
+export interface MergeReportModule {
+  /** Adapter module path. */
+  module: string;
+  /** Tensor receiving the delta (the ONNX initializer, the checkpoint tensor). */
+  initializer: string;
+  /** The model-side path that matched. */
+  matched: string;
+  matchedBy: "exact" | "suffix" | "mapping";
+  /** How the weight's path was found in the model. */
+  source: string;
+  layout: "in_out" | "out_in";
+  dtype: "F32" | "F16" | "BF16";
+  /** Where the weight is stored: `raw_data`, `float_data`, `int32_data` or `external:<location>@<offset>` for ONNX. */
+  storage: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** Output-feature block inside the weight. */
+  outRange: [number, number];
+  /** Set when the weight was shared and got its own merged copy: the original tensor's name (`initializer` is the copy). */
+  untiedFrom?: string;
+  /** max |delta| (float32), once merged. */
+  maxAbsDelta?: number;
+}
+
+/** Busy time per phase, milliseconds (phases overlap: sums may exceed the total). */
+export interface MergeTimings {
+  readModel: number;
+  plan: number;
+  projections: number;
+  read: number;
+  compute: number;
+  write: number;
+  copy: number;
+  commit: number;
+  total: number;
+}
+
+/** What a merge did. */
+export interface MergeReport {
+  model: string;
+  /** The merged model's path (the input's with `inPlace`), null for a dry run. */
+  output: string | null;
+  inPlace: boolean;
+  dryRun: boolean;
+  /** Backend name (null for a dry run). */
+  backend: string | null;
+  adapterSource: "vera" | "peft" | "object";
+  modules: MergeReportModule[];
+  /** Adapter modules left out (not in this model; only with `skipMissing`). */
+  skipped: string[];
+  /** Weights patched. */
+  weights: number;
+  /** Bytes of merged weights. */
+  bytesMerged: number;
+  /** Bytes written (copies included). */
+  bytesWritten: number;
+  /** Bytes of merged tensors that waited in a scratch file for their data file's copy (memory budget exceeded). */
+  spilledBytes: number;
+  /** Bytes of merged tensors written into an output data file while its copy was still running (Linux). */
+  earlyWrittenBytes: number;
+  /** Files written, final paths. */
+  files: string[];
+  timings: MergeTimings;
+  warnings: string[];
+}
+
+/** Progress events of a merge. */
+export type MergeEvent =
+  | { type: "planned"; report: MergeReport; tensors: number; bytesTotal: number }
+  | { type: "progress"; tensorsDone: number; tensors: number; bytesDone: number; bytesTotal: number; current?: string }
+  | { type: "committing" }
+  | { type: "done"; report: MergeReport };
+
+/** Zeroed timings. */
+export function emptyTimings(): MergeTimings {
+  return { readModel: 0, plan: 0, projections: 0, read: 0, compute: 0, write: 0, copy: 0, commit: 0, total: 0 };
+}

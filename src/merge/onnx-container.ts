@@ -1,0 +1,227 @@
+/**
+ * The ONNX model as a merge container: weights located by the ONNX planner, external data files
+ * resolved inside the model's folder, inline weights and untied copies written back into the
+ * `.onnx` bytes by length-preserving edits. The only merge stage that knows ONNX.
+ */
+import { ErrorCode, VeraError } from "../errors.js";
+import type { VeraModule } from "../format/types.js";
+import { resolveExternalDataPath } from "../node/external-data-path.js";
+import { readFileBytes } from "../node/files.js";
+import { applyEdits, type ByteEdit } from "../onnx/apply-edits.js";
+import { inlineValueEdits, readInlineValues } from "../onnx/inline-values.js";
+import { listLinearWeights, type LinearWeight } from "../onnx/list-linear-weights.js";
+import { planOnnxMerge, type PlannedWeight } from "../onnx/plan-onnx-merge.js";
+import { readOnnxModel } from "../onnx/read-onnx-model.js";
+import { tensorByteLength, type OnnxModel, type OnnxTensor } from "../onnx/types.js";
+import { untieEdits } from "../onnx/untie-edits.js";
+import type { WeightMapping } from "../onnx/weight-mapping.js";
+import type { ContainerDataFile, ContainerWeight, MergeContainer, MergedTarget } from "./container.js";
+import type { MergeReportModule } from "./merge-report.js";
+
+/** A parsed ONNX model file. */
+export interface OnnxSource {
+  /** Absolute path of the `.onnx` file. */
+  path: string;
+  /** Its folder (external data locations are relative to it). */
+  dir: string;
+  bytes: Uint8Array;
+  model: OnnxModel;
+  /** Its Linear weights (the shape source for a PEFT adapter). */
+  linear: LinearWeight[];
+}
+
+/** Parameters of {@link readOnnxSource}. */
+export interface ReadOnnxSourceParams {
+  /** Absolute path of the `.onnx` file. */
+  path: string;
+  /** Its folder. */
+  dir: string;
+}
+
+/** Read and parse an ONNX model file and list its Linear weights. */
+export async function readOnnxSource(params: ReadOnnxSourceParams): Promise<OnnxSource> {
+  const bytes = await readFileBytes(params.path);
+  const model = readOnnxModel({ bytes });
+  return { ...params, bytes, model, linear: listLinearWeights({ model }) };
+}
+
+/** A weight of an ONNX container: the planner's weight behind it. */
+export interface OnnxContainerWeight extends ContainerWeight {
+  planned: PlannedWeight;
+}
+
+/** An ONNX model ready to merge. */
+export interface OnnxContainer extends MergeContainer<OnnxContainerWeight> {
+  /** Adapter modules with no weight in this model (only with `skipMissing`). */
+  readonly skipped: string[];
+  /** Planner remarks (shared weights, checksums that will no longer match). */
+  readonly warnings: string[];
+  /**
+   * The report's rows (by module path), given where each weight's merged bytes go (an untied
+   * copy's storage is where it goes; without targets, as for a dry run, where its original is).
+   */
+  reportModules(targets?: ReadonlyMap<OnnxContainerWeight, MergedTarget>): MergeReportModule[];
+}
+
+/** Parameters of {@link onnxContainer}. */
+export interface OnnxContainerParams {
+  source: OnnxSource;
+  /** The adapter's modules. */
+  modules: VeraModule[];
+  mapping?: WeightMapping;
+  skipMissing: boolean;
+  untie: boolean;
+}
+
+/** Every tensor of the model (initializers of all graphs and Constant-node tensors). */
+function allTensors(model: OnnxModel): OnnxTensor[] {
+  const out: OnnxTensor[] = [];
+  for (const g of model.graphs) {
+    out.push(...g.initializers);
+    for (const n of g.nodes) for (const a of n.attributes) if (a.t) out.push(a.t);
+  }
+  return out;
+}
+
+function storageLabel(t: OnnxTensor): string {
+  const s = t.storage;
+  if (s.kind === "raw") return "raw_data";
+  if (s.kind === "external") return `external:${s.location}@${s.offset}`;
+  return s.kind;
+}
+
+/**
+ * Locate the adapter's weights in the model and resolve every external data file it names (each
+ * one is read or copied, so each one is checked).
+ *
+ * @throws VeraError `ONNX_*` (locating weights), `IO_UNSAFE_PATH` (a location outside the model's
+ *   folder, or two locations naming one file through a symlink), `IO_NOT_FOUND`.
+ */
+export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxContainer> {
+  const { source } = params;
+  const { model, bytes } = source;
+  const plan = planOnnxMerge({
+    model,
+    modules: params.modules,
+    weights: source.linear,
+    skipMissing: params.skipMissing,
+    untie: params.untie,
+    ...(params.mapping ? { mapping: params.mapping } : {}),
+  });
+  const warnings = [...plan.warnings];
+
+  const files = new Map<string, ContainerDataFile>();
+  const byLocation = new Map<string, ContainerDataFile>();
+  for (const t of allTensors(model)) {
+    const s = t.storage;
+    if (s.kind !== "external") continue;
+    let f = byLocation.get(s.location);
+    if (!f) {
+      const r = await resolveExternalDataPath({ modelDir: source.dir, location: s.location, tensor: t.name });
+      const key = r.parts.join("/");
+      f = files.get(key);
+      if (!f) {
+        const alias = [...files.values()].find((x) => x.path === r.path);
+        if (alias)
+          throw new VeraError(
+            ErrorCode.IO_UNSAFE_PATH,
+            `external data locations ${JSON.stringify(alias.label)} and ${JSON.stringify(s.location)} name the same file through a symlink; refusing to merge (the copies would disagree)`,
+            { path: t.name, received: r.path },
+          );
+        f = { key, parts: r.parts, path: r.path, size: r.size, label: r.location, tensors: [] };
+        files.set(key, f);
+      }
+      byLocation.set(s.location, f);
+    }
+    const len = s.length ?? tensorByteLength(t) ?? 0;
+    f.tensors.push({ tensor: t.name, start: s.offset, end: s.offset + len });
+  }
+
+  const weights: OnnxContainerWeight[] = plan.weights.map((p) => {
+    const s = p.tensor.storage;
+    if (s.kind === "external" && s.checksum !== undefined)
+      warnings.push(
+        `weight ${JSON.stringify(p.initializer)} records a checksum of its external data, which no longer matches the merged bytes`,
+      );
+    return {
+      name: p.initializer,
+      dtype: p.dtype,
+      layout: p.layout,
+      inFeatures: p.inFeatures,
+      outFeatures: p.outFeatures,
+      byteLength: p.byteLength,
+      storage:
+        s.kind === "external"
+          ? { kind: "data", file: byLocation.get(s.location)!.key, offset: s.offset }
+          : { kind: "inline" },
+      ...(p.untie && s.kind === "external" ? { append: true } : {}),
+      modules: p.modules.map((m) => ({
+        module: m.module,
+        inFeatures: m.inFeatures,
+        outFeatures: m.outFeatures,
+        outStart: m.outStart,
+        outEnd: m.outEnd,
+      })),
+      planned: p,
+    };
+  });
+
+  const edits: ByteEdit[] = [];
+  return {
+    kind: "onnx",
+    weights,
+    headSize: bytes.length,
+    dataFiles: [...files.values()],
+    skipped: plan.skipped,
+    warnings,
+    readInline: (w) => readInlineValues(bytes, w.planned.tensor, w.dtype),
+    merged(w, values, target) {
+      const p = w.planned;
+      const s = p.tensor.storage;
+      if (target.kind === "inline")
+        edits.push(
+          ...(p.untie
+            ? untieEdits({ model, weight: p, data: { values } })
+            : inlineValueEdits(p.tensor, p.dtype, values)),
+        );
+      else if (p.untie && s.kind === "external")
+        edits.push(
+          ...untieEdits({
+            model,
+            weight: p,
+            data: { location: s.location, offset: target.offset, length: p.byteLength },
+          }),
+        );
+    },
+    headChanged: () => weights.some((w) => w.storage.kind === "inline" || w.planned.untie),
+    head: () => applyEdits({ bytes, edits }).chunks,
+    reportModules(targets) {
+      const rows: MergeReportModule[] = [];
+      for (const w of weights) {
+        const p = w.planned;
+        const s = p.tensor.storage;
+        const target = targets?.get(w);
+        let storage = storageLabel(p.tensor);
+        if (p.untie && targets)
+          storage =
+            s.kind === "external" && target?.kind === "data" ? `external:${s.location}@${target.offset}` : "raw_data";
+        for (const m of p.modules)
+          rows.push({
+            module: m.module,
+            initializer: p.untie?.name ?? p.initializer,
+            ...(p.untie ? { untiedFrom: p.initializer } : {}),
+            matched: m.matched,
+            matchedBy: m.matchedBy,
+            source: p.source,
+            layout: p.layout,
+            dtype: p.dtype,
+            storage,
+            inFeatures: m.inFeatures,
+            outFeatures: m.outFeatures,
+            outRange: [m.outStart, m.outEnd],
+          });
+      }
+      return rows.sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0));
+    },
+  };
+}

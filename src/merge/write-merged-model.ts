@@ -1,0 +1,149 @@
+/**
+ * The stages after planning, for any container: resolve the outputs, copy the data files while
+ * the weights are computed, write each merged weight into its copy, write the head file, commit.
+ * On any error or cancellation every temporary file is removed and the input is untouched.
+ */
+import type { ComputeBackend } from "../compute/backend.js";
+import type { VeraAdapter } from "../format/types.js";
+import { commitOutputs, rollbackOutputs, writeHeadFile } from "./commit-outputs.js";
+import { computeWeights, projectionSlices } from "./compute-weights.js";
+import type { ContainerWeight, MergeContainer } from "./container.js";
+import { DataReader } from "./data-reader.js";
+import { DataWriter } from "./data-writer.js";
+import type { FileCopier } from "./file-copier.js";
+import { MergeProgress } from "./merge-progress.js";
+import type { MergeEvent, MergeReport } from "./merge-report.js";
+import { OutputTransaction } from "./output-transaction.js";
+import type { DataFilePlan } from "./plan-data-files.js";
+import { resolveOutputs } from "./resolve-outputs.js";
+
+/** Parameters of {@link writeMergedModel}. */
+export interface WriteMergedModelParams<W extends ContainerWeight> {
+  container: MergeContainer<W>;
+  plan: DataFilePlan<W>;
+  adapter: VeraAdapter;
+  /** The input's head file (absolute). */
+  input: string;
+  /** The output's head file; required unless `inPlace`. */
+  output?: string;
+  /** What the report calls the output. @default the output's head file */
+  outputLabel?: string;
+  inPlace: boolean;
+  backend: ComputeBackend;
+  copier: FileCopier;
+  durable: boolean;
+  memoryBudget: number;
+  /** The report so far (planning done); completed here. */
+  report: MergeReport;
+  /** Throws when the merge is cancelled. */
+  check: () => void;
+  /** The error of a cancelled merge. */
+  aborted: () => Error;
+  emit: (e: MergeEvent) => void;
+  /** When the merge started (performance.now()), for the total time. */
+  started: number;
+}
+
+/** Run the merge to its end; returns the completed report. */
+export async function writeMergedModel<W extends ContainerWeight>(
+  params: WriteMergedModelParams<W>,
+): Promise<MergeReport> {
+  const { container, plan, report, check, emit } = params;
+  const timings = report.timings;
+  const timed = (phase: "read" | "compute" | "write" | "copy", ms: number): void => void (timings[phase] += ms);
+  const outputs = await resolveOutputs({
+    input: params.input,
+    ...(params.output !== undefined ? { output: params.output } : {}),
+    inPlace: params.inPlace,
+    files: plan.files.map((e) => ({ file: e.file, changed: e.merged.length > 0 })),
+  });
+  const order = plan.order;
+  const copyFiles = outputs.files.filter((f) => f.write);
+  const copyTotal = copyFiles.reduce((s, f) => s + f.file.size, 0);
+  const head = container.headSize > 0 && (!params.inPlace || container.headChanged());
+  const bytesTotal = plan.mergedBytes + copyTotal + (head ? container.headSize : 0);
+  report.backend = params.backend.name;
+  report.output = params.outputLabel ?? outputs.output;
+
+  const tp = performance.now();
+  const sliceFor = projectionSlices(params.adapter);
+  timings.projections = performance.now() - tp;
+  emit({ type: "planned", report, tensors: order.length, bytesTotal });
+
+  const tx = new OutputTransaction();
+  const pathOf = new Map(plan.files.map((e) => [e.file.key, e.file.path]));
+  const reader = new DataReader();
+  const writer = new DataWriter({
+    files: copyFiles.map((f) => ({ key: f.file.key, source: f.file.path, dest: f.dest, size: f.file.size })),
+    tx,
+    copier: params.copier,
+    memoryBudget: params.memoryBudget,
+    durable: params.durable,
+    check,
+    aborted: params.aborted,
+    timed,
+  });
+  const progress = new MergeProgress({
+    emit,
+    tensors: order.length,
+    bytesTotal,
+    copiedBytes: () => writer.copiedBytes(),
+  });
+  try {
+    await computeWeights({
+      adapter: params.adapter,
+      order,
+      backend: params.backend,
+      sliceFor,
+      check,
+      timed,
+      before: (w) => void (progress.current = w.modules.map((m) => m.module).join(", ")),
+      read: async (w) => {
+        const t = performance.now();
+        const s = w.storage;
+        const v =
+          s.kind === "inline"
+            ? container.readInline(w)
+            : await reader.read(pathOf.get(s.file)!, s.offset, w.byteLength);
+        timed("read", performance.now() - t);
+        return v;
+      },
+      merged: async (w, values, maxAbsDelta) => {
+        for (const row of report.modules) {
+          const d = maxAbsDelta.get(row.module);
+          if (d !== undefined) row.maxAbsDelta = d;
+        }
+        const target = plan.targets.get(w)!;
+        container.merged(w, values, target);
+        if (target.kind === "data") await writer.write(target.file, target.offset, values);
+        await progress.merged(w.byteLength);
+      },
+    });
+    progress.current = undefined;
+    await writer.finish();
+    if (head) {
+      const t = performance.now();
+      await writeHeadFile({ tx, path: outputs.output, chunks: container.head() ?? [], durable: params.durable });
+      timed("write", performance.now() - t);
+    }
+    check();
+    emit({ type: "committing" });
+    const tc = performance.now();
+    await commitOutputs({ tx, last: [outputs.output] });
+    timings.commit = performance.now() - tc;
+  } catch (e) {
+    await rollbackOutputs({ tx, settled: writer.copies });
+    throw e;
+  } finally {
+    progress.stop();
+    await writer.close();
+    await reader.close();
+  }
+  report.files = [...(head ? [outputs.output] : []), ...copyFiles.map((f) => f.dest)];
+  report.bytesWritten = copyTotal + plan.appendedBytes + (head ? container.headSize : 0);
+  report.spilledBytes = writer.spilledBytes;
+  report.earlyWrittenBytes = writer.earlyWrittenBytes;
+  timings.total = performance.now() - params.started;
+  emit({ type: "done", report });
+  return report;
+}
