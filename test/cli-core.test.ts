@@ -1,19 +1,48 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { useTempDirs } from "./temp-helpers.js";
+import { commands } from "../src/cli/commands/index.js";
 import { parseSafetensors, tensorBytes, asFloat32, generateProjections } from "../src/index.js";
 
 const cli = join(__dirname, "../dist/cli/index.js");
 const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
-const tmp = () => mkdtempSync(join(tmpdir(), "vera-cli-"));
+const tmp = useTempDirs("vera-cli-");
 
 describe("vera CLI (core commands)", () => {
   it("prints help and exits 2 without a command; unknown commands exit 2", () => {
     expect(run([]).status).toBe(2);
     expect(run(["frobnicate"]).status).toBe(2);
     expect(run(["--help"]).stdout).toContain("inspect");
+  });
+  it("--help gives every command a one-line summary", async () => {
+    const help = run(["--help"]);
+    expect(help.status).toBe(0);
+    for (const [name, load] of Object.entries(commands)) {
+      const { summary } = (await load()).default;
+      expect(summary, name).not.toContain("\n");
+      expect(summary.length, name).toBeLessThan(80);
+      expect(help.stdout).toMatch(new RegExp(`^  ${name} +${summary.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"));
+    }
+  });
+  it("a negative number is a value: --seed -3 and --seed=-3 give the same projections as the library", () => {
+    const d = tmp();
+    const common = ["--rank", "2", "--max-in", "5", "--max-out", "3"];
+    const spaced = run(["projections", "--seed", "-3", ...common, "-o", join(d, "a.safetensors"), "--json"]);
+    expect(spaced.status, spaced.stderr).toBe(0);
+    expect(JSON.parse(spaced.stdout).seed).toBe("-3");
+    const joined = run(["projections", "--seed=-3", ...common, "-o", join(d, "b.safetensors")]);
+    expect(joined.status, joined.stderr).toBe(0);
+    const a = readFileSync(join(d, "a.safetensors"));
+    expect(a.equals(readFileSync(join(d, "b.safetensors")))).toBe(true);
+    const { A } = generateProjections({ seed: -3n, rank: 2, maxIn: 5, maxOut: 3 });
+    const file = parseSafetensors(new Uint8Array(a));
+    expect(Array.from(asFloat32(tensorBytes(file, "vera_A")))).toEqual(Array.from(A));
+    // a negative rank is still refused, as a bad value (ARG_INVALID), not as an unknown option
+    const neg = run(["projections", "--seed", "1", "--rank", "-2", ...common.slice(2), "-o", join(d, "c"), "--json"]);
+    expect(neg.status).toBe(2);
+    expect(JSON.parse(neg.stdout).error.code).toBe("ARG_INVALID");
   });
   it("create -> inspect -> validate", () => {
     const d = tmp();

@@ -1,13 +1,13 @@
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { useTempDirs } from "./temp-helpers.js";
 import { PEFT_DIR } from "./peft-fixtures.js";
 
 const cli = join(__dirname, "../dist/cli/index.js");
 const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
-const tmp = () => mkdtempSync(join(tmpdir(), "vera-peft-cli-"));
+const tmp = useTempDirs("vera-peft-cli-");
 const A = (n: string) => join(PEFT_DIR, "adapters", n);
 const B = (n: string) => join(PEFT_DIR, "bases", n);
 const bytes = (p: string) => readFileSync(p);

@@ -1,7 +1,7 @@
-import { parseArgs } from "node:util";
 import { isVeraError } from "../errors.js";
 import { commands } from "./commands/index.js";
 import { UsageError, type CliContext } from "./command.js";
+import { parseCommandArgs } from "./parse-command-args.js";
 
 /** Codes that exit 2 (usage, I/O, transport); every other VeraError is invalid input (exit 1). */
 const IO_CODES = new Set([
@@ -14,14 +14,18 @@ const IO_CODES = new Set([
   "HUB_CACHE",
 ]);
 
-function help(): string {
+/** The top-level help: every command with its one-line summary. */
+async function help(): Promise<string> {
+  const names = Object.keys(commands);
+  const summaries = await Promise.all(names.map(async (n) => (await commands[n]!()).default.summary));
+  const width = Math.max(...names.map((n) => n.length)) + 2;
   return [
     "vera: VeRA adapters: inspect, validate, convert, merge, share",
     "",
     "usage: vera <command> [options]   (vera <command> --help for details)",
     "",
     "commands:",
-    ...Object.keys(commands).map((c) => `  ${c}`),
+    ...names.map((n, i) => `  ${n.padEnd(width)}${summaries[i]}`),
     "",
     "global options: --json (machine-readable output), --debug (stack traces), --help",
     "exit codes: 0 ok, 1 invalid input, 2 usage or I/O error",
@@ -42,7 +46,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   };
   const [name, ...rest] = argv;
   if (!name || name === "--help" || name === "-h" || name === "help") {
-    ctx.out(help());
+    ctx.out(await help());
     return name ? 0 : 2;
   }
   if (name === "--version") {
@@ -51,27 +55,21 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   const load = commands[name];
   if (!load) {
-    ctx.err(`vera: unknown command "${name}"\n\n${help()}`);
+    ctx.err(`vera: unknown command "${name}"\n\n${await help()}`);
     return 2;
   }
   const cmd = (await load()).default;
   if (rest.includes("--help") || rest.includes("-h")) {
-    ctx.out(`${cmd.summary}\n\nusage: ${cmd.usage}`);
+    ctx.out(`${cmd.summary}\n${cmd.description ? `\n${cmd.description}\n` : ""}\nusage: ${cmd.usage}`);
     return 0;
   }
   try {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args: rest,
-        options: { ...cmd.options, json: { type: "boolean" }, debug: { type: "boolean" } },
-        allowPositionals: cmd.allowPositionals ?? true,
-        strict: true,
-      });
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-    return await cmd.run({ values: parsed.values as Record<string, unknown>, positionals: parsed.positionals }, ctx);
+    const parsed = parseCommandArgs({
+      args: rest,
+      options: cmd.options,
+      ...(cmd.allowPositionals !== undefined ? { allowPositionals: cmd.allowPositionals } : {}),
+    });
+    return await cmd.run(parsed, ctx);
   } catch (e) {
     if (e instanceof UsageError) {
       report(ctx, { code: "USAGE", message: e.message }, e);

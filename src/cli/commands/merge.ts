@@ -9,7 +9,8 @@ import { UsageError, type CliContext, type Command } from "../command.js";
 
 const command: Command = {
   name: "merge",
-  summary:
+  summary: "Merge a VeRA adapter into an ONNX model (only the adapted weights change)",
+  description:
     "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model: only the adapted weights' bytes change. " +
     "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights). " +
     "--threads sets the CPU backend's threads (default: all cores but one, which the copy of the data files uses; all cores with --in-place).",

@@ -4,7 +4,8 @@ import { hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.j
 
 const command: Command = {
   name: "whoami",
-  summary:
+  summary: "Show which Hugging Face account the token belongs to",
+  description:
     "Show which Hugging Face account the token belongs to (token: --token, else HF_TOKEN, else HF_HOME/token). The token itself is never printed.",
   usage: "vera whoami [--hub-url URL] [--token TOKEN] [--json]",
   options: { ...hubOptions },
