@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { useTempDirs } from "./temp-helpers.js";
 import { PEFT_DIR } from "./peft-fixtures.js";
 
@@ -33,6 +33,32 @@ describe("vera import-peft / export-peft / expand-lora", () => {
       );
     });
   }
+
+  it("import-peft without --base infers in_features where the adapter proves them, and says so", () => {
+    const d = tmp();
+    const j = run(["import-peft", A("qwen2-hidden-in"), "-o", join(d, "a.vera.safetensors"), "--json"]);
+    expect(j.status, j.stderr).toBe(0);
+    expect(JSON.parse(j.stdout).report).toMatchObject({
+      dimensionsInferred: true,
+      architecture: "Qwen2ForCausalLM",
+      maxIn: 32,
+      dimensionSource: expect.stringMatching(/^inferred without a base: .*Qwen2ForCausalLM/),
+    });
+    const t = run(["import-peft", A("qwen2-hidden-in"), "-o", join(d, "b.vera.safetensors")]);
+    expect(t.status, t.stderr).toBe(0);
+    expect(t.stdout).toMatch(/in_features inferred without --base: adapter_config.json names Qwen2ForCausalLM/);
+    expect(bytes(join(d, "a.vera.safetensors")).equals(bytes(join(d, "b.vera.safetensors")))).toBe(true);
+  });
+  it("import-peft without --base refuses where the adapter does not prove in_features (o_proj, down_proj)", () => {
+    const d = tmp();
+    const refused = run(["import-peft", A("llama-neg-seed"), "-o", join(d, "c.vera.safetensors"), "--json"]);
+    expect(refused.status).toBe(1);
+    expect(JSON.parse(refused.stdout).error).toMatchObject({
+      code: "PEFT_BASE_REQUIRED",
+      message: expect.stringMatching(/o_proj|down_proj/),
+    });
+    expect(existsSync(join(d, "c.vera.safetensors"))).toBe(false);
+  });
 
   it("reads a named adapter from its sub-folder and says when a folder holds several", () => {
     const d = tmp();
@@ -96,6 +122,10 @@ describe("vera import-peft / export-peft / expand-lora", () => {
     expect(JSON.parse(r.stdout).error.code).toBe("PEFT_VECTOR_LENGTH");
     expect(JSON.parse(r.stdout).error.message).toContain("model.layers.0.mlp.down_proj");
     expect(existsSync(out)).toBe(false);
+  });
+  it("a missing base, a wrong base and a folder without a config are typed errors, nothing written", () => {
+    const d = tmp();
+    const out = join(d, "o.vera.safetensors");
     const nobase = run(["import-peft", A("llama-gqa-nosp"), "-o", out, "--json"]);
     expect(nobase.status).toBe(1);
     expect(JSON.parse(nobase.stdout).error.code).toBe("PEFT_BASE_REQUIRED");
@@ -103,34 +133,44 @@ describe("vera import-peft / export-peft / expand-lora", () => {
     expect(lora.status).toBe(1);
     expect(lora.stderr).toContain("PEFT_BASE_MODULE_MISSING");
     expect(existsSync(join(d, "lora"))).toBe(false);
-    expect(readdirSync(d).sort()).toEqual(["bad"]);
+    expect(readdirSync(d)).toEqual([]);
     const noCfg = run(["import-peft", tmp(), "-o", out, "--json"]);
     expect(JSON.parse(noCfg.stdout).error.code).toBe("PEFT_CONFIG_MISSING");
   });
 
-  it("expand-lora (exact and --rank) from a verakit file or straight from a PEFT folder", () => {
-    const d = tmp();
-    const f = join(d, "g.vera.safetensors");
-    expect(run(["import-peft", A("gpt2-conv1d"), "--base", join(B("gpt2"), "config.json"), "-o", f]).status).toBe(0);
-    const ex = run(["expand-lora", f, "-o", join(d, "lora"), "--json"]);
-    expect(ex.status, ex.stderr).toBe(0);
-    expect(JSON.parse(ex.stdout).report).toMatchObject({ rank: 8, exact: true, totalRelativeError: 0 });
-    const cfg = JSON.parse(readFileSync(join(d, "lora/adapter_config.json"), "utf8"));
-    expect(cfg).toMatchObject({ peft_type: "LORA", r: 8, lora_alpha: 8, fan_in_fan_out: true });
-    const direct = run(["expand-lora", A("gpt2-conv1d"), "--base", B("gpt2"), "-o", join(d, "lora2")]);
-    expect(direct.status, direct.stderr).toBe(0);
-    expect(
-      bytes(join(d, "lora2/adapter_model.safetensors")).equals(bytes(join(d, "lora/adapter_model.safetensors"))),
-    ).toBe(true);
-    const k = run(["expand-lora", f, "--rank", "2", "-o", join(d, "lora3"), "--json"]);
-    expect(k.status, k.stderr).toBe(0);
-    const rep = JSON.parse(k.stdout).report;
-    expect(rep.exact).toBe(false);
-    expect(rep.modules).toHaveLength(6);
-    expect(rep.totalRelativeError).toBeGreaterThan(0);
-    expect(rep.totalRelativeError).toBeLessThan(1);
-    expect(run(["expand-lora", f, "--rank", "9", "-o", join(d, "lora4")]).status).toBe(1);
-    expect(existsSync(join(d, "lora4"))).toBe(false);
+  describe("expand-lora", () => {
+    // a few CLI runs per test at most: each starts node, which takes a second on a loaded machine
+    let d = "";
+    let f = "";
+    beforeAll(() => {
+      d = tmp();
+      f = join(d, "g.vera.safetensors");
+      const r = run(["import-peft", A("gpt2-conv1d"), "--base", join(B("gpt2"), "config.json"), "-o", f]);
+      expect(r.status, r.stderr).toBe(0);
+    });
+    it("exact from a verakit file, and the same bytes straight from a PEFT folder", () => {
+      const ex = run(["expand-lora", f, "-o", join(d, "lora"), "--json"]);
+      expect(ex.status, ex.stderr).toBe(0);
+      expect(JSON.parse(ex.stdout).report).toMatchObject({ rank: 8, exact: true, totalRelativeError: 0 });
+      const cfg = JSON.parse(readFileSync(join(d, "lora/adapter_config.json"), "utf8"));
+      expect(cfg).toMatchObject({ peft_type: "LORA", r: 8, lora_alpha: 8, fan_in_fan_out: true });
+      const direct = run(["expand-lora", A("gpt2-conv1d"), "--base", B("gpt2"), "-o", join(d, "lora2")]);
+      expect(direct.status, direct.stderr).toBe(0);
+      expect(
+        bytes(join(d, "lora2/adapter_model.safetensors")).equals(bytes(join(d, "lora/adapter_model.safetensors"))),
+      ).toBe(true);
+    });
+    it("--rank K < r reports the approximation error; K > r is refused, writing nothing", () => {
+      const k = run(["expand-lora", f, "--rank", "2", "-o", join(d, "lora3"), "--json"]);
+      expect(k.status, k.stderr).toBe(0);
+      const rep = JSON.parse(k.stdout).report;
+      expect(rep.exact).toBe(false);
+      expect(rep.modules).toHaveLength(6);
+      expect(rep.totalRelativeError).toBeGreaterThan(0);
+      expect(rep.totalRelativeError).toBeLessThan(1);
+      expect(run(["expand-lora", f, "--rank", "9", "-o", join(d, "lora4")]).status).toBe(1);
+      expect(existsSync(join(d, "lora4"))).toBe(false);
+    });
   });
 
   it("export-peft --peft-compat 0.13 drops peft_version; an unparsable version is an error", () => {

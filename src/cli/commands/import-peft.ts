@@ -31,7 +31,10 @@ const command: Command = {
         : "projections regenerated from the seed (not in the file)";
       ctx.out(
         `wrote ${out}: ${imported.modules} modules, r ${imported.rank}, seed ${imported.seed}, ${bytes.length} bytes\n` +
-          `  dimensions: ${imported.dimensionSource}\n  projections: ${proj}` +
+          (imported.dimensionsInferred
+            ? `  in_features inferred without --base: ${imported.dimensionSource.replace(/^inferred[^:]*: /, "")}`
+            : `  dimensions: ${imported.dimensionSource}`) +
+          `\n  projections: ${proj}` +
           (imported.carriedTensors.length ? `\n  carried: ${imported.carriedTensors.length} extra tensor(s)` : ""),
       );
       for (const w of imported.warnings) ctx.err(`warning: ${w}`);
