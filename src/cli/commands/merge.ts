@@ -115,9 +115,23 @@ const command: Command = {
       return 0;
     }
     printReport(ctx, report, backend?.info?.device);
+    printSkipped(ctx, backend?.info?.skipped);
     return 0;
   },
 };
+
+/** Which backends `auto` (or a fallback) passed over, one short reason each; `vera backends` has the details. */
+function printSkipped(ctx: CliContext, skipped: Array<{ name: string; reason: string }> | undefined): void {
+  if (!skipped?.length) return;
+  const short = (r: string) =>
+    r
+      .replace(/^WebGPU backend unavailable: /, "")
+      .split(/[;(]/)[0]!
+      .trim();
+  ctx.out(
+    `skipped ${skipped.map((s) => `${s.name} (${short(s.reason)})`).join(", ")}; \`vera backends\` says why in full`,
+  );
+}
 
 async function listWeights(model: string, ctx: CliContext): Promise<number> {
   const ws = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(model) }) });
