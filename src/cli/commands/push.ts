@@ -1,4 +1,4 @@
-import { pushAdapterIter } from "../../hub/push-adapter.js";
+import { pushAdapterIter } from "../../hub/push/push-adapter.js";
 import { readFileBytes } from "../../node/files.js";
 import { UsageError, type Command } from "../command.js";
 import { drainHubEvents, hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.js";

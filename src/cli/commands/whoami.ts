@@ -1,4 +1,4 @@
-import { hubWhoAmI } from "../../hub/who-am-i.js";
+import { hubWhoAmI } from "../../hub/whoami/who-am-i.js";
 import type { Command } from "../command.js";
 import { hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.js";
 
