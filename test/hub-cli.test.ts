@@ -3,6 +3,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli/main.js";
+import { commands } from "../src/cli/commands/index.js";
 import { startHubServer, type HubFault, type HubServer } from "./hub-server/server.js";
 import { makeAdapterBytes, READ_TOKEN, tempDir, TOKEN, USERS } from "./hub-server/helpers.js";
 
@@ -15,6 +16,8 @@ const SECRETS = [TOKEN, READ_TOKEN, BAD_TOKEN];
 
 beforeAll(async () => {
   server = await startHubServer({ users: USERS });
+  // load the Hub commands and the Hub client once here, so that no test's time includes the first import
+  await Promise.all([commands.push!(), commands.pull!(), commands.whoami!(), import("@huggingface/hub")]);
   work = tempDir("vera-hub-cli-");
 });
 afterEach(() => server.clearFaults());

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { useTempDirs } from "./temp-helpers.js";
 import { runCli } from "./cli-helpers.js";
+import { commands } from "../src/cli/commands/index.js";
 import { PEFT_DIR } from "./peft-fixtures.js";
 
 const run = (args: string[]) => runCli(args);
@@ -10,6 +11,11 @@ const tmp = useTempDirs("vera-peft-cli-");
 const A = (n: string) => join(PEFT_DIR, "adapters", n);
 const B = (n: string) => join(PEFT_DIR, "bases", n);
 const bytes = (p: string) => readFileSync(p);
+
+// load the commands once here, so that no test's time includes the first import of the converters
+beforeAll(async () => {
+  await Promise.all([commands["import-peft"]!(), commands["export-peft"]!(), commands["expand-lora"]!()]);
+});
 
 describe("vera import-peft / export-peft / expand-lora", () => {
   for (const base of ["config.json", "model.onnx", "model.safetensors", ""]) {
