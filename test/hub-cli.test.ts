@@ -1,12 +1,12 @@
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { main } from "../src/cli/main.js";
+import { commands } from "../src/cli/commands/index.js";
 import { startHubServer, type HubFault, type HubServer } from "./hub-server/server.js";
 import { makeAdapterBytes, READ_TOKEN, tempDir, TOKEN, USERS } from "./hub-server/helpers.js";
 
-const cli = join(__dirname, "../dist/cli/index.js");
 let server: HubServer;
 let work: { dir: string; cleanup: () => void };
 /** Every stdout/stderr of every CLI run in this file, grepped for tokens at the end. */
@@ -15,8 +15,9 @@ const BAD_TOKEN = "hf_notKnownToTheServer0000000000";
 const SECRETS = [TOKEN, READ_TOKEN, BAD_TOKEN];
 
 beforeAll(async () => {
-  if (!existsSync(cli)) throw new Error("dist/cli/index.js is missing: run `npx tsup` (npm test builds it first)");
   server = await startHubServer({ users: USERS });
+  // load the Hub commands and the Hub client once here, so that no test's time includes the first import
+  await Promise.all([commands.push!(), commands.pull!(), commands.whoami!(), import("@huggingface/hub")]);
   work = tempDir("vera-hub-cli-");
 });
 afterEach(() => server.clearFaults());
@@ -31,31 +32,29 @@ interface Run {
   stderr: string;
 }
 
-/** Run the CLI without blocking the event loop (the server lives in this process). */
-function vera(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], {
-      env: {
-        PATH: process.env["PATH"] ?? "",
-        HOME: work.dir,
-        VERAKIT_HUB_RETRY_SCALE: "0",
-        VERAKIT_HUB_MAX_RETRIES: "2",
-        ...env,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("error", reject);
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      outputs.push(stdout, stderr);
-      resolve({ status, stdout, stderr });
-    });
-  });
+/**
+ * Run the CLI in this process (where the loopback server lives), as `vera` would with this environment:
+ * the same main() the executable calls, its output captured. In process, so that a test's time is the
+ * Hub exchange and not a Node start-up per command (test/cli-core.test.ts runs the built executable).
+ */
+async function vera(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const status = await main(
+    args,
+    {
+      PATH: process.env["PATH"] ?? "",
+      HOME: work.dir,
+      VERAKIT_HUB_RETRY_SCALE: "0",
+      VERAKIT_HUB_MAX_RETRIES: "2",
+      ...env,
+    },
+    { out: (l) => out.push(l + "\n"), err: (l) => err.push(l + "\n"), isTTY: false },
+  );
+  const stdout = out.join("");
+  const stderr = err.join("");
+  outputs.push(stdout, stderr);
+  return { status, stdout, stderr };
 }
 
 let n = 0;

@@ -9,7 +9,6 @@ import {
   checkRevision,
   createHubFetch,
   DEFAULT_HUB_URL,
-  formatHubEvent,
   isGeneratedModelCard,
   parseRepoRef,
   parseRetryAfter,
@@ -18,6 +17,7 @@ import {
   renderModelCard,
   resolveHubUrl,
 } from "../src/hub/index.js";
+import { formatHubEvent } from "../src/cli/format-hub-event.js";
 import { isHubOffline, resolveHubCacheDir, resolveHubSettings, resolveHubToken } from "../src/hub/node/index.js";
 import { VeraError } from "../src/errors.js";
 import { makeAdapter, tempDir, TOKEN } from "./hub-server/helpers.js";

@@ -18,7 +18,10 @@ export interface CliContext {
 /** One CLI command: argument parsing only, then calls into the public library. */
 export interface Command {
   name: string;
+  /** One line (under 80 characters) saying what the command does; `vera --help` lists it beside the name. */
   summary: string;
+  /** The longer text `vera <command> --help` prints under the summary. */
+  description?: string;
   usage: string;
   options: NonNullable<ParseArgsConfig["options"]>;
   /** Whether positional arguments are allowed. @default true */

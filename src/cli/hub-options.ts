@@ -1,4 +1,4 @@
-import { formatHubEvent } from "../hub/format-hub-event.js";
+import { formatHubEvent } from "./format-hub-event.js";
 import { redactError } from "../hub/redact.js";
 import { resolveHubSettings } from "../hub/node/resolve-hub-settings.js";
 import { UsageError, type CliContext } from "./command.js";

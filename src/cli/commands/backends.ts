@@ -3,7 +3,8 @@ import type { Command } from "../command.js";
 
 const command: Command = {
   name: "backends",
-  summary: "List the merge compute backends, whether each can run here, and on what (the names `--backend` takes).",
+  summary: "List the merge compute backends and whether each can run here",
+  description: "List the merge compute backends, whether each can run here, and on what (the names `--backend` takes).",
   usage: "vera backends [--json]",
   options: {},
   allowPositionals: false,

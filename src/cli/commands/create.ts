@@ -6,7 +6,8 @@ import { intOption } from "../options.js";
 
 const command: Command = {
   name: "create",
-  summary:
+  summary: "Create a new adapter initialised as PEFT does (d = d_initial, b = 0)",
+  description:
     "Create a new adapter initialised as PEFT does (d = d_initial, b = 0). Modules: --module NAME:OUTxIN[:conv1d] (repeatable), or --layers N --target q_proj:OUTxIN ... to expand model.layers.{i}.<group>.<name> for llama-style models.",
   usage:
     "vera create -o FILE --rank R [--seed S] [--d-initial X] [--module NAME:OUTxIN[:linear|conv1d]]... [--layers N --target PATH:OUTxIN...] [--base-model ID] [--arithmetic fused|separate]",

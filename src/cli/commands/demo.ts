@@ -38,7 +38,8 @@ function findFixtures(): string | undefined {
 
 const command: Command = {
   name: "demo",
-  summary:
+  summary: "Run the whole pipeline on the bundled fixtures and check PEFT's logits",
+  description:
     "The whole pipeline on the bundled fixtures: import a real PEFT VeRA adapter, validate it, merge it into an ONNX export, " +
     "run base and merged models in onnxruntime-node and compare with PEFT's own logits.",
   usage: "vera demo [--case NAME | --all] [--backend NAME] [--json]",

@@ -7,7 +7,8 @@ import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
 
 const command: Command = {
   name: "expand-lora",
-  summary:
+  summary: "Expand a VeRA adapter into an equivalent (or truncated) PEFT LoRA folder",
+  description:
     "Expand a VeRA adapter into an equivalent PEFT LoRA folder (for vLLM, TGI, llama.cpp, onnxruntime-genai, Olive): exact " +
     "at the VeRA rank (lora_alpha = r). --rank K < r writes the best rank-K approximation and reports the relative " +
     "Frobenius error per module; --rank-pattern MODULE=K,... sets ranks per module.",

@@ -5,7 +5,8 @@ import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
 
 const command: Command = {
   name: "export-peft",
-  summary:
+  summary: "Write a verakit adapter as a PEFT VeRA folder that PEFT loads unchanged",
+  description:
     "Write a verakit adapter as a PEFT VeRA folder that PEFT loads unchanged (config as PEFT writes it, PEFT's keys, " +
     "projections identical to what PEFT regenerates). --peft-compat VERSION drops config fields that older PEFT rejects.",
   usage: "vera export-peft FILE -o DIR [--save-projection | --no-save-projection] [--peft-compat VERSION]",

@@ -4,7 +4,8 @@ import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
 
 const command: Command = {
   name: "import-peft",
-  summary:
+  summary: "Import a PEFT VeRA adapter folder into a verakit file, bit for bit",
+  description:
     "Import a PEFT VeRA adapter folder (adapter_config.json + adapter_model.safetensors) into a verakit file, bit for bit. " +
     "PEFT does not store in_features: give the base model with --base (a transformers config.json, model.safetensors or its " +
     "index, an ONNX model, or a folder holding one); it is inferred without one only when unambiguous.",
@@ -30,7 +31,10 @@ const command: Command = {
         : "projections regenerated from the seed (not in the file)";
       ctx.out(
         `wrote ${out}: ${imported.modules} modules, r ${imported.rank}, seed ${imported.seed}, ${bytes.length} bytes\n` +
-          `  dimensions: ${imported.dimensionSource}\n  projections: ${proj}` +
+          (imported.dimensionsInferred
+            ? `  in_features inferred without --base: ${imported.dimensionSource.replace(/^inferred[^:]*: /, "")}`
+            : `  dimensions: ${imported.dimensionSource}`) +
+          `\n  projections: ${proj}` +
           (imported.carriedTensors.length ? `\n  carried: ${imported.carriedTensors.length} extra tensor(s)` : ""),
       );
       for (const w of imported.warnings) ctx.err(`warning: ${w}`);

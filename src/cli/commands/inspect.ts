@@ -6,7 +6,7 @@ import { UsageError, type Command } from "../command.js";
 
 const command: Command = {
   name: "inspect",
-  summary: "Show what a verakit adapter is: base model, modules, rank, seed, PRNG, sizes, digest status.",
+  summary: "Show an adapter's base model, modules, rank, seed, sizes and digest status",
   usage: "vera inspect FILE [--json] [--modules]",
   options: { modules: { type: "boolean" } },
   async run({ values, positionals }, ctx) {

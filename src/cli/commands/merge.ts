@@ -15,7 +15,8 @@ import { UsageError, type CliContext, type Command } from "../command.js";
 
 const command: Command = {
   name: "merge",
-  summary:
+  summary: "Merge a VeRA adapter into an ONNX model or a safetensors checkpoint (only the adapted weights change)",
+  description:
     "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model or a safetensors checkpoint (a transformers " +
     "folder, sharded or not, or one .safetensors file; -o names the output folder or file): only the adapted weights' bytes change. " +
     "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights). " +
@@ -130,9 +131,23 @@ const command: Command = {
       return 0;
     }
     printReport(ctx, report, backend?.info?.device);
+    printSkipped(ctx, backend?.info?.skipped);
     return 0;
   },
 };
+
+/** Which backends `auto` (or a fallback) passed over, one short reason each; `vera backends` has the details. */
+function printSkipped(ctx: CliContext, skipped: Array<{ name: string; reason: string }> | undefined): void {
+  if (!skipped?.length) return;
+  const short = (r: string) =>
+    r
+      .replace(/^WebGPU backend unavailable: /, "")
+      .split(/[;(]/)[0]!
+      .trim();
+  ctx.out(
+    `skipped ${skipped.map((s) => `${s.name} (${short(s.reason)})`).join(", ")}; \`vera backends\` says why in full`,
+  );
+}
 
 async function listWeights(model: string, ctx: CliContext): Promise<number> {
   const ws = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(model) }) });

@@ -8,7 +8,8 @@ import { intOption } from "../options.js";
 
 const command: Command = {
   name: "projections",
-  summary:
+  summary: "Regenerate VeRA's shared projections A and B bit-exactly as PyTorch draws them",
+  description:
     "Regenerate VeRA's shared projections bit-exactly as PyTorch/PEFT draws them, as vera_A and vera_B (float32).",
   usage:
     "vera projections --seed S --rank R --max-in N --max-out M [--arithmetic fused|separate] [--rounding none|bf16|fp16] -o OUT.safetensors",

@@ -6,7 +6,8 @@ import { drainHubEvents, hubOptions, hubSettingsFrom, withTokenRedacted } from "
 
 const command: Command = {
   name: "pull",
-  summary:
+  summary: "Download and verify an adapter from the Hugging Face Hub into its cache",
+  description:
     "Download an adapter from the Hugging Face Hub into the cache Python's huggingface_hub uses (HF_HUB_CACHE, else HF_HOME/hub), checking every file's digest and validating the adapter first. A PEFT VeRA repo is imported. --offline (or HF_HUB_OFFLINE=1) reads the cache only.",
   usage: "vera pull NS/NAME[@REV] [-o DIR] [--offline] [--file NAME] [--hub-url URL] [--token TOKEN] [--json]",
   options: {

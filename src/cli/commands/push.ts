@@ -1,11 +1,12 @@
-import { pushAdapterIter } from "../../hub/push-adapter.js";
+import { pushAdapterIter } from "../../hub/push/push-adapter.js";
 import { readFileBytes } from "../../node/files.js";
 import { UsageError, type Command } from "../command.js";
 import { drainHubEvents, hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.js";
 
 const command: Command = {
   name: "push",
-  summary:
+  summary: "Upload a verakit adapter with a model card to a Hugging Face Hub repo",
+  description:
     "Upload a verakit adapter to a Hugging Face Hub model repo in one commit, with a model card (a card a person wrote is kept unless --overwrite-card) and, with --with-peft, a PEFT copy PeftModel.from_pretrained loads. Endpoint: --hub-url, else HF_ENDPOINT, else the public Hub. Token: --token, else HF_TOKEN, else HF_HOME/token.",
   usage:
     "vera push FILE --repo NS/NAME [--revision BRANCH] [--create] [--private] [--with-peft] [--message MSG] [--overwrite-card | --skip-card] [--base-model ID] [--hub-url URL] [--token TOKEN] [--json]",

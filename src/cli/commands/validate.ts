@@ -4,7 +4,7 @@ import { UsageError, type Command } from "../command.js";
 
 const command: Command = {
   name: "validate",
-  summary: "Check a verakit file against the format specification and list every issue found (exit 1 if any).",
+  summary: "Check verakit files against the format specification, listing every issue",
   usage: "vera validate FILE... [--json]",
   options: {},
   async run({ positionals }, ctx) {

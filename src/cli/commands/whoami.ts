@@ -1,10 +1,11 @@
-import { hubWhoAmI } from "../../hub/who-am-i.js";
+import { hubWhoAmI } from "../../hub/whoami/who-am-i.js";
 import type { Command } from "../command.js";
 import { hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.js";
 
 const command: Command = {
   name: "whoami",
-  summary:
+  summary: "Show which Hugging Face account the token belongs to",
+  description:
     "Show which Hugging Face account the token belongs to (token: --token, else HF_TOKEN, else HF_HOME/token). The token itself is never printed.",
   usage: "vera whoami [--hub-url URL] [--token TOKEN] [--json]",
   options: { ...hubOptions },

@@ -5,11 +5,11 @@ import { DEFAULT_FILE_NAME } from "../../format/types.js";
 import { writeFileAtomic } from "../../node/files.js";
 import { HubErrorCode } from "../errors.js";
 import type { HubProgressEvent } from "../events.js";
-import type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "../fetch-adapter.js";
+import type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "../pull/fetched-adapter.js";
 import { resolveHubUrl } from "../hub-url.js";
-import { decodeAdapterFiles, PEFT_CONFIG, PEFT_WEIGHTS } from "../internal/adapter-files.js";
+import { decodeAdapterFiles, PEFT_CONFIG, PEFT_WEIGHTS } from "../pull/adapter-files.js";
 import { channel, drain } from "../internal/channel.js";
-import { fetchAdapterCore } from "../internal/fetch-core.js";
+import { fetchAdapterCore } from "../pull/fetch-core.js";
 import { toHubError } from "../internal/to-hub-error.js";
 import { checkRepoId, checkRepoPath, checkRevision } from "../repo-names.js";
 import {

@@ -1,10 +1,9 @@
-import type { VeraAdapter } from "../format/types.js";
-import type { HubProgressEvent } from "./events.js";
-import type { RetryOptions } from "./hub-fetch.js";
-import { channel, drain } from "./internal/channel.js";
-import { fetchAdapterCore } from "./internal/fetch-core.js";
+/** The parameters and results of a pull: {@link fetchAdapter} in memory, pullAdapter through the Node cache. */
+import type { VeraAdapter } from "../../format/types.js";
+import type { HubProgressEvent } from "../events.js";
+import type { RetryOptions } from "../hub-fetch.js";
 
-/** Parameters of {@link fetchAdapter}. */
+/** Parameters of `fetchAdapter`. */
 export interface FetchAdapterParams {
   /** Model repository `namespace/name`. */
   repo: string;
@@ -39,7 +38,7 @@ export interface FetchedFile {
   bytes: Uint8Array;
 }
 
-/** Result of {@link fetchAdapter}. */
+/** Result of `fetchAdapter`. */
 export interface FetchedAdapter {
   repo: string;
   revision: string;
@@ -53,19 +52,4 @@ export interface FetchedAdapter {
   files: FetchedFile[];
   /** The base model's config.json, when it was needed to size the modules of a PEFT adapter. */
   baseConfig?: { repo: string; revision: string; commit: string; file: FetchedFile };
-}
-
-/**
- * Download an adapter from the Hub into memory (browsers and Node; no cache). Resolves the revision
- * to a commit, takes `filename` when the repo has it, else a PEFT VeRA adapter (adapter_config.json +
- * adapter_model.safetensors, imported). Every file is checked against its size and digest, and the
- * adapter is validated, before this returns. Yields progress events; returns the adapter.
- */
-export function fetchAdapterIter(params: FetchAdapterParams): AsyncGenerator<HubProgressEvent, FetchedAdapter> {
-  return channel((emit) => fetchAdapterCore(params, emit));
-}
-
-/** Promise form of {@link fetchAdapterIter}; progress goes to `params.onProgress`. */
-export function fetchAdapter(params: FetchAdapterParams): Promise<FetchedAdapter> {
-  return drain(fetchAdapterIter(params), params.onProgress);
 }

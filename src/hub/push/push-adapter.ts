@@ -1,20 +1,20 @@
 import type { CommitOperation } from "@huggingface/hub";
-import { VeraError } from "../errors.js";
-import { DEFAULT_FILE_NAME, type VeraAdapter } from "../format/types.js";
-import { validateVera } from "../format/validate.js";
-import { HubErrorCode } from "./errors.js";
-import type { HubProgressEvent } from "./events.js";
-import { backoffDelay, createHubFetch, type RetryOptions } from "./hub-fetch.js";
-import { DEFAULT_HUB_URL, resolveHubUrl } from "./hub-url.js";
-import { channel, drain } from "./internal/channel.js";
-import { downloadVerified } from "./internal/download-verified.js";
-import { isHubApiError, loadHubLib, statusOf } from "./internal/hub-lib.js";
-import { exportPeftFiles } from "./internal/peft-bridge.js";
-import { toHubError } from "./internal/to-hub-error.js";
-import { checkToken } from "./internal/token.js";
-import { gitBlobSha1Of, isAbort, sha256Of } from "./internal/util.js";
+import { VeraError } from "../../errors.js";
+import { DEFAULT_FILE_NAME, type VeraAdapter } from "../../format/types.js";
+import { validateVera } from "../../format/validate.js";
+import { HubErrorCode } from "../errors.js";
+import type { HubProgressEvent } from "../events.js";
+import { backoffDelay, createHubFetch, type RetryOptions } from "../hub-fetch.js";
+import { DEFAULT_HUB_URL, resolveHubUrl } from "../hub-url.js";
+import { channel, drain } from "../internal/channel.js";
+import { downloadVerified } from "../internal/download-verified.js";
+import { isHubApiError, loadHubLib, statusOf } from "../internal/hub-lib.js";
+import { exportPeftFiles } from "./export-peft-files.js";
+import { toHubError } from "../internal/to-hub-error.js";
+import { checkToken } from "../internal/token.js";
+import { gitBlobSha1Of, isAbort, sha256Of } from "../internal/util.js";
 import { isGeneratedModelCard, renderModelCard } from "./model-card.js";
-import { checkRepoId, checkRepoPath, checkRevision } from "./repo-names.js";
+import { checkRepoId, checkRepoPath, checkRevision } from "../repo-names.js";
 
 /** Parameters of {@link pushAdapter}. */
 export interface PushAdapterParams {

@@ -5,8 +5,8 @@ import { validateVera } from "../../format/validate.js";
 import { HubErrorCode } from "../errors.js";
 import type { HubFetch } from "../hub-fetch.js";
 import { checkRepoPath } from "../repo-names.js";
-import { loadHubLib } from "./hub-lib.js";
-import { importPeftFiles, type BaseConfigProvider } from "./peft-bridge.js";
+import { loadHubLib } from "../internal/hub-lib.js";
+import { importPeftFiles, type BaseConfigProvider } from "./import-peft-files.js";
 
 /** The PEFT file names. */
 export const PEFT_CONFIG = "adapter_config.json";

@@ -1,25 +1,11 @@
 /**
- * Internal: the PEFT conversions the Hub client needs, from src/peft. Loaded lazily so a plain verakit
- * push or pull does not load the converter.
+ * Internal: a PEFT VeRA repo pulled as a verakit adapter. src/peft is loaded lazily so a plain verakit
+ * pull does not load the converter.
  */
 import { isVeraError, VeraError } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { writeVera } from "../../format/write.js";
 import { parseSafetensors } from "../../safetensors/parse.js";
-
-/** The files of a PEFT adapter folder. */
-export interface PeftFiles {
-  config: Uint8Array;
-  weights: Uint8Array;
-  warnings: string[];
-}
-
-/** Convert an adapter to PEFT's adapter_config.json + adapter_model.safetensors (exportPeft's defaults). */
-export async function exportPeftFiles(adapter: VeraAdapter): Promise<PeftFiles> {
-  const { exportPeft } = await import("../../peft/export-peft.js");
-  const r = exportPeft({ adapter });
-  return { config: new TextEncoder().encode(r.configJson), weights: r.safetensors, warnings: r.report.warnings };
-}
 
 /** Fetches a base model's parsed config.json (from the Hub or the cache), or undefined. */
 export type BaseConfigProvider = (baseRepo: string, revision: string) => Promise<unknown | undefined>;

@@ -1,8 +1,8 @@
-import { createHubFetch, type RetryOptions } from "./hub-fetch.js";
-import { DEFAULT_HUB_URL, resolveHubUrl } from "./hub-url.js";
-import { loadHubLib } from "./internal/hub-lib.js";
-import { toHubError } from "./internal/to-hub-error.js";
-import { checkToken } from "./internal/token.js";
+import { createHubFetch, type RetryOptions } from "../hub-fetch.js";
+import { DEFAULT_HUB_URL, resolveHubUrl } from "../hub-url.js";
+import { loadHubLib } from "../internal/hub-lib.js";
+import { toHubError } from "../internal/to-hub-error.js";
+import { checkToken } from "../internal/token.js";
 
 /** Parameters of {@link hubWhoAmI}. */
 export interface HubWhoAmIParams {

@@ -1,15 +1,15 @@
 /** Internal: the pull logic shared by fetchAdapter (memory) and pullAdapter (Node cache). */
 import { DEFAULT_FILE_NAME } from "../../format/types.js";
-import type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "../fetch-adapter.js";
+import type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "./fetched-adapter.js";
 import type { HubProgressEvent } from "../events.js";
 import { createHubFetch, type HubFetch } from "../hub-fetch.js";
 import { DEFAULT_HUB_URL, resolveHubUrl } from "../hub-url.js";
 import { checkRepoId, checkRepoPath, checkRevision } from "../repo-names.js";
 import { decodeAdapterFiles, resolveAdapterFiles, resolveRepoFile, type AdapterFileRef } from "./adapter-files.js";
-import { drain } from "./channel.js";
-import { downloadVerified } from "./download-verified.js";
-import { toHubError } from "./to-hub-error.js";
-import { checkToken } from "./token.js";
+import { drain } from "../internal/channel.js";
+import { downloadVerified } from "../internal/download-verified.js";
+import { toHubError } from "../internal/to-hub-error.js";
+import { checkToken } from "../internal/token.js";
 
 /** Internal hook: a local copy of a blob of a repo, by etag (the Node cache provides it). */
 export type BlobLookup = (repo: string, ref: AdapterFileRef) => Promise<Uint8Array | undefined>;

@@ -1,4 +1,4 @@
-import type { HubProgressEvent } from "./events.js";
+import type { HubProgressEvent } from "../hub/events.js";
 
 /** Parameters of {@link formatHubEvent}. */
 export interface FormatHubEventParams {
