@@ -128,10 +128,20 @@ export async function graftOnnxFile(params: GraftOnnxFileParams): Promise<GraftO
     locations.set(t.storage.location, { path: f.path, size: f.size, parts: f.parts });
   }
   const outDir = dirname(outPath);
-  const same = (await realDir(modelDir)) === (await realDir(outDir));
+  // The output folder is created when missing (and removed again if the graft fails).
+  let madeDir: string | undefined;
+  try {
+    madeDir = await fsp.mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw new VeraError(ErrorCode.IO_ERROR, `cannot create ${outDir}: ${(e as Error).message}`, {
+      path: outDir,
+      cause: e,
+    });
+  }
   const dataFiles: GraftDataFile[] = [];
   const created: string[] = [];
   try {
+    const same = (await realDir(modelDir)) === (await realDir(outDir));
     for (const [location, f] of locations) {
       if (same) {
         dataFiles.push({ location, mode: "referenced", bytes: f.size });
@@ -174,6 +184,7 @@ export async function graftOnnxFile(params: GraftOnnxFileParams): Promise<GraftO
     await writeFileAtomic(outPath, result.bytes);
   } catch (e) {
     for (const p of created) await fsp.rm(p, { force: true }).catch(() => {});
+    if (madeDir !== undefined) await fsp.rm(madeDir, { recursive: true, force: true }).catch(() => {});
     throw e;
   }
   return {
