@@ -2,3 +2,6 @@
 export * from "./error-codes.js";
 export * from "./graft-spec.js";
 export * from "./onnx-adapter-file.js";
+export * from "./write-onnx-adapter.js";
+export * from "./write-onnx-adapter-lora.js";
+export * from "./write-onnx-adapter-inputs.js";
