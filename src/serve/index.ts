@@ -4,3 +4,7 @@ export * from "./graft-spec.js";
 export * from "./graft-onnx.js";
 export * from "./read-graft-spec.js";
 export * from "./adapter-feeds.js";
+export * from "./onnx-adapter-file.js";
+export * from "./write-onnx-adapter.js";
+export * from "./write-onnx-adapter-lora.js";
+export * from "./write-onnx-adapter-inputs.js";
