@@ -36,10 +36,12 @@ export interface GraftDataFile {
   /** The location as written in the model (the grafted model keeps it). */
   location: string;
   /**
-   * `referenced`: the output sits in the model's folder and uses the base's file as it is; `linked`: hard-linked
-   * beside the output (same bytes, no copy); `copied`: copied unchanged beside the output (another file system).
+   * `referenced`: the output sits in the model's folder and uses the base's file as it is; `copied`: copied unchanged
+   * beside the output (a copy-on-write clone where the file system offers one). Never hard-linked: onnx's external-data
+   * loader refuses files with several links, and a link would share later in-place edits of the base. `existing`: a
+   * file with the same bytes was beside the output already (an earlier graft) and is used as it is.
    */
-  mode: "referenced" | "linked" | "copied";
+  mode: "referenced" | "copied" | "existing";
   bytes: number;
 }
 
@@ -70,6 +72,25 @@ function allTensors(model: OnnxModel): OnnxTensor[] {
   return out;
 }
 
+/** Whether two files hold the same `size` bytes (read in 4 MiB pieces). */
+async function sameBytes(a: string, b: string, size: number): Promise<boolean> {
+  const [fa, fb] = await Promise.all([fsp.open(a, "r"), fsp.open(b, "r")]);
+  try {
+    if ((await fb.stat()).size !== size) return false;
+    const chunk = 4 << 20;
+    const ba = Buffer.alloc(chunk);
+    const bb = Buffer.alloc(chunk);
+    for (let off = 0; off < size; off += chunk) {
+      const n = Math.min(chunk, size - off);
+      await Promise.all([fa.read(ba, 0, n, off), fb.read(bb, 0, n, off)]);
+      if (ba.compare(bb, 0, n, 0, n) !== 0) return false;
+    }
+    return true;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
+}
+
 async function realDir(p: string): Promise<string> {
   try {
     return await fsp.realpath(p);
@@ -82,8 +103,8 @@ async function realDir(p: string): Promise<string> {
  * Graft an adapter's VeRA branches into an ONNX model file (see `graftOnnx`) and write the grafted model atomically
  * (temporary file + rename; nothing is written on failure). The base's weights are never rewritten: external data
  * files are referenced where they are when the output goes to the model's own folder, and otherwise placed beside the
- * output under the same relative names, hard-linked when the file system allows and copied unchanged when not (an
- * existing file of that name is refused rather than replaced).
+ * output under the same relative names, copied unchanged (cloned copy-on-write where the file system can; an existing
+ * file of that name is refused rather than replaced).
  *
  * @throws VeraError `ONNX_*`, `SERVE_GRAPH_UNSUPPORTED`, `IO_UNSAFE_PATH` (external data outside the model folder), `IO_*`.
  */
@@ -148,38 +169,31 @@ export async function graftOnnxFile(params: GraftOnnxFileParams): Promise<GraftO
         continue;
       }
       const dest = join(outDir, ...f.parts);
-      const existing = await fsp.stat(dest).catch(() => undefined);
-      const src = await fsp.stat(f.path);
-      if (existing && existing.ino === src.ino && existing.dev === src.dev) {
-        dataFiles.push({ location, mode: "linked", bytes: f.size });
+      const there = await fsp.lstat(dest).catch(() => undefined);
+      if (there?.isFile() && (await sameBytes(f.path, dest, f.size))) {
+        dataFiles.push({ location, mode: "existing", bytes: f.size });
         continue;
       }
-      if (existing)
+      if (there)
         throw new VeraError(
           ErrorCode.IO_ERROR,
           `${dest} exists already; the grafted model needs the base's ${JSON.stringify(location)} there: write the output to the model's folder, or to a folder without that file`,
           { path: dest },
         );
       await fsp.mkdir(dirname(dest), { recursive: true });
-      let mode: GraftDataFile["mode"] = "linked";
+      const tmp = tempPathFor(dest);
       try {
-        await fsp.link(f.path, dest);
-      } catch {
-        mode = "copied";
-        const tmp = tempPathFor(dest);
-        try {
-          await fsp.copyFile(f.path, tmp, fsConstants.COPYFILE_EXCL);
-          await fsp.rename(tmp, dest);
-        } catch (e) {
-          await fsp.rm(tmp, { force: true }).catch(() => {});
-          throw new VeraError(ErrorCode.IO_ERROR, `cannot copy ${f.path} to ${dest}: ${(e as Error).message}`, {
-            path: dest,
-            cause: e,
-          });
-        }
+        await fsp.copyFile(f.path, tmp, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+        await fsp.rename(tmp, dest);
+      } catch (e) {
+        await fsp.rm(tmp, { force: true }).catch(() => {});
+        throw new VeraError(ErrorCode.IO_ERROR, `cannot copy ${f.path} to ${dest}: ${(e as Error).message}`, {
+          path: dest,
+          cause: e,
+        });
       }
       created.push(dest);
-      dataFiles.push({ location, mode, bytes: f.size });
+      dataFiles.push({ location, mode: "copied", bytes: f.size });
     }
     await writeFileAtomic(outPath, result.bytes);
   } catch (e) {
