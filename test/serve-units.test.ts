@@ -123,13 +123,13 @@ describe("graftOnnx", () => {
       modules: a1.modules.map((m, i) => (i === 0 ? { ...m, inFeatures: m.inFeatures + 1 } : m)),
     };
     expect(codeOf(() => graftOnnx({ model, adapter: wrongShape }))).toBe(OnnxErrorCode.ONNX_SHAPE_MISMATCH);
-    // quantized weights (MatMulNBits) and fused q/k/v weights
+    // 8-bit quantized weights (MatMulInteger / DynamicQuantizeMatMul: the activations are quantized too) and fused q/k/v
     const tiny = await caseAdapter(
       { modelPath: onnxFixture("legacy-llama-folded/model.onnx"), adapterDir: onnxFixture("adapters") },
       "tiny-llama",
     );
-    const q4 = readOnnxModel({ bytes: new Uint8Array(readFileSync(onnxFixture("quantized/q4.onnx"))) });
-    expect(codeOf(() => graftOnnx({ model: q4, adapter: tiny }))).toBe(OnnxErrorCode.ONNX_QUANTIZED);
+    const int8 = readOnnxModel({ bytes: new Uint8Array(readFileSync(onnxFixture("quantized/int8.onnx"))) });
+    expect(codeOf(() => graftOnnx({ model: int8, adapter: tiny }))).toBe(OnnxErrorCode.ONNX_QUANTIZED);
     const fused = readOnnxModel({ bytes: new Uint8Array(readFileSync(onnxFixture("genai-fused/model.onnx"))) });
     expect(codeOf(() => graftOnnx({ model: fused, adapter: tiny }))).toBe(ServeErrorCode.SERVE_GRAPH_UNSUPPORTED);
   });

@@ -4,7 +4,8 @@ import { f32ToF16Bits } from "../numeric/half.js";
 import { applyEdits, concatEdited, type ByteEdit } from "../onnx/apply-edits.js";
 import { indexGraph, intAttr, type GraphIndex } from "../onnx/graph-index.js";
 import { listLinearWeights, type LinearWeight } from "../onnx/list-linear-weights.js";
-import { planOnnxMerge } from "../onnx/plan-onnx-merge.js";
+import { findWeightsForModule, planOnnxMerge } from "../onnx/plan-onnx-merge.js";
+import { OnnxErrorCode } from "../onnx/error-codes.js";
 import { dataTypeName, OnnxDataType, type MessageSpan, type OnnxModel, type OnnxNode } from "../onnx/types.js";
 import type { WeightMapping } from "../onnx/weight-mapping.js";
 import { fieldString, fields } from "../onnx/wire.js";
@@ -174,11 +175,13 @@ function nodeFieldStarts(bytes: Uint8Array, graph: MessageSpan): Map<number, num
  * - d and b are graph inputs named by {@link graftInputNames} (float32 `[r]` / `[out]`, or `[batch, r]` /
  *   `[batch, out]` with `batched`, broadcast over the sequence axis), each with a default initializer of the same
  *   name (d = ones, b = zeros) unless `defaults` is false, so a run that feeds nothing computes the base model;
- * - float16/bfloat16 activations: the branch runs in float32 between Casts (`dtype: "f32"`) or in float16 (`"f16"`).
+ * - float16/bfloat16 activations: the branch runs in float32 between Casts (`dtype: "f32"`) or in float16 (`"f16"`);
+ * - 4-bit MatMulNBits weights (which a merge must refuse) take a branch like float weights: the weight is not touched.
  * The edit is additive: every original byte stays (the consumer's output is renamed, new fields are appended), so
  * initializers and external data are untouched. The {@link GraftSpec} is stored in metadata_props.
  *
- * @throws VeraError the locator's `ONNX_*` refusals (as `vera merge`), `SERVE_GRAPH_UNSUPPORTED`.
+ * @throws VeraError the locator's `ONNX_*` refusals (as `vera merge`, except that MatMulNBits weights are grafted),
+ *   `SERVE_GRAPH_UNSUPPORTED`.
  */
 export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
   const { model, adapter } = params;
@@ -202,16 +205,30 @@ export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
     throw unsupported("the adapter keeps explicit projections (not regenerable from its seed): it cannot be grafted");
 
   const weights = listLinearWeights({ model });
-  const plan = planOnnxMerge({
-    model,
-    modules: adapter.modules.map((m) => ({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures })),
-    weights,
-    // A branch is added to one node's output: a weight shared with other nodes is never changed.
-    untie: true,
-    ...(params.skipMissing !== undefined ? { skipMissing: params.skipMissing } : {}),
-    ...(params.mapping !== undefined ? { mapping: params.mapping } : {}),
-  });
   const index = indexGraph(model);
+  // 4-bit MatMulNBits weights: a merge cannot change them exactly, but a branch on the node's output needs no change
+  // to the weight, so they are grafted like float weights (activations: the type of the node's scales, as A's).
+  const nbits: Array<{ module: string; w: LinearWeight; inFeatures: number; outFeatures: number }> = [];
+  const planned = adapter.modules.filter((m) => {
+    if (params.mapping?.[m.name]) return true;
+    const hits = findWeightsForModule({ module: m.name, weights });
+    const only = hits.length === 1 ? hits[0]! : undefined;
+    if (!only || only.weight.opType !== "MatMulNBits" || only.part !== undefined) return true;
+    nbits.push({ module: m.name, w: only.weight, inFeatures: m.inFeatures, outFeatures: m.outFeatures });
+    return false;
+  });
+  const plan =
+    planned.length === 0
+      ? { weights: [], skipped: [] as string[] }
+      : planOnnxMerge({
+          model,
+          modules: planned.map((m) => ({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures })),
+          weights,
+          // A branch is added to one node's output: a weight shared with other nodes is never changed.
+          untie: true,
+          ...(params.skipMissing !== undefined ? { skipMissing: params.skipMissing } : {}),
+          ...(params.mapping !== undefined ? { mapping: params.mapping } : {}),
+        });
   const issues: Issue[] = [];
   interface Target {
     module: string;
@@ -271,6 +288,37 @@ export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
       }
       targets.push({ module: pm.module, w, node, act, inFeatures: pm.inFeatures, outFeatures: pm.outFeatures });
     }
+  }
+  for (const q of nbits) {
+    const node = model.graphs[q.w.entry.graph]?.nodes[q.w.entry.node];
+    if (q.w.inFeatures !== q.inFeatures || q.w.outFeatures !== q.outFeatures) {
+      issues.push({
+        code: OnnxErrorCode.ONNX_SHAPE_MISMATCH,
+        message: `${q.module}: the adapter says in=${q.inFeatures}, out=${q.outFeatures}, but MatMulNBits ${JSON.stringify(q.w.node)} has K=${q.w.inFeatures}, N=${q.w.outFeatures}`,
+        path: q.module,
+        expected: { inFeatures: q.inFeatures, outFeatures: q.outFeatures },
+        received: { inFeatures: q.w.inFeatures, outFeatures: q.w.outFeatures },
+      });
+      continue;
+    }
+    const act = node ? (index.initializers.get(node.inputs[2] ?? "")?.dataType ?? 0) : 0;
+    if (!node || !node.inputs[0] || node.outputs.length < 1 || (act !== FLOAT && act !== FLOAT16)) {
+      issues.push({
+        code: ServeErrorCode.SERVE_GRAPH_UNSUPPORTED,
+        message: `${q.module}: MatMulNBits ${JSON.stringify(q.w.node)} has no float32/float16 scales initializer to tell its activation type`,
+        path: q.module,
+      });
+      continue;
+    }
+    if (dtype === "f16" && act !== FLOAT16) {
+      issues.push({
+        code: ServeErrorCode.SERVE_GRAPH_UNSUPPORTED,
+        message: `${q.module}: a float16 branch needs float16 activations; node ${JSON.stringify(node.name)} computes in ${dataTypeName(act)} (use dtype f32)`,
+        path: q.module,
+      });
+      continue;
+    }
+    targets.push({ module: q.module, w: q.w, node, act, inFeatures: q.inFeatures, outFeatures: q.outFeatures });
   }
   const seenNodes = new Map<OnnxNode, string>();
   for (const t of targets) {
