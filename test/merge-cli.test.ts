@@ -311,5 +311,6 @@ describe("vera demo", () => {
     const t = run(["demo", "--backend", "reference"]);
     expect(t.status).toBe(0);
     expect(t.stdout).toMatch(/PASS/);
-  });
+    expect(j.serve.pass).toBe(true);
+  }, 60_000);
 });

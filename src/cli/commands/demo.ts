@@ -10,6 +10,11 @@ import { readFileBytes, writeVeraFile } from "../../node/files.js";
 import { readPeftFolder } from "../../node/peft-folder.js";
 import { listLinearWeights, readOnnxModel } from "../../onnx/index.js";
 import { importPeft } from "../../peft/import-peft.js";
+import { adapterFeeds } from "../../serve/adapter-feeds.js";
+import { graftOnnxFile } from "../../serve/node/graft-onnx-file.js";
+import { loadMergeAdapter } from "../../merge/load-merge-adapter.js";
+import { asFloat32, parseSafetensors, tensorBytes } from "../../safetensors/parse.js";
+import type { VeraAdapter } from "../../format/types.js";
 import { UsageError, type Command } from "../command.js";
 
 interface Reference {
@@ -41,12 +46,14 @@ const command: Command = {
   summary: "Run the whole pipeline on the bundled fixtures and check PEFT's logits",
   description:
     "The whole pipeline on the bundled fixtures: import a real PEFT VeRA adapter, validate it, merge it into an ONNX export, " +
-    "run base and merged models in onnxruntime-node and compare with PEFT's own logits.",
-  usage: "vera demo [--case NAME | --all] [--backend NAME] [--json]",
+    "run base and merged models in onnxruntime-node and compare with PEFT's own logits; then serve three PEFT adapters " +
+    "unmerged from one grafted model, swapped per run and mixed in one batch.",
+  usage: "vera demo [--case NAME | --all] [--backend NAME] [--no-serve] [--json]",
   options: {
     case: { type: "string" },
     all: { type: "boolean" },
     backend: { type: "string" },
+    "no-serve": { type: "boolean" },
   },
   allowPositionals: false,
   async run({ values }, ctx) {
@@ -166,12 +173,17 @@ const command: Command = {
             `${pass ? "PASS" : "FAIL"} (tolerance ${TOLERANCE})`,
         );
       }
-      if (ctx.json) ctx.out(JSON.stringify({ ok, backend: backend.name, tolerance: TOLERANCE, results }, null, 2));
+      const serve =
+        values["no-serve"] === true ? undefined : await serveSection(join(dirname(fx), "serve"), work, ort, say);
+      if (serve) ok &&= serve.pass;
+      if (ctx.json)
+        ctx.out(JSON.stringify({ ok, backend: backend.name, tolerance: TOLERANCE, results, serve }, null, 2));
       else {
         say("");
         say(
           ok
-            ? `all ${cases.length} case(s) pass: the merged models reproduce the PEFT adapter's logits`
+            ? `all ${cases.length} case(s) pass: the merged models reproduce the PEFT adapter's logits` +
+                (serve ? "; the grafted model reproduces each adapter's, per run and per row of a mixed batch" : "")
             : "some cases FAILED",
         );
       }
@@ -182,5 +194,107 @@ const command: Command = {
     return ok ? 0 : 1;
   },
 };
+
+/** What the serving section measured. */
+interface ServeDemo {
+  case: string;
+  modules: number;
+  /** Bytes of inputs per adapter (4 * (r + out) per module). */
+  bytesPerAdapter: number;
+  /** max |grafted - PEFT| per adapter, one adapter per run. */
+  perRun: Record<string, number>;
+  /** max |grafted - PEFT| per row of one batch [a1, a2, a3, none]. */
+  mixedBatch: Array<{ row: number; adapter: string; maxAbs: number }>;
+  pass: boolean;
+}
+
+/**
+ * One grafted model serving three real PEFT adapters: swapped per run, then mixed in one batch (one adapter per
+ * sequence, the last sequence without one), each compared with PEFT's own logits.
+ */
+async function serveSection(
+  dir: string,
+  work: string,
+  ort: typeof import("onnxruntime-node"),
+  say: (s: string) => void,
+): Promise<ServeDemo | undefined> {
+  const name = "llama-dynamo";
+  const caseDir = join(dir, name);
+  if (!existsSync(join(caseDir, "case.json"))) return undefined;
+  const c = JSON.parse(readFileSync(join(caseDir, "case.json"), "utf8")) as { input_ids: number[][]; notes: string };
+  const modelPath = join(caseDir, "model.onnx");
+  const peft = parseSafetensors(await readFileBytes(join(caseDir, "logits.safetensors")));
+  const want = (k: string): Float32Array => asFloat32(tensorBytes(peft, k).slice());
+  const names = ["a1", "a2", "a3"];
+  const weights = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(modelPath) }) });
+  const adapters: VeraAdapter[] = [];
+  for (const n of names)
+    adapters.push((await loadMergeAdapter({ path: join(caseDir, "adapters", n), weights })).adapter);
+  const out = join(work, "serve", "model.onnx");
+  // Plain inputs (no defaults): onnxruntime-node feeds only inputs that have no initializer.
+  const g = await graftOnnxFile({
+    model: modelPath,
+    adapter: adapters[0]!,
+    output: out,
+    batched: true,
+    defaults: false,
+  });
+  const session = await ort.InferenceSession.create(out, { executionProviders: ["cpu"] });
+  const ids = c.input_ids;
+  const run = async (list: Array<VeraAdapter | null> | VeraAdapter): Promise<Float32Array> => {
+    const f = Array.isArray(list)
+      ? adapterFeeds({ adapters: list, spec: g.spec, sessionInputs: session.inputNames })
+      : adapterFeeds({ adapter: list, spec: g.spec, sessionInputs: session.inputNames });
+    const feeds: Record<string, import("onnxruntime-node").Tensor> = {
+      input_ids: new ort.Tensor(
+        "int64",
+        BigInt64Array.from(ids.flat(), (x) => BigInt(x)),
+        [ids.length, ids[0]!.length],
+      ),
+    };
+    for (const [k, t] of Object.entries(f.feeds)) feeds[k] = new ort.Tensor(t.type, t.data, t.dims);
+    return (await session.run(feeds))["logits"]!.data as Float32Array;
+  };
+  const maxAbs = (a: Float32Array, b: Float32Array, from = 0, to = a.length): number => {
+    let m = 0;
+    for (let i = from; i < to; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+    return m;
+  };
+  try {
+    const bytesPerAdapter = g.spec.modules.reduce((n, m) => n + 4 * (g.spec.rank + m.outFeatures), 0);
+    say("");
+    say(`[serve] one model, many adapters, unmerged: fixtures/serve/${name} (${c.notes.split(";")[0]})`);
+    say(
+      `  graft     ${g.modules.length} modules, seed ${g.spec.prng.seed}, r=${g.spec.rank}, --batched; +${g.addedBytes} bytes; ` +
+        `an adapter is ${bytesPerAdapter} bytes of inputs`,
+    );
+    const perRun: Record<string, number> = {};
+    for (let i = 0; i < names.length; i++) {
+      const t0 = performance.now();
+      perRun[names[i]!] = maxAbs(await run(adapters[i]!), want(names[i]!));
+      say(
+        `  run       adapter ${names[i]} (feeds swapped, same session): max |grafted - PEFT| = ${perRun[names[i]!]!.toExponential(2)} ` +
+          `(${(performance.now() - t0).toFixed(1)} ms)`,
+      );
+    }
+    const mixed = await run([adapters[0]!, adapters[1]!, adapters[2]!, null]);
+    const row = mixed.length / ids.length;
+    const labels = [...names, "base"];
+    const mixedBatch = labels.map((a, r) => ({
+      row: r,
+      adapter: a === "base" ? "none" : a,
+      maxAbs: maxAbs(mixed, want(a), r * row, (r + 1) * row),
+    }));
+    say(
+      `  batch     4 sequences, adapters [a1, a2, a3, none] in ONE run: ` +
+        mixedBatch.map((m) => `row ${m.row} (${m.adapter}) ${m.maxAbs.toExponential(2)}`).join(", "),
+    );
+    const pass = [...Object.values(perRun), ...mixedBatch.map((m) => m.maxAbs)].every((x) => x < TOLERANCE);
+    say(`  result    ${pass ? "PASS" : "FAIL"} (tolerance ${TOLERANCE})`);
+    return { case: name, modules: g.modules.length, bytesPerAdapter, perRun, mixedBatch, pass };
+  } finally {
+    await session.release();
+  }
+}
 
 export default command;

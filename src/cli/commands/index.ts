@@ -12,7 +12,9 @@ export const commands: Record<string, () => Promise<{ default: Command }>> = {
   "import-peft": () => import("./import-peft.js"),
   "export-peft": () => import("./export-peft.js"),
   "expand-lora": () => import("./expand-lora.js"),
+  "export-onnx-adapter": () => import("./export-onnx-adapter.js"),
   merge: () => import("./merge.js"),
+  graft: () => import("./graft.js"),
   demo: () => import("./demo.js"),
   backends: () => import("./backends.js"),
 };
