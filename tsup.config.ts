@@ -16,6 +16,7 @@ export const entries = {
   "peft/index": "src/peft/index.ts",
   "onnx/index": "src/onnx/index.ts",
   "serve/index": "src/serve/index.ts",
+  "serve/node/index": "src/serve/node/index.ts",
   "compute/index": "src/compute/index.ts",
   "merge/index": "src/merge/index.ts",
   "node/index": "src/node/index.ts",

@@ -9,6 +9,13 @@ export const ServeErrorCode = {
   SERVE_SPEC_MISMATCH: "SERVE_SPEC_MISMATCH",
   /** A module of the adapter is not grafted in the model (feeds for it would be ignored). */
   SERVE_MODULE_NOT_GRAFTED: "SERVE_MODULE_NOT_GRAFTED",
+  /**
+   * The graph cannot be grafted: it is grafted already, its default-domain opset is below 13, a target sits in a fused
+   * weight (q/k/v in one MatMul), the adapter keeps explicit projections, or the branch precision does not fit the model.
+   */
+  SERVE_GRAPH_UNSUPPORTED: "SERVE_GRAPH_UNSUPPORTED",
+  /** Feeds asked for do not fit the graph (a list for an unbatched graph, an empty batch). */
+  SERVE_FEEDS: "SERVE_FEEDS",
   /** An `.onnx_adapter` file is malformed (identifier, version, parameter table). */
   SERVE_ADAPTER_FILE: "SERVE_ADAPTER_FILE",
 } as const;

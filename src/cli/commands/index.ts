@@ -14,6 +14,7 @@ export const commands: Record<string, () => Promise<{ default: Command }>> = {
   "expand-lora": () => import("./expand-lora.js"),
   "export-onnx-adapter": () => import("./export-onnx-adapter.js"),
   merge: () => import("./merge.js"),
+  graft: () => import("./graft.js"),
   demo: () => import("./demo.js"),
   backends: () => import("./backends.js"),
 };

@@ -1,0 +1,78 @@
+import { graftOnnxFile } from "../../serve/node/graft-onnx-file.js";
+import { UsageError, type Command } from "../command.js";
+
+function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+const command: Command = {
+  name: "graft",
+  summary:
+    "Graft VeRA branches into an ONNX model so it serves any adapter of the same seed and rank without merging: " +
+    "d and b become model inputs (<module>.vera_lambda_d / .vera_lambda_b), A and B are stored once. --batched: one " +
+    "adapter per sequence of a batch. --no-defaults: plain inputs (needed by onnxruntime-node/-web, which drop feeds for " +
+    "inputs with a default). The base's weights and data files are not rewritten.",
+  usage:
+    "vera graft MODEL.onnx ADAPTER -o OUT.onnx [--batched] [--dtype f32|f16] [--no-defaults] [--skip-missing] " +
+    "[--adapter-name NAME] [--json]",
+  options: {
+    output: { type: "string", short: "o" },
+    batched: { type: "boolean" },
+    dtype: { type: "string" },
+    "no-defaults": { type: "boolean" },
+    "skip-missing": { type: "boolean" },
+    "adapter-name": { type: "string" },
+  },
+  async run({ values, positionals }, ctx) {
+    const [model, adapter, ...rest] = positionals;
+    if (!model || !adapter)
+      throw new UsageError("expected MODEL.onnx ADAPTER (a verakit file or a PEFT adapter folder)");
+    if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(" ")}`);
+    const output = values.output as string | undefined;
+    if (!output) throw new UsageError("-o OUT.onnx is required");
+    const dtype = (values.dtype as string | undefined) ?? "f32";
+    if (dtype !== "f32" && dtype !== "f16") throw new UsageError(`--dtype must be f32 or f16, got ${dtype}`);
+    const report = await graftOnnxFile({
+      model,
+      adapter,
+      output,
+      dtype,
+      batched: values.batched === true,
+      defaults: values["no-defaults"] !== true,
+      skipMissing: values["skip-missing"] === true,
+      ...(values["adapter-name"] ? { adapterName: values["adapter-name"] as string } : {}),
+    });
+    if (ctx.json) {
+      ctx.out(
+        JSON.stringify(
+          {
+            ok: true,
+            ...report,
+            spec: { ...report.spec, prng: { ...report.spec.prng, seed: report.spec.prng.seed.toString() } },
+          },
+          null,
+          2,
+        ),
+      );
+      return 0;
+    }
+    const s = report.spec;
+    ctx.out(
+      `wrote ${report.output}: ${report.modules.length} modules grafted (seed ${s.prng.seed}, r ${s.rank}, ` +
+        `${s.batched ? "batched: one adapter per sequence" : "one adapter per run"}, branch ${s.dtype}, ` +
+        `${report.defaults ? "inputs default to the base model" : "inputs must be fed"}), +${fmtBytes(report.addedBytes)}`,
+    );
+    for (const m of report.modules)
+      ctx.out(
+        `  ${m.module}: ${m.opType} ${JSON.stringify(m.node)} (${m.activations}), in ${m.inFeatures}, out ${m.outFeatures}`,
+      );
+    for (const f of report.dataFiles) ctx.out(`  data ${f.location}: ${f.mode} (${fmtBytes(f.bytes)})`);
+    const perAdapter = report.modules.reduce((n, m) => n + 4 * (s.rank + m.outFeatures), 0);
+    ctx.out(`  each adapter is ${fmtBytes(perAdapter)} of inputs (4 * (r + out) bytes per module)`);
+    for (const w of report.warnings) ctx.err(`warning: ${w}`);
+    return 0;
+  },
+};
+export default command;

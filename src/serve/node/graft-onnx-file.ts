@@ -1,0 +1,203 @@
+import { constants as fsConstants, promises as fsp } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { ErrorCode, VeraError } from "../../errors.js";
+import type { VeraAdapter } from "../../format/types.js";
+import { loadMergeAdapter } from "../../merge/load-merge-adapter.js";
+import { resolveExternalDataPath } from "../../node/external-data-path.js";
+import { readFileBytes, tempPathFor, writeFileAtomic } from "../../node/files.js";
+import { listLinearWeights } from "../../onnx/list-linear-weights.js";
+import { readOnnxModel } from "../../onnx/read-onnx-model.js";
+import type { OnnxModel, OnnxTensor } from "../../onnx/types.js";
+import { graftOnnx, type GraftedModule } from "../graft-onnx.js";
+import type { GraftSpec } from "../graft-spec.js";
+
+/** Parameters of {@link graftOnnxFile}. */
+export interface GraftOnnxFileParams {
+  /** Path of the base `.onnx` model. */
+  model: string;
+  /** The adapter: a verakit file path, a PEFT adapter folder path, or an adapter object (only its spec is used). */
+  adapter: string | VeraAdapter;
+  /** Path of the grafted `.onnx` to write. */
+  output: string;
+  /** @default false */
+  batched?: boolean;
+  /** @default "f32" */
+  dtype?: "f32" | "f16";
+  /** @default false */
+  skipMissing?: boolean;
+  /** Default initializers for the d/b inputs (see `GraftOnnxParams.defaults`). @default true */
+  defaults?: boolean;
+  /** PEFT sub-adapter name. @default the folder's adapter */
+  adapterName?: string;
+}
+
+/** What happened to one external data file of the base model. */
+export interface GraftDataFile {
+  /** The location as written in the model (the grafted model keeps it). */
+  location: string;
+  /**
+   * `referenced`: the output sits in the model's folder and uses the base's file as it is; `linked`: hard-linked
+   * beside the output (same bytes, no copy); `copied`: copied unchanged beside the output (another file system).
+   */
+  mode: "referenced" | "linked" | "copied";
+  bytes: number;
+}
+
+/** What {@link graftOnnxFile} did. */
+export interface GraftOnnxFileReport {
+  model: string;
+  output: string;
+  adapterSource: "vera" | "peft" | "object";
+  spec: GraftSpec;
+  modules: GraftedModule[];
+  skipped: string[];
+  /** Whether the d/b inputs have default initializers. */
+  defaults: boolean;
+  /** Bytes the graft added to the `.onnx` file. */
+  addedBytes: number;
+  /** The grafted `.onnx` file's size. */
+  outputBytes: number;
+  dataFiles: GraftDataFile[];
+  warnings: string[];
+}
+
+function allTensors(model: OnnxModel): OnnxTensor[] {
+  const out: OnnxTensor[] = [];
+  for (const g of model.graphs) {
+    out.push(...g.initializers);
+    for (const n of g.nodes) for (const a of n.attributes) if (a.t) out.push(a.t);
+  }
+  return out;
+}
+
+async function realDir(p: string): Promise<string> {
+  try {
+    return await fsp.realpath(p);
+  } catch (e) {
+    throw new VeraError(ErrorCode.IO_NOT_FOUND, `folder not found: ${p}`, { path: p, cause: e });
+  }
+}
+
+/**
+ * Graft an adapter's VeRA branches into an ONNX model file (see `graftOnnx`) and write the grafted model atomically
+ * (temporary file + rename; nothing is written on failure). The base's weights are never rewritten: external data
+ * files are referenced where they are when the output goes to the model's own folder, and otherwise placed beside the
+ * output under the same relative names, hard-linked when the file system allows and copied unchanged when not (an
+ * existing file of that name is refused rather than replaced).
+ *
+ * @throws VeraError `ONNX_*`, `SERVE_GRAPH_UNSUPPORTED`, `IO_UNSAFE_PATH` (external data outside the model folder), `IO_*`.
+ */
+export async function graftOnnxFile(params: GraftOnnxFileParams): Promise<GraftOnnxFileReport> {
+  const modelPath = resolve(params.model);
+  const outPath = resolve(params.output);
+  if (modelPath === outPath)
+    throw new VeraError(ErrorCode.ARG_INVALID, "the output must not replace the base model", { path: outPath });
+  const bytes = await readFileBytes(modelPath);
+  const model = readOnnxModel({ bytes });
+  let adapter: VeraAdapter;
+  let adapterSource: GraftOnnxFileReport["adapterSource"] = "object";
+  const warnings: string[] = [];
+  if (typeof params.adapter === "string") {
+    const loaded = await loadMergeAdapter({
+      path: params.adapter,
+      weights: listLinearWeights({ model }),
+      modelLabel: modelPath,
+      ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+    });
+    adapter = loaded.adapter;
+    adapterSource = loaded.source;
+    warnings.push(...loaded.warnings);
+  } else adapter = params.adapter;
+
+  const result = graftOnnx({
+    model,
+    adapter,
+    ...(params.batched !== undefined ? { batched: params.batched } : {}),
+    ...(params.dtype !== undefined ? { dtype: params.dtype } : {}),
+    ...(params.skipMissing !== undefined ? { skipMissing: params.skipMissing } : {}),
+    ...(params.defaults !== undefined ? { defaults: params.defaults } : {}),
+  });
+  warnings.push(...result.warnings);
+
+  // External data: every location is checked (inside the model folder, no symlink escape) before anything is written.
+  const modelDir = dirname(modelPath);
+  const locations = new Map<string, { path: string; size: number; parts: string[] }>();
+  for (const t of allTensors(model)) {
+    if (t.storage.kind !== "external" || locations.has(t.storage.location)) continue;
+    const f = await resolveExternalDataPath({ modelDir, location: t.storage.location, tensor: t.name });
+    locations.set(t.storage.location, { path: f.path, size: f.size, parts: f.parts });
+  }
+  const outDir = dirname(outPath);
+  // The output folder is created when missing (and removed again if the graft fails).
+  let madeDir: string | undefined;
+  try {
+    madeDir = await fsp.mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw new VeraError(ErrorCode.IO_ERROR, `cannot create ${outDir}: ${(e as Error).message}`, {
+      path: outDir,
+      cause: e,
+    });
+  }
+  const dataFiles: GraftDataFile[] = [];
+  const created: string[] = [];
+  try {
+    const same = (await realDir(modelDir)) === (await realDir(outDir));
+    for (const [location, f] of locations) {
+      if (same) {
+        dataFiles.push({ location, mode: "referenced", bytes: f.size });
+        continue;
+      }
+      const dest = join(outDir, ...f.parts);
+      const existing = await fsp.stat(dest).catch(() => undefined);
+      const src = await fsp.stat(f.path);
+      if (existing && existing.ino === src.ino && existing.dev === src.dev) {
+        dataFiles.push({ location, mode: "linked", bytes: f.size });
+        continue;
+      }
+      if (existing)
+        throw new VeraError(
+          ErrorCode.IO_ERROR,
+          `${dest} exists already; the grafted model needs the base's ${JSON.stringify(location)} there: write the output to the model's folder, or to a folder without that file`,
+          { path: dest },
+        );
+      await fsp.mkdir(dirname(dest), { recursive: true });
+      let mode: GraftDataFile["mode"] = "linked";
+      try {
+        await fsp.link(f.path, dest);
+      } catch {
+        mode = "copied";
+        const tmp = tempPathFor(dest);
+        try {
+          await fsp.copyFile(f.path, tmp, fsConstants.COPYFILE_EXCL);
+          await fsp.rename(tmp, dest);
+        } catch (e) {
+          await fsp.rm(tmp, { force: true }).catch(() => {});
+          throw new VeraError(ErrorCode.IO_ERROR, `cannot copy ${f.path} to ${dest}: ${(e as Error).message}`, {
+            path: dest,
+            cause: e,
+          });
+        }
+      }
+      created.push(dest);
+      dataFiles.push({ location, mode, bytes: f.size });
+    }
+    await writeFileAtomic(outPath, result.bytes);
+  } catch (e) {
+    for (const p of created) await fsp.rm(p, { force: true }).catch(() => {});
+    if (madeDir !== undefined) await fsp.rm(madeDir, { recursive: true, force: true }).catch(() => {});
+    throw e;
+  }
+  return {
+    model: modelPath,
+    output: outPath,
+    adapterSource,
+    spec: result.spec,
+    modules: result.modules,
+    skipped: result.skipped,
+    defaults: result.defaults,
+    addedBytes: result.addedBytes,
+    outputBytes: result.bytes.length,
+    dataFiles,
+    warnings,
+  };
+}
