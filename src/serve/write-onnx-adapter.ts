@@ -3,7 +3,7 @@ import type { VeraAdapter } from "../format/types.js";
 import { f16BitsToF32, f32ArrayToF16 } from "../numeric/half.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { checkAdapterAgainstGraft, graftInputNames, type GraftSpec } from "./graft-spec.js";
-import { checkParametersAgainstInputs, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
+import { checkParametersAgainstInputs, inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
 import { writeOnnxAdapterFile, type OnnxAdapterDtype, type OnnxAdapterParameter } from "./onnx-adapter-file.js";
 
 /** Parameters of {@link writeOnnxAdapter}. */
@@ -17,7 +17,7 @@ export interface WriteOnnxAdapterParams {
    * @default undefined (one pair of vectors per adapter module, no check)
    */
   spec?: GraftSpec;
-  /** Element type of the vectors; it must be the grafted inputs' type. @default "float32" */
+  /** Element type of the vectors; it must be the grafted inputs' type. @default the inputs' type, else "float32" */
   dtype?: OnnxAdapterDtype;
   /**
    * The model's inputs (see `readOnnxModelInputs`): every parameter must match an input's name, element type and fixed
@@ -74,7 +74,14 @@ export function writeOnnxAdapter(params: WriteOnnxAdapterParams): {
   report: WriteOnnxAdapterReport;
 } {
   const { adapter, spec } = params;
-  const dtype = params.dtype ?? "float32";
+  const dtype =
+    params.dtype ??
+    (params.inputs &&
+      inputDtype(
+        adapter.modules.map((m) => graftInputNames(m.name).d),
+        params.inputs,
+      )) ??
+    "float32";
   let missing: string[] = [];
   if (spec) {
     if (spec.batched)
