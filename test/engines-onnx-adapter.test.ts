@@ -55,7 +55,7 @@ describe("export-onnx-adapter against onnxruntime (fixtures/engines)", () => {
     it(`${c.name}: writes the VeRA and the LoRA file onnxruntime ran, each reproducing the VeRA delta`, async () => {
       const adapter = await load(c);
       const check = JSON.parse(readFileSync(join(ENGINES, c.name, "check.json"), "utf8")) as {
-        forms: Record<"vera" | "lora", FormCheck>;
+        forms: Record<"vera" | "lora" | "lora16", FormCheck>;
         max_abs_diff_vera_vs_lora: number;
       };
       for (const form of ["vera", "lora"] as const) {
@@ -79,6 +79,15 @@ describe("export-onnx-adapter against onnxruntime (fixtures/engines)", () => {
       expect(check.forms.lora.inputs_fed).toEqual(
         adapter.modules.flatMap((m) => Object.values(oliveLoraInputNames(m.name))).sort(),
       );
+
+      // the float16 Olive-style graph: the file's element type comes from the model's inputs
+      const f16 = check.forms.lora16;
+      expect(f16.max_abs_diff_vs_numpy_float64).toBeLessThan(5e-3);
+      expect(f16.max_abs_adapter_effect).toBeGreaterThan(1e-2);
+      const lora16 = readOnnxModelInputs({ bytes: file(c.name, "lora16.onnx") });
+      const h = writeOnnxLoraAdapter({ adapter, inputs: lora16.inputs });
+      expect(h.report.dtype).toBe("float16");
+      expect(Buffer.from(h.bytes).equals(Buffer.from(file(c.name, "lora16.onnx_adapter")))).toBe(true);
     });
   }
 
