@@ -46,7 +46,7 @@ export interface WriteOnnxAdapterReport {
   maxRoundingError: number;
 }
 
-/** Values in the file's element type, and the largest rounding error that cost (finite values only). */
+/** Values in the file's element type, and the largest rounding error that cost (finite values only). @internal */
 export function toAdapterValues(
   src: Float32Array,
   dtype: OnnxAdapterDtype,
@@ -66,7 +66,7 @@ export function toAdapterValues(
  * An adapter's d and b vectors as an onnxruntime adapter file (`.onnx_adapter`) for a graph grafted by `graftOnnx`:
  * parameters named `<module>.vera_lambda_d` (shape [r]) and `<module>.vera_lambda_b` (shape [out]), float32 or
  * float16. onnxruntime feeds them to the graph's inputs of the same names (Python `LoraAdapter` +
- * `RunOptions.add_active_adapter`, onnxruntime-genai `Adapters.load_adapter`). A graft with one adapter per sequence
+ * `RunOptions.add_active_adapter`, onnxruntime-genai `Adapters.load`). A graft with one adapter per sequence
  * (`batched`) takes vectors per row through feeds, not an adapter file: refused with `SERVE_SPEC_MISMATCH`.
  */
 export function writeOnnxAdapter(params: WriteOnnxAdapterParams): {
