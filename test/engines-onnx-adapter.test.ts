@@ -18,6 +18,10 @@ import { GRAFT_METADATA_KEY, graftSpecOf, parseGraftSpec, type GraftSpec } from 
 import { readOnnxAdapterFile } from "../src/serve/onnx-adapter-file.js";
 import { writeOnnxAdapter } from "../src/serve/write-onnx-adapter.js";
 import { readOnnxModelInputs, type OnnxModelInput } from "../src/serve/write-onnx-adapter-inputs.js";
+import { graftOnnx } from "../src/serve/graft-onnx.js";
+import { readGraftSpec } from "../src/serve/read-graft-spec.js";
+import { readOnnxModel } from "../src/onnx/read-onnx-model.js";
+import { caseAdapter, loadCase } from "./serve-helpers.js";
 import { findLoraInputs, oliveLoraInputNames, writeOnnxLoraAdapter } from "../src/serve/write-onnx-adapter-lora.js";
 
 const ENGINES = join(__dirname, "../fixtures/engines");
@@ -51,7 +55,7 @@ describe("export-onnx-adapter against onnxruntime (fixtures/engines)", () => {
     it(`${c.name}: writes the VeRA and the LoRA file onnxruntime ran, each reproducing the VeRA delta`, async () => {
       const adapter = await load(c);
       const check = JSON.parse(readFileSync(join(ENGINES, c.name, "check.json"), "utf8")) as {
-        forms: Record<"vera" | "lora", FormCheck>;
+        forms: Record<"vera" | "lora" | "lora16", FormCheck>;
         max_abs_diff_vera_vs_lora: number;
       };
       for (const form of ["vera", "lora"] as const) {
@@ -75,6 +79,15 @@ describe("export-onnx-adapter against onnxruntime (fixtures/engines)", () => {
       expect(check.forms.lora.inputs_fed).toEqual(
         adapter.modules.flatMap((m) => Object.values(oliveLoraInputNames(m.name))).sort(),
       );
+
+      // the float16 Olive-style graph: the file's element type comes from the model's inputs
+      const f16 = check.forms.lora16;
+      expect(f16.max_abs_diff_vs_numpy_float64).toBeLessThan(5e-3);
+      expect(f16.max_abs_adapter_effect).toBeGreaterThan(1e-2);
+      const lora16 = readOnnxModelInputs({ bytes: file(c.name, "lora16.onnx") });
+      const h = writeOnnxLoraAdapter({ adapter, inputs: lora16.inputs });
+      expect(h.report.dtype).toBe("float16");
+      expect(Buffer.from(h.bytes).equals(Buffer.from(file(c.name, "lora16.onnx_adapter")))).toBe(true);
     });
   }
 
@@ -155,6 +168,40 @@ describe("export-onnx-adapter against onnxruntime (fixtures/engines)", () => {
     const p = readOnnxAdapterFile(w.bytes).parameters.find((x) => x.name === oliveLoraInputNames(m.name).a)!;
     expect(p.dims).toEqual([m.inFeatures, 4]);
   });
+});
+
+describe("VeRA adapter files for models grafted by graftOnnx (fixtures/serve)", () => {
+  for (const [name, dtype] of [
+    ["llama-dynamo", "f32"],
+    ["llama-dynamo-fp16", "f16"],
+    ["gpt2-dynamo-wrapped", "f32"],
+  ] as const) {
+    it(`${name} (${dtype} branch): another adapter's file matches the grafted inputs; another rank is refused`, async () => {
+      const c = loadCase(name);
+      const a1 = await caseAdapter(c, "a1");
+      const g = graftOnnx({
+        model: readOnnxModel({ bytes: new Uint8Array(readFileSync(c.modelPath)) }),
+        adapter: a1,
+        dtype,
+      });
+      const { inputs } = readOnnxModelInputs({ bytes: g.bytes });
+      const spec = readGraftSpec({ bytes: g.bytes });
+      const a2 = await caseAdapter(c, "a2");
+      const w = writeOnnxAdapter({ adapter: a2, spec, inputs });
+      const params = readOnnxAdapterFile(w.bytes).parameters;
+      const byName = new Map(inputs.map((i) => [i.name, i]));
+      expect(params.length).toBe(2 * g.modules.length);
+      for (const m of g.modules)
+        for (const n of [m.inputs.d, m.inputs.b]) expect(params.some((p) => p.name === n)).toBe(true);
+      for (const p of params) expect(byName.get(p.name)!.elemType).toBe(p.dtype === "float32" ? 1 : 10);
+      expect(w.report.missing).toEqual([]);
+      if (existsSync(join(c.adapterDir, "r4"))) {
+        const r4 = await caseAdapter(c, "r4");
+        expect(code(() => writeOnnxAdapter({ adapter: r4, spec, inputs }))).toBe("SERVE_SPEC_MISMATCH");
+      }
+      expect(code(() => writeOnnxAdapter({ adapter: a1, spec: { ...spec, rank: 4 } }))).toBe("SERVE_SPEC_MISMATCH");
+    });
+  }
 });
 
 describe("export-onnx-adapter refusals", () => {

@@ -38,6 +38,12 @@ export interface ExpandToLoraParams {
    * @default "0.21.0"
    */
   peftCompat?: string;
+  /**
+   * Write the tensors at this larger rank (the config's r and lora_alpha), padding lora_A with zero rows and lora_B with
+   * zero columns: the delta is unchanged (exactly), for engines that take a fixed set of ranks. Not with `rankPattern`.
+   * @default the rank
+   */
+  padRank?: number;
 }
 
 /** Per-module result of the expansion. */
@@ -212,6 +218,21 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
       );
     checkRank(v, `rankPattern/${k}`);
   }
+  const padRank = params.padRank ?? rank;
+  if (!Number.isSafeInteger(padRank) || padRank < rank)
+    throw new VeraError(
+      PeftErrorCode.PEFT_LORA_RANK,
+      `padRank must be an integer >= the rank ${rank}, found ${padRank}`,
+      {
+        path: "padRank",
+        expected: `>= ${rank}`,
+        received: padRank,
+      },
+    );
+  if (padRank !== rank && Object.keys(pattern).length > 0)
+    throw new VeraError(PeftErrorCode.PEFT_LORA_RANK, "padRank and rankPattern exclude each other", {
+      path: "padRank",
+    });
   const compat = parsePeftVersion(params.peftCompat ?? DEFAULT_PEFT_VERSION);
   const ranks = new Map(a.modules.map((m) => [m.name, pattern[m.name] ?? rank]));
   const rankPattern: PyObject = new Map();
@@ -225,7 +246,7 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
 
   // config
   const warnings: string[] = [];
-  const cfg = loraConfig(a, rank, warnings);
+  const cfg = loraConfig(a, padRank, warnings);
   if (rankPattern.size > 0) {
     cfg.set("rank_pattern", rankPattern);
     cfg.set("alpha_pattern", new Map([...rankPattern].map(([k, v]) => [k, v])));
@@ -248,7 +269,7 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
   const specs: TensorSpec[] = [];
   const carried: string[] = [];
   for (const m of a.modules) {
-    const k = ranks.get(m.name)!;
+    const k = padRank !== rank ? padRank : ranks.get(m.name)!;
     const nA = `${MODEL_PREFIX}${m.name}.lora_A.weight`;
     const nB = `${MODEL_PREFIX}${m.name}.lora_B.weight`;
     specs.push(
@@ -319,10 +340,13 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
     const m = job.module;
     const k = ranks.get(m.name)!;
     const r = a.rank;
+    // columns of lora_B (rows of lora_A) in the file: the rank, or padRank with zeros beyond the rank
+    const width = padRank !== rank ? padRank : k;
     const aligned = target.byteOffset % 4 === 0;
     const out = aligned
       ? new Float32Array(target.buffer, target.byteOffset, t.byteLength / 4)
       : new Float32Array(t.byteLength / 4);
+    if (width !== k) out.fill(0);
     if (k === r) {
       // exact: row scaling only (float32 products of float32 values, rounded once, as torch does)
       const { A, B } = projections();
@@ -338,7 +362,8 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
         for (let i = 0; i < m.outFeatures; i++) {
           const b = m.lambdaB[i]!;
           const o = i * r;
-          for (let j = 0; j < r; j++) out[o + j] = b * B[o + j]!;
+          const w = i * width;
+          for (let j = 0; j < r; j++) out[w + j] = b * B[o + j]!;
         }
       }
       if (!moduleReports.has(m.name)) moduleReports.set(m.name, { name: m.name, rank: k, relativeError: 0 });
@@ -346,7 +371,8 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
       const e = lowRank(m, k);
       out.fill(0);
       if (job.kind === "A") out.set(e.A);
-      else for (let i = 0; i < m.outFeatures; i++) for (let c = 0; c < e.kk; c++) out[i * k + c] = e.B[i * e.kk + c]!;
+      else
+        for (let i = 0; i < m.outFeatures; i++) for (let c = 0; c < e.kk; c++) out[i * width + c] = e.B[i * e.kk + c]!;
       if (--e.pending === 0) approx.delete(m.name);
     }
     if (!aligned) target.set(bytesOf(out));
@@ -362,7 +388,7 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
       for (const m of a.modules) if (ranks.get(m.name)! === a.rank) tot += deltaEnergy(a, m, A, B);
     }
     return {
-      rank,
+      rank: padRank,
       exact: modules.every((x) => x.rank === a.rank),
       modules,
       totalRelativeError: tot > 0 ? Math.sqrt(discarded / tot) : 0,

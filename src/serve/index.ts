@@ -8,3 +8,4 @@ export * from "./onnx-adapter-file.js";
 export * from "./write-onnx-adapter.js";
 export * from "./write-onnx-adapter-lora.js";
 export * from "./write-onnx-adapter-inputs.js";
+export * from "./lora-for-engine.js";

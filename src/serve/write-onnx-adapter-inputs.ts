@@ -113,6 +113,20 @@ export function adapterDtypeOfInput(input: OnnxModelInput): OnnxAdapterDtype | u
   return input.elemType === 1 ? "float32" : input.elemType === 10 ? "float16" : undefined;
 }
 
+/**
+ * The element type a model takes for the first of `names` it has as a float32 or float16 input; undefined when none.
+ * The writers use it as their default `dtype`.
+ */
+export function inputDtype(names: readonly string[], inputs: readonly OnnxModelInput[]): OnnxAdapterDtype | undefined {
+  const byName = new Map(inputs.map((i) => [i.name, i]));
+  for (const n of names) {
+    const input = byName.get(n);
+    const t = input && adapterDtypeOfInput(input);
+    if (t) return t;
+  }
+  return undefined;
+}
+
 /** Parameters of {@link checkParametersAgainstInputs}. */
 export interface CheckParametersAgainstInputsParams {
   /** Name, dims and dtype of each parameter (values are not looked at). */

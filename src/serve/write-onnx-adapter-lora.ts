@@ -4,7 +4,7 @@ import { expandToLoraStream, type LoraModuleReport } from "../peft/expand-to-lor
 import { MODEL_PREFIX } from "../peft/internal.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { writeOnnxAdapterFile, type OnnxAdapterDtype, type OnnxAdapterParameter } from "./onnx-adapter-file.js";
-import { checkParametersAgainstInputs, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
+import { checkParametersAgainstInputs, inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
 import { toAdapterValues } from "./write-onnx-adapter.js";
 
 /**
@@ -56,7 +56,7 @@ export interface WriteOnnxLoraAdapterParams {
    * @default adapter.rank
    */
   rank?: number;
-  /** @default "float32" */
+  /** @default the type of the model's LoRA inputs when `inputs` is given, else "float32" */
   dtype?: OnnxAdapterDtype;
   /**
    * The model's inputs (see `readOnnxModelInputs`): parameters are named after the inputs that hold each module's LoRA
@@ -99,7 +99,7 @@ export function writeOnnxLoraAdapter(params: WriteOnnxLoraAdapterParams): {
   report: WriteOnnxLoraAdapterReport;
 } {
   const { adapter } = params;
-  const dtype = params.dtype ?? "float32";
+  let dtype = params.dtype;
   const names = new Map<string, { a: string; b: string }>();
   const issues: Issue[] = [];
   for (const m of adapter.modules) {
@@ -117,6 +117,12 @@ export function writeOnnxLoraAdapter(params: WriteOnnxLoraAdapterParams): {
       });
   }
   if (issues.length > 0) throw VeraError.fromIssues(issues);
+  if (dtype === undefined && params.inputs)
+    dtype = inputDtype(
+      [...names.values()].map((n) => n.a),
+      params.inputs,
+    );
+  const dt: OnnxAdapterDtype = dtype ?? "float32";
 
   const stream = expandToLoraStream({ adapter, ...(params.rank !== undefined ? { rank: params.rank } : {}) });
   const k = params.rank ?? adapter.rank;
@@ -137,10 +143,10 @@ export function writeOnnxLoraAdapter(params: WriteOnnxLoraAdapterParams): {
     const out = new Float32Array(rows * cols);
     for (let i = 0; i < rows; i++)
       for (let j = 0; j < cols; j++) out[j * rows + i] = dv.getFloat32(4 * (i * cols + j), true);
-    const v = toAdapterValues(out, dtype);
+    const v = toAdapterValues(out, dt);
     maxRoundingError = Math.max(maxRoundingError, v.err);
     const n = names.get(m.name)!;
-    parameters.push({ name: isA ? n.a : n.b, dims: [cols, rows], dtype, data: v.data });
+    parameters.push({ name: isA ? n.a : n.b, dims: [cols, rows], dtype: dt, data: v.data });
   });
   const report = stream.report();
   const used = new Set(parameters.map((p) => p.name));
@@ -157,7 +163,7 @@ export function writeOnnxLoraAdapter(params: WriteOnnxLoraAdapterParams): {
     bytes,
     report: {
       form: "lora",
-      dtype,
+      dtype: dt,
       rank: k,
       exact: report.exact,
       modules: report.modules.map((r) => ({ ...r, ...names.get(r.name)! })),

@@ -3,7 +3,7 @@ import type { VeraAdapter } from "../format/types.js";
 import { f16BitsToF32, f32ArrayToF16 } from "../numeric/half.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { checkAdapterAgainstGraft, graftInputNames, type GraftSpec } from "./graft-spec.js";
-import { checkParametersAgainstInputs, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
+import { checkParametersAgainstInputs, inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
 import { writeOnnxAdapterFile, type OnnxAdapterDtype, type OnnxAdapterParameter } from "./onnx-adapter-file.js";
 
 /** Parameters of {@link writeOnnxAdapter}. */
@@ -17,7 +17,7 @@ export interface WriteOnnxAdapterParams {
    * @default undefined (one pair of vectors per adapter module, no check)
    */
   spec?: GraftSpec;
-  /** Element type of the vectors; it must be the grafted inputs' type. @default "float32" */
+  /** Element type of the vectors; it must be the grafted inputs' type. @default the inputs' type, else "float32" */
   dtype?: OnnxAdapterDtype;
   /**
    * The model's inputs (see `readOnnxModelInputs`): every parameter must match an input's name, element type and fixed
@@ -46,7 +46,7 @@ export interface WriteOnnxAdapterReport {
   maxRoundingError: number;
 }
 
-/** Values in the file's element type, and the largest rounding error that cost (finite values only). */
+/** Values in the file's element type, and the largest rounding error that cost (finite values only). @internal */
 export function toAdapterValues(
   src: Float32Array,
   dtype: OnnxAdapterDtype,
@@ -66,7 +66,7 @@ export function toAdapterValues(
  * An adapter's d and b vectors as an onnxruntime adapter file (`.onnx_adapter`) for a graph grafted by `graftOnnx`:
  * parameters named `<module>.vera_lambda_d` (shape [r]) and `<module>.vera_lambda_b` (shape [out]), float32 or
  * float16. onnxruntime feeds them to the graph's inputs of the same names (Python `LoraAdapter` +
- * `RunOptions.add_active_adapter`, onnxruntime-genai `Adapters.load_adapter`). A graft with one adapter per sequence
+ * `RunOptions.add_active_adapter`, onnxruntime-genai `Adapters.load`). A graft with one adapter per sequence
  * (`batched`) takes vectors per row through feeds, not an adapter file: refused with `SERVE_SPEC_MISMATCH`.
  */
 export function writeOnnxAdapter(params: WriteOnnxAdapterParams): {
@@ -74,7 +74,14 @@ export function writeOnnxAdapter(params: WriteOnnxAdapterParams): {
   report: WriteOnnxAdapterReport;
 } {
   const { adapter, spec } = params;
-  const dtype = params.dtype ?? "float32";
+  const dtype =
+    params.dtype ??
+    (params.inputs &&
+      inputDtype(
+        adapter.modules.map((m) => graftInputNames(m.name).d),
+        params.inputs,
+      )) ??
+    "float32";
   let missing: string[] = [];
   if (spec) {
     if (spec.batched)

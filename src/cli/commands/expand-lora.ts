@@ -1,6 +1,7 @@
 import { ErrorCode, VeraError } from "../../errors.js";
 import { writePeftFolderStreamed } from "../../node/peft-folder.js";
 import { expandToLoraStream } from "../../peft/expand-to-lora.js";
+import { LORA_ENGINES, planLoraForEngine, type LoraEngine, type LoraEnginePlan } from "../../serve/lora-for-engine.js";
 import { UsageError, type Command } from "../command.js";
 import { intOption } from "../options.js";
 import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
@@ -11,13 +12,17 @@ const command: Command = {
   description:
     "Expand a VeRA adapter into an equivalent PEFT LoRA folder (for vLLM, TGI, llama.cpp, onnxruntime-genai, Olive): exact " +
     "at the VeRA rank (lora_alpha = r). --rank K < r writes the best rank-K approximation and reports the relative " +
-    "Frobenius error per module; --rank-pattern MODULE=K,... sets ranks per module.",
-  usage: "vera expand-lora FILE -o DIR [--rank K] [--rank-pattern MODULE=K[,MODULE=K...]] [--peft-compat VERSION]",
+    "Frobenius error per module; --rank-pattern MODULE=K,... sets ranks per module. --for vllm|tgi|lorax writes what " +
+    "that server's loader accepts (vLLM: r padded to a --max-lora-rank value, or truncated above 512).",
+  usage:
+    "vera expand-lora FILE -o DIR [--rank K] [--rank-pattern MODULE=K[,MODULE=K...]] [--peft-compat VERSION] " +
+    "[--for vllm|tgi|lorax]",
   options: {
     output: { type: "string", short: "o" },
     rank: { type: "string" },
     "rank-pattern": { type: "string", multiple: true },
     "peft-compat": { type: "string" },
+    for: { type: "string" },
     ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {
@@ -36,17 +41,45 @@ const command: Command = {
         });
       rankPattern[m[1]!] = Number(m[2]);
     }
+    const engine = values["for"] as string | undefined;
+    if (engine !== undefined && !LORA_ENGINES.includes(engine as LoraEngine))
+      throw new VeraError(ErrorCode.ARG_INVALID, `--for must be one of ${LORA_ENGINES.join(", ")}`, {
+        path: "--for",
+        expected: LORA_ENGINES.join(" | "),
+        received: engine,
+      });
+    if (engine !== undefined && (Object.keys(rankPattern).length || values["peft-compat"] !== undefined))
+      throw new UsageError(
+        "--for sets the ranks and the config fields itself: leave out --rank-pattern and --peft-compat",
+      );
     const { adapter } = await loadAdapterFromArgs(positionals[0]!, values);
-    const stream = expandToLoraStream({
-      adapter,
-      ...(rank !== undefined ? { rank } : {}),
-      ...(Object.keys(rankPattern).length ? { rankPattern } : {}),
-      ...(values["peft-compat"] !== undefined ? { peftCompat: String(values["peft-compat"]) } : {}),
-    });
+    let plan: LoraEnginePlan | undefined;
+    if (engine !== undefined)
+      plan = planLoraForEngine({ adapter, engine: engine as LoraEngine, ...(rank !== undefined ? { rank } : {}) });
+    const stream = expandToLoraStream(
+      plan?.expand ?? {
+        adapter,
+        ...(rank !== undefined ? { rank } : {}),
+        ...(Object.keys(rankPattern).length ? { rankPattern } : {}),
+        ...(values["peft-compat"] !== undefined ? { peftCompat: String(values["peft-compat"]) } : {}),
+      },
+    );
     // streamed: one tensor in memory at a time (a 7B all-linear r=1024 expansion is ~10 GB)
     const files = await writePeftFolderStreamed({ dir: out, configJson: stream.configJson, weights: stream });
     const res = { report: stream.report() };
-    if (ctx.json) ctx.out(JSON.stringify({ ok: true, output: out, files, report: res.report }, null, 2));
+    const target = plan
+      ? {
+          engine: plan.engine,
+          rank: plan.rank,
+          fileRank: plan.fileRank,
+          maxLoraRank: plan.maxLoraRank,
+          notes: plan.notes,
+        }
+      : undefined;
+    if (ctx.json)
+      ctx.out(
+        JSON.stringify({ ok: true, output: out, files, report: res.report, ...(target ? { target } : {}) }, null, 2),
+      );
     else {
       ctx.out(
         `wrote ${out}: LoRA r ${res.report.rank}, ${res.report.modules.length} modules, ` +
@@ -57,6 +90,7 @@ const command: Command = {
       if (!res.report.exact)
         for (const m of res.report.modules)
           ctx.out(`  ${m.name}: rank ${m.rank}, relative error ${m.relativeError.toExponential(3)}`);
+      for (const n of plan?.notes ?? []) ctx.out(`  ${plan!.engine}: ${n}`);
       for (const w of res.report.warnings) ctx.err(`warning: ${w}`);
     }
     return 0;

@@ -1,15 +1,11 @@
 import { ErrorCode, VeraError } from "../../errors.js";
 import { readFileBytes, writeFileAtomic } from "../../node/files.js";
 import { ServeErrorCode } from "../../serve/error-codes.js";
-import { GRAFT_METADATA_KEY, graftInputNames, parseGraftSpec } from "../../serve/graft-spec.js";
+import { GRAFT_METADATA_KEY, parseGraftSpec } from "../../serve/graft-spec.js";
 import type { OnnxAdapterDtype } from "../../serve/onnx-adapter-file.js";
 import { writeOnnxAdapter } from "../../serve/write-onnx-adapter.js";
-import {
-  adapterDtypeOfInput,
-  readOnnxModelInputs,
-  type OnnxModelInput,
-} from "../../serve/write-onnx-adapter-inputs.js";
-import { findLoraInputs, writeOnnxLoraAdapter } from "../../serve/write-onnx-adapter-lora.js";
+import { readOnnxModelInputs, type OnnxModelInput } from "../../serve/write-onnx-adapter-inputs.js";
+import { writeOnnxLoraAdapter } from "../../serve/write-onnx-adapter-lora.js";
 import { UsageError, type Command } from "../command.js";
 import { intOption } from "../options.js";
 import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
@@ -64,7 +60,7 @@ const command: Command = {
     const lora = values["lora"] === true;
     const rank = intOption(values, "rank");
     if (rank !== undefined && !lora) throw new UsageError("--rank applies to --lora only");
-    let dtype = dtypeOption(values["dtype"]);
+    const dtype = dtypeOption(values["dtype"]);
     const versions = {
       ...(versionOption(values, "adapter-version") !== undefined
         ? { adapterVersion: versionOption(values, "adapter-version")! }
@@ -81,26 +77,6 @@ const command: Command = {
     if (modelPath !== undefined)
       ({ inputs, metadata } = readOnnxModelInputs({ bytes: await readFileBytes(modelPath) }));
     // the element type follows the model's inputs unless --dtype says otherwise (a mismatch is then refused)
-    if (dtype === undefined && inputs) {
-      const byName = new Map(inputs.map((i) => [i.name, i]));
-      for (const m of adapter.modules) {
-        let name: string | undefined;
-        if (!lora) name = graftInputNames(m.name).d;
-        else {
-          try {
-            name = findLoraInputs(m.name, inputs)?.a;
-          } catch {
-            name = undefined; // reported by the writer
-          }
-        }
-        const input = name !== undefined ? byName.get(name) : undefined;
-        if (input && adapterDtypeOfInput(input)) {
-          dtype = adapterDtypeOfInput(input);
-          break;
-        }
-      }
-    }
-
     let res;
     if (lora) {
       res = writeOnnxLoraAdapter({
