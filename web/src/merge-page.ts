@@ -1,5 +1,5 @@
 /** The merge part of the page: loaded on first use, so inspecting and converting never download it. */
-import { createBackend, type ComputeBackend } from "verakit/compute";
+import { createBackend, createWasmBackend, type ComputeBackend } from "verakit/compute";
 import { VeraError } from "verakit";
 import { stripCommonFolder, type InputFile } from "./input-files.js";
 import { loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
@@ -87,7 +87,7 @@ async function runMerge(): Promise<void> {
   let backend: ComputeBackend | undefined;
   try {
     status.textContent = "starting the backend...";
-    backend = await createBackend({ name: ($("backend") as HTMLSelectElement).value });
+    backend = await startBackend(($("backend") as HTMLSelectElement).value);
     status.textContent = `merging with ${backend.name} (${backend.info?.device ?? ""})...`;
     const loaded = input.loaded;
     const out = await mergeOnnxBlobs({
@@ -134,6 +134,16 @@ async function runMerge(): Promise<void> {
     await backend?.dispose?.().catch(() => {});
     enable();
   }
+}
+
+/**
+ * The chosen backend. `wasm` is strict IEEE SIMD (the same bytes as `vera merge --backend wasm` on any
+ * machine); `wasm-relaxed` uses relaxed-SIMD FMA (faster, rounding may differ between CPUs).
+ */
+function startBackend(name: string): Promise<ComputeBackend> {
+  if (name === "wasm") return createWasmBackend({ relaxed: false });
+  if (name === "wasm-relaxed") return createWasmBackend({ relaxed: true });
+  return createBackend({ name });
 }
 
 /** Write the merged files into a folder the user picks; each file is committed only when complete. */
