@@ -11,6 +11,7 @@ import type { VeraAdapter } from "verakit/format";
 import {
   applyEdits,
   checkExternalLocation,
+  OnnxErrorCode,
   dtypeSize,
   inlineValueEdits,
   listLinearWeights,
@@ -119,10 +120,10 @@ interface DataFile {
   /** Path relative to the model's folder. */
   rel: string;
   blob: Blob;
-  /** Merged weights: offset and bytes. */
-  patches: Array<{ offset: number; bytes: Uint8Array }>;
+  /** Merged weights: offset and bytes (a Blob: the browser may keep it out of the JavaScript heap, on disk). */
+  patches: Array<{ offset: number; bytes: Blob }>;
   /** Bytes appended (untied copies): offset and bytes, past the end. */
-  appended: Array<{ offset: number; bytes: Uint8Array }>;
+  appended: Array<{ offset: number; bytes: Blob }>;
 }
 
 /**
@@ -137,6 +138,13 @@ export async function mergeOnnxBlobs(params: MergeOnnxBlobsParams): Promise<Merg
   const check = (): void => {
     if (params.signal?.aborted) throw aborted();
   };
+  // A protobuf file is at most 2 GiB - 1 (larger models keep their weights in external data files).
+  if (params.model.file.size > 2147483647)
+    throw new VeraError(
+      OnnxErrorCode.ONNX_TOO_LARGE,
+      `${params.model.path} is ${params.model.file.size} bytes, beyond protobuf's 2 GiB limit: not an ONNX model file`,
+      { path: params.model.path, expected: "<= 2147483647 bytes", received: params.model.file.size },
+    );
   const bytes = new Uint8Array(await params.model.file.arrayBuffer());
   const model = readOnnxModel({ bytes });
   check();
@@ -303,10 +311,10 @@ export async function mergeOnnxBlobs(params: MergeOnnxBlobsParams): Promise<Merg
       if (w.untie) {
         const offset = at!;
         edits.push(...untieEdits({ model, weight: w, data: { location: s.location, offset, length: w.byteLength } }));
-        f.appended.push({ offset, bytes: values });
+        f.appended.push({ offset, bytes: new Blob([values as BlobPart]) });
         for (const row of modules)
           if (row.initializer === w.untie.name) row.storage = `external:${s.location}@${offset}`;
-      } else f.patches.push({ offset: s.offset, bytes: values });
+      } else f.patches.push({ offset: s.offset, bytes: new Blob([values as BlobPart]) });
     }
     bytesDone += w.byteLength;
     params.onProgress?.({
@@ -326,15 +334,15 @@ export async function mergeOnnxBlobs(params: MergeOnnxBlobsParams): Promise<Merg
     const parts: BlobPart[] = [];
     let pos = 0;
     for (const p of [...f.patches].sort((a, b) => a.offset - b.offset)) {
-      parts.push(f.blob.slice(pos, p.offset), p.bytes as BlobPart);
-      pos = p.offset + p.bytes.byteLength;
+      parts.push(f.blob.slice(pos, p.offset), p.bytes);
+      pos = p.offset + p.bytes.size;
     }
     parts.push(f.blob.slice(pos));
     let end = f.blob.size;
     for (const p of [...f.appended].sort((a, b) => a.offset - b.offset)) {
       if (p.offset > end) parts.push(new Uint8Array(p.offset - end));
-      parts.push(p.bytes as BlobPart);
-      end = p.offset + p.bytes.byteLength;
+      parts.push(p.bytes);
+      end = p.offset + p.bytes.size;
     }
     files.push({ path: f.rel, blob: new Blob(parts) });
   }
