@@ -3,9 +3,10 @@
  * byte for byte on the same backend (reference, strict-SIMD wasm, WebGPU: SwiftShader in Chromium against Dawn
  * on lavapipe in Node).
  */
-import { copyFileSync, readFileSync } from "node:fs";
+import { copyFileSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { MergeErrorCode } from "../../src/merge/error-codes.js";
 import { join } from "node:path";
+import { unzipSync } from "fflate";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   browserReady,
@@ -43,6 +44,19 @@ async function mergeOnPage(
   return { report: JSON.parse(text) as Record<string, unknown>, issues };
 }
 
+/** Record the size of every Blob/File read whole by the page (Blob.prototype.arrayBuffer). */
+async function recordReads(page: PageT): Promise<void> {
+  await page.evaluate(() => {
+    const w = window as unknown as { veraReads: number[] };
+    w.veraReads = [];
+    const orig = Blob.prototype.arrayBuffer;
+    Blob.prototype.arrayBuffer = function (this: Blob) {
+      w.veraReads.push(this.size);
+      return orig.call(this);
+    };
+  });
+}
+
 function cliMerge(model: string, adapter: string, backend: string): Map<string, Uint8Array> {
   const out = tmp();
   veraOk(["merge", model, adapter, "-o", join(out, "model.onnx"), "--backend", backend]);
@@ -63,10 +77,25 @@ describe.skipIf(!ready)("the page in Chromium: ONNX merge", () => {
       const { page, errors } = await openPage(s);
       const adapter = join(ONNX, "adapters", "llama");
       const model = join(ONNX, "llama-dynamo");
+      await recordReads(page);
       const { report, issues } = await mergeOnPage(page, { adapter, model, backend });
       expect(issues).toEqual([]);
       expect(report.backend).toBe(backend);
       expect(report.weights).toBe(14);
+      // The external data file is read one weight at a time, never whole.
+      const reads = await page.evaluate(() => (window as unknown as { veraReads: number[] }).veraReads);
+      const small = new Set([
+        statSync(join(model, "model.onnx")).size,
+        ...readdirSync(adapter).map((n) => statSync(join(adapter, n)).size),
+      ]);
+      const largestWeight = Math.max(
+        ...(report.modules as Array<{ inFeatures: number; outFeatures: number }>).map(
+          (m) => m.inFeatures * m.outFeatures * 4,
+        ),
+      );
+      const dataReads = reads.filter((n) => !small.has(n));
+      expect(dataReads.length).toBe(14);
+      for (const n of dataReads) expect(n).toBeLessThanOrEqual(largestWeight);
       const got = await downloads(page, "#btn-merge-download", 2);
       const want = cliMerge(join(model, "model.onnx"), adapter, backend);
       expect([...got.keys()].sort()).toEqual(["model.onnx", "model.onnx.data"]);
@@ -93,6 +122,47 @@ describe.skipIf(!ready)("the page in Chromium: ONNX merge", () => {
     const want = cliMerge(join(model, "model.onnx"), vf, "reference");
     expect([...want.keys()]).toEqual(["model.onnx"]);
     expect(firstDifference(got.get("model.onnx")!, want.get("model.onnx")!)).toBe(-1);
+    expect(errors).toEqual([]);
+  });
+
+  it("a tied weight: refused like the CLI, then untied (reference) into the CLI's 17 files byte for byte", async () => {
+    const { page, errors } = await openPage(s);
+    const adapter = join(ONNX, "adapters", "tiny-llama-head");
+    const model = join(ONNX, "legacy-llama-unfolded-wrapped");
+    const refused = await mergeOnPage(page, { adapter, model, backend: "reference" });
+    const cli = JSON.parse(
+      vera(["merge", join(model, "model.onnx"), adapter, "-o", join(tmp(), "model.onnx"), "--json"]).stdout,
+    ).error;
+    expect(cli.code).toBe("ONNX_SHARED_WEIGHT");
+    expect(refused.issues).toEqual(
+      cli.issues.map((i: { code: string; message: string }) => ({ code: i.code, message: i.message })),
+    );
+    await page.check("#untie");
+    await page.click("#btn-merge");
+    await page.waitForSelector('#merge-status[data-state="done"]');
+    const report = JSON.parse((await page.textContent("#merge-report"))!) as {
+      modules: Array<{ untiedFrom?: string }>;
+    };
+    expect(report.modules.some((m) => m.untiedFrom === "m.model.embed_tokens.weight")).toBe(true);
+    const out = tmp();
+    veraOk([
+      "merge",
+      join(model, "model.onnx"),
+      adapter,
+      "-o",
+      join(out, "model.onnx"),
+      "--backend",
+      "reference",
+      "--untie",
+    ]);
+    const want = readTree(out);
+    expect(want.size).toBe(17);
+    // 17 files come as one zip (browsers allow only a few downloads per click)
+    const zip = await downloads(page, "#btn-merge-download", 1);
+    expect([...zip.keys()]).toEqual(["model-merged.zip"]);
+    const got = new Map(Object.entries(unzipSync(zip.get("model-merged.zip")!)));
+    expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
+    for (const [name, bytes] of want) expect(firstDifference(got.get(name)!, bytes), name).toBe(-1);
     expect(errors).toEqual([]);
   });
 

@@ -6,6 +6,7 @@ import { loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
 import { mergeOnnxBlobs, type MergedFile } from "./merge-onnx-blobs.js";
 import { peftBaseFromOnnx } from "./peft-base-from-onnx.js";
 import { $, download, el, showError, size } from "./show.js";
+import { ZIP_MAX_BYTES, zipBlobs } from "./zip-blobs.js";
 
 /** What the page knows about the adapter input. */
 export interface AdapterInput {
@@ -32,9 +33,7 @@ export function setupMergePage(params: { adapterInput: () => AdapterInput }): vo
   getAdapter = params.adapterInput;
   $("btn-merge").addEventListener("click", () => void runMerge());
   $("btn-cancel").addEventListener("click", () => running?.abort());
-  $("btn-merge-download").addEventListener("click", () => {
-    for (const f of result ?? []) download({ name: f.path.split("/").pop()!, blob: f.blob });
-  });
+  $("btn-merge-download").addEventListener("click", () => void downloadResult());
   const picker = (window as unknown as { showDirectoryPicker?: (o: object) => Promise<DirHandle> }).showDirectoryPicker;
   const save = $("btn-merge-save") as HTMLButtonElement;
   save.hidden = !picker;
@@ -134,6 +133,27 @@ async function runMerge(): Promise<void> {
     await backend?.dispose?.().catch(() => {});
     enable();
   }
+}
+
+/**
+ * Download the merged files: one by one when they are few and flat (a model and its data file), else as
+ * one zip (browsers allow only a few downloads per click, and keep no folders), unless that is too big
+ * for a zip without ZIP64.
+ */
+async function downloadResult(): Promise<void> {
+  const files = result ?? [];
+  const total = files.reduce((n, f) => n + f.blob.size, 0);
+  const flat = files.length <= 4 && files.every((f) => !f.path.includes("/"));
+  if (flat || total > ZIP_MAX_BYTES) {
+    if (!flat) $("merge-status").textContent += " (too large for one zip: files are downloaded one by one)";
+    for (const f of files) download({ name: f.path.split("/").pop()!, blob: f.blob });
+    return;
+  }
+  const model = files[0]!.path
+    .split("/")
+    .pop()!
+    .replace(/\.onnx$/, "");
+  download({ name: `${model}-merged.zip`, blob: await zipBlobs(files) });
 }
 
 /**
