@@ -41,6 +41,7 @@ async function mergeOnPage(
     l.map((x) => ({ code: x.getAttribute("data-code")!, message: x.getAttribute("data-message")! })),
   );
   const text = (await page.textContent("#merge-report")) || "{}";
+  if (issues.length === 0) expect(await page.$eval("#merge-progress", (p) => (p as HTMLProgressElement).value)).toBe(1);
   return { report: JSON.parse(text) as Record<string, unknown>, issues };
 }
 
@@ -104,6 +105,37 @@ describe.skipIf(!ready)("the page in Chromium: ONNX merge", () => {
       expect(errors).toEqual([]);
     });
   }
+
+  it("Save to a folder (File System Access API, here over the origin-private file system) writes the CLI's bytes", async () => {
+    const { page, errors } = await openPage(s);
+    // the folder picker needs a person; the page gets the origin-private folder instead, a real FileSystemDirectoryHandle
+    await page.evaluate(() => {
+      (window as unknown as { showDirectoryPicker: () => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker =
+        () => navigator.storage.getDirectory();
+    });
+    const adapter = join(ONNX, "adapters", "llama");
+    const model = join(ONNX, "llama-dynamo");
+    const { issues } = await mergeOnPage(page, { adapter, model, backend: "reference" });
+    expect(issues).toEqual([]);
+    expect(await page.isVisible("#btn-merge-save")).toBe(true);
+    await page.click("#btn-merge-save");
+    await page.waitForSelector('#merge-status:has-text("(saved)")');
+    const saved = await page.evaluate(async () => {
+      const dir = await navigator.storage.getDirectory();
+      const out: Record<string, string> = {};
+      for (const name of ["model.onnx", "model.onnx.data"]) {
+        const bytes = new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer());
+        let bin = "";
+        for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+        out[name] = btoa(bin);
+      }
+      return out;
+    });
+    const want = cliMerge(join(model, "model.onnx"), adapter, "reference");
+    for (const [name, bytes] of want)
+      expect(firstDifference(new Uint8Array(Buffer.from(saved[name]!, "base64")), bytes), name).toBe(-1);
+    expect(errors).toEqual([]);
+  });
 
   it("a verakit file merged into a model with inline weights (reference) downloads the CLI's bytes", async () => {
     const { page, errors } = await openPage(s);
