@@ -1,9 +1,10 @@
 /** The merge part of the page: loaded on first use, so inspecting and converting never download it. */
 import { createBackend, createWasmBackend, type ComputeBackend } from "verakit/compute";
 import { VeraError } from "verakit";
+import { parseWeightMapping } from "verakit/onnx";
 import { stripCommonFolder, type InputFile } from "./input-files.js";
 import { loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
-import { mergeOnnxBlobs, type MergedFile } from "./merge-onnx-blobs.js";
+import { mergeOnnxBlobs, type MergedFile } from "./merge/merge-onnx-blobs.js";
 import { peftBaseFromOnnx } from "./peft-base-from-onnx.js";
 import { $, download, el, showError, size } from "./show.js";
 import { ZIP_MAX_BYTES, zipBlobs } from "./zip-blobs.js";
@@ -89,6 +90,8 @@ async function runMerge(): Promise<void> {
     backend = await startBackend(($("backend") as HTMLSelectElement).value);
     status.textContent = `merging with ${backend.name} (${backend.info?.device ?? ""})...`;
     const loaded = input.loaded;
+    const mappingFile = ($("mapping-file") as HTMLInputElement).files?.[0];
+    const mapping = mappingFile ? parseWeightMapping({ source: await mappingFile.text() }) : undefined;
     const out = await mergeOnnxBlobs({
       model,
       files: modelFiles,
@@ -96,6 +99,7 @@ async function runMerge(): Promise<void> {
       signal: running.signal,
       skipMissing: ($("skip-missing") as HTMLInputElement).checked,
       untie: ($("untie") as HTMLInputElement).checked,
+      ...(mapping ? { mapping } : {}),
       adapter:
         loaded?.kind === "vera" && loaded.validation.ok
           ? loaded.validation.adapter!
