@@ -33,6 +33,14 @@ export function browserReady(): boolean {
   return false;
 }
 
+/** Whether the CLI build is there (tests comparing with it need it); under CI=true its absence is an error. */
+export function cliReady(): boolean {
+  if (existsSync(CLI)) return true;
+  if (process.env.CI === "true") throw new Error("the CLI is not built (npx tsup)");
+  console.warn("skipped: the CLI is not built (npx tsup)");
+  return false;
+}
+
 /** Chromium flags: headless, WebGPU on SwiftShader, nothing talking to the network. */
 export const CHROMIUM_ARGS = [
   "--no-sandbox",
