@@ -162,4 +162,33 @@ describe.skipIf(!ready)("the page in Chromium: inspect, validate, convert", () =
     ).error;
     expect(await shownIssues(page, "convert-issues")).toEqual([{ code: big.code, message: big.message }]);
   });
+
+  it("a folder of several PEFT adapters: the one named is imported to the CLI's bytes; an unknown name is refused like the CLI", async () => {
+    const { page, errors } = await openPage(s);
+    const dir = join(PEFT, "multi-adapter");
+    const base = join(BASES, "llama", "config.json");
+    await page.fill("#adapter-name", "nope");
+    await page.setInputFiles("#adapter-folder", dir);
+    await page.waitForSelector('#adapter-status[data-state="error"]');
+    const cli = JSON.parse(
+      vera(["import-peft", dir, "--adapter", "nope", "-o", join(tmp(), "x"), "--json"]).stdout,
+    ).error;
+    expect(cli.code).toBe("PEFT_ADAPTER_NOT_FOUND");
+    // the same message, naming the folder as the user chose it
+    expect(await shownIssues(page, "adapter-issues")).toEqual([
+      { code: cli.code, message: cli.message.split(dir).join("multi-adapter") },
+    ]);
+
+    await page.setInputFiles("#base-file", base);
+    await page.fill("#adapter-name", "second");
+    await page.press("#adapter-name", "Tab"); // the input's change event reloads the folder
+    await page.waitForFunction(() =>
+      document.getElementById("adapter-status")!.textContent!.includes('"second", imported'),
+    );
+    const got = await downloads(page, "#btn-import");
+    const out = join(tmp(), "second.vera.safetensors");
+    veraOk(["import-peft", dir, "--adapter", "second", "--base", base, "-o", out]);
+    expect(Buffer.from([...got.values()][0]!).equals(readFileSync(out))).toBe(true);
+    expect(errors).toEqual([]);
+  });
 });

@@ -74,18 +74,25 @@ function showSummary(adapter: VeraAdapter, extra: Array<[string, string]>): void
   for (const m of s.modules) row(mt, [m.name, `${m.outFeatures}x${m.inFeatures}`, m.layout]);
 }
 
+let loads = 0;
+
 async function loadAdapter(): Promise<void> {
+  const load = ++loads;
   clearAdapterView();
   loaded = undefined;
+  setConvertEnabled(); // nothing to convert while loading
   const status = $("adapter-status");
   const name = adapterNameValue();
   try {
-    loaded = await loadAdapterFiles({
+    const result = await loadAdapterFiles({
       files: adapterFiles,
       base: baseFiles,
       ...(name ? { adapterName: name } : {}),
     });
+    if (load !== loads) return; // a newer choice is being loaded
+    loaded = result;
   } catch (e) {
+    if (load !== loads) return;
     status.textContent = "refused";
     status.dataset["state"] = "error";
     showError($("adapter-issues"), e);
