@@ -13,8 +13,8 @@ export const CLI = join(ROOT, "dist", "cli", "index.js");
 /** Debian's chromium (CHROMIUM_PATH overrides), or undefined when it is not installed. */
 export function chromiumPath(): string | undefined {
   if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-  const r = spawnSync("sh", ["-c", "command -v chromium || command -v chromium-browser"], { encoding: "utf8" });
-  const p = r.stdout.trim().split("\n")[0];
+  const r = spawnSync("/bin/sh", ["-c", "command -v chromium || command -v chromium-browser"], { encoding: "utf8" });
+  const p = (r.stdout ?? "").trim().split("\n")[0];
   return p ? p : undefined;
 }
 
