@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "coverage/", "bench/out/", "fixtures/", "src/**/*-wasm.ts"] },
+  { ignores: ["dist/", "web/dist/", "node_modules/", "coverage/", "bench/out/", "fixtures/", "src/**/*-wasm.ts"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
