@@ -3,8 +3,7 @@
  * vLLM's adapter checks (as read from its source) said about the folders (fixtures/engines/check_engine_lora.py).
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isVeraError } from "../src/errors.js";
@@ -14,6 +13,9 @@ import { expandToLora } from "../src/peft/expand-to-lora.js";
 import { LORA_CONFIG_FIELDS_0_11 } from "../src/peft/internal.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 import { planLoraForEngine, VLLM_MAX_LORA_RANKS } from "../src/serve/lora-for-engine.js";
+import { useTempDirs } from "./temp-helpers.js";
+
+const tempDir = useTempDirs("vera-el-");
 
 const PEFT = join(__dirname, "../fixtures/peft");
 const load = async () =>
@@ -131,7 +133,7 @@ describe("vera expand-lora --for (CLI)", () => {
   const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
   const input = [join(PEFT, "adapters/llama-gqa-sp"), "--base", join(PEFT, "bases/llama/config.json")];
   it("reports the vLLM serving rank in JSON", () => {
-    const out = join(mkdtempSync(join(tmpdir(), "vera-el-")), "lora");
+    const out = join(tempDir(), "lora");
     const r = run(["expand-lora", ...input, "--for", "vllm", "--rank", "6", "-o", out, "--json"]);
     expect(r.status, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);

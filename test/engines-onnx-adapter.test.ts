@@ -5,8 +5,7 @@
  * x (W + delta)^T; these tests check that the library still writes those exact files and refuses what would not fit.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isVeraError } from "../src/errors.js";
@@ -23,6 +22,9 @@ import { readGraftSpec } from "../src/serve/read-graft-spec.js";
 import { readOnnxModel } from "../src/onnx/read-onnx-model.js";
 import { caseAdapter, loadCase } from "./serve-helpers.js";
 import { findLoraInputs, oliveLoraInputNames, writeOnnxLoraAdapter } from "../src/serve/write-onnx-adapter-lora.js";
+import { useTempDirs } from "./temp-helpers.js";
+
+const tempDir = useTempDirs("vera-oa-");
 
 const ENGINES = join(__dirname, "../fixtures/engines");
 const PEFT = join(__dirname, "../fixtures/peft");
@@ -277,7 +279,7 @@ describe("vera export-onnx-adapter (CLI)", () => {
   const common = [join(PEFT, "adapters", c.name), "--base", join(PEFT, "bases", c.base, "config.json")];
 
   it("writes the LoRA form for a LoRA-ready model (dtype from its inputs) and reports in JSON", () => {
-    const out = join(mkdtempSync(join(tmpdir(), "vera-oa-")), "a.onnx_adapter");
+    const out = join(tempDir(), "a.onnx_adapter");
     const r = run([
       "export-onnx-adapter",
       ...common,
@@ -293,7 +295,7 @@ describe("vera export-onnx-adapter (CLI)", () => {
     expect(readFileSync(out).equals(readFileSync(join(ENGINES, c.name, "lora.onnx_adapter")))).toBe(true);
   });
   it("refuses a model without a graft record for the VeRA form, and writes nothing", () => {
-    const out = join(mkdtempSync(join(tmpdir(), "vera-oa-")), "a.onnx_adapter");
+    const out = join(tempDir(), "a.onnx_adapter");
     const r = run([
       "export-onnx-adapter",
       ...common,

@@ -82,7 +82,9 @@ for (const f of srcFiles) {
   bare.set(rel(f), ext);
 }
 const top = (p: string) => p.split("/")[0]!;
-const isCore = (p: string) => (p.includes("/") ? CORE.includes(top(p)) : CORE_FILES.includes(p));
+/** A core folder's `node/` subfolder (e.g. serve/node/) is that folder's Node edge, like hub/node/. */
+const isCore = (p: string) =>
+  p.includes("/") ? CORE.includes(top(p)) && p.split("/")[1] !== "node" : CORE_FILES.includes(p);
 
 /** The import cycles of src/: Tarjan's strongly connected components of more than one file, as sorted lists. */
 function findCycles(): string[] {

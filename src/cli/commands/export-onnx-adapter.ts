@@ -35,7 +35,8 @@ function versionOption(values: Record<string, unknown>, name: string): number | 
 
 const command: Command = {
   name: "export-onnx-adapter",
-  summary:
+  summary: "Write an onnxruntime .onnx_adapter file (VeRA vectors, or --lora for Olive models)",
+  description:
     "Write an onnxruntime adapter file (.onnx_adapter) for an ONNX model: the adapter's d and b vectors for a graph " +
     "grafted by `vera graft` (inputs <module>.vera_lambda_d / .vera_lambda_b), or with --lora its exact LoRA form " +
     "for LoRA-ready models made by Olive's ExtractAdapters (inputs ...lora_A.weight [in, r], ...lora_B.weight [r, out]). " +
