@@ -1,0 +1,104 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exportGgufLora } from "../src/gguf/index.js";
+import { loadGgufLoraInputs } from "../src/node/gguf-file.js";
+
+/**
+ * A real consumer: llama.cpp (node-llama-cpp's prebuilt binary, CPU) loads the gguf-py Llama base and the
+ * adapter verakit writes; its next-token log-probabilities are compared with PEFT's (fixtures/gguf/logits.json).
+ * The KV cache is kept in F32 (llama.cpp's default F16 cache alone moves log-probs by ~4e-3 here).
+ */
+const DIR = join(import.meta.dirname, "..", "fixtures", "gguf");
+const BASE = join(DIR, "llama", "base-f32.gguf");
+const logits = JSON.parse(readFileSync(join(DIR, "logits.json"), "utf8")) as {
+  tokens: number[];
+  base: number[][];
+  vera: number[][];
+};
+const tmp = mkdtempSync(join(tmpdir(), "vk-llama-"));
+let llama: Llama;
+let model: LlamaModel;
+
+// Loading llama.cpp's native library and the model is a process-level start (about 2 s on this 2-core machine,
+// more when it is loaded): it gets its own 60 s limit. Every test below runs under the default 5 s.
+beforeAll(async () => {
+  llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
+  model = await llama.loadModel({ modelPath: BASE });
+}, 60_000);
+afterAll(async () => {
+  await model?.dispose();
+  await llama?.dispose();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** llama.cpp's next-token log-probabilities at every position, with or without a LoRA adapter file. */
+async function logProbs(lora?: string): Promise<number[][]> {
+  const ctx = await model.createContext({
+    contextSize: 64,
+    batchSize: 16,
+    threads: 1,
+    flashAttention: false,
+    experimentalKvCacheKeyType: "F32",
+    experimentalKvCacheValueType: "F32",
+    ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
+  });
+  try {
+    const out = await ctx
+      .getSequence()
+      .controlledEvaluate(
+        logits.tokens.map((t) => [
+          t,
+          { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } },
+        ]),
+      );
+    return out.map((r) => {
+      const row = new Array<number>(logits.base[0]!.length).fill(-Infinity);
+      for (const [tok, p] of r!.next!.probabilities!) row[tok] = Math.log(p);
+      return row;
+    });
+  } finally {
+    await ctx.dispose();
+  }
+}
+
+function logSoftmax(row: number[]): number[] {
+  const m = Math.max(...row);
+  const z = Math.log(row.reduce((s, x) => s + Math.exp(x - m), 0));
+  return row.map((x) => x - m - z);
+}
+
+function maxDiff(a: number[][], b: number[][]): number {
+  let d = 0;
+  a.forEach((row, i) => {
+    const ref = logSoftmax(b[i]!);
+    row.forEach((x, j) => (d = Math.max(d, Math.abs(x - ref[j]!))));
+  });
+  return d;
+}
+
+async function exported(type: "f32" | "f16"): Promise<string> {
+  const inputs = await loadGgufLoraInputs({ adapter: join(DIR, "vera"), base: BASE });
+  const path = join(tmp, `adapter-${type}.gguf`);
+  writeFileSync(path, exportGgufLora({ adapter: inputs.adapter, base: inputs.base, type }).bytes);
+  return path;
+}
+
+describe("llama.cpp (node-llama-cpp 3.21.1) runs the exported GGUF LoRA", () => {
+  it("the base alone gives PEFT's base log-probabilities (max |diff| < 1e-4 over 10 positions x 288 tokens)", async () => {
+    expect(maxDiff(await logProbs(), logits.base)).toBeLessThan(1e-4);
+  });
+
+  it("base + f32 adapter gives PEFT's VeRA log-probabilities (< 1e-4), far from the base's (> 1)", async () => {
+    const got = await logProbs(await exported("f32"));
+    expect(maxDiff(got, logits.vera)).toBeLessThan(1e-4);
+    expect(maxDiff(got, logits.base)).toBeGreaterThan(1);
+  });
+
+  it("base + f16 adapter agrees with PEFT to the f16 rounding of lora_a / lora_b (< 1e-2)", async () => {
+    const got = await logProbs(await exported("f16"));
+    expect(maxDiff(got, logits.vera)).toBeLessThan(1e-2);
+  });
+});
