@@ -304,3 +304,61 @@ describe("llama.cpp tensor names and q/k permutation", () => {
     }
   });
 });
+
+describe("GGUF writer refusals and alignment", () => {
+  const t = (name: string, ne = [4]) => ({ name, type: GgmlType.F32, ne, data: new Uint8Array(ne[0]! * 4) });
+  const code = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return (e as { code?: string }).code;
+    }
+    return "ok";
+  };
+  it("refuses duplicate names and keys, long names, bad dims, wrong value types, bad alignment", () => {
+    expect(code(() => writeGguf({ metadata: [], tensors: [t("a"), t("a")] }))).toBe("GGUF_DUPLICATE");
+    const s = { type: 8 as const, value: "x" };
+    expect(
+      code(() =>
+        writeGguf({
+          metadata: [
+            ["k", s],
+            ["k", s],
+          ],
+          tensors: [],
+        }),
+      ),
+    ).toBe("GGUF_DUPLICATE");
+    expect(code(() => writeGguf({ metadata: [], tensors: [t("x".repeat(64))] }))).toBe("GGUF_STRING");
+    expect(code(() => writeGguf({ metadata: [], tensors: [t("a", [1, 1, 1, 1, 1])] }))).toBe("GGUF_TENSOR_SHAPE");
+    expect(code(() => writeGguf({ metadata: [["k", { type: 4, value: -1 }]], tensors: [] }))).toBe("GGUF_VALUE_TYPE");
+    expect(code(() => writeGguf({ metadata: [["k", { type: 7, value: 1 }]], tensors: [] }))).toBe("GGUF_VALUE_TYPE");
+    expect(code(() => writeGguf({ metadata: [], tensors: [t("a")], alignment: 24 }))).toBe("GGUF_ALIGNMENT");
+    expect(code(() => writeGguf({ metadata: [], tensors: [{ ...t("a"), data: new Uint8Array(3) }] }))).toBe(
+      "GGUF_TENSOR_SHAPE",
+    );
+  });
+  it("alignment 64 is written as general.alignment and read back", async () => {
+    const bytes = writeGguf({ metadata: [], tensors: [t("a", [3]), t("b", [5])], alignment: 64 });
+    const f = await readGguf({ source: bytesSource(bytes) });
+    expect(f.alignment).toBe(64);
+    expect(f.metadata.get("general.alignment")).toEqual({ type: 4, value: 64 });
+    expect(f.tensors.map((x) => x.offset)).toEqual([0, 64]);
+    expect(f.dataOffset % 64).toBe(0);
+    expect(bytes.byteLength).toBe(f.dataOffset + 128);
+  });
+  it("src/gguf bundles for the browser without Node built-ins", async () => {
+    const { build } = await import("esbuild");
+    const r = await build({
+      entryPoints: ["src/gguf/index.ts"],
+      bundle: true,
+      platform: "browser",
+      format: "esm",
+      write: false,
+      logLevel: "silent",
+      metafile: true,
+    });
+    expect(Object.keys(r.metafile.inputs).filter((i) => i.startsWith("node:"))).toEqual([]);
+    expect(r.outputFiles[0]!.text).not.toMatch(/\bfrom\s+["']node:|require\(["']node:/);
+  });
+});
