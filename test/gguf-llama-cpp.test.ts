@@ -1,7 +1,14 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
+import {
+  getLlama,
+  LlamaLogLevel,
+  type ControlledEvaluateInputItem,
+  type Llama,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportGgufLora } from "../src/gguf/index.js";
 import { loadGgufLoraInputs } from "../src/node/gguf-file.js";
@@ -25,7 +32,7 @@ let model: LlamaModel;
 // Loading llama.cpp's native library and the model is a process-level start (about 2 s on this 2-core machine,
 // more when it is loaded): it gets its own 60 s limit. Every test below runs under the default 5 s.
 beforeAll(async () => {
-  llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
+  llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   model = await llama.loadModel({ modelPath: BASE });
 }, 60_000);
 afterAll(async () => {
@@ -46,14 +53,12 @@ async function logProbs(lora?: string): Promise<number[][]> {
     ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
   });
   try {
-    const out = await ctx
-      .getSequence()
-      .controlledEvaluate(
-        logits.tokens.map((t) => [
-          t,
-          { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } },
-        ]),
-      );
+    // temperature 1 and no top-k/top-p/min-p filtering: the probabilities are the plain softmax of the logits
+    const input: ControlledEvaluateInputItem[] = logits.tokens.map((t) => [
+      t as Token,
+      { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } },
+    ]);
+    const out = await ctx.getSequence().controlledEvaluate(input);
     return out.map((r) => {
       const row = new Array<number>(logits.base[0]!.length).fill(-Infinity);
       for (const [tok, p] of r!.next!.probabilities!) row[tok] = Math.log(p);
