@@ -10,7 +10,8 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { exportGgufLora } from "../src/gguf/index.js";
+import { bytesSource, exportGgufLora, locateGgufWeights, permuteQkRows, readGguf } from "../src/gguf/index.js";
+import { projectionsFor } from "../src/projections/for-adapter.js";
 import { loadGgufLoraInputs } from "../src/node/gguf-file.js";
 
 /**
@@ -42,8 +43,8 @@ afterAll(async () => {
 });
 
 /** llama.cpp's next-token log-probabilities at every position, with or without a LoRA adapter file. */
-async function logProbs(lora?: string): Promise<number[][]> {
-  const ctx = await model.createContext({
+async function logProbs(lora?: string, on: LlamaModel = model): Promise<number[][]> {
+  const ctx = await on.createContext({
     contextSize: 64,
     batchSize: 16,
     threads: 1,
@@ -105,5 +106,36 @@ describe("llama.cpp (node-llama-cpp 3.21.1) runs the exported GGUF LoRA", () => 
   it("base + f16 adapter agrees with PEFT to the f16 rounding of lora_a / lora_b (< 1e-2)", async () => {
     const got = await logProbs(await exported("f16"));
     expect(maxDiff(got, logits.vera)).toBeLessThan(1e-2);
+  });
+
+  it("a GGUF merged at the weights locateGgufWeights finds (delta permuted where it says) gives PEFT's VeRA log-probs", async () => {
+    const bytes = new Uint8Array(readFileSync(BASE));
+    const file = await readGguf({ source: bytesSource(bytes) });
+    const { adapter } = await loadGgufLoraInputs({ adapter: join(DIR, "vera"), base: BASE });
+    const plan = locateGgufWeights({ file, modules: adapter.modules });
+    const { A, B } = projectionsFor(adapter);
+    const r = adapter.rank;
+    for (const w of plan.weights) {
+      const m = adapter.modules.find((x) => x.name === w.module)!;
+      const [nIn, nOut] = [m.inFeatures, m.outFeatures];
+      let delta: Float32Array = new Float32Array(nOut * nIn);
+      for (let o = 0; o < nOut; o++)
+        for (let i = 0; i < nIn; i++) {
+          let s = 0;
+          for (let k = 0; k < r; k++) s += B[o * r + k]! * m.lambdaD[k]! * A[k * adapter.maxIn + i]!;
+          delta[o * nIn + i] = m.lambdaB[o]! * s;
+        }
+      if (w.permuteHeads) delta = permuteQkRows({ data: delta, rows: nOut, rowLength: nIn, nHead: w.permuteHeads });
+      const weight = new Float32Array(bytes.buffer, bytes.byteOffset + w.start, nOut * nIn);
+      for (let j = 0; j < weight.length; j++) weight[j] = weight[j]! + delta[j]!;
+    }
+    const path = join(tmp, "merged.gguf");
+    writeFileSync(path, bytes);
+    const merged = await llama.loadModel({ modelPath: path });
+    try {
+      expect(maxDiff(await logProbs(undefined, merged), logits.vera)).toBeLessThan(1e-4);
+    } finally {
+      await merged.dispose();
+    }
   });
 });

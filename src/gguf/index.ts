@@ -9,3 +9,4 @@ export * from "./tensor-names.js";
 export * from "./lora-base.js";
 export * from "./export-gguf-lora.js";
 export * from "./base-shapes-from-gguf.js";
+export * from "./locate-gguf-weights.js";
