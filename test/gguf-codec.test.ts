@@ -362,3 +362,26 @@ describe("GGUF writer refusals and alignment", () => {
     expect(r.outputFiles[0]!.text).not.toMatch(/\bfrom\s+["']node:|require\(["']node:/);
   });
 });
+
+describe("GGUF reader fuzz: mutated and random bytes give a GGUF_* error or a checked file", () => {
+  it("1,000 byte mutations and truncations of the gguf-py file", async () => {
+    const fc = await import("fast-check");
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(parity.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+        fc.nat(parity.length),
+        async (edits, cut) => {
+          const b = parity.slice(0, Math.max(cut, 24));
+          for (const [i, v] of edits) if (i < b.length) b[i] = v;
+          const c = await codeOf(b);
+          expect(c === "ok" || c.startsWith("GGUF_")).toBe(true);
+          if (c === "ok") {
+            const f = await readGguf({ source: bytesSource(b) });
+            for (const t of f.tensors) expect(f.dataOffset + t.offset + t.byteLength).toBeLessThanOrEqual(b.length);
+          }
+        },
+      ),
+      { numRuns: 1000, seed: 42 },
+    );
+  });
+});
