@@ -253,6 +253,23 @@ describe("export-gguf-lora refusals: typed errors, nothing written", async () =>
       },
     );
   });
+  it("lm_head of a config.json base with tied embeddings is named (llama.cpp has no output.weight then)", () => {
+    const adapter = createAdapter({ modules: [{ name: "lm_head", inFeatures: 32, outFeatures: 288 }], rank: 4 });
+    const tied = loraBaseFromConfig('{"model_type": "llama", "num_attention_heads": 4}');
+    try {
+      exportGgufLora({ adapter, base: tied });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as { code: string }).code).toBe(GgufErrorCode.GGUF_MODULE_UNSUPPORTED);
+      expect((e as Error).message).toContain("lm_head (output.weight: tied to token_embd)");
+    }
+    const untied = loraBaseFromConfig(readFileSync(join(DIR, "llama", "config.json"), "utf8"));
+    expect(exportGgufLora({ adapter, base: untied }).report.modules.map((m) => m.tensor)).toEqual(["output.weight"]);
+  });
+  it("a base folder means its config.json", async () => {
+    const viaDir = await loadGgufLoraInputs({ adapter: VERA, base: join(DIR, "llama") });
+    expect(viaDir.base.label).toBe(join(DIR, "llama", "config.json"));
+  });
   it("an adapter carrying extra tensors (modules_to_save, biases) is refused", () => {
     const adapter = {
       ...inputs.adapter,

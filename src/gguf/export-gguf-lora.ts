@@ -125,6 +125,10 @@ export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStre
         path: m.name,
       });
     seen.set(tensor, m.name);
+    if (base.absentTensors?.includes(tensor)) {
+      absent.push(`${m.name} (${tensor}: tied to token_embd)`);
+      continue;
+    }
     if (base.tensors) {
       const ne = base.tensors.get(tensor);
       if (!ne) {

@@ -14,6 +14,8 @@ export interface GgufLoraBase {
   nHeadKv?: number;
   /** The base's tensors (name -> ggml ne) when known (a GGUF base): every adapted tensor is checked against them. */
   tensors?: Map<string, number[]>;
+  /** Tensors known to be absent without a tensor list (a config.json with tied embeddings has no output.weight). */
+  absentTensors?: string[];
   /** Where the description came from, for messages. */
   label: string;
 }
@@ -68,10 +70,13 @@ export function loraBaseFromConfig(configText: string, label = "config.json"): G
   const int = (k: string) => (typeof cfg[k] === "number" && Number.isInteger(cfg[k]) ? (cfg[k] as number) : undefined);
   const nHead = int("num_attention_heads") ?? int("n_head");
   const nHeadKv = int("num_key_value_heads") ?? nHead;
+  // transformers defaults tie_word_embeddings to true; llama.cpp then has no output.weight (it reuses token_embd)
+  const tied = cfg["tie_word_embeddings"] !== false;
   return {
     architecture: arch,
     ...(nHead !== undefined ? { nHead } : {}),
     ...(nHeadKv !== undefined ? { nHeadKv } : {}),
+    ...(tied ? { absentTensors: ["output.weight"] } : {}),
     label,
   };
 }

@@ -1,4 +1,5 @@
 import { promises as fsp } from "node:fs";
+import { join } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
@@ -63,7 +64,7 @@ export async function writeGgufStreamFile(
 export interface LoadGgufLoraInputsParams {
   /** A verakit file or a PEFT VeRA folder. */
   adapter: string;
-  /** The base: a GGUF model file, or a transformers config.json. */
+  /** The base: a GGUF model file, a transformers config.json, or a folder holding config.json. */
   base: string;
   /** A mapping file (JSON module -> llama.cpp tensor name). @default undefined */
   mapping?: string;
@@ -90,18 +91,20 @@ export async function loadGgufLoraInputs(params: LoadGgufLoraInputsParams): Prom
       : undefined;
   const head = new Uint8Array(4);
   let fh: fsp.FileHandle | undefined;
+  let basePath = params.base;
   try {
-    fh = await fsp.open(params.base, "r");
+    if ((await fsp.stat(basePath)).isDirectory()) basePath = join(basePath, "config.json");
+    fh = await fsp.open(basePath, "r");
     await fh.read(head, 0, 4, 0);
   } catch (e) {
-    throw ioError(e, params.base);
+    throw ioError(e, basePath);
   } finally {
     await fh?.close().catch(() => {});
   }
   const isGguf = new TextDecoder().decode(head) === "GGUF";
   const base = isGguf
-    ? loraBaseFromGguf(await readGgufFile(params.base), params.base)
-    : loraBaseFromConfig(new TextDecoder().decode(await readFileBytes(params.base)), params.base);
+    ? loraBaseFromGguf(await readGgufFile(basePath), basePath)
+    : loraBaseFromConfig(new TextDecoder().decode(await readFileBytes(basePath)), basePath);
   let isDir = false;
   try {
     isDir = (await fsp.stat(params.adapter)).isDirectory();
@@ -118,7 +121,7 @@ export async function loadGgufLoraInputs(params: LoadGgufLoraInputsParams): Prom
     .map((k) => k.replace(/^base_model\.model\./, "").replace(/\.vera_lambda_b$/, ""));
   const shapes = isGguf
     ? baseShapesFromGguf({ base, modules, ...(mapping ? { mapping } : {}) })
-    : await readBaseShapes({ path: params.base });
+    : await readBaseShapes({ path: basePath });
   const { adapter, report } = importPeft({
     config: folder.configText,
     weights: folder.weights,
