@@ -27,23 +27,28 @@ const logits = JSON.parse(readFileSync(join(DIR, "logits.json"), "utf8")) as {
   vera: number[][];
 };
 const tmp = mkdtempSync(join(tmpdir(), "vk-llama-"));
+const QWEN = join(DIR, "qwen2");
+const qwenLogits = JSON.parse(readFileSync(join(QWEN, "logits.json"), "utf8")) as typeof logits;
 let llama: Llama;
 let model: LlamaModel;
+let qwen: LlamaModel;
 
 // Loading llama.cpp's native library and the model is a process-level start (about 2 s on this 2-core machine,
 // more when it is loaded): it gets its own 60 s limit. Every test below runs under the default 5 s.
 beforeAll(async () => {
   llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   model = await llama.loadModel({ modelPath: BASE });
+  qwen = await llama.loadModel({ modelPath: join(QWEN, "base-f32.gguf") });
 }, 60_000);
 afterAll(async () => {
   await model?.dispose();
+  await qwen?.dispose();
   await llama?.dispose();
   rmSync(tmp, { recursive: true, force: true });
 });
 
 /** llama.cpp's next-token log-probabilities at every position, with or without a LoRA adapter file. */
-async function logProbs(lora?: string, on: LlamaModel = model): Promise<number[][]> {
+async function logProbs(lora?: string, on: LlamaModel = model, tokens = logits.tokens): Promise<number[][]> {
   const ctx = await on.createContext({
     contextSize: 64,
     batchSize: 16,
@@ -55,7 +60,7 @@ async function logProbs(lora?: string, on: LlamaModel = model): Promise<number[]
   });
   try {
     // temperature 1 and no top-k/top-p/min-p filtering: the probabilities are the plain softmax of the logits
-    const input: ControlledEvaluateInputItem[] = logits.tokens.map((t) => [
+    const input: ControlledEvaluateInputItem[] = tokens.map((t) => [
       t as Token,
       { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } },
     ]);
@@ -85,9 +90,9 @@ function maxDiff(a: number[][], b: number[][]): number {
   return d;
 }
 
-async function exported(type: "f32" | "f16"): Promise<string> {
-  const inputs = await loadGgufLoraInputs({ adapter: join(DIR, "vera"), base: BASE });
-  const path = join(tmp, `adapter-${type}.gguf`);
+async function exported(type: "f32" | "f16", dir = DIR, base = BASE): Promise<string> {
+  const inputs = await loadGgufLoraInputs({ adapter: join(dir, "vera"), base });
+  const path = join(tmp, `adapter-${type}-${inputs.base.architecture}.gguf`);
   writeFileSync(path, exportGgufLora({ adapter: inputs.adapter, base: inputs.base, type }).bytes);
   return path;
 }
@@ -137,5 +142,13 @@ describe("llama.cpp (node-llama-cpp 3.21.1) runs the exported GGUF LoRA", () => 
     } finally {
       await merged.dispose();
     }
+  });
+
+  it("qwen2 (q/k not permuted, q/k/v biases): base alone and base + f32 adapter give PEFT's log-probs (< 1e-4)", async () => {
+    const base = join(QWEN, "base-f32.gguf");
+    expect(maxDiff(await logProbs(undefined, qwen, qwenLogits.tokens), qwenLogits.base)).toBeLessThan(1e-4);
+    const got = await logProbs(await exported("f32", QWEN, base), qwen, qwenLogits.tokens);
+    expect(maxDiff(got, qwenLogits.vera)).toBeLessThan(1e-4);
+    expect(maxDiff(got, qwenLogits.base)).toBeGreaterThan(1);
   });
 });

@@ -139,6 +139,32 @@ describe("vera export-gguf-lora on a real PEFT VeRA adapter and a gguf-py Llama 
     }
   });
 
+  it("qwen2: no permutation, every module's lora_b x lora_a equals torch's VeRA delta to float32 rounding", async () => {
+    const q = join(DIR, "qwen2");
+    const inp = await loadGgufLoraInputs({ adapter: join(q, "vera"), base: join(q, "base-f32.gguf") });
+    const { bytes, report } = exportGgufLora({ adapter: inp.adapter, base: inp.base });
+    expect(report.modules.filter((m) => m.permutedHeads !== undefined)).toEqual([]);
+    const f = await readGguf({ source: bytesSource(bytes) });
+    const qref = parseSafetensors(new Uint8Array(readFileSync(join(q, "reference.safetensors"))));
+    expect(f.tensors).toHaveLength(2 * qref.tensors.size);
+    for (const name of qref.tensors.keys()) {
+      const a = tensorValues(bytes, f, `${name}.lora_a`);
+      const b = tensorValues(bytes, f, `${name}.lora_b`);
+      const [nIn, r] = a.ne as [number, number];
+      const delta = new Float64Array(tensorBytes(qref, name).slice().buffer);
+      let maxErr = 0;
+      let maxRef = 0;
+      for (let o = 0; o < b.ne[1]!; o++)
+        for (let i = 0; i < nIn; i++) {
+          let s = 0;
+          for (let k = 0; k < r; k++) s += b.v[o * r + k]! * a.v[k * nIn + i]!;
+          maxErr = Math.max(maxErr, Math.abs(s - delta[o * nIn + i]!));
+          maxRef = Math.max(maxRef, Math.abs(delta[o * nIn + i]!));
+        }
+      expect(maxErr / maxRef, name).toBeLessThan(1e-6);
+    }
+  });
+
   it("without the permutation attn_q/attn_k would be wrong (the check can fail)", async () => {
     const noPerm: GgufLoraBase = { ...inputs.base, architecture: "qwen2" };
     const { bytes } = exportGgufLora({ adapter: inputs.adapter, base: noPerm });
