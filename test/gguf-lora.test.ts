@@ -292,6 +292,29 @@ describe("export-gguf-lora refusals: typed errors, nothing written", async () =>
     const untied = loraBaseFromConfig(readFileSync(join(DIR, "llama", "config.json"), "utf8"));
     expect(exportGgufLora({ adapter, base: untied }).report.modules.map((m) => m.tensor)).toEqual(["output.weight"]);
   });
+  it("gpt2 (Conv1D modules, fused attn_qkv): ggml [n_in, r] / [r, n_out] from the true in/out features", () => {
+    const adapter = createAdapter({
+      modules: [
+        { name: "transformer.h.0.attn.c_attn", inFeatures: 32, outFeatures: 96, layout: "conv1d" },
+        { name: "transformer.h.1.mlp.c_proj", inFeatures: 40, outFeatures: 32, layout: "conv1d" },
+      ],
+      rank: 8,
+    });
+    const base = loraBaseFromConfig('{"model_type": "gpt2", "n_head": 4, "tie_word_embeddings": true}');
+    const { report, bytes } = exportGgufLora({ adapter, base });
+    expect(report.modules.map((m) => [m.tensor, m.permutedHeads])).toEqual([
+      ["blk.0.attn_qkv.weight", undefined],
+      ["blk.1.ffn_down.weight", undefined],
+    ]);
+    return readGguf({ source: bytesSource(bytes) }).then((f) =>
+      expect(f.tensors.map((t) => [t.name, t.ne])).toEqual([
+        ["blk.0.attn_qkv.weight.lora_a", [32, 8]],
+        ["blk.0.attn_qkv.weight.lora_b", [8, 96]],
+        ["blk.1.ffn_down.weight.lora_a", [40, 8]],
+        ["blk.1.ffn_down.weight.lora_b", [8, 32]],
+      ]),
+    );
+  });
   it("a base folder means its config.json", async () => {
     const viaDir = await loadGgufLoraInputs({ adapter: VERA, base: join(DIR, "llama") });
     expect(viaDir.base.label).toBe(join(DIR, "llama", "config.json"));
