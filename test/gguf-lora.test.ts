@@ -335,6 +335,7 @@ describe("export-gguf-lora refusals: typed errors, nothing written", async () =>
       [32, 16],
     ]);
   });
+  // two starts of the built CLI (node processes): a process start each, so an explicit limit above the 5 s default
   it("CLI: a refusal writes nothing (no output, no temp file); --json reports the file", async () => {
     const out = join(tmp, "q.gguf");
     const r = run(["export-gguf-lora", VERA, "--base", BASE, "-o", out, "--type", "q8_0", "--json"]);
@@ -346,5 +347,5 @@ describe("export-gguf-lora refusals: typed errors, nothing written", async () =>
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout).report.modules).toHaveLength(14);
     expect(readFileSync(out).equals(readFileSync(join(DIR, "out", "adapter-f32.gguf")))).toBe(true);
-  });
+  }, 30_000);
 });
