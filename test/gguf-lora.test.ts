@@ -3,11 +3,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { VeraError } from "../src/errors.js";
 import { createAdapter } from "../src/format/create.js";
 import {
   bytesSource,
   decodeTensor,
   exportGgufLora,
+  exportGgufLoraStream,
   GgmlType,
   GgufErrorCode,
   loraBaseFromConfig,
@@ -16,7 +18,7 @@ import {
   type GgufFile,
   type GgufLoraBase,
 } from "../src/gguf/index.js";
-import { loadGgufLoraInputs, readGgufFile } from "../src/node/gguf-file.js";
+import { loadGgufLoraInputs, readGgufFile, writeGgufStreamFile } from "../src/node/gguf-file.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 
 const DIR = join(import.meta.dirname, "..", "fixtures", "gguf");
@@ -325,6 +327,27 @@ describe("export-gguf-lora refusals: typed errors, nothing written", async () =>
       extraTensors: [{ name: "lm_head.weight", dtype: "F32" as const, shape: [1], data: new Uint8Array(4) }],
     };
     expect(code(() => exportGgufLora({ adapter, base: inputs.base }))).toBe(GgufErrorCode.GGUF_MODULE_UNSUPPORTED);
+  });
+  it("a failure in the middle of a streamed write leaves nothing behind (temp + rename)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "vk-gguf-stream-"));
+    try {
+      const stream = exportGgufLoraStream({ adapter: inputs.adapter, base: inputs.base });
+      const out = join(dir, "a.gguf");
+      const failing = {
+        plan: stream.plan,
+        tensorBytes: (i: number) => {
+          if (i === 5) throw new VeraError("IO_ERROR", "disk went away");
+          return stream.tensorBytes(i);
+        },
+      };
+      await expect(writeGgufStreamFile(out, failing)).rejects.toMatchObject({ code: "IO_ERROR" });
+      expect(readdirSync(dir)).toEqual([]);
+      await writeGgufStreamFile(out, stream);
+      expect(readFileSync(out).equals(readFileSync(join(DIR, "out", "adapter-f32.gguf")))).toBe(true);
+      expect(readdirSync(dir)).toEqual(["a.gguf"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   it("loraBaseFromGguf reads the fixture's head counts", async () => {
     const b = loraBaseFromGguf(await readGgufFile(BASE));
