@@ -12,6 +12,7 @@ export const commands: Record<string, () => Promise<{ default: Command }>> = {
   "import-peft": () => import("./import-peft.js"),
   "export-peft": () => import("./export-peft.js"),
   "expand-lora": () => import("./expand-lora.js"),
+  "export-gguf-lora": () => import("./export-gguf-lora.js"),
   merge: () => import("./merge.js"),
   demo: () => import("./demo.js"),
   backends: () => import("./backends.js"),

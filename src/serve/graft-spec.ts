@@ -1,0 +1,187 @@
+import { VeraError, type Issue } from "../errors.js";
+import type { Layout, PrngSpec, VeraAdapter } from "../format/types.js";
+import { PRNG_TORCH_MT19937_KAIMING } from "../format/types.js";
+import type { ProjectionRounding } from "../projections/generate.js";
+import { canonicalJson } from "../safetensors/strict-json.js";
+import { ServeErrorCode } from "./error-codes.js";
+
+/** Key of the model's `metadata_props` entry where a grafted model records what it was grafted for. */
+export const GRAFT_METADATA_KEY = "verakit.graft";
+/** Version of the record; bumped on an incompatible change. */
+export const GRAFT_SPEC_VERSION = 1;
+
+/** One grafted module: its path in the verakit module table and its shape. */
+export interface GraftModule {
+  name: string;
+  inFeatures: number;
+  outFeatures: number;
+  layout: Layout;
+}
+
+/**
+ * What a grafted graph computes with: the projections (PRNG, rank, shapes, rounding), the grafted modules, the form of its
+ * inputs. An adapter can be fed to the graph exactly when its projections are the same (see {@link checkAdapterAgainstGraft}).
+ */
+export interface GraftSpec {
+  version: typeof GRAFT_SPEC_VERSION;
+  prng: PrngSpec;
+  rank: number;
+  maxIn: number;
+  maxOut: number;
+  projectionRounding: ProjectionRounding;
+  /** Inputs are [batch, r] / [batch, out] (one adapter per sequence) instead of [r] / [out]. */
+  batched: boolean;
+  /** Precision of the branch's arithmetic. */
+  dtype: "f32" | "f16";
+  /** Sorted by name. */
+  modules: GraftModule[];
+}
+
+/** Names of the graph inputs (and their default initializers) that carry a module's d and b. */
+export function graftInputNames(moduleName: string): { d: string; b: string } {
+  return { d: `${moduleName}.vera_lambda_d`, b: `${moduleName}.vera_lambda_b` };
+}
+
+/** Parameters of {@link graftSpecOf}. */
+export interface GraftSpecOfParams {
+  /** The adapter whose projections and target modules the graph is grafted for (its vectors are not used). */
+  adapter: VeraAdapter;
+  /** @default false */
+  batched?: boolean;
+  /** @default "f32" */
+  dtype?: "f32" | "f16";
+  /** The modules actually grafted (a subset of the adapter's); @default all of the adapter's modules */
+  modules?: GraftModule[];
+}
+
+/** The graft record for an adapter. */
+export function graftSpecOf(params: GraftSpecOfParams): GraftSpec {
+  const { adapter } = params;
+  const modules = (
+    params.modules ??
+    adapter.modules.map((m) => ({
+      name: m.name,
+      inFeatures: m.inFeatures,
+      outFeatures: m.outFeatures,
+      layout: m.layout,
+    }))
+  )
+    .map((m) => ({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures, layout: m.layout }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return {
+    version: GRAFT_SPEC_VERSION,
+    prng: { ...adapter.prng },
+    rank: adapter.rank,
+    maxIn: adapter.maxIn,
+    maxOut: adapter.maxOut,
+    projectionRounding: adapter.projectionRounding,
+    batched: params.batched ?? false,
+    dtype: params.dtype ?? "f32",
+    modules,
+  };
+}
+
+/** The record as stored in `metadata_props` (canonical JSON; the seed as a decimal string). */
+export function encodeGraftSpec(spec: GraftSpec): string {
+  return canonicalJson({ ...spec, prng: { ...spec.prng, seed: spec.prng.seed.toString() } });
+}
+
+/** Parse a stored record; a malformed one is `SERVE_NOT_GRAFTED`. */
+export function parseGraftSpec(text: string, where = GRAFT_METADATA_KEY): GraftSpec {
+  const bad = (why: string): VeraError =>
+    new VeraError(ServeErrorCode.SERVE_NOT_GRAFTED, `${where}: malformed graft record (${why})`, { path: where });
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw bad("not JSON");
+  }
+  const o = v as Record<string, unknown>;
+  if (typeof o !== "object" || o === null || Array.isArray(o)) throw bad("not an object");
+  if (o.version !== GRAFT_SPEC_VERSION) throw bad(`version ${String(o.version)}, expected ${GRAFT_SPEC_VERSION}`);
+  const prng = o.prng as Record<string, unknown> | undefined;
+  if (!prng || prng.algorithm !== PRNG_TORCH_MT19937_KAIMING) throw bad("unknown PRNG");
+  if (typeof prng.seed !== "string" || !/^-?\d{1,20}$/.test(prng.seed)) throw bad("seed");
+  if (prng.arithmetic !== "fused" && prng.arithmetic !== "separate") throw bad("arithmetic");
+  const int = (x: unknown): x is number => typeof x === "number" && Number.isSafeInteger(x) && x > 0;
+  if (!int(o.rank) || !int(o.maxIn) || !int(o.maxOut)) throw bad("rank/maxIn/maxOut");
+  if (!["none", "bf16", "fp16"].includes(o.projectionRounding as string)) throw bad("projectionRounding");
+  if (typeof o.batched !== "boolean") throw bad("batched");
+  if (o.dtype !== "f32" && o.dtype !== "f16") throw bad("dtype");
+  if (!Array.isArray(o.modules)) throw bad("modules");
+  const modules: GraftModule[] = [];
+  for (const m of o.modules as Record<string, unknown>[]) {
+    if (typeof m !== "object" || m === null || typeof m.name !== "string") throw bad("module name");
+    if (!int(m.inFeatures) || !int(m.outFeatures)) throw bad(`module ${m.name} shape`);
+    if (m.layout !== "linear" && m.layout !== "conv1d") throw bad(`module ${m.name} layout`);
+    modules.push({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures, layout: m.layout });
+  }
+  return {
+    version: GRAFT_SPEC_VERSION,
+    prng: { algorithm: PRNG_TORCH_MT19937_KAIMING, seed: BigInt(prng.seed), arithmetic: prng.arithmetic },
+    rank: o.rank,
+    maxIn: o.maxIn,
+    maxOut: o.maxOut,
+    projectionRounding: o.projectionRounding as ProjectionRounding,
+    batched: o.batched,
+    dtype: o.dtype,
+    modules,
+  };
+}
+
+/** What {@link checkAdapterAgainstGraft} found besides refusals. */
+export interface GraftCheck {
+  /** Grafted modules the adapter has no vectors for: they are fed zeros (no change to those layers). */
+  missing: string[];
+}
+
+/**
+ * Check that an adapter's vectors mean the same thing in a grafted graph as in the adapter: same PRNG (algorithm, seed,
+ * arithmetic), rank, maxIn/maxOut, projection rounding, and every adapter module grafted with the same shape.
+ * Throws `SERVE_SPEC_MISMATCH` / `SERVE_MODULE_NOT_GRAFTED` listing every problem; returns the grafted modules the
+ * adapter leaves out.
+ */
+export function checkAdapterAgainstGraft(params: { adapter: VeraAdapter; spec: GraftSpec }): GraftCheck {
+  const { adapter, spec } = params;
+  const issues: Issue[] = [];
+  const same = (path: string, expected: unknown, received: unknown): void => {
+    if (expected !== received)
+      issues.push({
+        code: ServeErrorCode.SERVE_SPEC_MISMATCH,
+        message: `${path}: the graph was grafted for ${String(expected)}, the adapter has ${String(received)}`,
+        path,
+        expected: typeof expected === "bigint" ? expected.toString() : expected,
+        received: typeof received === "bigint" ? received.toString() : received,
+      });
+  };
+  same("prng.algorithm", spec.prng.algorithm, adapter.prng.algorithm);
+  same("prng.seed", spec.prng.seed, adapter.prng.seed);
+  same("prng.arithmetic", spec.prng.arithmetic, adapter.prng.arithmetic);
+  same("rank", spec.rank, adapter.rank);
+  same("maxIn", spec.maxIn, adapter.maxIn);
+  same("maxOut", spec.maxOut, adapter.maxOut);
+  same("projectionRounding", spec.projectionRounding, adapter.projectionRounding);
+  if (adapter.storedProjections)
+    issues.push({
+      code: ServeErrorCode.SERVE_SPEC_MISMATCH,
+      message: "the adapter carries stored projections, which a grafted graph (regenerated projections) cannot use",
+      path: "storedProjections",
+    });
+  const grafted = new Map(spec.modules.map((m) => [m.name, m]));
+  for (const m of adapter.modules) {
+    const g = grafted.get(m.name);
+    if (!g) {
+      issues.push({
+        code: ServeErrorCode.SERVE_MODULE_NOT_GRAFTED,
+        message: `module ${m.name} is not grafted in the model: its vectors would be ignored`,
+        path: m.name,
+      });
+      continue;
+    }
+    same(`${m.name}.inFeatures`, g.inFeatures, m.inFeatures);
+    same(`${m.name}.outFeatures`, g.outFeatures, m.outFeatures);
+  }
+  if (issues.length > 0) throw VeraError.fromIssues(issues);
+  const have = new Set(adapter.modules.map((m) => m.name));
+  return { missing: spec.modules.filter((m) => !have.has(m.name)).map((m) => m.name) };
+}
