@@ -11,6 +11,7 @@ import {
 } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bytesSource, exportGgufLora, locateGgufWeights, permuteQkRows, readGguf } from "../src/gguf/index.js";
+import { mergeGguf } from "../src/merge/index.js";
 import { projectionsFor } from "../src/projections/for-adapter.js";
 import { loadGgufLoraInputs } from "../src/node/gguf-file.js";
 
@@ -143,6 +144,23 @@ describe("llama.cpp (node-llama-cpp 3.21.1) runs the exported GGUF LoRA", () => 
       await merged.dispose();
     }
   });
+
+  for (const [name, base, adapter, ref] of [
+    ["llama (q/k permuted)", BASE, join(DIR, "vera"), logits],
+    ["qwen2", join(QWEN, "base-f32.gguf"), join(QWEN, "vera"), qwenLogits],
+  ] as const)
+    it(`${name}: the GGUF vera merge writes (mergeGguf, the shared merge stages) gives PEFT's VeRA log-probs (< 1e-4)`, async () => {
+      const path = join(tmp, `vera-merge-${name.split(" ")[0]}.gguf`);
+      await mergeGguf({ model: base, adapter, output: path, durable: false });
+      const merged = await llama.loadModel({ modelPath: path });
+      try {
+        const got = await logProbs(undefined, merged, ref.tokens);
+        expect(maxDiff(got, ref.vera)).toBeLessThan(1e-4);
+        expect(maxDiff(got, ref.base)).toBeGreaterThan(1);
+      } finally {
+        await merged.dispose();
+      }
+    });
 
   it("qwen2 (q/k not permuted, q/k/v biases): base alone and base + f32 adapter give PEFT's log-probs (< 1e-4)", async () => {
     const base = join(QWEN, "base-f32.gguf");
