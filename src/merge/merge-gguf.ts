@@ -10,12 +10,12 @@ import { ErrorCode, VeraError } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import { loraBaseFromGguf } from "../gguf/lora-base.js";
-import { ggufScalar } from "../gguf/read-gguf.js";
+import { ggufScalar, readGguf } from "../gguf/read-gguf.js";
 import { GgufErrorCode } from "../gguf/error-codes.js";
 import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
 import type { GgufFile } from "../gguf/types.js";
 import { readFileBytes } from "../node/files.js";
-import { readGgufFile } from "../node/gguf-file.js";
+import { readRange } from "../node/ranged-io.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { eventStream } from "./event-stream.js";
 import { kernelCopier, type FileCopier } from "./file-copier.js";
@@ -96,6 +96,22 @@ function refuseSplit(path: string, file: GgufFile): void {
     );
 }
 
+/** The header, metadata and tensor table by positioned reads (not node/gguf-file's: that module also sizes adapters from ONNX models). */
+async function readHeader(path: string): Promise<GgufFile> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(path, "r");
+    const handle = fh;
+    const size = (await fh.stat()).size;
+    return await readGguf({ source: { size, read: (o, n) => readRange(handle, o, n) }, label: path });
+  } catch (e) {
+    if (e instanceof VeraError) throw e;
+    throw new VeraError(ErrorCode.IO_ERROR, `cannot read ${path}: ${(e as Error).message}`, { path, cause: e });
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
 async function readModel(path: string): Promise<{ real: string; file: GgufFile }> {
   let real: string;
   try {
@@ -103,7 +119,7 @@ async function readModel(path: string): Promise<{ real: string; file: GgufFile }
   } catch (e) {
     throw new VeraError(ErrorCode.IO_NOT_FOUND, `model not found: ${resolve(path)}`, { path, cause: e });
   }
-  const file = await readGgufFile(real);
+  const file = await readHeader(real);
   refuseSplit(real, file);
   return { real, file };
 }
