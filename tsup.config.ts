@@ -4,7 +4,7 @@ import { defineConfig } from "tsup";
 const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
 
 /**
- * Subpath entries. The pure core (index, safetensors, format, projections, peft, onnx, compute)
+ * Subpath entries. The pure core (index, safetensors, format, projections, peft, onnx, gguf, compute)
  * imports no Node built-ins, so browser bundles of those stay clean; node/, merge/, hub/ and cli/
  * are the edges. A test (test/browser-safety.test.ts) checks the built core for Node imports.
  */
@@ -17,6 +17,7 @@ export const entries = {
   "onnx/index": "src/onnx/index.ts",
   "serve/index": "src/serve/index.ts",
   "serve/node/index": "src/serve/node/index.ts",
+  "gguf/index": "src/gguf/index.ts",
   "compute/index": "src/compute/index.ts",
   "merge/index": "src/merge/index.ts",
   "node/index": "src/node/index.ts",

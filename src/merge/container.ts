@@ -89,6 +89,11 @@ export interface MergeContainer<W extends ContainerWeight = ContainerWeight> {
   /** The stored bytes of an inline weight, as a fresh buffer the merge may modify. */
   readInline(weight: W): Uint8Array;
   /**
+   * Called with a weight's stored bytes before the merge, to put them in the order the adapter's
+   * rows have (GGUF's permuted q/k rows); `merged` then stores them back. @default none
+   */
+  prepare?(weight: W, values: Uint8Array): void;
+  /**
    * Called once per weight, in merge order, with its merged values and where they went (data
    * weights are written by the pipeline; inline ones are the container's to place in its head).
    */

@@ -105,6 +105,7 @@ export async function writeMergedModel<W extends ContainerWeight>(
           s.kind === "inline"
             ? container.readInline(w)
             : await reader.read(pathOf.get(s.file)!, s.offset, w.byteLength);
+        container.prepare?.(w, v);
         timed("read", performance.now() - t);
         return v;
       },

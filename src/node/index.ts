@@ -5,4 +5,5 @@ export * from "./ranged-io.js";
 export * from "./peft-folder.js";
 export * from "./read-base-shapes.js";
 export * from "./load-adapter.js";
+export * from "./gguf-file.js";
 export * from "../compute/node/index.js";

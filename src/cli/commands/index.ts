@@ -13,6 +13,7 @@ export const commands: Record<string, () => Promise<{ default: Command }>> = {
   "export-peft": () => import("./export-peft.js"),
   "expand-lora": () => import("./expand-lora.js"),
   "export-onnx-adapter": () => import("./export-onnx-adapter.js"),
+  "export-gguf-lora": () => import("./export-gguf-lora.js"),
   merge: () => import("./merge.js"),
   graft: () => import("./graft.js"),
   demo: () => import("./demo.js"),

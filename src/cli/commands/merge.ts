@@ -1,7 +1,9 @@
 import { isVeraError } from "../../errors.js";
 import { createNodeBackend } from "../../compute/node/create-node-backend.js";
 import {
+  isGgufFile,
   mergeCheckpointIter,
+  mergeGgufIter,
   mergeOnnxIter,
   MergeErrorCode,
   type MergeEvent,
@@ -15,14 +17,15 @@ import { UsageError, type CliContext, type Command } from "../command.js";
 
 const command: Command = {
   name: "merge",
-  summary: "Merge a VeRA adapter into an ONNX model or a safetensors checkpoint (only the adapted weights change)",
+  summary: "Merge a VeRA adapter into an ONNX model, a safetensors checkpoint or a GGUF model",
   description:
-    "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model or a safetensors checkpoint (a transformers " +
-    "folder, sharded or not, or one .safetensors file; -o names the output folder or file): only the adapted weights' bytes change. " +
+    "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model, a safetensors checkpoint (a transformers " +
+    "folder, sharded or not, or one .safetensors file; -o names the output folder or file) or a GGUF model file (F32/F16/BF16 " +
+    "weights; --mapping for architectures llama.cpp's names do not cover): only the adapted weights' bytes change. " +
     "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights). " +
     "--threads sets the CPU backend's threads (default: all cores but one, which the copy of the data files uses; all cores with --in-place).",
   usage:
-    "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
+    "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors|MODEL.gguf ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
     "[--threads N] [--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
   options: {
     output: { type: "string", short: "o" },
@@ -50,8 +53,11 @@ const command: Command = {
       if (!onnx) throw new UsageError("listing a model's weights (--dry-run without ADAPTER) needs an .onnx model");
       return listWeights(model, ctx);
     }
-    if (!onnx && (values.mapping !== undefined || values.untie === true))
-      throw new UsageError("--mapping and --untie apply to ONNX models only");
+    const gguf = !onnx && (await isGgufFile(model));
+    if (!onnx && values.untie === true) throw new UsageError("--untie applies to ONNX models only");
+    if (!onnx && !gguf && values.mapping !== undefined)
+      throw new UsageError("--mapping applies to ONNX and GGUF models only");
+    if (gguf && values["skip-missing"] === true) throw new UsageError("--skip-missing does not apply to GGUF models");
     if (!dryRun && !inPlace && !output)
       throw new UsageError("give -o OUT.onnx, or --in-place to replace the model's files");
     if (inPlace && output) throw new UsageError("--in-place and -o exclude each other");
@@ -97,7 +103,9 @@ const command: Command = {
             untie: values.untie === true,
             ...(values.mapping ? { mapping: values.mapping as string } : {}),
           })
-        : mergeCheckpointIter(common);
+        : gguf
+          ? mergeGgufIter({ ...common, ...(values.mapping ? { mapping: values.mapping as string } : {}) })
+          : mergeCheckpointIter(common);
       for (;;) {
         const r = await it.next();
         if (r.done) {

@@ -1,0 +1,150 @@
+import { VeraError } from "../errors.js";
+import { GgufErrorCode } from "./error-codes.js";
+
+const LLAMA_LIKE: Record<string, string> = {
+  "self_attn.q_proj": "attn_q",
+  "self_attn.k_proj": "attn_k",
+  "self_attn.v_proj": "attn_v",
+  "self_attn.o_proj": "attn_output",
+  "mlp.gate_proj": "ffn_gate",
+  "mlp.up_proj": "ffn_up",
+  "mlp.down_proj": "ffn_down",
+};
+
+/**
+ * Per llama.cpp architecture (general.architecture): Hugging Face module suffix inside block N ->
+ * llama.cpp tensor base name inside `blk.N.` (from gguf-py's tensor_mapping.py).
+ */
+const BLOCK_TABLES: Record<string, Record<string, string>> = {
+  llama: LLAMA_LIKE,
+  qwen2: LLAMA_LIKE,
+  qwen3: LLAMA_LIKE,
+  gemma: LLAMA_LIKE,
+  gemma2: LLAMA_LIKE,
+  gemma3: LLAMA_LIKE,
+  phi3: {
+    "self_attn.qkv_proj": "attn_qkv",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+  },
+  gpt2: { "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down" },
+};
+
+/** Architectures whose attn_q/attn_k rows convert_hf_to_gguf permutes (LlamaModel: Llama and Mistral). */
+const PERMUTED = new Set(["llama"]);
+
+/** transformers model_type -> llama.cpp general.architecture (Mistral 7B converts as "llama"). */
+const FROM_MODEL_TYPE: Record<string, string> = {
+  llama: "llama",
+  mistral: "llama",
+  qwen2: "qwen2",
+  qwen3: "qwen3",
+  gemma: "gemma",
+  gemma2: "gemma2",
+  gemma3_text: "gemma3",
+  phi3: "phi3",
+  gpt2: "gpt2",
+};
+
+/** The llama.cpp architectures with a built-in tensor-name table. */
+export const GGUF_KNOWN_ARCHITECTURES: readonly string[] = Object.keys(BLOCK_TABLES);
+
+/** llama.cpp architecture of a transformers model_type, or undefined when there is no known one. */
+export function ggufArchitectureOfModelType(modelType: string): string | undefined {
+  return Object.hasOwn(FROM_MODEL_TYPE, modelType) ? FROM_MODEL_TYPE[modelType] : undefined;
+}
+
+/**
+ * A user mapping: module path (Hugging Face) -> llama.cpp tensor name, without ".weight". Keys and values
+ * may hold `{bid}` for the block number, e.g. `{"model.layers.{bid}.attn.wq": "blk.{bid}.attn_q"}`.
+ */
+export type GgufNameMapping = Record<string, string>;
+
+/** Parse a mapping file's text (a JSON object of string -> string). */
+export function parseGgufNameMapping(text: string, label = "mapping"): GgufNameMapping {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new VeraError(GgufErrorCode.GGUF_MAPPING, `${label}: not JSON (${(e as Error).message})`, { path: label });
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new VeraError(GgufErrorCode.GGUF_MAPPING, `${label}: expected a JSON object of module -> tensor name`, {
+      path: label,
+    });
+  const out: GgufNameMapping = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (typeof x !== "string" || x.length === 0)
+      throw new VeraError(GgufErrorCode.GGUF_MAPPING, `${label}: "${k}" must map to a tensor name string`, {
+        path: `${label}/${k}`,
+        received: typeof x,
+      });
+    out[k.replace(/\.weight$/, "")] = x.replace(/\.weight$/, "");
+  }
+  return out;
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+function fromMapping(mapping: GgufNameMapping, module: string): string | undefined {
+  if (Object.hasOwn(mapping, module)) return mapping[module];
+  for (const [k, v] of Object.entries(mapping)) {
+    if (!k.includes("{bid}")) continue;
+    const m = new RegExp(`^${escapeRe(k).replace("\\{bid\\}", "(\\d+)")}$`).exec(module);
+    if (m) return v.replaceAll("{bid}", m[1]!);
+  }
+  return undefined;
+}
+
+/** Parameters of {@link ggufTensorName}. */
+export interface GgufTensorNameParams {
+  /** llama.cpp architecture (general.architecture). */
+  architecture: string;
+  /** Hugging Face module path, e.g. `model.layers.0.self_attn.q_proj`. */
+  module: string;
+  /** User mapping, consulted first. @default undefined */
+  mapping?: GgufNameMapping;
+}
+
+/**
+ * llama.cpp's tensor base name (no ".weight") of a Hugging Face module, e.g.
+ * `model.layers.3.mlp.down_proj` -> `blk.3.ffn_down`; undefined when neither the mapping nor the
+ * architecture's table knows it.
+ */
+export function ggufTensorName(params: GgufTensorNameParams): string | undefined {
+  if (params.mapping) {
+    const m = fromMapping(params.mapping, params.module);
+    if (m !== undefined) return m;
+  }
+  const table = BLOCK_TABLES[params.architecture];
+  if (!table) return undefined;
+  if (/(^|\.)lm_head$/.test(params.module)) return "output";
+  const m = /^(?:.*\.)?(?:layers|h|blocks)\.(\d+)\.(.+)$/.exec(params.module);
+  if (!m) return undefined;
+  const t = Object.hasOwn(table, m[2]!) ? table[m[2]!] : undefined;
+  return t === undefined ? undefined : `blk.${Number(m[1])}.${t}`;
+}
+
+/** Whether the architecture has a built-in table (otherwise a mapping file is needed). */
+export function isKnownGgufArchitecture(architecture: string): boolean {
+  return Object.hasOwn(BLOCK_TABLES, architecture);
+}
+
+/**
+ * Heads whose rows llama.cpp permutes for a tensor (see {@link permuteQkRows}): n_head for `blk.N.attn_q`,
+ * n_head_kv for `blk.N.attn_k` of the llama architecture; undefined for every other tensor.
+ */
+export function qkPermutationHeads(params: {
+  architecture: string;
+  tensor: string;
+  nHead: number;
+  nHeadKv: number;
+}): number | undefined {
+  if (!PERMUTED.has(params.architecture)) return undefined;
+  if (/^blk\.\d+\.attn_q$/.test(params.tensor)) return params.nHead;
+  if (/^blk\.\d+\.attn_k$/.test(params.tensor)) return params.nHeadKv;
+  return undefined;
+}

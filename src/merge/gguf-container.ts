@@ -1,0 +1,156 @@
+/**
+ * A GGUF model file as a merge container: the file is one data file whose merged weights are
+ * patched at their own offsets, so the header, every metadata value, the tensor table, the
+ * alignment padding and every untouched tensor are copied byte for byte. ggml stores a Linear
+ * weight with ne = [in, out], row-major: the (out, in) layout. llama.cpp permutes the rows of
+ * llama-family attn_q / attn_k; `prepare` undoes that permutation on the stored rows before the
+ * merge and `merged` applies it again, so the delta lands permuted as the weight is.
+ */
+import { VeraError } from "../errors.js";
+import type { VeraModule } from "../format/types.js";
+import { locateGgufWeights, ggufTensorRanges } from "../gguf/locate-gguf-weights.js";
+import { ggufTensorName, type GgufNameMapping } from "../gguf/tensor-names.js";
+import type { GgufFile } from "../gguf/types.js";
+import { weightDtypeSize } from "../dtypes.js";
+import type { ContainerDataFile, ContainerWeight, MergeContainer } from "./container.js";
+import { MergeErrorCode } from "./error-codes.js";
+import type { MergeReportModule } from "./merge-report.js";
+
+/** A weight of a GGUF model. */
+export interface GgufWeight extends ContainerWeight {
+  /** llama.cpp's q/k row permutation applies with this many heads (llama attn_q / attn_k). */
+  permuteHeads?: number;
+  matchedBy: "exact" | "mapping";
+}
+
+/** A GGUF model ready to merge. */
+export interface GgufContainer extends MergeContainer<GgufWeight> {
+  /** general.architecture. */
+  readonly architecture: string;
+  /** The report's rows, by module path. */
+  reportModules(): MergeReportModule[];
+}
+
+/** Parameters of {@link ggufContainer}. */
+export interface GgufContainerParams {
+  /** The model's header (readGguf). */
+  file: GgufFile;
+  /** The file's real path. */
+  path: string;
+  /** The adapter's modules. */
+  modules: readonly VeraModule[];
+  /** Module path -> llama.cpp tensor name, for architectures without a built-in table. @default undefined */
+  mapping?: GgufNameMapping;
+  /** File name of the output copy. @default the input's */
+  outputName?: string;
+}
+
+/** The key the single data file goes by. */
+const KEY = "gguf";
+
+/**
+ * Move whole rows of `values` (rows of `rowBytes`) between the Hugging Face order and llama.cpp's
+ * permuted q/k order (convert_hf_to_gguf's `permute`: row h*2*half + 2j + s of the GGUF is row
+ * h*2*half + s*half + j of the checkpoint). In place.
+ */
+function permuteRows(values: Uint8Array, rows: number, rowBytes: number, nHead: number, toGguf: boolean): void {
+  const src = values.slice();
+  const half = rows / nHead / 2;
+  for (let h = 0; h < nHead; h++)
+    for (let j = 0; j < half; j++)
+      for (let s = 0; s < 2; s++) {
+        const gguf = (h * 2 * half + j * 2 + s) * rowBytes;
+        const hf = (h * 2 * half + s * half + j) * rowBytes;
+        const [to, from] = toGguf ? [gguf, hf] : [hf, gguf];
+        values.set(src.subarray(from, from + rowBytes), to);
+      }
+}
+
+/**
+ * Locate every adapter module's weight in a GGUF model.
+ *
+ * @throws VeraError `GGUF_UNKNOWN_ARCHITECTURE` (give a mapping), `GGUF_MODULE_UNSUPPORTED` (no
+ *   tensor, a tied `lm_head`), `GGUF_BASE_MISMATCH` (shape, head counts), `GGUF_QUANTIZED` (merge into
+ *   the F16 GGUF, then quantize), `MERGE_WEIGHT_NOT_FOUND` (two modules on one tensor).
+ */
+export function ggufContainer(params: GgufContainerParams): GgufContainer {
+  const { file, path } = params;
+  const plan = locateGgufWeights({
+    file,
+    modules: [...params.modules],
+    label: path,
+    ...(params.mapping ? { mapping: params.mapping } : {}),
+  });
+  const byTensor = new Map<string, string>();
+  const weights: GgufWeight[] = plan.weights.map((w) => {
+    const other = byTensor.get(w.name);
+    if (other !== undefined)
+      throw new VeraError(
+        MergeErrorCode.MERGE_WEIGHT_NOT_FOUND,
+        `${path}: adapter modules ${JSON.stringify(other)} and ${JSON.stringify(w.module)} both map to tensor ${JSON.stringify(w.name)}`,
+        { path: w.name, expected: "one module per tensor", received: [other, w.module] },
+      );
+    byTensor.set(w.name, w.module);
+    const [inFeatures, outFeatures] = w.ne as [number, number];
+    const mapped =
+      params.mapping !== undefined &&
+      ggufTensorName({ architecture: "", module: w.module, mapping: params.mapping }) !== undefined;
+    return {
+      name: w.name,
+      dtype: w.dtype,
+      layout: "out_in",
+      inFeatures,
+      outFeatures,
+      byteLength: w.end - w.start,
+      storage: { kind: "data", file: KEY, offset: w.start },
+      modules: [{ module: w.module, inFeatures, outFeatures, outStart: 0, outEnd: outFeatures }],
+      matchedBy: mapped ? "mapping" : "exact",
+      ...(w.permuteHeads !== undefined ? { permuteHeads: w.permuteHeads } : {}),
+    };
+  });
+  const name = path.split(/[\\/]/).pop()!;
+  const dataFiles: ContainerDataFile[] = [
+    {
+      key: KEY,
+      parts: [params.outputName ?? name],
+      path,
+      size: file.size,
+      label: name,
+      tensors: ggufTensorRanges(file).map((r) => ({ tensor: r.name, start: r.start, end: r.end })),
+    },
+  ];
+  const permute = (w: GgufWeight, values: Uint8Array, toGguf: boolean): void => {
+    if (w.permuteHeads !== undefined)
+      permuteRows(values, w.outFeatures, w.inFeatures * weightDtypeSize(w.dtype), w.permuteHeads, toGguf);
+  };
+  return {
+    kind: "gguf",
+    architecture: plan.architecture,
+    weights,
+    headSize: 0,
+    dataFiles,
+    readInline: () => {
+      throw new Error("internal: a GGUF model has no inline weights");
+    },
+    prepare: (w, values) => permute(w, values, false),
+    merged: (w, values) => permute(w, values, true),
+    headChanged: () => false,
+    head: () => null,
+    reportModules: () =>
+      weights
+        .map((w) => ({
+          module: w.modules[0]!.module,
+          initializer: w.name,
+          matched: w.name,
+          matchedBy: w.matchedBy,
+          source: w.permuteHeads !== undefined ? `gguf (q/k rows permuted, ${w.permuteHeads} heads)` : "gguf",
+          layout: w.layout,
+          dtype: w.dtype,
+          storage: `${name}@${(w.storage as { offset: number }).offset}`,
+          inFeatures: w.inFeatures,
+          outFeatures: w.outFeatures,
+          outRange: [0, w.outFeatures] as [number, number],
+        }))
+        .sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0)),
+  };
+}

@@ -1,0 +1,133 @@
+import { promises as fsp } from "node:fs";
+import { join } from "node:path";
+import { ErrorCode, VeraError } from "../errors.js";
+import type { VeraAdapter } from "../format/types.js";
+import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
+import type { GgufLoraStream } from "../gguf/export-gguf-lora.js";
+import { loraBaseFromConfig, loraBaseFromGguf, type GgufLoraBase } from "../gguf/lora-base.js";
+import { readGguf } from "../gguf/read-gguf.js";
+import { parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
+import type { GgufByteSource, GgufFile } from "../gguf/types.js";
+import { importPeft, type ImportPeftReport } from "../peft/import-peft.js";
+import { readFileBytes, readVeraFile, writeFileAtomicStream } from "./files.js";
+import { readPeftFolder } from "./peft-folder.js";
+import { readRange } from "./ranged-io.js";
+import { readBaseShapes } from "./read-base-shapes.js";
+
+function ioError(e: unknown, path: string): VeraError {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === "ENOENT") return new VeraError(ErrorCode.IO_NOT_FOUND, `no such file: ${path}`, { path, cause: e });
+  return new VeraError(ErrorCode.IO_ERROR, `cannot read ${path}: ${err.message}`, { path, cause: e });
+}
+
+/**
+ * Read a GGUF file's header, metadata and tensor table by positioned reads (the tensor data is not
+ * read, so a model of many GB costs only its header).
+ */
+export async function readGgufFile(path: string): Promise<GgufFile> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(path, "r");
+    const handle = fh;
+    const size = (await fh.stat()).size;
+    const source: GgufByteSource = { size, read: (o, n) => readRange(handle, o, n) };
+    return await readGguf({ source, label: path });
+  } catch (e) {
+    if (e instanceof VeraError) throw e;
+    throw ioError(e, path);
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+/** Write a planned GGUF (header, then each tensor's bytes and padding, one tensor in memory at a time): temp + rename. */
+export async function writeGgufStreamFile(
+  path: string,
+  stream: Pick<GgufLoraStream, "plan" | "tensorBytes">,
+): Promise<void> {
+  const { plan } = stream;
+  await writeFileAtomicStream(path, async (write) => {
+    await write(plan.header);
+    let pos = plan.header.byteLength;
+    for (let i = 0; i < plan.tensors.length; i++) {
+      const t = plan.tensors[i]!;
+      if (t.position !== pos) throw new RangeError(`tensor ${t.name}: planned at ${t.position}, writing at ${pos}`);
+      const bytes = stream.tensorBytes(i);
+      await write(bytes);
+      if (t.padding) await write(new Uint8Array(t.padding));
+      pos += bytes.byteLength + t.padding;
+    }
+  });
+}
+
+/** Parameters of {@link loadGgufLoraInputs}. */
+export interface LoadGgufLoraInputsParams {
+  /** A verakit file or a PEFT VeRA folder. */
+  adapter: string;
+  /** The base: a GGUF model file, a transformers config.json, or a folder holding config.json. */
+  base: string;
+  /** A mapping file (JSON module -> llama.cpp tensor name). @default undefined */
+  mapping?: string;
+  /** Named adapter of a PEFT folder. @default undefined */
+  adapterName?: string;
+}
+
+/** What {@link loadGgufLoraInputs} read: the adapter, the base description, and the mapping. */
+export interface GgufLoraInputs {
+  adapter: VeraAdapter;
+  base: GgufLoraBase;
+  mapping?: GgufNameMapping;
+  imported?: ImportPeftReport;
+}
+
+/**
+ * Read what `exportGgufLora` needs: the base (a GGUF header by ranges, or a config.json), the mapping
+ * file, and the adapter (a PEFT folder is sized by the same base: GGUF tensor shapes or config.json).
+ */
+export async function loadGgufLoraInputs(params: LoadGgufLoraInputsParams): Promise<GgufLoraInputs> {
+  const mapping =
+    params.mapping !== undefined
+      ? parseGgufNameMapping(new TextDecoder().decode(await readFileBytes(params.mapping)), params.mapping)
+      : undefined;
+  const head = new Uint8Array(4);
+  let fh: fsp.FileHandle | undefined;
+  let basePath = params.base;
+  try {
+    if ((await fsp.stat(basePath)).isDirectory()) basePath = join(basePath, "config.json");
+    fh = await fsp.open(basePath, "r");
+    await fh.read(head, 0, 4, 0);
+  } catch (e) {
+    throw ioError(e, basePath);
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+  const isGguf = new TextDecoder().decode(head) === "GGUF";
+  const base = isGguf
+    ? loraBaseFromGguf(await readGgufFile(basePath), basePath)
+    : loraBaseFromConfig(new TextDecoder().decode(await readFileBytes(basePath)), basePath);
+  let isDir = false;
+  try {
+    isDir = (await fsp.stat(params.adapter)).isDirectory();
+  } catch {
+    /* readVeraFile reports the missing file */
+  }
+  if (!isDir) return { adapter: await readVeraFile(params.adapter), base, ...(mapping ? { mapping } : {}) };
+  const folder = await readPeftFolder({
+    dir: params.adapter,
+    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+  });
+  const modules = [...folder.weights.tensors.keys()]
+    .filter((k) => k.endsWith(".vera_lambda_b"))
+    .map((k) => k.replace(/^base_model\.model\./, "").replace(/\.vera_lambda_b$/, ""));
+  const shapes = isGguf
+    ? baseShapesFromGguf({ base, modules, ...(mapping ? { mapping } : {}) })
+    : await readBaseShapes({ path: basePath });
+  const { adapter, report } = importPeft({
+    config: folder.configText,
+    weights: folder.weights,
+    adapterName: folder.adapterName,
+    configLabel: `${folder.dir}/adapter_config.json`,
+    base: shapes,
+  });
+  return { adapter, base, imported: report, ...(mapping ? { mapping } : {}) };
+}
