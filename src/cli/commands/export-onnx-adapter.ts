@@ -35,7 +35,7 @@ function versionOption(values: Record<string, unknown>, name: string): number | 
 
 const command: Command = {
   name: "export-onnx-adapter",
-  summary: "Write an onnxruntime .onnx_adapter file (VeRA vectors, or --lora for Olive models)",
+  summary: "Write an onnxruntime .onnx_adapter file (VeRA vectors, or LoRA with --lora)",
   description:
     "Write an onnxruntime adapter file (.onnx_adapter) for an ONNX model: the adapter's d and b vectors for a graph " +
     "grafted by `vera graft` (inputs <module>.vera_lambda_d / .vera_lambda_b), or with --lora its exact LoRA form " +
