@@ -9,7 +9,8 @@ const TYPES = ["f32", "f16", "bf16", "q8_0"];
 
 const command: Command = {
   name: "export-gguf-lora",
-  summary:
+  summary: "Write a VeRA adapter as a llama.cpp / ollama GGUF LoRA adapter (exact)",
+  description:
     "Write a VeRA adapter as a llama.cpp GGUF LoRA adapter (llama-cli --lora, ollama ADAPTER): exact at the VeRA rank " +
     "(alpha = r), llama.cpp's tensor names and q/k permutation; --rank K truncates and reports the error.",
   usage:
