@@ -17,7 +17,7 @@ import { UsageError, type CliContext, type Command } from "../command.js";
 
 const command: Command = {
   name: "merge",
-  summary: "Merge a VeRA adapter into an ONNX model, a safetensors checkpoint or a GGUF model",
+  summary: "Merge a VeRA adapter into an ONNX model, safetensors checkpoint or GGUF model",
   description:
     "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model, a safetensors checkpoint (a transformers " +
     "folder, sharded or not, or one .safetensors file; -o names the output folder or file) or a GGUF model file (F32/F16/BF16 " +
