@@ -9,7 +9,8 @@ function fmtBytes(n: number): string {
 
 const command: Command = {
   name: "graft",
-  summary:
+  summary: "Graft VeRA branches into an ONNX model: serve any adapter of its seed and rank",
+  description:
     "Graft VeRA branches into an ONNX model so it serves any adapter of the same seed and rank without merging: " +
     "d and b become model inputs (<module>.vera_lambda_d / .vera_lambda_b), A and B are stored once. --batched: one " +
     "adapter per sequence of a batch. --no-defaults: plain inputs (needed by onnxruntime-node/-web, which drop feeds for " +
