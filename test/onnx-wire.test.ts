@@ -199,6 +199,25 @@ describe("nesting is bounded: no input overflows the stack", () => {
   });
 });
 
+describe("inline values", () => {
+  it("dims that disagree with the data are ONNX_STORAGE before anything is allocated", () => {
+    const bytes = modelProto({
+      nodes: [],
+      initializers: [{ name: "w", dims: [2, 3], dataType: 1, raw: new Uint8Array(24) }],
+      outputs: [],
+    });
+    const t = readOnnxModel({ bytes }).graphs[0]!.initializers[0]!;
+    for (const dims of [[2 ** 40, 2 ** 20], [2 ** 29, 2], [7]])
+      try {
+        readInlineValues(bytes, { ...t, dims }, "F32");
+        expect.unreachable();
+      } catch (e) {
+        expect(isVeraError(e) && e.code).toBe(OnnxErrorCode.ONNX_STORAGE);
+      }
+    expect(readInlineValues(bytes, t, "F32")).toHaveLength(24);
+  });
+});
+
 describe("protobuf writer", () => {
   it("encodes int64 bigints as two's complement and matches an independent encoder", () => {
     fc.assert(
