@@ -13,8 +13,10 @@
 //     also over);
 //   - growth of the process's peak RSS while it runs <= MEM_BASE + MEM_PER_BYTE * N.
 // Every failure is printed and its input saved as JSON (`--repro FILE` runs one again).
+// `--jobs J` splits the runs over J processes (seeds seed, seed+1, ...) and merges their summaries.
 // Prints per target: inputs, failures, inputs/s, the slowest input (ms, bytes, kind) and the peak RSS;
 // `--json FILE` writes the summary. Exit status 1 when any input failed.
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +39,7 @@ const { values } = parseArgs({
     failures: { type: "string", default: join(tmpdir(), "verakit-fuzz-failures") },
     repro: { type: "string" },
     quiet: { type: "boolean", default: false },
+    jobs: { type: "string", default: "1" },
   },
   allowPositionals: true,
 });
@@ -105,6 +108,62 @@ if (values.repro) {
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+} else if (Number(values.jobs) > 1) {
+  // Split the runs over several processes and merge their summaries.
+  const jobs = Number(values.jobs);
+  const runs = Number(values.runs);
+  const seed = values.seed !== undefined ? Number(values.seed) : Date.now() % 2 ** 31;
+  const tmp = mkdtempSync(join(tmpdir(), "verakit-fuzz-jobs-"));
+  const t0 = performance.now();
+  const parts = await Promise.all(
+    Array.from({ length: jobs }, (_, k) => {
+      const n = Math.floor(runs / jobs) + (k < runs % jobs ? 1 : 0);
+      const json = join(tmp, `${k}.json`);
+      const args = [process.argv[1], "--runs", String(n), "--seed", String(seed + k), "--json", json];
+      args.push("--failures", values.failures, ...(values.quiet ? ["--quiet"] : []));
+      for (const t of values.target ?? []) args.push("--target", t);
+      return new Promise((resolve) => {
+        const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+        child.stdout.on("data", (d) =>
+          process.stdout.write(
+            String(d)
+              .replace(/^/gm, `[job ${k}] `)
+              .replace(/\[job \d+\] $/, ""),
+          ),
+        );
+        child.on("close", (code) => resolve({ code, summary: JSON.parse(readFileSync(json, "utf8")) }));
+      });
+    }),
+  );
+  rmSync(tmp, { recursive: true, force: true });
+  const summary = { ...parts[0].summary, seed, seeds: parts.map((p) => p.summary.seed), runs, jobs, targets: {} };
+  for (const name of Object.keys(parts[0].summary.targets)) {
+    const all = parts.map((p) => p.summary.targets[name]);
+    const m = { ...all[0], kinds: {}, failureFiles: [] };
+    for (const key of ["inputs", "typedErrors", "results", "failures", "untyped", "overTime", "overMemory"])
+      m[key] = all.reduce((n, x) => n + x[key], 0);
+    for (const x of all) {
+      for (const [k, v] of Object.entries(x.kinds)) m.kinds[k] = (m.kinds[k] ?? 0) + v;
+      m.failureFiles.push(...(x.failureFiles ?? []));
+    }
+    m.slowest = all.reduce((a, x) => (x.slowest.ms > a.slowest.ms ? x : a)).slowest;
+    m.largestInput = Math.max(...all.map((x) => x.largestInput));
+    m.seconds = Math.max(...all.map((x) => x.seconds));
+    m.inputsPerSecond = Math.round(m.inputs / m.seconds);
+    m.peakRssMiB = Math.max(...all.map((x) => x.peakRssMiB));
+    m.peakRssNote = "the largest peak RSS of the processes";
+    if (m.failureFiles.length === 0) delete m.failureFiles;
+    summary.targets[name] = m;
+    console.log(
+      `fuzz ${name} (${jobs} jobs): ${m.inputs} inputs, ${m.failures} failures (${m.untyped} untyped errors, ${m.overTime} over time, ${m.overMemory} over memory), ` +
+        `slowest ${m.slowest.ms} ms wall (${m.slowest.bytes} bytes, ${m.slowest.kind}), peak RSS ${m.peakRssMiB} MiB`,
+    );
+  }
+  summary.failures = parts.reduce((n, p) => n + p.summary.failures, 0);
+  summary.wallSeconds = Math.round((performance.now() - t0) / 100) / 10;
+  console.log(`fuzz: seeds ${summary.seeds.join(", ")}, ${summary.failures} failures, ${summary.wallSeconds} s`);
+  if (values.json) writeFileSync(values.json, JSON.stringify(summary, null, 2) + "\n");
+  process.exitCode = summary.failures === 0 && parts.every((p) => p.code === 0) ? 0 : 1;
 } else {
   const runs = Number(values.runs);
   if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer`);
