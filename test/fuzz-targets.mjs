@@ -464,10 +464,11 @@ function genOnnx(r) {
   if (k < 0.1) return { kind: "bytes", files: { "model.onnx": r.bytes(r.int(512)) } };
   if (k < 0.25) return { kind: "random-message", files: { "model.onnx": randomMessage(r, "model", 0) } };
   const seeds = onnxSeeds();
-  // Small seeds (< 40 KB: a fused genai model, a legacy GPT-2, the inline model) 97 times in 100: the large ones
-  // (dynamo exports with metadata_props, fp16, quantized) cost 10-50 times more per input and share their paths with these.
-  const small = (smallSeedsCache ??= seeds.filter((x) => x.bytes.length < 40_000));
-  const seed = r.chance(0.97) && small.length > 0 ? r.pick(small) : r.pick(seeds);
+  // Small seeds (< 10 KB: a fused genai model with external data, the inline model built above) 95 times
+  // in 100: the exported fixtures (legacy and dynamo exports with metadata_props, fp16, quantized; 22-345 KB)
+  // cost 10-100 times more per input and reach the same code with the same kinds of fields.
+  const small = (smallSeedsCache ??= seeds.filter((x) => x.bytes.length < 10_000));
+  const seed = r.chance(0.95) && small.length > 0 ? r.pick(small) : r.pick(seeds);
   if (k < 0.35) return { kind: "damaged", files: { "model.onnx": damage(r, seed.bytes, 1 + r.int(4)) } };
   const name = r.pick(MUTATION_NAMES);
   let b = ONNX_MUTATIONS[name](r, seed.bytes, seed.fields) ?? seed.bytes;

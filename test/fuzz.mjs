@@ -115,6 +115,12 @@ if (values.repro) {
   const seed = values.seed !== undefined ? Number(values.seed) : Date.now() % 2 ** 31;
   const tmp = mkdtempSync(join(tmpdir(), "verakit-fuzz-jobs-"));
   const t0 = performance.now();
+  const children = [];
+  for (const sig of ["SIGINT", "SIGTERM"])
+    process.on(sig, () => {
+      for (const c of children) c.kill(sig);
+      process.exit(130);
+    });
   const parts = await Promise.all(
     Array.from({ length: jobs }, (_, k) => {
       const n = Math.floor(runs / jobs) + (k < runs % jobs ? 1 : 0);
@@ -124,6 +130,7 @@ if (values.repro) {
       for (const t of values.target ?? []) args.push("--target", t);
       return new Promise((resolve) => {
         const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+        children.push(child);
         child.stdout.on("data", (d) =>
           process.stdout.write(
             String(d)
