@@ -885,6 +885,7 @@ function runVera({ files }) {
     }
   const v = core.validateVera(b);
   if (!v.ok && v.issues.length === 0) throw new Error("validateVera: not ok but no issue");
+  if (firstError) throw firstError; // counted as a typed error
   return v.ok;
 }
 
