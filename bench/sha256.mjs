@@ -4,6 +4,7 @@
 // Usage: npx tsup && node bench/sha256.mjs   (env: VERAKIT_BENCH_REPS, default 3)
 import { createAdapter, PURE_SHA256, readVera, setSha256Implementation, writeVera } from "../dist/index.js";
 import { NODE_SHA256 } from "../dist/node/index.js";
+import { loadavg } from "node:os";
 import { saveResults, table } from "./lib.mjs";
 
 const REPS = Number(process.env.VERAKIT_BENCH_REPS ?? 3);
@@ -82,6 +83,7 @@ table(reads, ["sha256", "file MiB", "readVera ms", "hashes per read"]);
 
 saveResults("sha256", {
   reps: REPS,
+  loadAverage: loadavg().map((x) => Math.round(x * 10) / 10),
   note: "median of reps; MB = 1e6 bytes; webcrypto is asynchronous (not usable by the synchronous readVera)",
   digest: rows,
   readVera: reads,
