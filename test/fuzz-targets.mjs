@@ -111,6 +111,8 @@ const HOSTILE_STRINGS = [
   "length",
   "checksum",
   "x".repeat(300),
+  "['" + "\\'".repeat(20_000),
+  "['', 'model', " + "'m', ".repeat(5_000) + "'linear']",
 ];
 const hostileString = (r) =>
   r.chance(0.15) ? r.bytes(1 + r.int(12)) : r.chance(0.2) ? String(r.int(1 << 30)) : r.pick(HOSTILE_STRINGS);

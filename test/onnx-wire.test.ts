@@ -19,6 +19,7 @@ import {
   applyEdits,
   concatEdited,
   inlineValueEdits,
+  moduleFromNameScopes,
   OnnxErrorCode,
   readInlineValues,
   readOnnxModel,
@@ -215,6 +216,18 @@ describe("inline values", () => {
         expect(isVeraError(e) && e.code).toBe(OnnxErrorCode.ONNX_STORAGE);
       }
     expect(readInlineValues(bytes, t, "F32")).toHaveLength(24);
+  });
+});
+
+describe("name_scopes values", () => {
+  it("are read in one pass: Python list literals, escapes kept, unterminated items ignored", () => {
+    const scopes = "['', 'model', 'model.layers.0.self_attn.q_proj', 'linear']";
+    expect(moduleFromNameScopes(scopes)).toBe("model.layers.0.self_attn.q_proj");
+    expect(moduleFromNameScopes(`["m", "a\\"b", "linear"]`)).toBe('a\\"b');
+    expect(moduleFromNameScopes("['a', 'b', 'linear")).toBe("a"); // items: a, b
+    expect(moduleFromNameScopes("")).toBe(undefined);
+    // 400 KB of escaped quotes that never close: the old regular expression took minutes here
+    expect(moduleFromNameScopes("['" + "\\'".repeat(200_000))).toBe(undefined);
   });
 });
 
