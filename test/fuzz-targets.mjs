@@ -753,7 +753,7 @@ function genBase(r) {
       }
       for (let i = 1 + r.int(4); i > 0; i--) {
         const target = r.chance(0.2) && obj.text_config && typeof obj.text_config === "object" ? obj.text_config : obj;
-        target[r.pick(CONFIG_FIELDS)] = r.pick(JSON_VALUES);
+        target[r.pick(CONFIG_FIELDS)] = structuredClone(r.pick(JSON_VALUES)); // fresh: no shared or circular values
       }
       cfg = enc.encode(JSON.stringify(obj));
     }

@@ -138,7 +138,16 @@ if (values.repro) {
               .replace(/\[job \d+\] $/, ""),
           ),
         );
-        child.on("close", (code) => resolve({ code, summary: JSON.parse(readFileSync(json, "utf8")) }));
+        child.on("close", (code) => {
+          let summary;
+          try {
+            summary = JSON.parse(readFileSync(json, "utf8"));
+          } catch {
+            console.error(`job ${k} ended (exit ${code}) without a summary`);
+            process.exit(2);
+          }
+          resolve({ code, summary });
+        });
       });
     }),
   );
