@@ -9,5 +9,13 @@ export * from "./format/index.js";
 export * from "./projections/index.js";
 export * from "./peft/index.js";
 export * from "./numeric/half.js";
-export { sha256Hex, Sha256 } from "./util/sha256.js";
-export { canonicalJson } from "./safetensors/strict-json.js";
+export {
+  sha256Hex,
+  Sha256,
+  PURE_SHA256,
+  setSha256Implementation,
+  sha256Implementation,
+  type Sha256Implementation,
+  type SetSha256ImplementationParams,
+} from "./util/sha256.js";
+export { canonicalJson } from "./util/strict-json.js";

@@ -8,6 +8,8 @@ import {
   validateVera,
   writeVera,
   generateProjections,
+  PURE_SHA256,
+  setSha256Implementation,
   type VeraAdapter,
 } from "../src/index.js";
 
@@ -169,5 +171,49 @@ describe("verakit format", () => {
       ),
       { numRuns: 1500 },
     );
+  });
+});
+
+describe("one SHA-256 of the tensor data per read and per write", () => {
+  const adapter = createAdapter({
+    rank: 4,
+    seed: 7n,
+    modules: [
+      { name: "model.layers.0.self_attn.q_proj", inFeatures: 16, outFeatures: 8 },
+      { name: "model.layers.0.self_attn.v_proj", inFeatures: 16, outFeatures: 4 },
+    ],
+  });
+  /** Run `f` with a counting SHA-256 behind sha256Hex; returns how many digests it took. */
+  const countHashes = (f: () => void): number => {
+    let n = 0;
+    setSha256Implementation({ implementation: { name: "counting", hex: (d) => (n++, PURE_SHA256.hex(d)) } });
+    try {
+      f();
+    } finally {
+      setSha256Implementation({ implementation: null });
+    }
+    return n;
+  };
+
+  it("readVera, validateVera (with the canonical check) and writeVera hash once", () => {
+    const bytes = writeVera({ adapter });
+    expect(countHashes(() => readVera(bytes))).toBe(1);
+    expect(countHashes(() => validateVera(bytes))).toBe(1);
+    expect(countHashes(() => writeVera({ adapter }))).toBe(1);
+    expect(countHashes(() => isCanonical(bytes))).toBe(1);
+    // without the digest check, the canonical comparison needs its own digest: still one
+    expect(countHashes(() => readVera(bytes, { checkDigest: false }))).toBe(1);
+    expect(countHashes(() => readVera(bytes, { checkDigest: false, checkCanonical: false }))).toBe(0);
+  });
+
+  it("the canonical check still sees a file whose data differs from its digest's", () => {
+    const bytes = writeVera({ adapter });
+    const damaged = bytes.slice();
+    damaged[damaged.length - 1] ^= 1;
+    expect(validateVera(damaged).issues.map((i) => i.code)).toContain("VERA_DIGEST_MISMATCH");
+    const r = validateVera(damaged, { checkDigest: false });
+    expect(r.ok).toBe(true);
+    expect(r.warnings.map((w) => w.code)).toContain("VERA_NOT_CANONICAL");
+    expect(isCanonical(damaged)).toBe(false);
   });
 });

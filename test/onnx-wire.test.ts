@@ -19,12 +19,21 @@ import {
   applyEdits,
   concatEdited,
   inlineValueEdits,
+  moduleFromNameScopes,
   OnnxErrorCode,
   readInlineValues,
   readOnnxModel,
 } from "../src/onnx/index.js";
-import { encodeVarint, readVarint, varintLength } from "../src/onnx/wire.js";
-import { lenField, loadOrt, modelProto, rng, strField, tensorProto, varint } from "./onnx-helpers.js";
+import { MAX_SUBGRAPH_DEPTH } from "../src/onnx/read-onnx-model.js";
+import {
+  encodePackedVarints,
+  encodeVarint,
+  MAX_GROUP_DEPTH,
+  ProtoWriter,
+  readVarint,
+  varintLength,
+} from "../src/onnx/wire.js";
+import { intField, lenField, loadOrt, modelProto, rng, strField, tensorProto, varint } from "./onnx-helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "vera-onnx-wire-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -127,6 +136,118 @@ describe("malformed models are refused with ONNX_PARSE / ONNX_NO_GRAPH", () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("nesting is bounded: no input overflows the stack", () => {
+  const codeOf = (f: () => unknown): string | undefined => {
+    try {
+      f();
+      return undefined;
+    } catch (e) {
+      return isVeraError(e) ? e.code : `untyped ${(e as Error).name}`;
+    }
+  };
+  // A group of field 15 (tag 0x7b = 15 << 3 | 3) opened `open` times and closed `close` times.
+  const groups = (open: number, close: number): number[] => [
+    ...Array<number>(open).fill(0x7b),
+    ...Array<number>(close).fill(0x7c),
+  ];
+  const model = (unknown: number[]): Uint8Array =>
+    modelProto({ nodes: [{ opType: "Relu", inputs: ["x"], outputs: ["y"] }], outputs: [] }, { extra: unknown });
+
+  it("200 KB of start-group tags give ONNX_PARSE, not a stack overflow", () => {
+    const bytes = new Uint8Array(200 * 1024).fill(0x0b);
+    expect(codeOf(() => readOnnxModel({ bytes }))).toBe(OnnxErrorCode.ONNX_PARSE);
+    // the same inside a graph and inside a node (unknown fields of nested messages)
+    const inGraph = Uint8Array.from(lenField(7, Array<number>(100_000).fill(0x0b)));
+    expect(codeOf(() => readOnnxModel({ bytes: inGraph }))).toBe(OnnxErrorCode.ONNX_PARSE);
+  });
+
+  it(`groups nested ${MAX_GROUP_DEPTH} deep still read; one more is ONNX_PARSE`, () => {
+    const ok = readOnnxModel({ bytes: model(groups(MAX_GROUP_DEPTH, MAX_GROUP_DEPTH)) });
+    expect(ok.graphs[0]!.nodes[0]!.opType).toBe("Relu");
+    expect(codeOf(() => readOnnxModel({ bytes: model(groups(MAX_GROUP_DEPTH + 1, MAX_GROUP_DEPTH + 1)) }))).toBe(
+      OnnxErrorCode.ONNX_PARSE,
+    );
+    // fields inside groups are skipped, end-groups must match
+    expect(readOnnxModel({ bytes: model([0x7b, ...intField(3, 7), ...strField(4, "s"), 0x7c]) }).graphs).toHaveLength(
+      1,
+    );
+    expect(codeOf(() => readOnnxModel({ bytes: model([0x7b, 0x6c]) }))).toBe(OnnxErrorCode.ONNX_PARSE);
+    expect(codeOf(() => readOnnxModel({ bytes: model([0x7b, 0x7b, 0x7c]) }))).toBe(OnnxErrorCode.ONNX_PARSE);
+  });
+
+  // A Relu graph inside `levels` If nodes (then_branch), encoded with the package's writer.
+  const nested = (levels: number): Uint8Array => {
+    let g = new ProtoWriter().msg(1, new ProtoWriter().str(1, "x").str(2, "y").str(4, "Relu")).str(2, "g");
+    for (let i = 0; i < levels; i++) {
+      const attr = new ProtoWriter().str(1, "then_branch").msg(6, g).int(20, 5);
+      g = new ProtoWriter().msg(1, new ProtoWriter().str(1, "c").str(2, "y").str(4, "If").msg(5, attr)).str(2, "g");
+    }
+    return new ProtoWriter().int(1, 8).msg(7, g).finish();
+  };
+  it("subgraphs nested to maxDepth read; deeper is ONNX_PARSE; maxDepth is capped", () => {
+    expect(readOnnxModel({ bytes: nested(64) }).graphs).toHaveLength(65);
+    expect(codeOf(() => readOnnxModel({ bytes: nested(65) }))).toBe(OnnxErrorCode.ONNX_PARSE);
+    expect(codeOf(() => readOnnxModel({ bytes: nested(3), maxDepth: 2 }))).toBe(OnnxErrorCode.ONNX_PARSE);
+    const deep = nested(MAX_SUBGRAPH_DEPTH + 1);
+    expect(codeOf(() => readOnnxModel({ bytes: deep, maxDepth: 1e9 }))).toBe(OnnxErrorCode.ONNX_PARSE);
+    expect(readOnnxModel({ bytes: nested(MAX_SUBGRAPH_DEPTH), maxDepth: 1e9 }).graphs).toHaveLength(
+      MAX_SUBGRAPH_DEPTH + 1,
+    );
+  });
+});
+
+describe("inline values", () => {
+  it("dims that disagree with the data are ONNX_STORAGE before anything is allocated", () => {
+    const bytes = modelProto({
+      nodes: [],
+      initializers: [{ name: "w", dims: [2, 3], dataType: 1, raw: new Uint8Array(24) }],
+      outputs: [],
+    });
+    const t = readOnnxModel({ bytes }).graphs[0]!.initializers[0]!;
+    for (const dims of [[2 ** 40, 2 ** 20], [2 ** 29, 2], [7]])
+      try {
+        readInlineValues(bytes, { ...t, dims }, "F32");
+        expect.unreachable();
+      } catch (e) {
+        expect(isVeraError(e) && e.code).toBe(OnnxErrorCode.ONNX_STORAGE);
+      }
+    expect(readInlineValues(bytes, t, "F32")).toHaveLength(24);
+  });
+});
+
+describe("name_scopes values", () => {
+  it("are read in one pass: Python list literals, escapes kept, unterminated items ignored", () => {
+    const scopes = "['', 'model', 'model.layers.0.self_attn.q_proj', 'linear']";
+    expect(moduleFromNameScopes(scopes)).toBe("model.layers.0.self_attn.q_proj");
+    expect(moduleFromNameScopes(`["m", "a\\"b", "linear"]`)).toBe('a\\"b');
+    expect(moduleFromNameScopes("['a', 'b', 'linear")).toBe("a"); // items: a, b
+    expect(moduleFromNameScopes("")).toBe(undefined);
+    // 400 KB of escaped quotes that never close: the old regular expression took minutes here
+    expect(moduleFromNameScopes("['" + "\\'".repeat(200_000))).toBe(undefined);
+  });
+});
+
+describe("protobuf writer", () => {
+  it("encodes int64 bigints as two's complement and matches an independent encoder", () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }), (v) => {
+        expect(encodeVarint(v)).toEqual(Uint8Array.from(varint(v)));
+      }),
+    );
+    expect(encodeVarint(-1n)).toHaveLength(10);
+    expect(() => encodeVarint(-1)).toThrow(RangeError);
+  });
+  it("packed varints and ProtoWriter fields are what the wire reader reads back", () => {
+    expect(encodePackedVarints(5, [1, 300, 2 ** 40])).toEqual(
+      Uint8Array.from(lenField(5, [...varint(1), ...varint(300), ...varint(2 ** 40)])),
+    );
+    const w = new ProtoWriter().int(1, 8).str(2, "p").msg(7, new ProtoWriter().str(2, "g")).int(9, -5n);
+    expect(w.finish()).toEqual(
+      Uint8Array.from([...intField(1, 8), ...strField(2, "p"), ...lenField(7, strField(2, "g")), ...intField(9, -5n)]),
     );
   });
 });

@@ -6,6 +6,7 @@ import {
   parseSafetensorsHeader,
   tensorBytes,
   writeSafetensors,
+  layoutSafetensors,
   bytesOf,
   asFloat32,
 } from "../src/index.js";
@@ -129,5 +130,49 @@ describe("safetensors reader", () => {
       ),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe("one writer, three tensor orders", () => {
+  const t = (name: string, dtype: "F32" | "F16" | "I64" | "BOOL", n: number) => ({
+    name,
+    dtype,
+    shape: [n],
+    data: new Uint8Array(n * { F32: 4, F16: 2, I64: 8, BOOL: 1 }[dtype]).fill(name.length),
+  });
+  // U+FFFF sorts after U+10000 in UTF-16 code units, before it in code points (Python, UTF-8 bytes)
+  const tensors = [
+    t("b", "F16", 2),
+    t("\u{10000}", "F32", 1),
+    t("\uffff", "F32", 1),
+    t("a", "I64", 1),
+    t("z", "BOOL", 3),
+  ];
+  const order = (bytes: Uint8Array): string[] => {
+    const f = parseSafetensors(bytes);
+    return [...f.tensors.entries()].sort((x, y) => x[1].dataOffsets[0] - y[1].dataOffsets[0]).map(([n]) => n);
+  };
+  it("name (canonical), given, and torch (dtype descending in the Rust enum, then code points)", () => {
+    expect(order(writeSafetensors({ tensors }))).toEqual(["a", "b", "z", "\u{10000}", "\uffff"]);
+    expect(order(writeSafetensors({ tensors, order: "given" }))).toEqual(tensors.map((x) => x.name));
+    expect(order(writeSafetensors({ tensors, metadata: {}, order: "torch" }))).toEqual([
+      "a",
+      "\uffff",
+      "\u{10000}",
+      "b",
+      "z",
+    ]);
+  });
+  it("layoutSafetensors gives the header, offsets and size writeSafetensors fills", () => {
+    for (const o of ["name", "given", "torch"] as const) {
+      const bytes = writeSafetensors({ tensors, metadata: { format: "pt" }, order: o });
+      const layout = layoutSafetensors({ tensors, metadata: { format: "pt" }, order: o });
+      expect(layout.size).toBe(bytes.length);
+      expect(bytes.subarray(0, layout.header.length)).toEqual(layout.header);
+      for (const x of tensors) {
+        const at = layout.offsets.get(x.name)!;
+        expect(bytes.subarray(at, at + x.data.length)).toEqual(x.data);
+      }
+    }
   });
 });

@@ -3,6 +3,8 @@
  * Only the protobuf fields these graphs need are written.
  */
 
+import { encodeVarint } from "../onnx/wire.js";
+
 /** ONNX TensorProto.DataType values used here. */
 export const OnnxType = { FLOAT: 1, UINT16: 4, INT32: 6, INT64: 7, FLOAT16: 10 } as const;
 
@@ -14,14 +16,7 @@ class Pb {
     this.len += b.length;
   }
   private varint(v: number | bigint): void {
-    let x = BigInt.asUintN(64, BigInt(v));
-    const out: number[] = [];
-    while (x >= 0x80n) {
-      out.push(Number(x & 0x7fn) | 0x80);
-      x >>= 7n;
-    }
-    out.push(Number(x));
-    this.push(Uint8Array.from(out));
+    this.push(encodeVarint(typeof v === "number" && v < 0 ? BigInt(v) : v));
   }
   private tag(field: number, wire: number): void {
     this.varint((field << 3) | wire);

@@ -5,6 +5,10 @@ import { ErrorCode, VeraError } from "../errors.js";
 import { readVera, type ValidateOptions } from "../format/validate.js";
 import { writeVera, type WriteVeraParams } from "../format/write.js";
 import type { VeraAdapter } from "../format/types.js";
+import { registerNodeSha256 } from "./node-sha256.js";
+
+// Digests of adapters read and written here use node:crypto.
+registerNodeSha256();
 
 function ioError(e: unknown, path: string, what: string): VeraError {
   const err = e as NodeJS.ErrnoException;

@@ -1,5 +1,11 @@
 /** Node-only edges: files, atomic writes. Never imported by the browser-safe core. */
+import { registerNodeSha256 } from "./node-sha256.js";
+
+// Node programs get node:crypto's SHA-256 behind the core's sha256Hex.
+registerNodeSha256();
+
 export * from "./files.js";
+export * from "./node-sha256.js";
 export * from "./external-data-path.js";
 export * from "./ranged-io.js";
 export * from "./peft-folder.js";

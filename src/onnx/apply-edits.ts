@@ -1,7 +1,7 @@
 import { VeraError } from "../errors.js";
 import { OnnxErrorCode } from "./error-codes.js";
 import type { MessageSpan } from "./types.js";
-import { encodeVarint, varintLength } from "./wire.js";
+import { encodeVarint } from "./wire.js";
 
 /** Replace bytes [start, end) of a message with `data` (any length). */
 export interface ByteEdit {
@@ -109,23 +109,5 @@ export function concatEdited(e: EditedBytes): Uint8Array {
   return out;
 }
 
-/** Bytes of a packed varint field: tag (field, LEN) + length + varints of `values` (all non-negative). */
-export function encodePackedVarints(field: number, values: ArrayLike<number>): Uint8Array {
-  let payload = 0;
-  for (let i = 0; i < values.length; i++) payload += varintLength(values[i]!);
-  const tag = encodeVarint(field * 8 + 2);
-  const len = encodeVarint(payload);
-  const out = new Uint8Array(tag.length + len.length + payload);
-  out.set(tag, 0);
-  out.set(len, tag.length);
-  let p = tag.length + len.length;
-  for (let i = 0; i < values.length; i++) {
-    let v = values[i]!;
-    while (v >= 0x80) {
-      out[p++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    out[p++] = v;
-  }
-  return out;
-}
+/** Re-exported from the wire module, where every protobuf encoder lives. */
+export { encodePackedVarints } from "./wire.js";

@@ -27,19 +27,19 @@ export function readInlineValues(bytes: Uint8Array, tensor: OnnxTensor, dtype: W
   const n = numel(tensor.dims);
   const size = dtypeSize(dtype);
   const s = tensor.storage;
-  const out = new Uint8Array(n * size);
   const bad = (msg: string): VeraError =>
     new VeraError(OnnxErrorCode.ONNX_STORAGE, `initializer ${JSON.stringify(tensor.name)}: ${msg}`, {
       path: tensor.name,
     });
   switch (s.kind) {
     case "raw":
+      // the stored size is checked before anything is allocated: dims are untrusted
       if (s.end - s.start !== n * size) throw bad(`raw_data holds ${s.end - s.start} bytes, expected ${n * size}`);
-      out.set(bytes.subarray(s.start, s.end));
-      return out;
+      return bytes.slice(s.start, s.end);
     case "float_data": {
       if (dtype !== "F32") throw bad(`float_data cannot hold ${dtype} values`);
       if (s.count !== n) throw bad(`float_data holds ${s.count} values, expected ${n}`);
+      const out = new Uint8Array(n * size);
       let p = 0;
       for (const f of s.fields) {
         out.set(bytes.subarray(f.dataStart, f.dataEnd), p);
@@ -50,6 +50,7 @@ export function readInlineValues(bytes: Uint8Array, tensor: OnnxTensor, dtype: W
     case "int32_data": {
       if (dtype === "F32") throw bad(`int32_data cannot hold float32 values`);
       if (s.count !== n) throw bad(`int32_data holds ${s.count} values, expected ${n}`);
+      const out = new Uint8Array(n * size);
       let k = 0;
       const put = (v: number | bigint, at: number): void => {
         if (typeof v !== "number" || v > 0xffff) throw bad(`int32_data value at byte ${at} is not a 16-bit pattern`);

@@ -106,11 +106,22 @@ const INTEGER_TYPES = new Set<number>([
   OnnxDataType.FLOAT4E2M1,
 ]);
 
-/** Parse the Python list literal of `pkg.torch.onnx.name_scopes` and return the module path of the op. */
+/**
+ * Parse the Python list literal of `pkg.torch.onnx.name_scopes` and return the module path of the op.
+ * One pass over the text (a regular expression here took time quadratic in hostile values).
+ */
 export function moduleFromNameScopes(value: string): string | undefined {
   const items: string[] = [];
-  const re = /'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"/g;
-  for (let m = re.exec(value); m; m = re.exec(value)) items.push(m[1] ?? m[2] ?? "");
+  for (let i = 0; i < value.length; i++) {
+    const q = value[i];
+    if (q !== "'" && q !== '"') continue;
+    // the item's text as written (escapes kept, as in the literal), up to the matching quote
+    let j = i + 1;
+    while (j < value.length && value[j] !== q) j += value[j] === "\\" ? 2 : 1;
+    if (j >= value.length) break; // unterminated: the rest is not a list item
+    items.push(value.slice(i + 1, j));
+    i = j;
+  }
   // [..., 'model.layers.0.self_attn.q_proj', 'linear']: the last item is the op, the one before it the module.
   if (items.length < 2) return undefined;
   const mod = items[items.length - 2]!;

@@ -17,11 +17,22 @@ export interface ReadOnnxModelParams {
   /** The bytes of a `.onnx` file (a ModelProto). External data files are not read. */
   bytes: Uint8Array;
   /**
-   * Deepest subgraph nesting followed (If/Loop/Scan bodies inside bodies).
+   * Deepest subgraph nesting followed (If/Loop/Scan bodies inside bodies, through attributes `g`
+   * and `graphs`). Deeper models are refused with `ONNX_PARSE`. Values above
+   * {@link MAX_SUBGRAPH_DEPTH} are treated as {@link MAX_SUBGRAPH_DEPTH}.
    * @default 64
    */
   maxDepth?: number;
 }
+
+/**
+ * Hard limit on subgraph nesting. Each level is three nested messages (GraphProto -> NodeProto ->
+ * AttributeProto), so the reader's message nesting, and its recursion, stay below 3 * 256 + 3
+ * levels whatever the input. Deprecated groups are bounded separately (100 levels, skipped
+ * without recursion); the reader descends into no other nested message (FunctionProto bodies,
+ * sparse tensors and type protos are skipped as opaque bytes).
+ */
+export const MAX_SUBGRAPH_DEPTH = 256;
 
 function invalid(message: string, path?: string): VeraError {
   return new VeraError(OnnxErrorCode.ONNX_INVALID, message, path === undefined ? {} : { path });
@@ -268,7 +279,12 @@ class Reader {
 
   /** Parse a GraphProto; returns its index in `graphs`. */
   graph(span: MessageSpan, parentGraph: number, depth: number): number {
-    if (depth > this.maxDepth) throw invalid(`subgraphs nested deeper than ${this.maxDepth}`);
+    if (depth > this.maxDepth)
+      throw new VeraError(
+        OnnxErrorCode.ONNX_PARSE,
+        `malformed ONNX protobuf at byte ${span.start}: subgraphs nested deeper than ${this.maxDepth}`,
+        { path: `@${span.start}`, expected: `<= ${this.maxDepth} levels of subgraphs`, received: "deeper" },
+      );
     const b = this.bytes;
     const index = this.graphs.length;
     const g: OnnxGraph = { name: "", nodes: [], initializers: [], inputs: [], outputs: [], parentGraph, span };
@@ -346,11 +362,15 @@ function countVarints(bytes: Uint8Array, fs: WireField[]): number {
  * offsets of their values. Unknown and unneeded fields are skipped, never dropped: the result
  * points into `bytes`, which stay the source of truth.
  *
- * @throws VeraError `ONNX_PARSE` (malformed protobuf), `ONNX_NO_GRAPH`, `ONNX_INVALID`, `ONNX_EXTERNAL_DATA`.
+ * Every recursion is bounded: subgraphs by `maxDepth` (at most {@link MAX_SUBGRAPH_DEPTH}), groups
+ * by the wire reader's limit of 100, so no input makes it overflow the stack.
+ *
+ * @throws VeraError `ONNX_PARSE` (malformed protobuf, nesting beyond the limits), `ONNX_NO_GRAPH`, `ONNX_INVALID`, `ONNX_EXTERNAL_DATA`.
  */
 export function readOnnxModel(params: ReadOnnxModelParams): OnnxModel {
   const { bytes } = params;
-  const reader = new Reader(bytes, params.maxDepth ?? 64);
+  const maxDepth = Math.max(0, Math.min(Math.floor(params.maxDepth ?? 64), MAX_SUBGRAPH_DEPTH));
+  const reader = new Reader(bytes, Number.isNaN(maxDepth) ? 64 : maxDepth);
   const top: MessageSpan = { lenStart: -1, start: 0, end: bytes.length, parent: null };
   let irVersion = 0;
   let producerName = "";

@@ -1,15 +1,26 @@
 /**
- * Protocol-buffers WIRE format, read without a schema. Every field is returned with its byte
- * offsets, so callers can patch values in place and re-encode length prefixes, leaving every
- * other byte of the message as it was (unknown fields included).
+ * Protocol-buffers WIRE format: the one reader and writer of the package. The reader works without
+ * a schema and returns every field with its byte offsets, so callers can patch values in place and
+ * re-encode length prefixes, leaving every other byte of the message as it was (unknown fields
+ * included). The writer ({@link encodeVarint}, {@link ProtoWriter}) builds new messages.
  *
- * Internal to src/onnx (not exported from the package index).
+ * Limits: a varint has at most 10 bytes; deprecated groups nest at most {@link MAX_GROUP_DEPTH}
+ * deep (skipped without recursion). Callers that descend into nested messages bound their own depth
+ * (see readOnnxModel's `maxDepth`).
+ *
+ * Internal (not exported from the package index).
  */
 import { VeraError } from "../errors.js";
 import { OnnxErrorCode } from "./error-codes.js";
 
 /** Wire types of protocol buffers. */
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, SGROUP: 3, EGROUP: 4, I32: 5 } as const;
+
+/**
+ * Deepest nesting of deprecated groups (start-group ... end-group) accepted inside one field, the
+ * recursion limit of protobuf's own parsers. Deeper input is `ONNX_PARSE`.
+ */
+export const MAX_GROUP_DEPTH = 100;
 
 /** One field of a message, with its offsets in the buffer. */
 export interface WireField {
@@ -83,17 +94,37 @@ export function asInt64(v: number | bigint): bigint {
   return b >= 1n << 63n ? b - (1n << 64n) : b;
 }
 
-/** Encode a non-negative integer as a varint. */
-export function encodeVarint(value: number): Uint8Array {
+/**
+ * Encode an integer as a varint. Numbers must be non-negative safe integers; bigints are taken as
+ * 64-bit two's complement (a negative int64 becomes a 10-byte varint).
+ */
+export function encodeVarint(value: number | bigint): Uint8Array {
+  if (typeof value === "bigint") {
+    let x = BigInt.asUintN(64, value);
+    const out: number[] = [];
+    while (x >= 0x80n) {
+      out.push(Number(x & 0x7fn) | 0x80);
+      x >>= 7n;
+    }
+    out.push(Number(x));
+    return Uint8Array.from(out);
+  }
   if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`cannot encode varint ${value}`);
-  const out: number[] = [];
+  const out = new Uint8Array(varintLength(value));
+  writeVarintAt(out, 0, value);
+  return out;
+}
+
+/** Write the varint of a non-negative safe integer at `pos`; returns the offset after it. */
+export function writeVarintAt(out: Uint8Array, pos: number, value: number): number {
   let v = value;
+  let p = pos;
   while (v >= 0x80) {
-    out.push((v % 128) | 0x80);
+    out[p++] = (v % 128) | 0x80;
     v = Math.floor(v / 128);
   }
-  out.push(v);
-  return Uint8Array.from(out);
+  out[p++] = v;
+  return p;
 }
 
 /** Number of bytes of the varint encoding of `value`. */
@@ -136,20 +167,29 @@ export function readField(bytes: Uint8Array, pos: number, limit: number): WireFi
       break;
     }
     case WireType.SGROUP: {
-      // Deprecated groups: skip nested fields until the matching end-group tag.
+      // Deprecated groups: skip nested fields until the matching end-group tag. Iterative, with
+      // a stack of open group numbers bounded by MAX_GROUP_DEPTH (no recursion on hostile input).
+      const open = [field];
       let p = dataStart;
-      for (;;) {
+      while (open.length > 0) {
         if (p >= limit) throw parseError("unterminated group", pos);
-        const inner = readField(bytes, p, limit);
-        if (inner.wireType === WireType.EGROUP) {
-          if (inner.field !== field) throw parseError("mismatched end-group", p);
-          dataEnd = inner.start;
-          p = inner.end;
-          break;
+        const t = readSafeVarint(bytes, p, limit);
+        const innerField = Math.floor(t.value / 8);
+        const innerType = t.value & 7;
+        if (innerField < 1) throw parseError(`field number 0`, p);
+        if (innerType === WireType.SGROUP) {
+          if (open.length >= MAX_GROUP_DEPTH) throw parseError(`groups nested deeper than ${MAX_GROUP_DEPTH}`, p);
+          open.push(innerField);
+          p = t.next;
+        } else if (innerType === WireType.EGROUP) {
+          if (innerField !== open.pop()) throw parseError("mismatched end-group", p);
+          if (open.length === 0) dataEnd = p;
+          p = t.next;
+        } else {
+          p = readField(bytes, p, limit).end;
         }
-        p = inner.end;
       }
-      return { field, wireType, start: pos, end: p, dataStart, dataEnd, lenStart };
+      return { field, wireType, start: pos, end: p, dataStart, dataEnd: dataEnd!, lenStart };
     }
     case WireType.EGROUP:
       return { field, wireType, start: pos, end: dataStart, dataStart, dataEnd: dataStart, lenStart };
@@ -211,5 +251,72 @@ export function pushRepeatedInt64(bytes: Uint8Array, f: WireField, out: bigint[]
     }
   } else {
     throw parseError(`field ${f.field} should hold integers`, f.start);
+  }
+}
+
+/** Bytes of a packed varint field: tag (field, LEN) + length + varints of `values` (all non-negative safe integers). */
+export function encodePackedVarints(field: number, values: ArrayLike<number>): Uint8Array {
+  let payload = 0;
+  for (let i = 0; i < values.length; i++) payload += varintLength(values[i]!);
+  const tag = encodeVarint(field * 8 + WireType.LEN);
+  const len = encodeVarint(payload);
+  const out = new Uint8Array(tag.length + len.length + payload);
+  out.set(tag, 0);
+  out.set(len, tag.length);
+  let p = tag.length + len.length;
+  for (let i = 0; i < values.length; i++) p = writeVarintAt(out, p, values[i]!);
+  return out;
+}
+
+/** Builds a protobuf message field by field (fields are written in the order of the calls). */
+export class ProtoWriter {
+  private chunks: Uint8Array[] = [];
+  private len = 0;
+
+  /** Append raw bytes (an already-encoded field). */
+  raw(b: Uint8Array): this {
+    this.chunks.push(b);
+    this.len += b.length;
+    return this;
+  }
+  /** A field's tag. */
+  tag(field: number, wireType: number): this {
+    return this.raw(encodeVarint(field * 8 + wireType));
+  }
+  /** A VARINT field (bigints as int64 two's complement). */
+  int(field: number, v: number | bigint): this {
+    return this.tag(field, WireType.VARINT).raw(encodeVarint(v));
+  }
+  /** A LEN field holding `b`. */
+  bytes(field: number, b: Uint8Array): this {
+    return this.tag(field, WireType.LEN).raw(encodeVarint(b.length)).raw(b);
+  }
+  /** A LEN field holding the UTF-8 bytes of `s`. */
+  str(field: number, s: string): this {
+    return this.bytes(field, new TextEncoder().encode(s));
+  }
+  /** A nested message. */
+  msg(field: number, m: ProtoWriter): this {
+    return this.bytes(field, m.finish());
+  }
+  /** An I32 field holding a float32. */
+  float(field: number, v: number): this {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setFloat32(0, v, true);
+    return this.tag(field, WireType.I32).raw(b);
+  }
+  /** Length of the message so far. */
+  get length(): number {
+    return this.len;
+  }
+  /** The message bytes. */
+  finish(): Uint8Array {
+    const out = new Uint8Array(this.len);
+    let o = 0;
+    for (const c of this.chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
+    return out;
   }
 }

@@ -47,6 +47,13 @@ const LLAMA_LIKE = new Set([
 ]);
 const BERT_LIKE = new Set(["bert", "roberta", "xlm-roberta"]);
 
+/**
+ * Most modules a config may describe (layers x modules per layer). The largest supported models have a
+ * few thousand; the cap keeps a hostile config.json (`"num_hidden_layers": 1e15`) from taking unbounded
+ * time and memory.
+ */
+export const MAX_CONFIG_MODULES = 100_000;
+
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -98,6 +105,14 @@ export function baseShapesFromConfig(params: BaseShapesFromConfigParams): BaseSh
   const numLabels = (): number =>
     isObj(c["id2label"]) ? Object.keys(c["id2label"] as object).length : int("num_labels", 2);
   const modules: BaseModule[] = [];
+  const bound = (layers: number, perLayer: number, key: string): void => {
+    if (layers * perLayer > MAX_CONFIG_MODULES)
+      throw new VeraError(
+        PeftErrorCode.PEFT_CONFIG_INVALID,
+        `${label}: "${key}" = ${layers} describes ${layers * perLayer} modules, more than ${MAX_CONFIG_MODULES}`,
+        { path: `${label}/${key}`, expected: `<= ${Math.floor(MAX_CONFIG_MODULES / perLayer)}`, received: layers },
+      );
+  };
   const add = (path: string, inFeatures: number, outFeatures: number, layout: Layout = "linear") =>
     modules.push({ path, shapes: [{ inFeatures, outFeatures, layout }] });
 
@@ -108,6 +123,7 @@ export function baseShapesFromConfig(params: BaseShapesFromConfigParams): BaseSh
     const nKV = int("num_key_value_heads", nH);
     const hd = int("head_dim", Math.floor(H / nH));
     const I = int("intermediate_size");
+    bound(L, modelType === "mixtral" ? 2 + 3 * int("num_local_experts") : 7, "num_hidden_layers");
     for (let i = 0; i < L; i++) {
       const p = `model.layers.${i}`;
       if (modelType === "phi3") {
@@ -143,6 +159,7 @@ export function baseShapesFromConfig(params: BaseShapesFromConfigParams): BaseSh
     const H = int("n_embd");
     const L = int("n_layer");
     const inner = int("n_inner", 4 * H);
+    bound(L, 4, "n_layer");
     for (let i = 0; i < L; i++) {
       const p = `transformer.h.${i}`;
       add(`${p}.attn.c_attn`, H, 3 * H, "conv1d");
@@ -158,6 +175,7 @@ export function baseShapesFromConfig(params: BaseShapesFromConfigParams): BaseSh
     const H = int("hidden_size");
     const L = int("num_hidden_layers");
     const I = int("intermediate_size");
+    bound(L, 6, "num_hidden_layers");
     for (let i = 0; i < L; i++) {
       const p = `encoder.layer.${i}`;
       add(`${p}.attention.self.query`, H, H);

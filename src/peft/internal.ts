@@ -6,10 +6,17 @@ import { VeraError } from "../errors.js";
 import type { VeraAdapter, VectorDtype } from "../format/types.js";
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from "../numeric/half.js";
 import { asFloat32, asUint16 } from "../safetensors/parse.js";
-import { DTYPE_SIZES, type Dtype } from "../safetensors/dtypes.js";
-import { bytesOf, type TensorToWrite } from "../safetensors/write.js";
+import type { Dtype } from "../safetensors/dtypes.js";
+import {
+  bytesOf,
+  layoutSafetensors,
+  writeSafetensors,
+  type SafetensorsLayout,
+  type TensorSpec,
+  type TensorToWrite,
+} from "../safetensors/write.js";
 import { PeftErrorCode } from "./error-codes.js";
-import { comparePyStrings, dumpsPy, isPyInt, parsePyJson, PyJsonError, type PyJson, type PyObject } from "./py-json.js";
+import { dumpsPy, isPyInt, parsePyJson, PyJsonError, type PyJson, type PyObject } from "./py-json.js";
 
 /** Prefix of every per-module key in a PEFT adapter file. */
 export const MODEL_PREFIX = "base_model.model.";
@@ -98,96 +105,21 @@ export function compareVersions(a: PeftVersion, b: { major: number; minor: numbe
   return a.major - b.major || a.minor - b.minor || a.patch - (b.patch ?? 0);
 }
 
-/**
- * Order in which the safetensors Python package (Rust serializer) lays tensors out: dtype descending in
- * its enum order, then name (byte order). Writing in this order reproduces PEFT's files byte for byte.
- */
-const RUST_DTYPE_RANK: Record<Dtype, number> = {
-  BOOL: 0,
-  U8: 4,
-  I8: 5,
-  F8_E5M2: 6,
-  F8_E4M3: 7,
-  I16: 9,
-  U16: 10,
-  F16: 11,
-  BF16: 12,
-  I32: 13,
-  U32: 14,
-  F32: 15,
-  F64: 16,
-  I64: 17,
-  U64: 18,
-};
-
 /** A tensor's name, dtype and shape (its bytes come later). */
-export interface TensorSpec {
-  name: string;
-  dtype: Dtype;
-  shape: number[];
-}
+export type { TensorSpec } from "../safetensors/write.js";
 
 /**
- * Lay out a safetensors file as `safetensors.torch.save_file(tensors, metadata=...)` does (tensors sorted
- * by dtype in the Rust enum's descending order, then by name; compact header padded with spaces to 8 bytes):
- * the header bytes (with the 8-byte length), each tensor's absolute byte offset, and the file size. No
- * tensor bytes are allocated, so files larger than memory can be streamed.
+ * Lay out a safetensors file as `safetensors.torch.save_file(tensors, metadata=...)` does (the one
+ * writer's `order: "torch"`): the header bytes (with the 8-byte length), each tensor's absolute byte
+ * offset, and the file size. No tensor bytes are allocated, so files larger than memory can be streamed.
  */
-export function layoutTorchSafetensors(
-  specs: TensorSpec[],
-  metadata: Record<string, string>,
-): { header: Uint8Array; offsets: Map<string, number>; size: number } {
-  const sorted = [...specs].sort(
-    (x, y) => RUST_DTYPE_RANK[y.dtype] - RUST_DTYPE_RANK[x.dtype] || comparePyStrings(x.name, y.name),
-  );
-  const keys = Object.keys(metadata).sort();
-  const parts = [
-    `"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(",")}}`,
-  ];
-  const seen = new Set<string>();
-  const rel: Array<[string, number]> = [];
-  let offset = 0;
-  for (const t of sorted) {
-    if (t.name === "__metadata__" || seen.has(t.name))
-      throw new VeraError(PeftErrorCode.PEFT_TENSOR_UNEXPECTED, `tensor name "${t.name}" is used twice or reserved`, {
-        path: t.name,
-      });
-    seen.add(t.name);
-    const n = t.shape.reduce((a, d) => a * d, 1) * DTYPE_SIZES[t.dtype];
-    parts.push(
-      `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + n}]}`,
-    );
-    rel.push([t.name, offset]);
-    offset += n;
-  }
-  let hb = new TextEncoder().encode(`{${parts.join(",")}}`);
-  const pad = (8 - (hb.length % 8)) % 8;
-  if (pad) hb = new TextEncoder().encode(`{${parts.join(",")}}${" ".repeat(pad)}`);
-  const header = new Uint8Array(8 + hb.length);
-  const dv = new DataView(header.buffer);
-  dv.setUint32(0, hb.length % 2 ** 32, true);
-  dv.setUint32(4, Math.floor(hb.length / 2 ** 32), true);
-  header.set(hb, 8);
-  const start = 8 + hb.length;
-  return { header, offsets: new Map(rel.map(([k, o]) => [k, start + o])), size: start + offset };
+export function layoutTorchSafetensors(specs: TensorSpec[], metadata: Record<string, string>): SafetensorsLayout {
+  return layoutSafetensors({ tensors: specs, metadata, order: "torch" });
 }
 
 /** Serialise tensors exactly as `safetensors.torch.save_file(tensors, metadata=...)` does. */
 export function writeTorchSafetensors(tensors: TensorToWrite[], metadata: Record<string, string>): Uint8Array {
-  const { header, offsets, size } = layoutTorchSafetensors(tensors, metadata);
-  const bytes = new Uint8Array(size);
-  bytes.set(header, 0);
-  for (const t of tensors) {
-    const n = t.shape.reduce((a, d) => a * d, 1) * DTYPE_SIZES[t.dtype];
-    if (t.data.byteLength !== n)
-      throw new VeraError(
-        PeftErrorCode.PEFT_TENSOR_DTYPE,
-        `tensor "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${n}`,
-        { path: t.name },
-      );
-    bytes.set(t.data, offsets.get(t.name)!);
-  }
-  return bytes;
+  return writeSafetensors({ tensors, metadata, order: "torch" });
 }
 
 /** Decode a 1-D or 2-D float tensor (F32/F16/BF16) to float32 values (exact). */

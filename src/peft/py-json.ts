@@ -1,4 +1,4 @@
-import { parseJsonWith, type JsonBuilder } from "../safetensors/strict-json.js";
+import { parseJsonWith, type JsonBuilder } from "../util/strict-json.js";
 
 /**
  * JSON exactly as Python's `json` module reads and writes it, so adapter_config.json round-trips byte
@@ -49,7 +49,7 @@ export function pyNumberValue(v: PyInt | PyFloat): number {
 }
 
 /** Thrown by {@link parsePyJson}. @internal */
-export { StrictJsonError as PyJsonError } from "../safetensors/strict-json.js";
+export { StrictJsonError as PyJsonError } from "../util/strict-json.js";
 
 const pythonJson: JsonBuilder<PyJson, PyObject, PyJson[]> = {
   object: () => new Map(),

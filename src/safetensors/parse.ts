@@ -1,6 +1,6 @@
 import { ErrorCode, VeraError } from "../errors.js";
 import { DTYPE_SIZES, isDtype, type Dtype } from "./dtypes.js";
-import { parseStrictJson, StrictJsonError, type JsonValue } from "./strict-json.js";
+import { parseStrictJson, StrictJsonError, type JsonValue } from "../util/strict-json.js";
 
 /** Default cap on the JSON header length (100 MB, as the safetensors crate uses). */
 export const DEFAULT_MAX_HEADER_BYTES = 100_000_000;

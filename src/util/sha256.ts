@@ -1,4 +1,9 @@
-/** SHA-256 (FIPS 180-4), synchronous and pure so it runs the same in Node and browsers. */
+/**
+ * SHA-256 (FIPS 180-4). {@link Sha256} is pure and synchronous, so it runs the same in Node and
+ * browsers. {@link sha256Hex} uses a registered platform implementation when there is one (the Node
+ * edge, `verakit/node`, registers node:crypto's, about ten times faster), else the pure one. The core
+ * never imports a platform module: the edge calls {@link setSha256Implementation}.
+ */
 
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
@@ -102,7 +107,43 @@ export class Sha256 {
   }
 }
 
-/** SHA-256 of `data` as lowercase hex. */
+/** A synchronous SHA-256 implementation: data in, lowercase hex out. */
+export interface Sha256Implementation {
+  /** What it is, for reports (e.g. `node:crypto`). */
+  name: string;
+  /** SHA-256 of `data` as lowercase hex. */
+  hex(data: Uint8Array): string;
+}
+
+/** The pure implementation (always available). */
+export const PURE_SHA256: Sha256Implementation = {
+  name: "pure",
+  hex: (data) => new Sha256().update(data).hex(),
+};
+
+let current: Sha256Implementation = PURE_SHA256;
+
+/** Parameters of {@link setSha256Implementation}. */
+export interface SetSha256ImplementationParams {
+  /** The implementation {@link sha256Hex} uses from now on; `null` restores the pure one. */
+  implementation: Sha256Implementation | null;
+}
+
+/**
+ * Choose the implementation behind {@link sha256Hex} (process-wide). The Node edge registers
+ * node:crypto's when it loads; tests may register a counting wrapper. It must give the same digests
+ * as the pure implementation.
+ */
+export function setSha256Implementation(params: SetSha256ImplementationParams): void {
+  current = params.implementation ?? PURE_SHA256;
+}
+
+/** The implementation {@link sha256Hex} uses now. */
+export function sha256Implementation(): Sha256Implementation {
+  return current;
+}
+
+/** SHA-256 of `data` as lowercase hex (the registered platform implementation, else the pure one). */
 export function sha256Hex(data: Uint8Array): string {
-  return new Sha256().update(data).hex();
+  return current.hex(data);
 }
