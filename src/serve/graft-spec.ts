@@ -2,7 +2,7 @@ import { VeraError, type Issue } from "../errors.js";
 import type { Layout, PrngSpec, VeraAdapter } from "../format/types.js";
 import { PRNG_TORCH_MT19937_KAIMING } from "../format/types.js";
 import type { ProjectionRounding } from "../projections/generate.js";
-import { canonicalJson } from "../safetensors/strict-json.js";
+import { canonicalJson } from "../util/strict-json.js";
 import { ServeErrorCode } from "./error-codes.js";
 
 /** Key of the model's `metadata_props` entry where a grafted model records what it was grafted for. */
