@@ -105,9 +105,13 @@ describe("vera merge into a sharded transformers checkpoint", () => {
     const out = fresh();
     const adapter = join(FIX, "llama-bf16", "adapter");
     await mergeCheckpoint({ model: dir, adapter, output: out, durable: false });
+    const inodes = new Map(listing(dir).map((f) => [f, statSync(join(dir, f)).ino]));
     const r = await mergeCheckpoint({ model: dir, adapter, inPlace: true, durable: false });
     const changed = new Set(r.modules.map((m) => m.storage.split("@")[0]));
     expect(r.files.map((f) => f.split("/").pop()).sort()).toEqual([...changed].sort());
+    // changed shards are new files renamed over the old; every other file is the same inode, never rewritten
+    for (const [f, ino] of inodes)
+      expect({ f, replaced: statSync(join(dir, f)).ino !== ino }).toEqual({ f, replaced: changed.has(f) });
     for (const f of listing(out))
       expect({ f, same: readFileSync(join(dir, f)).equals(readFileSync(join(out, f))) }).toEqual({ f, same: true });
     expect(listing(dir)).toEqual(listing(out));

@@ -36,7 +36,10 @@ export const HubErrorCode = {
   HUB_BAD_RESPONSE: "HUB_BAD_RESPONSE",
   /** The commit request failed in a way that leaves open whether it was applied, and checking did not settle it. */
   HUB_COMMIT_UNCERTAIN: "HUB_COMMIT_UNCERTAIN",
-  /** Offline mode (HF_HUB_OFFLINE or `offline: true`) and the adapter is not in the cache. */
+  /**
+   * Offline mode (HF_HUB_OFFLINE or `offline: true`) and the adapter is not in the cache; or a model
+   * read only from the cache (`findCachedSnapshot`, `vera merge org/model`) is not there.
+   */
   HUB_OFFLINE_MISS: "HUB_OFFLINE_MISS",
   /** The local cache holds something unexpected (a link leaving the cache, a blob failing its digest). */
   HUB_CACHE: "HUB_CACHE",

@@ -7,6 +7,8 @@ import type { ComputeBackend } from "../compute/backend.js";
 import { createReferenceBackend } from "../compute/reference-backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromWeights } from "../peft/base-shapes-from-weights.js";
+import { VeraError } from "../errors.js";
+import { MergeErrorCode } from "./error-codes.js";
 import { checkpointContainer } from "./checkpoint-container.js";
 import { eventStream } from "./event-stream.js";
 import { kernelCopier, type FileCopier } from "./file-copier.js";
@@ -32,7 +34,10 @@ export interface MergeCheckpointParams {
    * unless `inPlace` or `dryRun`.
    */
   output?: string;
-  /** Rewrite only the changed shards of the input (each as a temporary file renamed over it). @default false */
+  /**
+   * Rewrite only the changed shards of the input (each as a temporary file renamed over it); refused
+   * for a Hub cache snapshot. @default false
+   */
   inPlace?: boolean;
   /** Only locate the weights and return the plan; write nothing. @default false */
   dryRun?: boolean;
@@ -110,6 +115,12 @@ async function runMerge(
   const loaded = await adapterFor(params, checkpoint);
   const inPlace = params.inPlace ?? false;
   const dryRun = params.dryRun ?? false;
+  if (inPlace && checkpoint.cached)
+    throw new VeraError(
+      MergeErrorCode.MERGE_OUTPUT_CONFLICT,
+      `${checkpoint.dir} is a Hub cache snapshot: merging in place would change the cached revision; give -o OUT instead`,
+      { path: checkpoint.dir, expected: "an output folder (-o)", received: "--in-place" },
+    );
   const output =
     params.output === undefined
       ? undefined

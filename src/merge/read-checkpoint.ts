@@ -2,7 +2,9 @@
  * Internal (Node): reading a safetensors checkpoint for a merge: a single `.safetensors` file, or a
  * transformers folder (`model.safetensors`, or shards listed by `model.safetensors.index.json`).
  * Only the headers are read. The index is checked against the shards' headers: a missing shard, a
- * tensor in the wrong shard or in two shards is refused.
+ * tensor in the wrong shard or in two shards is refused. A file may be a symlink only when it stays
+ * in the folder, or when the folder is a Hub cache snapshot (`models--ns--name/snapshots/<commit>`)
+ * and the link resolves to a file directly in that repo's own `blobs/` folder (the cache's layout).
  */
 import { promises as fsp } from "node:fs";
 import { basename, dirname, join, resolve, sep } from "node:path";
@@ -32,6 +34,8 @@ export interface Checkpoint {
   shards: CheckpointShard[];
   /** Other files of the folder, copied as they are (config.json, tokenizer files, the index). */
   others: Array<{ name: string; path: string; size: number }>;
+  /** True when some file is a Hub cache link into the repo's `blobs/` folder (the folder is a cache snapshot). */
+  cached: boolean;
 }
 
 /** Parameters of {@link readCheckpoint}. */
@@ -46,8 +50,26 @@ function inside(dir: string, p: string): boolean {
   return p.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 }
 
-/** The real path of a plain file name inside `dir`; refuses path components and symlinks leading out. */
-async function fileIn(dir: string, name: string, where: string): Promise<{ path: string; size: number }> {
+/**
+ * The `blobs/` folder a Hub cache snapshot folder's links may point into: `dir` (a real path) is
+ * `<cache>/models--ns--name/snapshots/<commit>`; undefined for any other folder.
+ */
+function cacheBlobsOf(dir: string): string | undefined {
+  const snapshots = dirname(dir);
+  const repo = dirname(snapshots);
+  if (basename(snapshots) !== "snapshots" || !basename(repo).startsWith("models--")) return undefined;
+  return join(repo, "blobs");
+}
+
+/**
+ * The real path of a plain file name inside `dir`; refuses path components and symlinks leading out,
+ * except a Hub cache snapshot's link to a file directly in its repo's `blobs/` folder (`cached` then).
+ */
+async function fileIn(
+  dir: string,
+  name: string,
+  where: string,
+): Promise<{ path: string; size: number; cached: boolean }> {
   if (name === "" || name === "." || name === ".." || /[\\/\0]/.test(name))
     throw new VeraError(
       ErrorCode.IO_UNSAFE_PATH,
@@ -64,7 +86,9 @@ async function fileIn(dir: string, name: string, where: string): Promise<{ path:
       { path: join(dir, name), expected: "the shard file", received: "missing", cause: e },
     );
   }
-  if (!inside(dir, real))
+  const blobs = cacheBlobsOf(dir);
+  const cached = !inside(dir, real) && blobs !== undefined && dirname(real) === blobs;
+  if (!inside(dir, real) && !cached)
     throw new VeraError(
       ErrorCode.IO_UNSAFE_PATH,
       `${join(dir, name)} is a symlink to ${real}, outside the checkpoint's folder`,
@@ -78,7 +102,7 @@ async function fileIn(dir: string, name: string, where: string): Promise<{ path:
     throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `${join(dir, name)} is not a regular file`, {
       path: join(dir, name),
     });
-  return { path: real, size: st.size };
+  return { path: real, size: st.size, cached };
 }
 
 /** Read a safetensors file's header only (8 bytes, then the JSON header). */
@@ -98,7 +122,7 @@ async function readHeader(path: string, size: number): Promise<SafetensorsHeader
   }
 }
 
-async function shard(dir: string, name: string, where: string): Promise<CheckpointShard> {
+async function shard(dir: string, name: string, where: string): Promise<CheckpointShard & { cached: boolean }> {
   const f = await fileIn(dir, name, where);
   return { name, ...f, header: await readHeader(f.path, f.size) };
 }
@@ -179,7 +203,8 @@ function checkIndex(map: Map<string, string>, shards: CheckpointShard[], where: 
  * Read a checkpoint's headers and check its index.
  *
  * @throws VeraError `MERGE_CONTAINER_UNKNOWN` (not a checkpoint), `MERGE_CHECKPOINT_INDEX`,
- *   `IO_UNSAFE_PATH` (a shard name with a path, a symlink out of the folder), `ST_*`.
+ *   `IO_UNSAFE_PATH` (a shard name with a path, a symlink out of the folder other than a Hub cache
+ *   snapshot's link into its `blobs/`), `ST_*`.
  */
 export async function readCheckpoint(params: ReadCheckpointParams): Promise<Checkpoint> {
   const given = resolve(params.path);
@@ -196,14 +221,14 @@ export async function readCheckpoint(params: ReadCheckpointParams): Promise<Chec
         expected: "*.safetensors",
       });
     const dir = await fsp.realpath(dirname(given));
-    const s = await shard(dir, basename(given), given);
-    return { dir, main: s.name, single: true, shards: [s], others: [] };
+    const { cached, ...s } = await shard(dir, basename(given), given);
+    return { dir, main: s.name, single: true, shards: [s], others: [], cached };
   }
   const dir = await fsp.realpath(given);
   const names = (await fsp.readdir(dir, { withFileTypes: true }))
     .filter((e) => e.isFile() || e.isSymbolicLink())
     .map((e) => e.name);
-  let shards: CheckpointShard[];
+  let shards: Array<CheckpointShard & { cached: boolean }>;
   let main: string;
   if (names.includes(INDEX)) {
     main = INDEX;
@@ -222,10 +247,13 @@ export async function readCheckpoint(params: ReadCheckpointParams): Promise<Chec
       expected: `${INDEX} | model.safetensors`,
     });
   const taken = new Set(shards.map((s) => s.name));
+  let cached = shards.some((s) => s.cached);
   const others: Checkpoint["others"] = [];
   for (const n of names.sort()) {
     if (taken.has(n)) continue;
-    others.push({ name: n, ...(await fileIn(dir, n, dir)) });
+    const { cached: linked, ...f } = await fileIn(dir, n, dir);
+    cached ||= linked;
+    others.push({ name: n, ...f });
   }
-  return { dir, main, single: false, shards, others };
+  return { dir, main, single: false, shards: shards.map(({ cached: _, ...s }) => s), others, cached };
 }

@@ -1,4 +1,7 @@
-import { isVeraError } from "../../errors.js";
+import { isVeraError, VeraError } from "../../errors.js";
+import { HubErrorCode } from "../../hub/errors.js";
+import { findCachedSnapshot } from "../../hub/node/find-cached-snapshot.js";
+import { parseRepoRef } from "../../hub/parse-repo-ref.js";
 import { createNodeBackend } from "../../compute/node/create-node-backend.js";
 import {
   isGgufFile,
@@ -11,6 +14,7 @@ import {
 } from "../../merge/index.js";
 import { readFileBytes } from "../../node/files.js";
 import { listLinearWeights, readOnnxModel } from "../../onnx/index.js";
+import { promises as fsp } from "node:fs";
 import { availableParallelism } from "node:os";
 import { intOption } from "../options.js";
 import { UsageError, type CliContext, type Command } from "../command.js";
@@ -20,12 +24,13 @@ const command: Command = {
   summary: "Merge a VeRA adapter into an ONNX model, safetensors checkpoint or GGUF model",
   description:
     "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model, a safetensors checkpoint (a transformers " +
-    "folder, sharded or not, or one .safetensors file; -o names the output folder or file) or a GGUF model file (F32/F16/BF16 " +
+    "folder, sharded or not, or one .safetensors file; -o names the output folder or file; or a Hub repo id ORG/MODEL[@REVISION] " +
+    "already in the local Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub), read offline) or a GGUF model file (F32/F16/BF16 " +
     "weights; --mapping for architectures llama.cpp's names do not cover): only the adapted weights' bytes change. " +
     "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights). " +
     "--threads sets the CPU backend's threads (default: all cores but one, which the copy of the data files uses; all cores with --in-place).",
   usage:
-    "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors|MODEL.gguf ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
+    "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors|ORG/MODEL[@REV]|MODEL.gguf ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
     "[--threads N] [--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
   options: {
     output: { type: "string", short: "o" },
@@ -41,13 +46,16 @@ const command: Command = {
     untie: { type: "boolean" },
   },
   async run({ values, positionals }, ctx) {
-    const [model, adapter, ...rest] = positionals;
-    if (!model) throw new UsageError("expected MODEL.onnx");
+    const [given, adapter, ...rest] = positionals;
+    if (!given) throw new UsageError("expected MODEL.onnx");
     if (rest.length > 0) throw new UsageError(`unexpected arguments: ${rest.join(" ")}`);
     const dryRun = values["dry-run"] === true;
     const inPlace = values["in-place"] === true;
     const output = values.output as string | undefined;
-    const onnx = model.endsWith(".onnx");
+    const onnx = given.endsWith(".onnx");
+    const hubRef = onnx ? undefined : await asHubRef(given);
+    if (hubRef && inPlace) throw new UsageError("--in-place cannot change a model in the Hub cache; give -o OUT");
+    const model = hubRef ? await cachedModel(given, hubRef, ctx) : given;
     if (!adapter) {
       if (!dryRun) throw new UsageError("expected ADAPTER (a verakit file or a PEFT adapter folder)");
       if (!onnx) throw new UsageError("listing a model's weights (--dry-run without ADAPTER) needs an .onnx model");
@@ -143,6 +151,42 @@ const command: Command = {
     return 0;
   },
 };
+
+/**
+ * `ORG/MODEL[@REVISION]` when `arg` is no local path and reads as a Hub repo reference (a local
+ * file or folder of that name wins).
+ */
+async function asHubRef(arg: string): Promise<{ repo: string; revision?: string } | undefined> {
+  if (!/^[^./@][^/@]*\/[^/@]+(@.+)?$/.test(arg)) return undefined;
+  if (
+    await fsp.stat(arg).then(
+      () => true,
+      () => false,
+    )
+  )
+    return undefined;
+  return parseRepoRef({ ref: arg, where: "MODEL" });
+}
+
+/** The Hub cache snapshot folder of `ref`; a miss names both places looked at (the path, the cache). */
+async function cachedModel(given: string, ref: { repo: string; revision?: string }, ctx: CliContext): Promise<string> {
+  try {
+    const found = await findCachedSnapshot({
+      repo: ref.repo,
+      ...(ref.revision !== undefined ? { revision: ref.revision } : {}),
+      env: ctx.env,
+    });
+    return found.snapshotPath;
+  } catch (e) {
+    if (!isVeraError(e) || e.code !== HubErrorCode.HUB_OFFLINE_MISS) throw e;
+    throw new VeraError(e.code, `${given} is no local file or folder, and ${e.message}`, {
+      ...(e.path !== undefined ? { path: e.path } : {}),
+      expected: e.expected,
+      received: e.received,
+      cause: e,
+    });
+  }
+}
 
 /** Which backends `auto` (or a fallback) passed over, one short reason each; `vera backends` has the details. */
 function printSkipped(ctx: CliContext, skipped: Array<{ name: string; reason: string }> | undefined): void {

@@ -9,3 +9,4 @@ export * from "./resolve-hub-cache-dir.js";
 export * from "./is-hub-offline.js";
 export * from "./pull-adapter.js";
 export * from "./resolve-hub-settings.js";
+export * from "./find-cached-snapshot.js";
