@@ -10,3 +10,4 @@ export * from "./merge-checkpoint.js";
 export * from "./merge-gguf.js";
 export * from "./merge-onnx.js";
 export * from "./plan-data-files.js";
+export * from "./merge-params.js";

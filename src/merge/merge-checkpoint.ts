@@ -3,7 +3,6 @@
  * through the shared stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, join, resolve } from "node:path";
-import type { ComputeBackend } from "../compute/backend.js";
 import { createReferenceBackend } from "../compute/reference-backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromWeights } from "../peft/base-shapes-from-weights.js";
@@ -11,7 +10,8 @@ import { VeraError } from "../errors.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { checkpointContainer } from "./checkpoint-container.js";
 import { eventStream } from "./event-stream.js";
-import { kernelCopier, type FileCopier } from "./file-copier.js";
+import { kernelCopier } from "./file-copier.js";
+import type { MergeCommonParams } from "./merge-params.js";
 import { loadAdapterFile } from "./load-adapter-file.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
@@ -20,14 +20,12 @@ import { readCheckpoint, type Checkpoint } from "./read-checkpoint.js";
 import { writeMergedModel } from "./write-merged-model.js";
 
 /** Parameters of {@link mergeCheckpoint} and {@link mergeCheckpointIter}. */
-export interface MergeCheckpointParams {
+export interface MergeCheckpointParams extends MergeCommonParams {
   /**
    * The base checkpoint: a transformers folder (`model.safetensors`, or shards and
    * `model.safetensors.index.json`) or a single `.safetensors` file.
    */
   model: string;
-  /** The adapter: a verakit file path, a PEFT adapter folder path, or an adapter object. */
-  adapter: string | VeraAdapter;
   /**
    * Where the merged checkpoint goes: a folder for a checkpoint folder (same file names; every
    * other file of the folder is copied), a file path for a single `.safetensors` file. Required
@@ -39,22 +37,8 @@ export interface MergeCheckpointParams {
    * for a Hub cache snapshot. @default false
    */
   inPlace?: boolean;
-  /** Only locate the weights and return the plan; write nothing. @default false */
-  dryRun?: boolean;
-  /** The merge kernel. @default the reference backend (pure TypeScript) */
-  backend?: ComputeBackend;
-  /** Cancels the merge: temporary files are removed, nothing is written. @default none */
-  signal?: AbortSignal;
-  /** fsync every output file before renaming it into place. @default true */
-  durable?: boolean;
-  /** Most bytes of merged tensors held in memory while their shard is still being copied. @default 268435456 (256 MiB) */
-  memoryBudget?: number;
-  /** PEFT sub-adapter name, when `adapter` is a folder holding several. @default the folder's adapter */
-  adapterName?: string;
   /** Leave out adapter modules that have no weight in this checkpoint (listed in the report). @default false */
   skipMissing?: boolean;
-  /** How files are copied. @default the platform's file copy ({@link kernelCopier}) */
-  copier?: FileCopier;
 }
 
 /**

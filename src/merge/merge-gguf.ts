@@ -4,10 +4,8 @@
  */
 import { promises as fsp } from "node:fs";
 import { basename, resolve } from "node:path";
-import type { ComputeBackend } from "../compute/backend.js";
 import { createReferenceBackend } from "../compute/reference-backend.js";
 import { ErrorCode, VeraError } from "../errors.js";
-import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import { loraBaseFromGguf } from "../gguf/lora-base.js";
 import { ggufScalar, readGguf } from "../gguf/read-gguf.js";
@@ -18,7 +16,8 @@ import { readFileBytes } from "../node/files.js";
 import { readRange } from "../node/ranged-io.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { eventStream } from "./event-stream.js";
-import { kernelCopier, type FileCopier } from "./file-copier.js";
+import { kernelCopier } from "./file-copier.js";
+import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./gguf-container.js";
 import { loadAdapterFile } from "./load-adapter-file.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
@@ -27,34 +26,18 @@ import { planDataFiles } from "./plan-data-files.js";
 import { writeMergedModel } from "./write-merged-model.js";
 
 /** Parameters of {@link mergeGguf} and {@link mergeGgufIter}. */
-export interface MergeGgufParams {
+export interface MergeGgufParams extends MergeCommonParams {
   /** The base model: a single-file GGUF v3 (F32, F16 or BF16 weights where the adapter goes). */
   model: string;
-  /** The adapter: a verakit file path, a PEFT adapter folder path, or an adapter object. */
-  adapter: string | VeraAdapter;
   /** The merged GGUF file. Required unless `inPlace` or `dryRun`. */
   output?: string;
   /** Replace the input file (a temporary copy renamed over it). @default false */
   inPlace?: boolean;
-  /** Only locate the weights and return the plan; write nothing. @default false */
-  dryRun?: boolean;
   /**
    * A mapping file (JSON: module path -> llama.cpp tensor name, `{bid}` for the block number), for
    * architectures without a built-in table, or the mapping itself. @default none
    */
   mapping?: string | GgufNameMapping;
-  /** The merge kernel. @default the reference backend (pure TypeScript) */
-  backend?: ComputeBackend;
-  /** Cancels the merge: temporary files are removed, nothing is written. @default none */
-  signal?: AbortSignal;
-  /** fsync the output before renaming it into place. @default true */
-  durable?: boolean;
-  /** Most bytes of merged tensors held in memory while the file is still being copied. @default 268435456 (256 MiB) */
-  memoryBudget?: number;
-  /** PEFT sub-adapter name, when `adapter` is a folder holding several. @default the folder's adapter */
-  adapterName?: string;
-  /** How files are copied. @default the platform's file copy ({@link kernelCopier}) */
-  copier?: FileCopier;
 }
 
 /**

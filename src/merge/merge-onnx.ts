@@ -3,13 +3,13 @@
  * stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, dirname, resolve } from "node:path";
-import type { ComputeBackend } from "../compute/backend.js";
 import { createReferenceBackend } from "../compute/reference-backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import { readFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
 import { eventStream } from "./event-stream.js";
-import { kernelCopier, type FileCopier } from "./file-copier.js";
+import { kernelCopier } from "./file-copier.js";
+import type { MergeCommonParams } from "./merge-params.js";
 import { loadMergeAdapter } from "./load-merge-adapter.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
@@ -20,11 +20,9 @@ import { writeMergedModel } from "./write-merged-model.js";
 export type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
 
 /** Parameters of {@link mergeOnnx} and {@link mergeOnnxIter}. */
-export interface MergeOnnxParams {
+export interface MergeOnnxParams extends MergeCommonParams {
   /** Path of the base `.onnx` model (its external data files are found from the locations inside it). */
   model: string;
-  /** The adapter: a verakit file path, a PEFT adapter folder path, or an adapter object. */
-  adapter: string | VeraAdapter;
   /** Path of the merged `.onnx` to write (its data files go beside it, under the same relative names). Required unless `inPlace` or `dryRun`. */
   output?: string;
   /**
@@ -34,36 +32,10 @@ export interface MergeOnnxParams {
    */
   inPlace?: boolean;
   /**
-   * Only locate the weights and return the plan; write nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-  /**
    * Explicit module -> initializer entries (object or path of a JSON mapping file, see `parseWeightMapping`).
    * @default none: weights are located automatically
    */
   mapping?: string | WeightMapping;
-  /**
-   * The merge kernel.
-   * @default the reference backend (pure TypeScript)
-   */
-  backend?: ComputeBackend;
-  /** Cancels the merge: temporary files are removed, nothing is written. @default none */
-  signal?: AbortSignal;
-  /**
-   * fsync every output file before renaming it into place (safe against power loss, slower).
-   * @default true
-   */
-  durable?: boolean;
-  /**
-   * Most bytes of merged tensors held in memory while their data file is still being copied; beyond
-   * it, merged tensors are appended to a scratch file beside the output and patched in once the copy
-   * is done (so computing never waits for the copy).
-   * @default 268435456 (256 MiB)
-   */
-  memoryBudget?: number;
-  /** PEFT sub-adapter name, when `adapter` is a folder holding several. @default the folder's adapter */
-  adapterName?: string;
   /**
    * Leave out adapter modules that have no weight in this model (listed in the report) instead of
    * refusing: for models exported as several files (encoder_model.onnx, decoder_model.onnx, ...).
@@ -77,11 +49,6 @@ export interface MergeOnnxParams {
    * @default false
    */
   untie?: boolean;
-  /**
-   * How data files are copied.
-   * @default the platform's file copy ({@link kernelCopier})
-   */
-  copier?: FileCopier;
 }
 
 /**
