@@ -2,11 +2,14 @@
  * The page runs the base and the merged model in onnxruntime-web (wasm) and shows the logits' max-abs
  * distance; onnxruntime-node on the same files must find the same distance.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { maxAbsDiff, runModel } from "../onnx-helpers.js";
-import { browserReady, downloads, openPage, openSession, ROOT, tmp, type Session } from "./page.js";
+import { loadMergeAdapter } from "../../src/merge/load-merge-adapter.js";
+import { listLinearWeights, readOnnxModel } from "../../src/onnx/index.js";
+import { adapterFeeds, graftOnnx } from "../../src/serve/index.js";
+import { loadOrt, maxAbsDiff, runModel } from "../onnx-helpers.js";
+import { browserReady, downloads, openPage, openSession, ROOT, tmp, veraOk, type Session } from "./page.js";
 
 const ready = browserReady();
 const ONNX = join(ROOT, "fixtures", "onnx");
@@ -77,5 +80,92 @@ describe.skipIf(!ready)("the page in Chromium: running models in onnxruntime-web
     const shown = await runOnPage(page, "1 two 3");
     expect(shown.state).toBe("error");
     expect(await page.getAttribute("#run-issues li", "data-code")).toBe("ARG_INVALID");
+  });
+});
+
+const SERVE = join(ROOT, "fixtures", "serve", "llama-dynamo");
+
+/** onnxruntime-node: the model grafted (plain inputs) for `graftWith`, run with each adapter; distance to the base. */
+async function nodeSwapDistances(graftWith: string, adapters: string[]): Promise<number[]> {
+  const ort = await loadOrt();
+  const modelPath = join(SERVE, "model.onnx");
+  const parsed = readOnnxModel({ bytes: new Uint8Array(readFileSync(modelPath)) });
+  const weights = listLinearWeights({ model: parsed });
+  const g = graftOnnx({
+    model: parsed,
+    adapter: (await loadMergeAdapter({ path: graftWith, weights })).adapter,
+    defaults: false,
+  });
+  const dir = tmp();
+  writeFileSync(join(dir, "model.onnx"), g.bytes);
+  copyFileSync(join(SERVE, "model.onnx.data"), join(dir, "model.onnx.data"));
+  const ids = new ort.Tensor(
+    "int64",
+    BigInt64Array.from(IDS, (x) => BigInt(x)),
+    [1, IDS.length],
+  );
+  const base = await runModel(modelPath, {
+    inputs: [{ name: "input_ids", dtype: "int64", shape: [1, IDS.length], data: IDS }],
+    outputs: ["logits"],
+  });
+  const session = await ort.InferenceSession.create(join(dir, "model.onnx"), { executionProviders: ["cpu"] });
+  try {
+    const out: number[] = [];
+    for (const a of adapters) {
+      const { feeds } = adapterFeeds({
+        spec: g.spec,
+        adapter: (await loadMergeAdapter({ path: a, weights })).adapter,
+        sessionInputs: session.inputNames,
+      });
+      const inputs: Record<string, import("onnxruntime-node").Tensor> = { input_ids: ids };
+      for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims);
+      const { logits } = await session.run(inputs);
+      out.push(maxAbsDiff(base, [logits!.data as Float32Array]));
+    }
+    return out;
+  } finally {
+    await session.release();
+  }
+}
+
+describe.skipIf(!ready)("the page in Chromium: one grafted model, adapters swapped in onnxruntime-web", () => {
+  let s: Session;
+  beforeAll(async () => {
+    s = await openSession();
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  it("grafts once and runs three real PEFT adapters by their vectors: onnxruntime-node's distances", async () => {
+    const { page, errors } = await openPage(s);
+    const names = ["a1", "a2", "a3"];
+    const dir = tmp();
+    const files = names.map((n) => {
+      const out = join(dir, `${n}.vera.safetensors`);
+      veraOk(["import-peft", join(SERVE, "adapters", n), "--base", join(SERVE, "model.onnx"), "-o", out]);
+      return out;
+    });
+    await page.setInputFiles("#adapter-folder", join(SERVE, "adapters", "a1"));
+    await page.setInputFiles("#model-files", [join(SERVE, "model.onnx"), join(SERVE, "model.onnx.data")]);
+    await page.setInputFiles("#swap-files", files);
+    await page.fill("#run-ids", IDS.join(" "));
+    await page.waitForSelector("#btn-graft-run:not([disabled])");
+    await page.click("#btn-graft-run");
+    await page.waitForSelector('#serve-status[data-state="done"], #serve-status[data-state="error"]');
+    const issues = await page.$$eval("#serve-issues li", (l) => l.map((x) => x.textContent));
+    expect(issues).toEqual([]);
+    const rows = await page.$$eval("#swap-results tr[data-adapter]", (l) =>
+      l.map((x) => [x.getAttribute("data-adapter")!, Number(x.getAttribute("data-distance"))] as const),
+    );
+    expect(rows.map((r) => r[0])).toEqual(["(no adapter)", ...names.map((n) => `${n}.vera.safetensors`)]);
+    expect(rows[0]![1]).toBe(0); // the grafted model without an adapter is the base model
+    const want = await nodeSwapDistances(join(SERVE, "adapters", "a1"), files);
+    for (const [k, w] of want.entries()) {
+      expect(w).toBeGreaterThan(0);
+      expect(Math.abs(rows[k + 1]![1] - w), names[k]).toBeLessThanOrEqual(1e-5);
+    }
+    expect(new Set(want.map((w) => w.toFixed(6))).size).toBe(3); // three different adapters
+    expect(errors).toEqual([]);
   });
 });

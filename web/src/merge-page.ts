@@ -41,6 +41,7 @@ export function setupMergePage(params: { adapterInput: () => AdapterInput }): vo
   save.hidden = !picker;
   save.addEventListener("click", () => void saveToFolder(picker!));
   $("btn-run").addEventListener("click", () => void runBaseAndMerged());
+  $("btn-graft-run").addEventListener("click", () => void graftAndRunAdapters());
   document.addEventListener("vera-adapter-changed", enable);
   enable();
 }
@@ -70,6 +71,34 @@ function enable(): void {
   ($("btn-merge-download") as HTMLButtonElement).disabled = !result;
   ($("btn-merge-save") as HTMLButtonElement).disabled = !result;
   ($("btn-run") as HTMLButtonElement).disabled = !result || !!running;
+  ($("btn-graft-run") as HTMLButtonElement).disabled = !(
+    hasAdapter &&
+    modelFiles.some((f) => f.path.endsWith(".onnx")) &&
+    !serving
+  );
+}
+
+let serving = false;
+
+/** Graft the chosen model once and run it with each dropped adapter (section 4; its code loads on first use). */
+async function graftAndRunAdapters(): Promise<void> {
+  const choice = ($("model-choice") as HTMLSelectElement).value;
+  const model = modelFiles.find((f) => f.path === choice) ?? modelFiles.find((f) => f.path.endsWith(".onnx"));
+  if (!model) return;
+  serving = true;
+  enable();
+  try {
+    const { graftAndRun } = await import("./serve-page.js");
+    await graftAndRun({
+      model,
+      beside: besideModel(model, modelFiles),
+      adapter: getAdapter(),
+      swaps: Array.from(($("swap-files") as HTMLInputElement).files ?? []),
+    });
+  } finally {
+    serving = false;
+    enable();
+  }
 }
 
 async function runMerge(): Promise<void> {

@@ -1,0 +1,108 @@
+/**
+ * Several adapters on one model without merging: the dropped ONNX model is grafted once (graftOnnx, plain
+ * inputs: onnxruntime-web drops feeds for inputs that have an initializer) for the adapter of section 1, then
+ * run in onnxruntime-web with each dropped adapter's vectors (adapterFeeds). Loaded on first use.
+ */
+import { VeraError } from "verakit";
+import type { VeraAdapter } from "verakit/format";
+import { listLinearWeights, readOnnxModel, type LinearWeight } from "verakit/onnx";
+import { adapterFeeds, graftOnnx } from "verakit/serve";
+import type { InputFile } from "./input-files.js";
+import { loadAdapterFiles } from "./load-adapter.js";
+import type { AdapterInput } from "./merge-page.js";
+import { peftBaseFromOnnx } from "./peft-base-from-onnx.js";
+import { maxAbsDistance, openModel, parseInputIds, runLogits, textFeeds, type ModelSession } from "./run/run-onnx.js";
+import { $, el, showError } from "./show.js";
+
+/** The adapter of section 1, imported against the model's own shapes when it is a PEFT folder (as `vera graft`). */
+async function graftAdapter(
+  input: AdapterInput,
+  weights: readonly LinearWeight[],
+  label: string,
+): Promise<VeraAdapter> {
+  if (input.loaded?.kind === "vera" && input.loaded.validation.ok) return input.loaded.validation.adapter!;
+  const l = await loadAdapterFiles({
+    files: input.files,
+    ...(input.adapterName ? { adapterName: input.adapterName } : {}),
+    baseFor: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights, label }),
+  });
+  if (l.kind === "vera") {
+    if (!l.validation.ok) throw VeraError.fromIssues(l.validation.issues);
+    return l.validation.adapter!;
+  }
+  return l.adapter;
+}
+
+/** A dropped adapter file, validated as `vera validate` does. */
+async function swapAdapter(file: File): Promise<VeraAdapter> {
+  const l = await loadAdapterFiles({ files: [{ path: file.name, file }] });
+  if (l.kind !== "vera") throw new VeraError("ARG_INVALID", `${file.name} is not a verakit adapter file`);
+  if (!l.validation.ok) throw VeraError.fromIssues(l.validation.issues);
+  return l.validation.adapter!;
+}
+
+/**
+ * Graft `model` for the section-1 adapter and run it with each of `swaps`; show every adapter's logits
+ * distance to the base model's (and the grafted model without adapter, which must be the base).
+ */
+export async function graftAndRun(params: {
+  model: InputFile;
+  beside: InputFile[];
+  adapter: AdapterInput;
+  swaps: File[];
+}): Promise<void> {
+  const status = $("serve-status");
+  const issues = $("serve-issues");
+  const table = $("swap-results");
+  issues.replaceChildren();
+  table.replaceChildren();
+  status.removeAttribute("data-state");
+  const opened: ModelSession[] = [];
+  try {
+    const ids = parseInputIds(($("run-ids") as HTMLInputElement).value);
+    const bytes = new Uint8Array(await params.model.file.arrayBuffer());
+    const parsed = readOnnxModel({ bytes });
+    const label = params.model.path.split("/").pop()!;
+    const adapter = await graftAdapter(params.adapter, listLinearWeights({ model: parsed }), label);
+    const swaps: Array<{ name: string; adapter: VeraAdapter | null }> = [{ name: "(no adapter)", adapter: null }];
+    for (const f of params.swaps) swaps.push({ name: f.name, adapter: await swapAdapter(f) });
+    if (params.swaps.length === 0) swaps.push({ name: "(section 1's adapter)", adapter });
+
+    status.textContent = "grafting...";
+    const t0 = performance.now();
+    const g = graftOnnx({ model: parsed, adapter, defaults: false });
+    const graftMs = performance.now() - t0;
+    const files = params.beside.map((f) => ({ path: f.path, blob: f.file }));
+    status.textContent = "running the base model in onnxruntime-web...";
+    const base = await openModel({ model: { path: label, blob: params.model.file }, files });
+    opened.push(base);
+    const baseLogits = await runLogits({ model: base, feeds: textFeeds({ inputNames: base.inputNames, ids }) });
+    const grafted = await openModel({ model: { path: label, blob: new Blob([g.bytes as BlobPart]) }, files });
+    opened.push(grafted);
+    const head = el("tr");
+    for (const h of ["adapter", "max |logits - base|", "ms"]) head.append(el("th", h));
+    table.append(head);
+    for (const s of swaps) {
+      status.textContent = `running ${s.name}...`;
+      const { feeds } = adapterFeeds({ spec: g.spec, adapter: s.adapter, sessionInputs: grafted.inputNames });
+      const t = performance.now();
+      const out = await runLogits({
+        model: grafted,
+        feeds: textFeeds({ inputNames: grafted.inputNames, ids, extra: feeds }),
+      });
+      const ms = performance.now() - t;
+      const d = maxAbsDistance(baseLogits.data, out.data);
+      const tr = el("tr", undefined, { "data-adapter": s.name, "data-distance": String(d) });
+      for (const c of [s.name, d.toExponential(4), ms.toFixed(0)]) tr.append(el("td", c));
+      table.append(tr);
+    }
+    status.textContent = `grafted ${g.modules.length} module(s) (rank ${g.spec.rank}, +${g.addedBytes} bytes) in ${graftMs.toFixed(0)} ms; ${swaps.length} run(s) on one session, no merge`;
+    status.dataset["state"] = "done";
+  } catch (e) {
+    status.textContent = "graft or run failed";
+    status.dataset["state"] = "error";
+    showError(issues, e);
+  } finally {
+    for (const m of opened) await m.release().catch(() => {});
+  }
+}
