@@ -168,4 +168,32 @@ describe.skipIf(!ready)("the page in Chromium: one grafted model, adapters swapp
     expect(new Set(want.map((w) => w.toFixed(6))).size).toBe(3); // three different adapters
     expect(errors).toEqual([]);
   });
+
+  it("an adapter of another rank is refused with the code and message onnxruntime-node's feeds get", async () => {
+    const { page } = await openPage(s);
+    const r4 = join(tmp(), "r4.vera.safetensors");
+    veraOk(["import-peft", join(SERVE, "adapters", "r4"), "--base", join(SERVE, "model.onnx"), "-o", r4]);
+    await page.setInputFiles("#adapter-folder", join(SERVE, "adapters", "a1"));
+    await page.setInputFiles("#model-files", [join(SERVE, "model.onnx"), join(SERVE, "model.onnx.data")]);
+    await page.setInputFiles("#swap-files", [r4]);
+    await page.waitForSelector("#btn-graft-run:not([disabled])");
+    await page.click("#btn-graft-run");
+    await page.waitForSelector('#serve-status[data-state="error"]');
+    const shown = await page.$$eval("#serve-issues li", (l) =>
+      l.map((x) => ({ code: x.getAttribute("data-code"), message: x.getAttribute("data-message") })),
+    );
+    const parsed = readOnnxModel({ bytes: new Uint8Array(readFileSync(join(SERVE, "model.onnx"))) });
+    const weights = listLinearWeights({ model: parsed });
+    const a1 = (await loadMergeAdapter({ path: join(SERVE, "adapters", "a1"), weights })).adapter;
+    const g = graftOnnx({ model: parsed, adapter: a1, defaults: false });
+    let want: { code: string; message: string } | undefined;
+    try {
+      adapterFeeds({ spec: g.spec, adapter: (await loadMergeAdapter({ path: r4, weights })).adapter });
+    } catch (e) {
+      want = { code: (e as { code: string }).code, message: (e as Error).message };
+    }
+    expect(want?.code).toBe("SERVE_SPEC_MISMATCH");
+    expect(shown[0]).toEqual(want);
+    expect(await page.$$("#swap-results tr[data-adapter]")).toEqual([]);
+  });
 });

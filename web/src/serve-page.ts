@@ -3,7 +3,7 @@
  * inputs: onnxruntime-web drops feeds for inputs that have an initializer) for the adapter of section 1, then
  * run in onnxruntime-web with each dropped adapter's vectors (adapterFeeds). Loaded on first use.
  */
-import { VeraError } from "verakit";
+import { ErrorCode, VeraError } from "verakit";
 import type { VeraAdapter } from "verakit/format";
 import { listLinearWeights, readOnnxModel, type LinearWeight } from "verakit/onnx";
 import { adapterFeeds, graftOnnx } from "verakit/serve";
@@ -36,7 +36,7 @@ async function graftAdapter(
 /** A dropped adapter file, validated as `vera validate` does. */
 async function swapAdapter(file: File): Promise<VeraAdapter> {
   const l = await loadAdapterFiles({ files: [{ path: file.name, file }] });
-  if (l.kind !== "vera") throw new VeraError("ARG_INVALID", `${file.name} is not a verakit adapter file`);
+  if (l.kind !== "vera") throw new VeraError(ErrorCode.ARG_INVALID, `${file.name} is not a verakit adapter file`);
   if (!l.validation.ok) throw VeraError.fromIssues(l.validation.issues);
   return l.validation.adapter!;
 }
@@ -72,6 +72,8 @@ export async function graftAndRun(params: {
     const t0 = performance.now();
     const g = graftOnnx({ model: parsed, adapter, defaults: false });
     const graftMs = performance.now() - t0;
+    // Every adapter is checked against the graft (seed, rank, shapes) before anything runs.
+    const fed = swaps.map((x) => ({ ...x, feeds: adapterFeeds({ spec: g.spec, adapter: x.adapter }).feeds }));
     const files = params.beside.map((f) => ({ path: f.path, blob: f.file }));
     status.textContent = "running the base model in onnxruntime-web...";
     const base = await openModel({ model: { path: label, blob: params.model.file }, files });
@@ -82,13 +84,14 @@ export async function graftAndRun(params: {
     const head = el("tr");
     for (const h of ["adapter", "max |logits - base|", "ms"]) head.append(el("th", h));
     table.append(head);
-    for (const s of swaps) {
+    // The session must take every adapter input (SERVE_FEEDS otherwise: a feed onnxruntime-web would drop).
+    adapterFeeds({ spec: g.spec, adapter: null, sessionInputs: grafted.inputNames });
+    for (const s of fed) {
       status.textContent = `running ${s.name}...`;
-      const { feeds } = adapterFeeds({ spec: g.spec, adapter: s.adapter, sessionInputs: grafted.inputNames });
       const t = performance.now();
       const out = await runLogits({
         model: grafted,
-        feeds: textFeeds({ inputNames: grafted.inputNames, ids, extra: feeds }),
+        feeds: textFeeds({ inputNames: grafted.inputNames, ids, extra: s.feeds }),
       });
       const ms = performance.now() - t;
       const d = maxAbsDistance(baseLogits.data, out.data);
