@@ -58,9 +58,14 @@ describe.skipIf(!ready)("the page in Chromium: running models in onnxruntime-web
 
   it("the logits distance of a merged PEFT adapter equals onnxruntime-node's on the same files", async () => {
     const { page, errors } = await openPage(s);
+    const requests: string[] = [];
+    page.on("request", (r) => requests.push(r.url()));
     const model = join(ONNX, "llama-dynamo");
     await merge(page, join(ONNX, "adapters", "llama"), model);
+    // onnxruntime-web is loaded only to run a model: not by the page, not by a merge
+    expect(requests.filter((u) => u.includes("ort-wasm"))).toEqual([]);
     const shown = await runOnPage(page, IDS.join(" "));
+    expect(requests.filter((u) => u.endsWith("/ort/ort-wasm-simd-threaded.wasm"))).toHaveLength(1);
     expect(shown.state, shown.text).toBe("done");
     const got = await downloads(page, "#btn-merge-download", 2);
     const dir = tmp();
