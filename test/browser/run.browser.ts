@@ -174,6 +174,36 @@ describe.skipIf(!ready)("the page in Chromium: one grafted model, adapters swapp
     expect(errors).toEqual([]);
   });
 
+  it("a folder of PEFT adapter folders: each imported against the model and swapped in, onnxruntime-node's distances", async () => {
+    const { page, errors } = await openPage(s);
+    const names = ["a1", "a2", "a3"];
+    const dir = join(tmp(), "mine");
+    for (const n of names) {
+      mkdirSync(join(dir, n), { recursive: true });
+      for (const f of ["adapter_config.json", "adapter_model.safetensors"])
+        copyFileSync(join(SERVE, "adapters", n, f), join(dir, n, f));
+    }
+    await page.setInputFiles("#adapter-folder", join(SERVE, "adapters", "a2"));
+    await page.setInputFiles("#model-files", [join(SERVE, "model.onnx"), join(SERVE, "model.onnx.data")]);
+    await page.setInputFiles("#swap-folder", dir);
+    await page.fill("#run-ids", IDS.join(" "));
+    await page.waitForSelector("#btn-graft-run:not([disabled])");
+    await page.click("#btn-graft-run");
+    await page.waitForSelector('#serve-status[data-state="done"], #serve-status[data-state="error"]');
+    expect(await page.$$eval("#serve-issues li", (l) => l.map((x) => x.textContent))).toEqual([]);
+    const rows = await page.$$eval("#swap-results tr[data-adapter]", (l) =>
+      l.map((x) => [x.getAttribute("data-adapter")!, Number(x.getAttribute("data-distance"))] as const),
+    );
+    expect(rows.map((r) => r[0])).toEqual(["(no adapter)", ...names.map((n) => `mine/${n}`)]);
+    expect(rows[0]![1]).toBe(0);
+    const want = await nodeSwapDistances(
+      join(SERVE, "adapters", "a2"),
+      names.map((n) => join(SERVE, "adapters", n)),
+    );
+    for (const [k, w] of want.entries()) expect(Math.abs(rows[k + 1]![1] - w), names[k]).toBeLessThanOrEqual(1e-5);
+    expect(errors).toEqual([]);
+  });
+
   it("an adapter of another rank is refused with the code and message onnxruntime-node's feeds get", async () => {
     const { page } = await openPage(s);
     const r4 = join(tmp(), "r4.vera.safetensors");

@@ -2,7 +2,7 @@
 import { createBackend, createWasmBackend, type ComputeBackend } from "verakit/compute";
 import { VeraError } from "verakit";
 import { parseWeightMapping } from "verakit/onnx";
-import { stripCommonFolder, type InputFile } from "./input-files.js";
+import { filesFromList, stripCommonFolder, type InputFile } from "./input-files.js";
 import { loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
 import { mergeOnnxBlobs, type MergedFile } from "./merge/merge-onnx-blobs.js";
 import { peftBaseFromOnnx } from "./peft-base-from-onnx.js";
@@ -93,7 +93,10 @@ async function graftAndRunAdapters(): Promise<void> {
       model,
       beside: besideModel(model, modelFiles),
       adapter: getAdapter(),
-      swaps: Array.from(($("swap-files") as HTMLInputElement).files ?? []),
+      swaps: ["swap-files", "swap-folder"].flatMap((id) => {
+        const list = ($(id) as HTMLInputElement).files;
+        return list ? filesFromList(list) : [];
+      }),
     });
   } finally {
     serving = false;

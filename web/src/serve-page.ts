@@ -33,10 +33,33 @@ async function graftAdapter(
   return l.adapter;
 }
 
-/** A dropped adapter file, validated as `vera validate` does. */
-async function swapAdapter(file: File): Promise<VeraAdapter> {
-  const l = await loadAdapterFiles({ files: [{ path: file.name, file }] });
-  if (l.kind !== "vera") throw new VeraError(ErrorCode.ARG_INVALID, `${file.name} is not a verakit adapter file`);
+/**
+ * The adapters given to swap in: every `.vera.safetensors` file, and every folder holding an adapter_config.json
+ * (a PEFT adapter, imported against the model's shapes as `vera graft` does), in path order.
+ */
+export function groupSwapFiles(files: readonly InputFile[]): Array<{ name: string; files: InputFile[] }> {
+  const out: Array<{ name: string; files: InputFile[] }> = [];
+  for (const f of files) {
+    if (f.path.endsWith(".vera.safetensors"))
+      out.push({ name: f.path, files: [{ path: f.path.split("/").pop()!, file: f.file }] });
+    const m = /^(.*\/)?adapter_config\.json$/.exec(f.path);
+    if (!m) continue;
+    const dir = m[1] ?? "";
+    const group = files
+      .filter((g) => g.path.startsWith(dir) && !g.path.slice(dir.length).includes("/"))
+      .map((g) => ({ path: g.path.slice(dir.length), file: g.file }));
+    out.push({ name: dir.replace(/\/$/, "") || "(PEFT folder)", files: group });
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** One adapter to swap in: a verakit file validated as `vera validate` does, or a PEFT folder imported. */
+async function swapAdapter(files: InputFile[], weights: readonly LinearWeight[], label: string): Promise<VeraAdapter> {
+  const l = await loadAdapterFiles({
+    files,
+    baseFor: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights, label }),
+  });
+  if (l.kind === "peft") return l.adapter;
   if (!l.validation.ok) throw VeraError.fromIssues(l.validation.issues);
   return l.validation.adapter!;
 }
@@ -49,7 +72,7 @@ export async function graftAndRun(params: {
   model: InputFile;
   beside: InputFile[];
   adapter: AdapterInput;
-  swaps: File[];
+  swaps: InputFile[];
 }): Promise<void> {
   const status = $("serve-status");
   const issues = $("serve-issues");
@@ -63,9 +86,16 @@ export async function graftAndRun(params: {
     const bytes = new Uint8Array(await params.model.file.arrayBuffer());
     const parsed = readOnnxModel({ bytes });
     const label = params.model.path.split("/").pop()!;
-    const adapter = await graftAdapter(params.adapter, listLinearWeights({ model: parsed }), label);
+    const weights = listLinearWeights({ model: parsed });
+    const adapter = await graftAdapter(params.adapter, weights, label);
     const swaps: Array<{ name: string; adapter: VeraAdapter | null }> = [{ name: "(no adapter)", adapter: null }];
-    for (const f of params.swaps) swaps.push({ name: f.name, adapter: await swapAdapter(f) });
+    const given = groupSwapFiles(params.swaps);
+    if (params.swaps.length > 0 && given.length === 0)
+      throw new VeraError(ErrorCode.ARG_INVALID, "no adapter among the files given to swap in", {
+        expected: ".vera.safetensors files or PEFT adapter folders (adapter_config.json)",
+        received: params.swaps.map((f) => f.path).join(", "),
+      });
+    for (const g of given) swaps.push({ name: g.name, adapter: await swapAdapter(g.files, weights, label) });
     if (params.swaps.length === 0) swaps.push({ name: "(section 1's adapter)", adapter });
 
     status.textContent = "grafting...";
