@@ -20,6 +20,12 @@ export interface PlainTensor {
 
 let configured = false;
 
+/**
+ * The largest model (with its data) the page runs: the wasm32 heap is 4 GiB at most, and the bytes are held once
+ * in JavaScript and once in the heap. Larger models are refused before anything is read.
+ */
+export const MAX_RUN_BYTES = 2 ** 31 - 2 ** 27;
+
 /** onnxruntime-web's wasm binary is served from the page's own `ort/` folder (copied there by the build). */
 function configure(): void {
   if (configured) return;
@@ -42,6 +48,13 @@ export interface ModelSession {
  * relative to the model's folder, as the model's `location` fields name them.
  */
 export async function openModel(params: { model: ModelFile; files: readonly ModelFile[] }): Promise<ModelSession> {
+  const total = params.model.blob.size + params.files.reduce((n, f) => n + (f === params.model ? 0 : f.blob.size), 0);
+  if (total > MAX_RUN_BYTES)
+    throw new VeraError(
+      ErrorCode.ARG_INVALID,
+      "the model is too large to run in onnxruntime-web's WebAssembly memory (4 GiB, holding the weights and a copy)",
+      { path: params.model.path, expected: `at most ${MAX_RUN_BYTES} bytes`, received: `${total} bytes` },
+    );
   configure();
   const externalData = await Promise.all(
     params.files
