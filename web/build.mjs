@@ -10,6 +10,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
 const out = join(here, "dist");
 const BUDGET = 150_000; // bytes, gzipped
+/** The binary onnxruntime-web's bundled wasm build fetches at run time, served from web/dist/ort/. */
+const ORT_FILES = ["ort-wasm-simd-threaded.wasm"];
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 // Subpaths the page may use: the package's public, browser-safe entries.
 const NODE_ONLY = new Set(["./node", "./merge", "./hub/node"]);
@@ -85,6 +87,10 @@ async function main() {
   const html = readFileSync(join(here, "index.html"), "utf8").replace("__VERSION__", pkg.version);
   writeFileSync(join(out, "index.html"), html);
   copyFileSync(join(here, "style.css"), join(out, "style.css"));
+  // onnxruntime-web's WebAssembly runtime (single-threaded use; the page sets env.wasm.wasmPaths to ./ort/).
+  const ortDist = join(root, "node_modules", "onnxruntime-web", "dist");
+  mkdirSync(join(out, "ort"), { recursive: true });
+  for (const f of ORT_FILES) copyFileSync(join(ortDist, f), join(out, "ort", f));
 
   // What loads before any merge: main.js and what it imports statically (dynamic imports excluded).
   const outputs = res.metafile.outputs;
@@ -107,12 +113,12 @@ async function main() {
     const first = initial.has(k);
     if (first) initialGz += g;
     else lazyGz += g;
-    rows.push([key(k), outputs[k].bytes, g, first ? "inspect/validate/convert" : "merge (loaded on use)"]);
+    rows.push([key(k), outputs[k].bytes, g, first ? "inspect/validate/convert" : "merge/run (loaded on use)"]);
   }
   console.log("file".padEnd(44), "bytes".padStart(9), "gzipped".padStart(9), " loaded for");
   for (const r of rows) console.log(r[0].padEnd(44), String(r[1]).padStart(9), String(r[2]).padStart(9), "", r[3]);
   console.log(
-    `inspect/validate/convert JavaScript: ${(initialGz / 1000).toFixed(1)} kB gzipped (budget ${BUDGET / 1000} kB); merge adds ${(lazyGz / 1000).toFixed(1)} kB on use`,
+    `inspect/validate/convert JavaScript: ${(initialGz / 1000).toFixed(1)} kB gzipped (budget ${BUDGET / 1000} kB); merge and model runs add ${(lazyGz / 1000).toFixed(1)} kB on use (plus onnxruntime-web's wasm, fetched only to run a model)`,
   );
   writeFileSync(
     join(out, "size.json"),

@@ -2,7 +2,7 @@
 import { createBackend, createWasmBackend, type ComputeBackend } from "verakit/compute";
 import { VeraError } from "verakit";
 import { parseWeightMapping } from "verakit/onnx";
-import { stripCommonFolder, type InputFile } from "./input-files.js";
+import { filesFromList, stripCommonFolder, type InputFile } from "./input-files.js";
 import { loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
 import { mergeOnnxBlobs, type MergedFile } from "./merge/merge-onnx-blobs.js";
 import { peftBaseFromOnnx } from "./peft-base-from-onnx.js";
@@ -27,6 +27,7 @@ interface DirHandle {
 let modelFiles: InputFile[] = [];
 let result: MergedFile[] | undefined;
 let running: AbortController | undefined;
+let resultModel: InputFile | undefined;
 let getAdapter: () => AdapterInput;
 
 /** Wire the merge controls; `adapterInput` gives the adapter chosen above on the page. */
@@ -39,6 +40,8 @@ export function setupMergePage(params: { adapterInput: () => AdapterInput }): vo
   const save = $("btn-merge-save") as HTMLButtonElement;
   save.hidden = !picker;
   save.addEventListener("click", () => void saveToFolder(picker!));
+  $("btn-run").addEventListener("click", () => void runBaseAndMerged());
+  $("btn-graft-run").addEventListener("click", () => void graftAndRunAdapters());
   document.addEventListener("vera-adapter-changed", enable);
   enable();
 }
@@ -67,6 +70,38 @@ function enable(): void {
   );
   ($("btn-merge-download") as HTMLButtonElement).disabled = !result;
   ($("btn-merge-save") as HTMLButtonElement).disabled = !result;
+  ($("btn-run") as HTMLButtonElement).disabled = !result || !!running;
+  ($("btn-graft-run") as HTMLButtonElement).disabled = !(
+    hasAdapter &&
+    modelFiles.some((f) => f.path.endsWith(".onnx")) &&
+    !serving
+  );
+}
+
+let serving = false;
+
+/** Graft the chosen model once and run it with each dropped adapter (section 4; its code loads on first use). */
+async function graftAndRunAdapters(): Promise<void> {
+  const choice = ($("model-choice") as HTMLSelectElement).value;
+  const model = modelFiles.find((f) => f.path === choice) ?? modelFiles.find((f) => f.path.endsWith(".onnx"));
+  if (!model) return;
+  serving = true;
+  enable();
+  try {
+    const { graftAndRun } = await import("./serve-page.js");
+    await graftAndRun({
+      model,
+      beside: besideModel(model, modelFiles),
+      adapter: getAdapter(),
+      swaps: ["swap-files", "swap-folder"].flatMap((id) => {
+        const list = ($(id) as HTMLInputElement).files;
+        return list ? filesFromList(list) : [];
+      }),
+    });
+  } finally {
+    serving = false;
+    enable();
+  }
 }
 
 async function runMerge(): Promise<void> {
@@ -123,6 +158,7 @@ async function runMerge(): Promise<void> {
       },
     });
     result = out.files;
+    resultModel = model;
     bar.value = 1;
     status.textContent = `merged ${out.report.weights} weight(s) with ${out.report.backend} in ${out.report.ms.total.toFixed(0)} ms: ${out.files.map((f) => `${f.path} (${size(f.blob.size)})`).join(", ")}`;
     status.dataset["state"] = "done";
@@ -135,6 +171,59 @@ async function runMerge(): Promise<void> {
     running = undefined;
     ($("btn-cancel") as HTMLButtonElement).disabled = true;
     await backend?.dispose?.().catch(() => {});
+    enable();
+  }
+}
+
+/** Files relative to the folder of `model` (the names its external data locations use). */
+function besideModel(model: InputFile, files: readonly InputFile[]): InputFile[] {
+  const dir = model.path.includes("/") ? model.path.slice(0, model.path.lastIndexOf("/") + 1) : "";
+  return files.filter((f) => f.path.startsWith(dir)).map((f) => ({ path: f.path.slice(dir.length), file: f.file }));
+}
+
+/** Run the base model and the merged one in onnxruntime-web on the given ids; show the logits' distance. */
+async function runBaseAndMerged(): Promise<void> {
+  if (!result || !resultModel) return;
+  const issues = $("run-issues");
+  issues.replaceChildren();
+  const status = $("run-status");
+  status.removeAttribute("data-state");
+  status.removeAttribute("data-distance");
+  const button = $("btn-run") as HTMLButtonElement;
+  button.disabled = true;
+  try {
+    const run = await import("./run/run-onnx.js");
+    const ids = run.parseInputIds(($("run-ids") as HTMLInputElement).value);
+    const logits = async (model: InputFile, files: readonly InputFile[]) => {
+      const m = await run.openModel({
+        model: { path: model.path, blob: model.file },
+        files: besideModel(model, files).map((f) => ({ path: f.path, blob: f.file })),
+      });
+      try {
+        const t0 = performance.now();
+        const out = await run.runLogits({ model: m, feeds: run.textFeeds({ inputNames: m.inputNames, ids }) });
+        return { ...out, ms: performance.now() - t0 };
+      } finally {
+        await m.release();
+      }
+    };
+    status.textContent = "loading onnxruntime-web and running the base model...";
+    const base = await logits(resultModel, modelFiles);
+    status.textContent = "running the merged model...";
+    const merged = result.find((f) => !f.path.includes("/") && f.path.endsWith(".onnx")) ?? result[0]!;
+    const m = await logits(
+      { path: merged.path, file: merged.blob },
+      result.map((f) => ({ path: f.path, file: f.blob })),
+    );
+    const d = run.maxAbsDistance(base.data, m.data);
+    status.dataset["distance"] = String(d);
+    status.dataset["state"] = "done";
+    status.textContent = `${base.name} [${base.dims.join(", ")}]: max |merged - base| = ${d.toExponential(4)} (base ${base.ms.toFixed(0)} ms, merged ${m.ms.toFixed(0)} ms, onnxruntime-web wasm)`;
+  } catch (e) {
+    status.textContent = "run failed";
+    status.dataset["state"] = "error";
+    showError(issues, e);
+  } finally {
     enable();
   }
 }
