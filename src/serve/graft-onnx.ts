@@ -8,17 +8,15 @@ import { findWeightsForModule, planOnnxMerge } from "../onnx/plan-onnx-merge.js"
 import { OnnxErrorCode } from "../onnx/error-codes.js";
 import { dataTypeName, OnnxDataType, type MessageSpan, type OnnxModel, type OnnxNode } from "../onnx/types.js";
 import type { WeightMapping } from "../onnx/weight-mapping.js";
-import { fieldString, fields } from "../onnx/wire.js";
+import { concatBytes, fieldString, fields, lenField } from "../onnx/wire.js";
 import { generateProjections } from "../projections/generate.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { encodeGraftSpec, GRAFT_METADATA_KEY, graftInputNames, graftSpecOf, type GraftSpec } from "./graft-spec.js";
 import {
-  concatBytes,
   float32Bytes,
   initializerField,
   inputField,
   int64Bytes,
-  lenField,
   metadataField,
   nodeField,
   type NodeSpec,
