@@ -10,17 +10,12 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { root, saveResults, table } from "./lib.mjs";
-import { builtCli, mergeVsCp, sync, timed, writeBenchAdapter } from "./merge-lib.mjs";
+import { builtCli, mergeVsCp, option, sync, timed, timedMerge, writeBenchAdapter } from "./merge-lib.mjs";
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const LAYERS = Number(opt("layers", "2"));
-const REPS = Number(opt("reps", "2"));
-const BACKEND = opt("backend", "auto");
-const BASE = opt("dir", tmpdir());
+const LAYERS = Number(option("layers", "2"));
+const REPS = Number(option("reps", "2"));
+const BACKEND = option("backend", "auto");
+const BASE = option("dir", tmpdir());
 const H = 4096,
   I = 11008,
   V = 32000,
@@ -109,18 +104,14 @@ try {
       return ms;
     },
     merge: () => {
-      const m = timed(process.execPath, [
+      const m = timedMerge({
         cli,
-        "merge",
-        model,
+        input: model,
         adapter,
-        "-o",
-        mOut,
-        "--backend",
-        BACKEND,
-        "--json",
-        "--no-fsync",
-      ]);
+        output: mOut,
+        backend: BACKEND,
+        extra: ["--json", "--no-fsync"],
+      });
       rmSync(mOut);
       return m;
     },

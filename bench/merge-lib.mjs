@@ -5,6 +5,13 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { root } from "./lib.mjs";
 
+/** The value after `--name` on the command line, else `dflt`. */
+export function option(name, dflt) {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+}
+
 /** The built CLI (dist/cli/index.js); throws when it is not built. */
 export function builtCli() {
   const cli = join(root, "dist/cli/index.js");
@@ -41,6 +48,11 @@ export function timed(cmd, argv) {
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed (${r.status}): ${r.stderr}`);
   const m = /__RSS_KB=(\d+)/.exec(r.stderr);
   return { ms, rssMB: m ? Number(m[1]) / 1024 : null, stdout: r.stdout };
+}
+
+/** Time `vera merge INPUT ADAPTER -o OUTPUT --backend BACKEND ...extra` run by the built CLI. */
+export function timedMerge({ cli, input, adapter, output, backend, extra }) {
+  return timed(process.execPath, [cli, "merge", input, adapter, "-o", output, "--backend", backend, ...extra]);
 }
 
 /** Flush the page cache's dirty pages (`sync`). */

@@ -11,19 +11,14 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "
 import { freemem, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { saveResults, table } from "./lib.mjs";
-import { builtCli, mergeVsCp, sync, timed, writeBenchAdapter } from "./merge-lib.mjs";
+import { builtCli, mergeVsCp, option, sync, timed, timedMerge, writeBenchAdapter } from "./merge-lib.mjs";
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const LAYERS = opt("layers", "8,16,32").split(",").map(Number);
-const REPS = Number(opt("reps", "2"));
-const BACKEND = opt("backend", "auto");
-const THREADS = opt("threads", "");
-const FSYNC = args.includes("--fsync");
-const BASE = opt("dir", tmpdir());
+const LAYERS = option("layers", "8,16,32").split(",").map(Number);
+const REPS = Number(option("reps", "2"));
+const BACKEND = option("backend", "auto");
+const THREADS = option("threads", "");
+const FSYNC = process.argv.slice(2).includes("--fsync");
+const BASE = option("dir", tmpdir());
 const H = 4096,
   I = 11008,
   V = 32000,
@@ -173,19 +168,14 @@ try {
         return c.ms;
       },
       merge: () => {
-        const m = timed(process.execPath, [
+        const m = timedMerge({
           cli,
-          "merge",
-          join(dir, "model.onnx"),
+          input: join(dir, "model.onnx"),
           adapter,
-          "-o",
-          join(mOut, "model.onnx"),
-          "--backend",
-          BACKEND,
-          ...(THREADS ? ["--threads", THREADS] : []),
-          "--json",
-          ...(FSYNC ? [] : ["--no-fsync"]),
-        ]);
+          output: join(mOut, "model.onnx"),
+          backend: BACKEND,
+          extra: [...(THREADS ? ["--threads", THREADS] : []), "--json", ...(FSYNC ? [] : ["--no-fsync"])],
+        });
         rmSync(mOut, { recursive: true });
         return m;
       },
