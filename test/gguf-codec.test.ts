@@ -17,6 +17,7 @@ import {
   type GgufFile,
 } from "../src/gguf/index.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
+import { bundleForBrowser } from "./bundle-helpers.js";
 import { errorCode } from "./error-helpers.js";
 
 const DIR = join(import.meta.dirname, "..", "fixtures", "gguf");
@@ -342,16 +343,7 @@ describe("GGUF writer refusals and alignment", () => {
     expect(bytes.byteLength).toBe(f.dataOffset + 128);
   });
   it("src/gguf bundles for the browser without Node built-ins", async () => {
-    const { build } = await import("esbuild");
-    const r = await build({
-      entryPoints: ["src/gguf/index.ts"],
-      bundle: true,
-      platform: "browser",
-      format: "esm",
-      write: false,
-      logLevel: "silent",
-      metafile: true,
-    });
+    const r = await bundleForBrowser("src/gguf/index.ts");
     expect(Object.keys(r.metafile.inputs).filter((i) => i.startsWith("node:"))).toEqual([]);
     expect(r.outputFiles[0]!.text).not.toMatch(/\bfrom\s+["']node:|require\(["']node:/);
   });
