@@ -175,21 +175,23 @@ async function dataPathStudy(torch) {
   const yBuf = new ort.Tensor("float32", new Float32Array(o * n), [o, n]);
   await time("  + preallocated output tensor (reused)", () => fed.run({ B: tB, A: tA, W: tW }, { Y: yBuf }), "");
   await time("  + output bound to W itself (in place)", () => fed.run({ B: tB, A: tA, W: tW }, { Y: tW }), "");
+  // one merge task over the study's W, A and B' (a fresh copy of W each time), lambdas 1
+  const studyTask = (layout) => ({
+    name: "study",
+    dtype: "F32",
+    layout,
+    outFeatures: o,
+    inFeatures: n,
+    rank: r,
+    weight: new Uint8Array(W.slice().buffer),
+    a: A,
+    b: Bp,
+    lambdaD: new Float32Array(r).fill(1),
+    lambdaB: new Float32Array(o).fill(1),
+  });
   for (const bb of [1 << 18, 1 << 20, 4 << 20, 16 << 20, 64 << 20]) {
     const be = await createOrtBackend({ blockBytes: bb });
-    const task = {
-      name: "study",
-      dtype: "F32",
-      layout: "out_in",
-      outFeatures: o,
-      inFeatures: n,
-      rank: r,
-      weight: new Uint8Array(W.slice().buffer),
-      a: A,
-      b: Bp,
-      lambdaD: new Float32Array(r).fill(1),
-      lambdaB: new Float32Array(o).fill(1),
-    };
+    const task = studyTask("out_in");
     await time(
       `verakit ort-cpu: A constant (pre-packed), in place, ${bb >> 10} KiB row blocks`,
       () => be.merge([task]),
@@ -199,19 +201,7 @@ async function dataPathStudy(torch) {
   }
   for (const bb of [4 << 20, 16 << 20, 64 << 20]) {
     const be = await createOrtBackend({ blockBytes: bb });
-    const task = {
-      name: "study",
-      dtype: "F32",
-      layout: "in_out",
-      outFeatures: o,
-      inFeatures: n,
-      rank: r,
-      weight: new Uint8Array(W.slice().buffer),
-      a: A,
-      b: Bp,
-      lambdaD: new Float32Array(r).fill(1),
-      lambdaB: new Float32Array(o).fill(1),
-    };
+    const task = studyTask("in_out");
     await time(
       `verakit ort-cpu, in_out layout (per-layer factor re-packed per run), ${bb >> 10} KiB blocks`,
       () => be.merge([task]),

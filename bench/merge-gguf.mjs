@@ -6,31 +6,23 @@
 //   node bench/merge-gguf.mjs [--layers 2] [--reps 2] [--backend auto] [--dir DIR]
 //
 // Neither side syncs (--no-fsync). Needs about 3x the file's size in free disk space under --dir.
-import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { root, saveResults, table } from "./lib.mjs";
+import { builtCli, mergeVsCp, option, sync, timed, timedMerge, writeBenchAdapter } from "./merge-lib.mjs";
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const LAYERS = Number(opt("layers", "2"));
-const REPS = Number(opt("reps", "2"));
-const BACKEND = opt("backend", "auto");
-const BASE = opt("dir", tmpdir());
+const LAYERS = Number(option("layers", "2"));
+const REPS = Number(option("reps", "2"));
+const BACKEND = option("backend", "auto");
+const BASE = option("dir", tmpdir());
 const H = 4096,
   I = 11008,
   V = 32000,
   R = 256,
   HEADS = 32;
-const cli = join(root, "dist/cli/index.js");
-if (!existsSync(cli)) throw new Error("build first: npx tsup");
-const { createAdapter, writeVera } = await import(join(root, "dist/format/index.js"));
+const cli = builtCli();
 const { planGguf, GgmlType, GgufValueType: T } = await import(join(root, "dist/gguf/index.js"));
-const { writeFileAtomic } = await import(join(root, "dist/node/index.js"));
 
 /** The file's tensors in llama.cpp's order: [name, ne, type]. */
 function tensors(layers) {
@@ -88,38 +80,6 @@ function generate(path, layers) {
   return plan.size;
 }
 
-function adapterFor(layers, path) {
-  const modules = [];
-  for (let l = 0; l < layers; l++)
-    for (const m of ["q_proj", "v_proj"])
-      modules.push({ name: `model.layers.${l}.self_attn.${m}`, inFeatures: H, outFeatures: H });
-  const a = createAdapter({ modules, rank: R, seed: 1234 });
-  let s = 7;
-  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.02;
-  for (const m of a.modules) {
-    m.lambdaB.forEach((_, i) => (m.lambdaB[i] = rnd()));
-    m.lambdaD.forEach((_, i) => (m.lambdaD[i] = rnd() * 10));
-  }
-  return writeFileAtomic(path, writeVera({ adapter: a }));
-}
-
-const hasTime = existsSync("/usr/bin/time");
-function timed(cmd, argv) {
-  const full = hasTime ? ["/usr/bin/time", ["-f", "__RSS_KB=%M", cmd, ...argv]] : [cmd, argv];
-  const t0 = performance.now();
-  const r = spawnSync(full[0], full[1], { encoding: "utf8", maxBuffer: 256 << 20 });
-  const ms = performance.now() - t0;
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed (${r.status}): ${r.stderr}`);
-  const m = /__RSS_KB=(\d+)/.exec(r.stderr);
-  return { ms, rssMB: m ? Number(m[1]) / 1024 : null, stdout: r.stdout };
-}
-const sync = () => spawnSync("sync");
-const median = (xs) => {
-  const v = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-};
-
 const work = mkdtempSync(join(BASE, "vera-bench-merge-gguf-"));
 let row;
 let result;
@@ -128,61 +88,41 @@ try {
   console.error(`generating a ${LAYERS}-layer GGUF...`);
   const bytes = generate(model, LAYERS);
   const adapter = join(work, "adapter.vera.safetensors");
-  await adapterFor(LAYERS, adapter);
+  await writeBenchAdapter({ layers: LAYERS, path: adapter, hidden: H, rank: R });
   sync();
-  const cpMs = [];
-  const mergeMs = [];
-  const rss = [];
-  let report = null;
-  for (let rep = 0; rep < REPS; rep++) {
-    const cpOut = join(work, "cp-out.gguf");
-    cpMs.push(timed("cp", [model, cpOut]).ms);
-    rmSync(cpOut);
-    sync();
-    const mOut = join(work, "merge-out.gguf");
-    const m = timed(process.execPath, [
-      cli,
-      "merge",
-      model,
-      adapter,
-      "-o",
-      mOut,
-      "--backend",
-      BACKEND,
-      "--json",
-      "--no-fsync",
-    ]);
-    mergeMs.push(m.ms);
-    if (m.rssMB !== null) rss.push(m.rssMB);
-    report = JSON.parse(m.stdout);
-    rmSync(mOut);
-    sync();
-  }
-  const cp = median(cpMs);
-  const mg = median(mergeMs);
-  const t = report.timings;
+  const cpOut = join(work, "cp-out.gguf");
+  const mOut = join(work, "merge-out.gguf");
+  const {
+    report,
+    columns,
+    result: times,
+  } = mergeVsCp({
+    reps: REPS,
+    cp: () => {
+      const { ms } = timed("cp", [model, cpOut]);
+      rmSync(cpOut);
+      return ms;
+    },
+    merge: () => {
+      const m = timedMerge({
+        cli,
+        input: model,
+        adapter,
+        output: mOut,
+        backend: BACKEND,
+        extra: ["--json", "--no-fsync"],
+      });
+      rmSync(mOut);
+      return m;
+    },
+  });
   row = {
     layers: LAYERS,
     size: `${(bytes / 1e9).toFixed(2)} GB`,
     merged: `${report.weights} x 4096x4096 f16`,
-    "cp s": (cp / 1000).toFixed(2),
-    "merge s": (mg / 1000).toFixed(2),
-    ratio: (mg / cp).toFixed(2),
-    "peak RSS MB": rss.length ? Math.max(...rss).toFixed(0) : "n/a",
-    "compute s": (t.compute / 1000).toFixed(2),
-    "copy s": (t.copy / 1000).toFixed(2),
+    ...columns,
   };
-  result = {
-    layers: LAYERS,
-    bytes,
-    mergedWeights: report.weights,
-    backend: report.backendInfo,
-    cpMs,
-    mergeMs,
-    ratio: mg / cp,
-    peakRssMB: rss.length ? Math.max(...rss) : null,
-    timings: t,
-  };
+  result = { layers: LAYERS, bytes, mergedWeights: report.weights, backend: report.backendInfo, ...times };
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

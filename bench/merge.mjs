@@ -7,31 +7,23 @@
 //
 // --fsync compares `cp` + `sync` with a durable merge (fsync before rename); by default neither syncs.
 // Needs about 3x the largest model's size in free disk space under --dir (default: the OS temp dir).
-import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { freemem, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { root, saveResults, table } from "./lib.mjs";
+import { saveResults, table } from "./lib.mjs";
+import { builtCli, mergeVsCp, option, sync, timed, timedMerge, writeBenchAdapter } from "./merge-lib.mjs";
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const LAYERS = opt("layers", "8,16,32").split(",").map(Number);
-const REPS = Number(opt("reps", "2"));
-const BACKEND = opt("backend", "auto");
-const THREADS = opt("threads", "");
-const FSYNC = args.includes("--fsync");
-const BASE = opt("dir", tmpdir());
+const LAYERS = option("layers", "8,16,32").split(",").map(Number);
+const REPS = Number(option("reps", "2"));
+const BACKEND = option("backend", "auto");
+const THREADS = option("threads", "");
+const FSYNC = process.argv.slice(2).includes("--fsync");
+const BASE = option("dir", tmpdir());
 const H = 4096,
   I = 11008,
   V = 32000,
   R = 256;
-const cli = join(root, "dist/cli/index.js");
-if (!existsSync(cli)) throw new Error("build first: npx tsup");
-const { createAdapter, writeVera } = await import(join(root, "dist/format/index.js"));
-const { writeFileAtomic } = await import(join(root, "dist/node/index.js"));
+const cli = builtCli();
 
 // ---- a minimal protobuf writer for the generated model ----
 const enc = new TextEncoder();
@@ -150,38 +142,6 @@ function generate(dir, layers) {
   return offset + model.length;
 }
 
-function adapterFor(layers, path) {
-  const modules = [];
-  for (let l = 0; l < layers; l++)
-    for (const m of ["q_proj", "v_proj"])
-      modules.push({ name: `model.layers.${l}.self_attn.${m}`, inFeatures: H, outFeatures: H });
-  const a = createAdapter({ modules, rank: R, seed: 1234 });
-  let s = 7;
-  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.02;
-  for (const m of a.modules) {
-    m.lambdaB.forEach((_, i) => (m.lambdaB[i] = rnd()));
-    m.lambdaD.forEach((_, i) => (m.lambdaD[i] = rnd() * 10));
-  }
-  return writeFileAtomic(path, writeVera({ adapter: a }));
-}
-
-const hasTime = existsSync("/usr/bin/time");
-function timed(cmd, argv) {
-  const full = hasTime ? ["/usr/bin/time", ["-f", "__RSS_KB=%M", cmd, ...argv]] : [cmd, argv];
-  const t0 = performance.now();
-  const r = spawnSync(full[0], full[1], { encoding: "utf8", maxBuffer: 256 << 20 });
-  const ms = performance.now() - t0;
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed (${r.status}): ${r.stderr}`);
-  const m = /__RSS_KB=(\d+)/.exec(r.stderr);
-  return { ms, rssMB: m ? Number(m[1]) / 1024 : null, stdout: r.stdout };
-}
-const sync = () => spawnSync("sync");
-const median = (xs) => {
-  const v = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-};
-
 const work = mkdtempSync(join(BASE, "vera-bench-merge-"));
 const rows = [];
 const results = [];
@@ -193,69 +153,44 @@ try {
     console.error(`generating a ${layers}-layer model...`);
     const bytes = generate(dir, layers);
     const adapter = join(work, `adapter-l${layers}.vera.safetensors`);
-    await adapterFor(layers, adapter);
+    await writeBenchAdapter({ layers, path: adapter, hidden: H, rank: R });
     sync();
-    const cpMs = [];
-    const mergeMs = [];
-    const rss = [];
-    let report = null;
-    for (let rep = 0; rep < REPS; rep++) {
-      const cpOut = join(work, "cp-out");
-      mkdirSync(cpOut);
-      const c = FSYNC
-        ? timed("sh", ["-c", `cp "${dir}/model.onnx" "${dir}/model.onnx_data" "${cpOut}/" && sync`])
-        : timed("cp", [join(dir, "model.onnx"), join(dir, "model.onnx_data"), cpOut + "/"]);
-      cpMs.push(c.ms);
-      rmSync(cpOut, { recursive: true });
-      sync();
-      const mOut = join(work, "merge-out");
-      const m = timed(process.execPath, [
-        cli,
-        "merge",
-        join(dir, "model.onnx"),
-        adapter,
-        "-o",
-        join(mOut, "model.onnx"),
-        "--backend",
-        BACKEND,
-        ...(THREADS ? ["--threads", THREADS] : []),
-        "--json",
-        ...(FSYNC ? [] : ["--no-fsync"]),
-      ]);
-      mergeMs.push(m.ms);
-      if (m.rssMB !== null) rss.push(m.rssMB);
-      report = JSON.parse(m.stdout);
-      backendInfo = report.backendInfo;
-      rmSync(mOut, { recursive: true });
-      sync();
-    }
-    const cp = median(cpMs);
-    const mg = median(mergeMs);
+    const cpOut = join(work, "cp-out");
+    const mOut = join(work, "merge-out");
+    const { report, columns, result } = mergeVsCp({
+      reps: REPS,
+      cp: () => {
+        mkdirSync(cpOut);
+        const c = FSYNC
+          ? timed("sh", ["-c", `cp "${dir}/model.onnx" "${dir}/model.onnx_data" "${cpOut}/" && sync`])
+          : timed("cp", [join(dir, "model.onnx"), join(dir, "model.onnx_data"), cpOut + "/"]);
+        rmSync(cpOut, { recursive: true });
+        return c.ms;
+      },
+      merge: () => {
+        const m = timedMerge({
+          cli,
+          input: join(dir, "model.onnx"),
+          adapter,
+          output: join(mOut, "model.onnx"),
+          backend: BACKEND,
+          extra: [...(THREADS ? ["--threads", THREADS] : []), "--json", ...(FSYNC ? [] : ["--no-fsync"])],
+        });
+        rmSync(mOut, { recursive: true });
+        return m;
+      },
+    });
+    backendInfo = report.backendInfo;
     const t = report.timings;
-    const row = {
+    rows.push({
       layers,
       size: `${(bytes / 1e9).toFixed(2)} GB`,
       merged: `${report.weights} x 4096x4096`,
-      "cp s": (cp / 1000).toFixed(2),
-      "merge s": (mg / 1000).toFixed(2),
-      ratio: (mg / cp).toFixed(2),
-      "peak RSS MB": rss.length ? Math.max(...rss).toFixed(0) : "n/a",
-      "compute s": (t.compute / 1000).toFixed(2),
-      "copy s": (t.copy / 1000).toFixed(2),
+      ...columns,
       "read s": (t.read / 1000).toFixed(2),
       "write s": (t.write / 1000).toFixed(2),
-    };
-    rows.push(row);
-    results.push({
-      layers,
-      bytes,
-      mergedWeights: report.weights,
-      cpMs,
-      mergeMs,
-      ratio: mg / cp,
-      peakRssMB: rss.length ? Math.max(...rss) : null,
-      timings: t,
     });
+    results.push({ layers, bytes, mergedWeights: report.weights, ...result });
     rmSync(dir, { recursive: true });
     rmSync(adapter);
   }

@@ -1,4 +1,4 @@
-import { build } from "esbuild";
+import { bundleForBrowser } from "./bundle-helpers.js";
 import { describe, expect, it } from "vitest";
 
 // The pure core must bundle for browsers with no Node built-ins (package.json "exports" subpaths).
@@ -15,15 +15,7 @@ const browserEntries = [
 describe("browser bundles of the core", () => {
   for (const entry of browserEntries) {
     it(`${entry} bundles for the browser without Node built-ins`, async () => {
-      const r = await build({
-        entryPoints: [entry],
-        bundle: true,
-        platform: "browser",
-        format: "esm",
-        write: false,
-        logLevel: "silent",
-        metafile: true,
-      });
+      const r = await bundleForBrowser(entry);
       const inputs = Object.keys(r.metafile!.inputs);
       expect(
         inputs.filter((i) => i.startsWith("node:") || /(^|\/)node_modules\/(onnxruntime-node|webgpu)\//.test(i)),

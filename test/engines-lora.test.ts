@@ -6,7 +6,6 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { isVeraError } from "../src/errors.js";
 import type { VeraAdapter } from "../src/format/types.js";
 import { loadAdapter } from "../src/node/load-adapter.js";
 import { expandToLora } from "../src/peft/expand-to-lora.js";
@@ -14,6 +13,7 @@ import { LORA_CONFIG_FIELDS_0_11 } from "../src/peft/internal.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 import { planLoraForEngine, VLLM_MAX_LORA_RANKS } from "../src/serve/lora-for-engine.js";
 import { useTempDirs } from "./temp-helpers.js";
+import { errorCode as code } from "./error-helpers.js";
 
 const tempDir = useTempDirs("vera-el-");
 
@@ -25,15 +25,6 @@ const load = async () =>
       base: join(PEFT, "bases/llama/config.json"),
     })
   ).adapter;
-const code = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (isVeraError(e)) return e.code;
-    throw e;
-  }
-  return "OK";
-};
 
 describe("expand-lora --for: what real PEFT and vLLM's checks said (fixtures/engines/vllm-tgi-check.json)", () => {
   const check = JSON.parse(readFileSync(join(__dirname, "../fixtures/engines/vllm-tgi-check.json"), "utf8"));

@@ -8,7 +8,6 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { isVeraError } from "../src/errors.js";
 import type { VeraAdapter } from "../src/format/types.js";
 import { loadAdapter } from "../src/node/load-adapter.js";
 import { projectionsFor } from "../src/projections/for-adapter.js";
@@ -23,6 +22,7 @@ import { readOnnxModel } from "../src/onnx/read-onnx-model.js";
 import { caseAdapter, loadCase } from "./serve-helpers.js";
 import { findLoraInputs, oliveLoraInputNames, writeOnnxLoraAdapter } from "../src/serve/write-onnx-adapter-lora.js";
 import { useTempDirs } from "./temp-helpers.js";
+import { errorCode as code } from "./error-helpers.js";
 
 const tempDir = useTempDirs("vera-oa-");
 
@@ -36,15 +36,6 @@ const file = (c: string, f: string) => new Uint8Array(readFileSync(join(ENGINES,
 const load = async (c: (typeof CASES)[number]) =>
   (await loadAdapter({ path: join(PEFT, "adapters", c.name), base: join(PEFT, "bases", c.base, "config.json") }))
     .adapter;
-const code = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (isVeraError(e)) return e.code;
-    throw e;
-  }
-  return "OK";
-};
 interface FormCheck {
   max_abs_diff_vs_numpy_float64: number;
   max_abs_diff_no_adapter_vs_base: number;

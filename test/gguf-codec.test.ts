@@ -17,6 +17,8 @@ import {
   type GgufFile,
 } from "../src/gguf/index.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
+import { bundleForBrowser } from "./bundle-helpers.js";
+import { errorCode } from "./error-helpers.js";
 
 const DIR = join(import.meta.dirname, "..", "fixtures", "gguf");
 const parity = new Uint8Array(readFileSync(join(DIR, "writer-parity.gguf")));
@@ -307,14 +309,7 @@ describe("llama.cpp tensor names and q/k permutation", () => {
 
 describe("GGUF writer refusals and alignment", () => {
   const t = (name: string, ne = [4]) => ({ name, type: GgmlType.F32, ne, data: new Uint8Array(ne[0]! * 4) });
-  const code = (f: () => unknown) => {
-    try {
-      f();
-    } catch (e) {
-      return (e as { code?: string }).code;
-    }
-    return "ok";
-  };
+  const code = (f: () => unknown) => errorCode(f, "ok");
   it("refuses duplicate names and keys, long names, bad dims, wrong value types, bad alignment", () => {
     expect(code(() => writeGguf({ metadata: [], tensors: [t("a"), t("a")] }))).toBe("GGUF_DUPLICATE");
     const s = { type: 8 as const, value: "x" };
@@ -348,16 +343,7 @@ describe("GGUF writer refusals and alignment", () => {
     expect(bytes.byteLength).toBe(f.dataOffset + 128);
   });
   it("src/gguf bundles for the browser without Node built-ins", async () => {
-    const { build } = await import("esbuild");
-    const r = await build({
-      entryPoints: ["src/gguf/index.ts"],
-      bundle: true,
-      platform: "browser",
-      format: "esm",
-      write: false,
-      logLevel: "silent",
-      metafile: true,
-    });
+    const r = await bundleForBrowser("src/gguf/index.ts");
     expect(Object.keys(r.metafile.inputs).filter((i) => i.startsWith("node:"))).toEqual([]);
     expect(r.outputFiles[0]!.text).not.toMatch(/\bfrom\s+["']node:|require\(["']node:/);
   });

@@ -20,6 +20,7 @@ import {
 } from "../src/gguf/index.js";
 import { loadGgufLoraInputs, readGgufFile, writeGgufStreamFile } from "../src/node/gguf-file.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
+import { errorCode } from "./error-helpers.js";
 
 const DIR = join(import.meta.dirname, "..", "fixtures", "gguf");
 const BASE = join(DIR, "llama", "base-f32.gguf");
@@ -203,14 +204,7 @@ describe("vera export-gguf-lora on a real PEFT VeRA adapter and a gguf-py Llama 
 
 describe("export-gguf-lora refusals: typed errors, nothing written", async () => {
   const inputs = await loadGgufLoraInputs({ adapter: VERA, base: BASE });
-  const code = (f: () => unknown) => {
-    try {
-      f();
-    } catch (e) {
-      return (e as { code?: string }).code;
-    }
-    return "ok";
-  };
+  const code = (f: () => unknown) => errorCode(f, "ok");
   it("unknown architecture without a mapping; accepted with one", () => {
     const base: GgufLoraBase = { architecture: "mamba", label: "x" };
     expect(code(() => exportGgufLora({ adapter: inputs.adapter, base }))).toBe(GgufErrorCode.GGUF_UNKNOWN_ARCHITECTURE);

@@ -1,5 +1,6 @@
 import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
+import { bundleForBrowser } from "./bundle-helpers.js";
 
 // verakit/hub (push, fetch into memory, whoami, model cards) must bundle for browsers; the cache,
 // token file and environment live in verakit/hub/node.
@@ -8,14 +9,7 @@ describe("browser bundle of the Hub client", () => {
   // dist/browser/index.mjs). Bundlers that apply that field (webpack, Vite) pick it themselves; esbuild
   // resolves "exports" first and needs the alias given here.
   it("src/hub/index.ts bundles for the browser without Node built-ins (with @huggingface/hub's browser build)", async () => {
-    const r = await build({
-      entryPoints: ["src/hub/index.ts"],
-      bundle: true,
-      platform: "browser",
-      format: "esm",
-      write: false,
-      logLevel: "silent",
-      metafile: true,
+    const r = await bundleForBrowser("src/hub/index.ts", {
       splitting: true,
       outdir: "out",
       alias: { "@huggingface/hub": "./node_modules/@huggingface/hub/dist/browser/index.mjs" },

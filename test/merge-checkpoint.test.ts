@@ -8,12 +8,12 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, sta
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { isVeraError, type VeraError } from "../src/errors.js";
 import { createAdapter } from "../src/format/create.js";
 import { loadAdapterFile, mergeCheckpoint, MergeErrorCode } from "../src/merge/index.js";
 import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { bf16BitsToF32 } from "../src/numeric/half.js";
 import { parseSafetensors, tensorBytes, type SafetensorsFile } from "../src/safetensors/parse.js";
+import { veraError } from "./error-helpers.js";
 
 const FIX = join(__dirname, "..", "fixtures", "safetensors");
 const MANIFEST = JSON.parse(readFileSync(join(FIX, "MANIFEST.json"), "utf8")) as {
@@ -37,16 +37,6 @@ function values(file: SafetensorsFile, name: string): number[] {
   const dtype = file.tensors.get(name)!.dtype;
   if (dtype === "F32") return [...new Float32Array(b.slice().buffer)];
   return [...new Uint16Array(b.slice().buffer)].map((x) => bf16BitsToF32(x));
-}
-
-async function veraError(p: Promise<unknown>): Promise<VeraError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isVeraError(e)) return e;
-    throw e;
-  }
-  throw new Error("expected a VeraError");
 }
 
 function listing(dir: string): string[] {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseArgs } from "node:util";
 import mergeCommand from "../src/cli/commands/merge.js";
-import { isVeraError, type VeraError } from "../src/errors.js";
+import type { VeraError } from "../src/errors.js";
 import { createAdapter } from "../src/format/create.js";
 import {
   bytesSource,
@@ -24,6 +24,7 @@ import {
 } from "../src/gguf/index.js";
 import { mergeGguf, MergeErrorCode } from "../src/merge/index.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
+import { veraError } from "./error-helpers.js";
 
 const FIX = join(import.meta.dirname, "..", "fixtures", "gguf");
 const LLAMA = join(FIX, "llama", "base-f32.gguf");
@@ -129,16 +130,6 @@ async function rebuild(
       };
     });
   return writeGguf({ metadata, tensors, alignment: file.alignment });
-}
-
-async function veraError(p: Promise<unknown>): Promise<VeraError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isVeraError(e)) return e;
-    throw e;
-  }
-  throw new Error("expected a VeraError");
 }
 
 const adapterOf = (base: string): string => join(base, "..", "..", base.includes("qwen2") ? "qwen2/vera" : "vera");

@@ -21,11 +21,11 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ComputeBackend } from "../src/compute/backend.js";
 import { createReferenceBackend } from "../src/compute/reference-backend.js";
-import { isVeraError, type VeraError } from "../src/errors.js";
 import { createAdapter } from "../src/format/create.js";
 import type { VeraAdapter } from "../src/format/types.js";
 import { mergeOnnx, mergeOnnxIter, MergeErrorCode, type FileCopier, type MergeEvent } from "../src/merge/index.js";
 import { f32Bytes, FIXTURES, modelProto, rng, type TensorSpec } from "./onnx-helpers.js";
+import { veraError } from "./error-helpers.js";
 
 const root = mkdtempSync(join(tmpdir(), "vera-merge-safety-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -136,16 +136,6 @@ function synth(
     m.lambdaD.forEach((_, i) => (m.lambdaD[i] = r() + 1.5));
   }
   return { dir, model, adapter };
-}
-
-async function veraError(p: Promise<unknown>): Promise<VeraError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isVeraError(e)) return e;
-    throw e;
-  }
-  throw new Error("expected a VeraError");
 }
 
 /** A backend that waits before each merge and can fail on the k-th call. */

@@ -1,7 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  isVeraError,
   parseSafetensors,
   parseSafetensorsHeader,
   tensorBytes,
@@ -10,6 +9,7 @@ import {
   bytesOf,
   asFloat32,
 } from "../src/index.js";
+import { errorCode as code } from "./error-helpers.js";
 
 const enc = new TextEncoder();
 function file(header: string, data: Uint8Array = new Uint8Array(0), len?: number): Uint8Array {
@@ -20,15 +20,6 @@ function file(header: string, data: Uint8Array = new Uint8Array(0), len?: number
   out.set(data, 8 + hb.length);
   return out;
 }
-const code = (f: () => unknown) => {
-  try {
-    f();
-  } catch (e) {
-    if (isVeraError(e)) return e.code;
-    throw e;
-  }
-  return "OK";
-};
 
 describe("safetensors reader", () => {
   it("reads what the writer writes, canonically", () => {

@@ -8,12 +8,12 @@ import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { Builder } from "flatbuffers";
 import { describe, expect, it } from "vitest";
-import { isVeraError } from "../src/errors.js";
 import {
   readOnnxAdapterFile,
   writeOnnxAdapterFile,
   type OnnxAdapterParameter,
 } from "../src/serve/onnx-adapter-file.js";
+import { errorCode as code } from "./error-helpers.js";
 
 const dir = new URL("../fixtures/serve/", import.meta.url);
 interface SpecParam {
@@ -42,15 +42,6 @@ const toParam = (p: SpecParam): OnnxAdapterParameter => ({
 });
 const plain = (ps: OnnxAdapterParameter[]) =>
   ps.map((p) => ({ name: p.name, dims: p.dims, dtype: p.dtype, values: Array.from(p.data) }));
-const code = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (isVeraError(e)) return e.code;
-    throw e;
-  }
-  return "OK";
-};
 
 describe(".onnx_adapter files and onnxruntime", () => {
   it("writes the exact bytes onnxruntime 1.30 loaded, read back and applied", () => {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { build } from "esbuild";
+import { bundleForBrowser } from "./bundle-helpers.js";
 import { beforeAll, describe, expect, it } from "vitest";
 import { VeraError } from "../src/errors.js";
 import type { VeraAdapter } from "../src/format/types.js";
@@ -193,15 +193,7 @@ describe("readGraftSpec", () => {
 
 describe("the serving core bundles for browsers", () => {
   it("src/serve/index.ts has no Node built-ins", async () => {
-    const r = await build({
-      entryPoints: [join(__dirname, "../src/serve/index.ts")],
-      bundle: true,
-      platform: "browser",
-      format: "esm",
-      write: false,
-      logLevel: "silent",
-      metafile: true,
-    });
+    const r = await bundleForBrowser(join(__dirname, "../src/serve/index.ts"));
     expect(
       Object.keys(r.metafile!.inputs).filter((i) => i.startsWith("node:") || i.includes("onnxruntime-node")),
     ).toEqual([]);

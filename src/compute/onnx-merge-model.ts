@@ -3,58 +3,10 @@
  * Only the protobuf fields these graphs need are written.
  */
 
-import { encodeVarint } from "../onnx/wire.js";
+import { ProtoWriter } from "../onnx/wire.js";
 
 /** ONNX TensorProto.DataType values used here. */
 export const OnnxType = { FLOAT: 1, UINT16: 4, INT32: 6, INT64: 7, FLOAT16: 10 } as const;
-
-class Pb {
-  private chunks: Uint8Array[] = [];
-  private len = 0;
-  private push(b: Uint8Array): void {
-    this.chunks.push(b);
-    this.len += b.length;
-  }
-  private varint(v: number | bigint): void {
-    this.push(encodeVarint(typeof v === "number" && v < 0 ? BigInt(v) : v));
-  }
-  private tag(field: number, wire: number): void {
-    this.varint((field << 3) | wire);
-  }
-  int(field: number, v: number | bigint): this {
-    this.tag(field, 0);
-    this.varint(v);
-    return this;
-  }
-  bytes(field: number, b: Uint8Array): this {
-    this.tag(field, 2);
-    this.varint(b.length);
-    this.push(b);
-    return this;
-  }
-  str(field: number, s: string): this {
-    return this.bytes(field, new TextEncoder().encode(s));
-  }
-  msg(field: number, m: Pb): this {
-    return this.bytes(field, m.finish());
-  }
-  float(field: number, v: number): this {
-    this.tag(field, 5);
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setFloat32(0, v, true);
-    this.push(b);
-    return this;
-  }
-  finish(): Uint8Array {
-    const out = new Uint8Array(this.len);
-    let o = 0;
-    for (const c of this.chunks) {
-      out.set(c, o);
-      o += c.length;
-    }
-    return out;
-  }
-}
 
 /** A dimension: a fixed size or a symbolic name. */
 export type Dim = number | string;
@@ -85,11 +37,12 @@ export interface Initializer {
   raw: Uint8Array;
 }
 
-function valueInfo(v: ValueInfo): Pb {
-  const shape = new Pb();
-  for (const d of v.shape) shape.msg(1, typeof d === "number" ? new Pb().int(1, d) : new Pb().str(2, d));
-  const tensor = new Pb().int(1, v.type).msg(2, shape);
-  return new Pb().str(1, v.name).msg(2, new Pb().msg(1, tensor));
+function valueInfo(v: ValueInfo): ProtoWriter {
+  const shape = new ProtoWriter();
+  for (const d of v.shape)
+    shape.msg(1, typeof d === "number" ? new ProtoWriter().int(1, d) : new ProtoWriter().str(2, d));
+  const tensor = new ProtoWriter().int(1, v.type).msg(2, shape);
+  return new ProtoWriter().str(1, v.name).msg(2, new ProtoWriter().msg(1, tensor));
 }
 
 /**
@@ -102,14 +55,14 @@ export function buildOnnxModel(spec: {
   outputs: ValueInfo[];
   initializers?: Initializer[];
 }): Uint8Array {
-  const g = new Pb();
+  const g = new ProtoWriter();
   spec.nodes.forEach((n, idx) => {
-    const node = new Pb();
+    const node = new ProtoWriter();
     for (const i of n.inputs) node.str(1, i);
     for (const o of n.outputs) node.str(2, o);
     node.str(3, `n${idx}`).str(4, n.op);
     for (const a of n.attrs ?? []) {
-      const at = new Pb().str(1, a.name);
+      const at = new ProtoWriter().str(1, a.name);
       if ("i" in a) at.int(3, a.i).int(20, 2);
       else if ("f" in a) at.float(2, a.f).int(20, 1);
       else {
@@ -122,12 +75,17 @@ export function buildOnnxModel(spec: {
   });
   g.str(2, "verakit_merge");
   for (const t of spec.initializers ?? []) {
-    const tp = new Pb();
+    const tp = new ProtoWriter();
     for (const d of t.dims) tp.int(1, d);
     tp.int(2, t.type).str(8, t.name).bytes(9, t.raw);
     g.msg(5, tp);
   }
   for (const v of spec.inputs) g.msg(11, valueInfo(v));
   for (const v of spec.outputs) g.msg(12, valueInfo(v));
-  return new Pb().int(1, 8).str(2, "verakit").msg(7, g).msg(8, new Pb().str(1, "").int(2, 17)).finish();
+  return new ProtoWriter()
+    .int(1, 8)
+    .str(2, "verakit")
+    .msg(7, g)
+    .msg(8, new ProtoWriter().str(1, "").int(2, 17))
+    .finish();
 }

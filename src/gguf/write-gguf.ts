@@ -1,4 +1,5 @@
 import { VeraError } from "../errors.js";
+import { concatBytes } from "../util/concat-bytes.js";
 import { GgufErrorCode } from "./error-codes.js";
 import { ggmlByteLength } from "./ggml-types.js";
 import { GGUF_MAX_TENSOR_NAME } from "./read-gguf.js";
@@ -75,13 +76,7 @@ class Out {
     if (n) this.push(new Uint8Array(n));
   }
   bytes(): Uint8Array {
-    const out = new Uint8Array(this.length);
-    let o = 0;
-    for (const p of this.parts) {
-      out.set(p, o);
-      o += p.byteLength;
-    }
-    return out;
+    return concatBytes(this.parts);
   }
 }
 

@@ -1,7 +1,7 @@
 import { VeraError } from "../errors.js";
 import { OnnxErrorCode } from "./error-codes.js";
 import type { MessageSpan } from "./types.js";
-import { encodeVarint } from "./wire.js";
+import { concatBytes, encodeVarint } from "./wire.js";
 
 /** Replace bytes [start, end) of a message with `data` (any length). */
 export interface ByteEdit {
@@ -100,13 +100,7 @@ export function applyEdits(params: ApplyEditsParams): EditedBytes {
 
 /** Concatenate {@link EditedBytes} into one buffer. */
 export function concatEdited(e: EditedBytes): Uint8Array {
-  const out = new Uint8Array(e.length);
-  let p = 0;
-  for (const c of e.chunks) {
-    out.set(c, p);
-    p += c.length;
-  }
-  return out;
+  return concatBytes(e.chunks);
 }
 
 /** Re-exported from the wire module, where every protobuf encoder lives. */

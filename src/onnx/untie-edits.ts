@@ -1,7 +1,7 @@
 import type { ByteEdit } from "./apply-edits.js";
 import type { PlannedWeight } from "./plan-onnx-merge.js";
 import type { OnnxModel } from "./types.js";
-import { encodeVarint, fields } from "./wire.js";
+import { concatBytes, encodeVarint, fields, lenField, varintField } from "./wire.js";
 
 /** Parameters of {@link untieEdits}. */
 export interface UntieEditsParams {
@@ -11,37 +11,6 @@ export interface UntieEditsParams {
   weight: PlannedWeight;
   /** Where the new initializer's (merged) values are: inline bytes, or a range of an external data file. */
   data: { values: Uint8Array } | { location: string; offset: number; length: number };
-}
-
-const utf8 = new TextEncoder();
-
-function lenField(field: number, payload: Uint8Array): Uint8Array {
-  const tag = encodeVarint(field * 8 + 2);
-  const len = encodeVarint(payload.length);
-  const out = new Uint8Array(tag.length + len.length + payload.length);
-  out.set(tag, 0);
-  out.set(len, tag.length);
-  out.set(payload, tag.length + len.length);
-  return out;
-}
-
-function varintField(field: number, v: number): Uint8Array {
-  const tag = encodeVarint(field * 8);
-  const val = encodeVarint(v);
-  const out = new Uint8Array(tag.length + val.length);
-  out.set(tag, 0);
-  out.set(val, tag.length);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /**
@@ -60,15 +29,15 @@ export function untieEdits(params: UntieEditsParams): ByteEdit[] {
   for (const f of fields(bytes, node.span.start, node.span.end)) {
     if (f.field !== 1) continue;
     if (k++ === u.input) {
-      nameEdit = { start: f.start, end: f.end, data: lenField(1, utf8.encode(u.name)), span: node.span };
+      nameEdit = { start: f.start, end: f.end, data: lenField(1, u.name), span: node.span };
       break;
     }
   }
   if (!nameEdit) throw new Error(`node ${node.name} has no input ${u.input}`);
   const t = weight.tensor;
   const parts: Uint8Array[] = [];
-  if (t.dims.length > 0) parts.push(lenField(1, concat(t.dims.map((d) => encodeVarint(d)))));
-  parts.push(varintField(2, t.dataType), lenField(8, utf8.encode(u.name)));
+  if (t.dims.length > 0) parts.push(lenField(1, concatBytes(t.dims.map((d) => encodeVarint(d)))));
+  parts.push(varintField(2, t.dataType), lenField(8, u.name));
   const d = params.data;
   if ("values" in d) parts.push(lenField(9, d.values));
   else {
@@ -77,14 +46,14 @@ export function untieEdits(params: UntieEditsParams): ByteEdit[] {
       ["offset", String(d.offset)],
       ["length", String(d.length)],
     ] as const)
-      parts.push(lenField(13, concat([lenField(1, utf8.encode(key)), lenField(2, utf8.encode(value))])));
+      parts.push(lenField(13, concatBytes([lenField(1, key), lenField(2, value)])));
     parts.push(varintField(14, 1));
   }
   const graph = model.graphs[t.graphIndex]!;
   const insert: ByteEdit = {
     start: graph.span.end,
     end: graph.span.end,
-    data: lenField(5, concat(parts)),
+    data: lenField(5, concatBytes(parts)),
     span: graph.span,
   };
   return [nameEdit, insert];

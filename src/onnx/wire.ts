@@ -11,7 +11,10 @@
  * Internal (not exported from the package index).
  */
 import { VeraError } from "../errors.js";
+import { concatBytes } from "../util/concat-bytes.js";
 import { OnnxErrorCode } from "./error-codes.js";
+
+export { concatBytes };
 
 /** Wire types of protocol buffers. */
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, SGROUP: 3, EGROUP: 4, I32: 5 } as const;
@@ -268,6 +271,17 @@ export function encodePackedVarints(field: number, values: ArrayLike<number>): U
   return out;
 }
 
+/** Bytes of a LEN field: tag + length + `payload` (a string is written as its UTF-8 bytes). */
+export function lenField(field: number, payload: Uint8Array | string): Uint8Array {
+  const body = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
+  return concatBytes([encodeVarint(field * 8 + WireType.LEN), encodeVarint(body.length), body]);
+}
+
+/** Bytes of a VARINT field holding a non-negative safe integer. */
+export function varintField(field: number, value: number): Uint8Array {
+  return concatBytes([encodeVarint(field * 8 + WireType.VARINT), encodeVarint(value)]);
+}
+
 /** Builds a protobuf message field by field (fields are written in the order of the calls). */
 export class ProtoWriter {
   private chunks: Uint8Array[] = [];
@@ -283,9 +297,9 @@ export class ProtoWriter {
   tag(field: number, wireType: number): this {
     return this.raw(encodeVarint(field * 8 + wireType));
   }
-  /** A VARINT field (bigints as int64 two's complement). */
+  /** A VARINT field (negative numbers and bigints as int64 two's complement). */
   int(field: number, v: number | bigint): this {
-    return this.tag(field, WireType.VARINT).raw(encodeVarint(v));
+    return this.tag(field, WireType.VARINT).raw(encodeVarint(typeof v === "number" && v < 0 ? BigInt(v) : v));
   }
   /** A LEN field holding `b`. */
   bytes(field: number, b: Uint8Array): this {
@@ -311,12 +325,6 @@ export class ProtoWriter {
   }
   /** The message bytes. */
   finish(): Uint8Array {
-    const out = new Uint8Array(this.len);
-    let o = 0;
-    for (const c of this.chunks) {
-      out.set(c, o);
-      o += c.length;
-    }
-    return out;
+    return concatBytes(this.chunks);
   }
 }

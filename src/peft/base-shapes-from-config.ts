@@ -11,8 +11,7 @@ export interface BaseShapesFromConfigParams {
   label?: string;
 }
 
-/** The `model_type` values {@link baseShapesFromConfig} understands. */
-export const SUPPORTED_MODEL_TYPES = [
+const LLAMA_LIKE_TYPES = [
   "llama",
   "mistral",
   "mixtral",
@@ -25,27 +24,14 @@ export const SUPPORTED_MODEL_TYPES = [
   "olmo2",
   "granite",
   "phi3",
-  "gpt2",
-  "bert",
-  "roberta",
-  "xlm-roberta",
 ] as const;
+const BERT_LIKE_TYPES = ["bert", "roberta", "xlm-roberta"] as const;
 
-const LLAMA_LIKE = new Set([
-  "llama",
-  "mistral",
-  "mixtral",
-  "qwen2",
-  "qwen3",
-  "gemma",
-  "gemma2",
-  "gemma3_text",
-  "olmo",
-  "olmo2",
-  "granite",
-  "phi3",
-]);
-const BERT_LIKE = new Set(["bert", "roberta", "xlm-roberta"]);
+/** The `model_type` values {@link baseShapesFromConfig} understands. */
+export const SUPPORTED_MODEL_TYPES = [...LLAMA_LIKE_TYPES, "gpt2", ...BERT_LIKE_TYPES] as const;
+
+const LLAMA_LIKE = new Set<string>(LLAMA_LIKE_TYPES);
+const BERT_LIKE = new Set<string>(BERT_LIKE_TYPES);
 
 /**
  * Most modules a config may describe (layers x modules per layer). The largest supported models have a

@@ -1,3 +1,4 @@
+import { compareCodePoints } from "../util/compare-code-points.js";
 import { parseJsonWith, type JsonBuilder } from "../util/strict-json.js";
 
 /**
@@ -119,21 +120,6 @@ export function pyStringRepr(s: string): string {
   return out + '"';
 }
 
-/** Compare two strings by code point, as Python sorts `str`. @internal */
-export function comparePyStrings(a: string, b: string): number {
-  const ia = a[Symbol.iterator]();
-  const ib = b[Symbol.iterator]();
-  for (;;) {
-    const x = ia.next();
-    const y = ib.next();
-    if (x.done) return y.done ? 0 : -1;
-    if (y.done) return 1;
-    const cx = x.value.codePointAt(0)!;
-    const cy = y.value.codePointAt(0)!;
-    if (cx !== cy) return cx - cy;
-  }
-}
-
 /**
  * Serialise like Python's `json.dumps(value, indent=2, sort_keys=True)` (ensure_ascii, `", "`-free
  * separators `","` and `": "`, no trailing newline).
@@ -153,7 +139,7 @@ export function dumpsPy(value: PyJson, indent = 2): string {
     if (v instanceof Map) {
       if (v.size === 0) return "{}";
       const pad = "\n" + " ".repeat(indent * (level + 1));
-      const keys = [...v.keys()].sort(comparePyStrings);
+      const keys = [...v.keys()].sort(compareCodePoints);
       return `{${keys.map((k) => `${pad}${pyStringRepr(k)}: ${enc(v.get(k)!, level + 1)}`).join(",")}\n${" ".repeat(indent * level)}}`;
     }
     if (v.kind === "int") return v.value.toString();

@@ -1,4 +1,5 @@
 import { ErrorCode, VeraError } from "../errors.js";
+import { compareCodePoints } from "../util/compare-code-points.js";
 import { DTYPE_SIZES, isDtype, type Dtype } from "./dtypes.js";
 
 /** A tensor to write. */
@@ -76,20 +77,6 @@ const RUST_DTYPE_RANK: Record<Dtype, number> = {
   I64: 17,
   U64: 18,
 };
-
-/** Code point order (Python's and UTF-8 byte order), which differs from `<` past the BMP. */
-function compareCodePoints(a: string, b: string): number {
-  const ia = a[Symbol.iterator]();
-  const ib = b[Symbol.iterator]();
-  for (;;) {
-    const x = ia.next();
-    const y = ib.next();
-    if (x.done) return y.done ? 0 : -1;
-    if (y.done) return 1;
-    const d = x.value.codePointAt(0)! - y.value.codePointAt(0)!;
-    if (d !== 0) return d;
-  }
-}
 
 function ordered<T extends TensorSpec>(tensors: readonly T[], order: TensorOrder): T[] {
   const out = [...tensors];

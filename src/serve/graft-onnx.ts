@@ -8,17 +8,15 @@ import { findWeightsForModule, planOnnxMerge } from "../onnx/plan-onnx-merge.js"
 import { OnnxErrorCode } from "../onnx/error-codes.js";
 import { dataTypeName, OnnxDataType, type MessageSpan, type OnnxModel, type OnnxNode } from "../onnx/types.js";
 import type { WeightMapping } from "../onnx/weight-mapping.js";
-import { fieldString, fields } from "../onnx/wire.js";
+import { concatBytes, fieldString, fields, lenField } from "../onnx/wire.js";
 import { generateProjections } from "../projections/generate.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { encodeGraftSpec, GRAFT_METADATA_KEY, graftInputNames, graftSpecOf, type GraftSpec } from "./graft-spec.js";
 import {
-  concatBytes,
   float32Bytes,
   initializerField,
   inputField,
   int64Bytes,
-  lenField,
   metadataField,
   nodeField,
   type NodeSpec,
@@ -102,6 +100,17 @@ function unsupported(message: string, path?: string): VeraError {
 }
 
 /** The element type the consumer sees at its weight input (through Transpose/Identity; a Cast decides). */
+/** A float16 branch asked for on a node that computes in another type. */
+function f16ActivationIssue(module: string, node: OnnxNode, act: number): Issue {
+  return {
+    code: ServeErrorCode.SERVE_GRAPH_UNSUPPORTED,
+    message: `${module}: a float16 branch needs float16 activations; node ${JSON.stringify(node.name)} computes in ${dataTypeName(act)} (use dtype f32)`,
+    path: module,
+    expected: "FLOAT16",
+    received: dataTypeName(act),
+  };
+}
+
 function weightComputeType(index: GraphIndex, node: OnnxNode, slot: number): number {
   let cur = node.inputs[slot] ?? "";
   for (let steps = 0; steps < 8; steps++) {
@@ -277,13 +286,7 @@ export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
         continue;
       }
       if (dtype === "f16" && act !== FLOAT16) {
-        issues.push({
-          code: ServeErrorCode.SERVE_GRAPH_UNSUPPORTED,
-          message: `${pm.module}: a float16 branch needs float16 activations; node ${JSON.stringify(node.name)} computes in ${dataTypeName(act)} (use dtype f32)`,
-          path: pm.module,
-          expected: "FLOAT16",
-          received: dataTypeName(act),
-        });
+        issues.push(f16ActivationIssue(pm.module, node, act));
         continue;
       }
       targets.push({ module: pm.module, w, node, act, inFeatures: pm.inFeatures, outFeatures: pm.outFeatures });
@@ -311,11 +314,7 @@ export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
       continue;
     }
     if (dtype === "f16" && act !== FLOAT16) {
-      issues.push({
-        code: ServeErrorCode.SERVE_GRAPH_UNSUPPORTED,
-        message: `${q.module}: a float16 branch needs float16 activations; node ${JSON.stringify(node.name)} computes in ${dataTypeName(act)} (use dtype f32)`,
-        path: q.module,
-      });
+      issues.push(f16ActivationIssue(q.module, node, act));
       continue;
     }
     targets.push({ module: q.module, w: q.w, node, act, inFeatures: q.inFeatures, outFeatures: q.outFeatures });

@@ -3,8 +3,9 @@ import type { VeraAdapter } from "../format/types.js";
 import { expandToLoraStream, type LoraModuleReport } from "../peft/expand-to-lora.js";
 import { MODEL_PREFIX } from "../peft/internal.js";
 import { ServeErrorCode } from "./error-codes.js";
-import { writeOnnxAdapterFile, type OnnxAdapterDtype, type OnnxAdapterParameter } from "./onnx-adapter-file.js";
-import { checkParametersAgainstInputs, inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
+import { adapterFileBytes } from "./internal/adapter-file-bytes.js";
+import type { OnnxAdapterDtype, OnnxAdapterParameter } from "./onnx-adapter-file.js";
+import { inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
 import { toAdapterValues } from "./write-onnx-adapter.js";
 
 /**
@@ -153,12 +154,7 @@ export function writeOnnxLoraAdapter(params: WriteOnnxLoraAdapterParams): {
   const unfedInputs = (params.inputs ?? [])
     .map((i) => i.name)
     .filter((n) => /\.lora_[AB](\.default)?\.weight$/.test(n) && !used.has(n));
-  if (params.inputs) checkParametersAgainstInputs({ parameters, inputs: params.inputs });
-  const bytes = writeOnnxAdapterFile({
-    parameters,
-    ...(params.adapterVersion !== undefined ? { adapterVersion: params.adapterVersion } : {}),
-    ...(params.modelVersion !== undefined ? { modelVersion: params.modelVersion } : {}),
-  });
+  const bytes = adapterFileBytes(parameters, params);
   return {
     bytes,
     report: {

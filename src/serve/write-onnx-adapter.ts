@@ -2,9 +2,10 @@ import { VeraError } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { f16BitsToF32, f32ArrayToF16 } from "../numeric/half.js";
 import { ServeErrorCode } from "./error-codes.js";
+import { adapterFileBytes } from "./internal/adapter-file-bytes.js";
 import { checkAdapterAgainstGraft, graftInputNames, type GraftSpec } from "./graft-spec.js";
-import { checkParametersAgainstInputs, inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
-import { writeOnnxAdapterFile, type OnnxAdapterDtype, type OnnxAdapterParameter } from "./onnx-adapter-file.js";
+import { inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
+import type { OnnxAdapterDtype, OnnxAdapterParameter } from "./onnx-adapter-file.js";
 
 /** Parameters of {@link writeOnnxAdapter}. */
 export interface WriteOnnxAdapterParams {
@@ -116,12 +117,7 @@ export function writeOnnxAdapter(params: WriteOnnxAdapterParams): {
     push(n.d, new Float32Array(spec!.rank));
     push(n.b, new Float32Array(grafted.get(name)!.outFeatures));
   }
-  if (params.inputs) checkParametersAgainstInputs({ parameters, inputs: params.inputs });
-  const bytes = writeOnnxAdapterFile({
-    parameters,
-    ...(params.adapterVersion !== undefined ? { adapterVersion: params.adapterVersion } : {}),
-    ...(params.modelVersion !== undefined ? { modelVersion: params.modelVersion } : {}),
-  });
+  const bytes = adapterFileBytes(parameters, params);
   return {
     bytes,
     report: {

@@ -41,17 +41,22 @@ export interface ResolveAdapterFilesParams {
 
 const COMMIT_RE = /^[0-9a-f]{40}$/;
 
-/** Ask the Hub for the commit of a revision, then which adapter files it has. */
-export async function resolveAdapterFiles(p: ResolveAdapterFilesParams): Promise<ResolvedAdapterFiles> {
-  const cred = p.accessToken ? { accessToken: p.accessToken } : {};
-  const { modelInfo, pathsInfo } = await loadHubLib();
+/** The commit id a revision points to, asked of the Hub; a typed error when the answer holds none. */
+async function revisionCommit(p: {
+  repo: string;
+  revision: string;
+  hubUrl: string;
+  accessToken?: string;
+  hubFetch: HubFetch;
+}): Promise<string> {
+  const { modelInfo } = await loadHubLib();
   const info = await modelInfo({
     name: p.repo,
     revision: p.revision,
     additionalFields: ["sha"],
     hubUrl: p.hubUrl,
     fetch: p.hubFetch.fetch,
-    ...cred,
+    ...(p.accessToken ? { accessToken: p.accessToken } : {}),
   });
   const commit = (info as { sha?: unknown }).sha;
   if (typeof commit !== "string" || !COMMIT_RE.test(commit))
@@ -60,6 +65,14 @@ export async function resolveAdapterFiles(p: ResolveAdapterFilesParams): Promise
       expected: "40 hex digits",
       received: typeof commit === "string" ? commit.slice(0, 64) : typeof commit,
     });
+  return commit;
+}
+
+/** Ask the Hub for the commit of a revision, then which adapter files it has. */
+export async function resolveAdapterFiles(p: ResolveAdapterFilesParams): Promise<ResolvedAdapterFiles> {
+  const cred = p.accessToken ? { accessToken: p.accessToken } : {};
+  const { pathsInfo } = await loadHubLib();
+  const commit = await revisionCommit(p);
   const wanted = [p.filename, PEFT_CONFIG, PEFT_WEIGHTS];
   const entries = await pathsInfo({
     repo: p.repo,
@@ -124,20 +137,8 @@ export async function resolveRepoFile(p: {
   maxBytes: number;
 }): Promise<{ commit: string; ref: AdapterFileRef } | undefined> {
   const cred = p.accessToken ? { accessToken: p.accessToken } : {};
-  const { modelInfo, pathsInfo } = await loadHubLib();
-  const info = await modelInfo({
-    name: p.repo,
-    revision: p.revision,
-    additionalFields: ["sha"],
-    hubUrl: p.hubUrl,
-    fetch: p.hubFetch.fetch,
-    ...cred,
-  });
-  const commit = (info as { sha?: unknown }).sha;
-  if (typeof commit !== "string" || !COMMIT_RE.test(commit))
-    throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, `the Hub did not give a commit id for ${p.repo}@${p.revision}`, {
-      path: p.repo,
-    });
+  const { pathsInfo } = await loadHubLib();
+  const commit = await revisionCommit(p);
   const [e] = await pathsInfo({
     repo: p.repo,
     paths: [p.path],

@@ -2,31 +2,7 @@
  * Internal: protobuf encoders for the few ONNX messages a graft appends (NodeProto, TensorProto, ValueInfoProto,
  * StringStringEntryProto), each returned as a complete field (tag + length + payload) of its parent message.
  */
-import { encodeVarint } from "../../onnx/wire.js";
-
-const utf8 = new TextEncoder();
-
-/** Concatenate byte arrays. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/** A LEN field. */
-export function lenField(field: number, payload: Uint8Array | string): Uint8Array {
-  const body = typeof payload === "string" ? utf8.encode(payload) : payload;
-  return concatBytes([encodeVarint(field * 8 + 2), encodeVarint(body.length), body]);
-}
-
-/** A VARINT field (non-negative values only). */
-export function varintField(field: number, value: number): Uint8Array {
-  return concatBytes([encodeVarint(field * 8), encodeVarint(value)]);
-}
+import { concatBytes, encodeVarint, lenField, varintField } from "../../onnx/wire.js";
 
 /** One node attribute: an INT (non-negative) or INTS (non-negative) value. */
 export type NodeAttr = { name: string; i: number } | { name: string; ints: number[] };

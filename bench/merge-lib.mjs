@@ -1,0 +1,109 @@
+// Shared parts of the merge benchmarks (merge.mjs, merge-safetensors.mjs, merge-gguf.mjs): the built CLI,
+// the Llama-shaped adapter, timed child processes with peak RSS, and the `vera merge` vs `cp` loop.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { root } from "./lib.mjs";
+
+/** The value after `--name` on the command line, else `dflt`. */
+export function option(name, dflt) {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+}
+
+/** The built CLI (dist/cli/index.js); throws when it is not built. */
+export function builtCli() {
+  const cli = join(root, "dist/cli/index.js");
+  if (!existsSync(cli)) throw new Error("build first: npx tsup");
+  return cli;
+}
+
+/** Write a VeRA adapter on q_proj + v_proj of `layers` Llama layers (hidden x hidden, rank r) with small fixed values. */
+export async function writeBenchAdapter({ layers, path, hidden, rank }) {
+  const { createAdapter, writeVera } = await import(join(root, "dist/format/index.js"));
+  const { writeFileAtomic } = await import(join(root, "dist/node/index.js"));
+  const modules = [];
+  for (let l = 0; l < layers; l++)
+    for (const m of ["q_proj", "v_proj"])
+      modules.push({ name: `model.layers.${l}.self_attn.${m}`, inFeatures: hidden, outFeatures: hidden });
+  const a = createAdapter({ modules, rank, seed: 1234 });
+  let s = 7;
+  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.02;
+  for (const m of a.modules) {
+    m.lambdaB.forEach((_, i) => (m.lambdaB[i] = rnd()));
+    m.lambdaD.forEach((_, i) => (m.lambdaD[i] = rnd() * 10));
+  }
+  return writeFileAtomic(path, writeVera({ adapter: a }));
+}
+
+const hasTime = existsSync("/usr/bin/time");
+
+/** Run a command; its wall time (ms), peak RSS (MB, null without /usr/bin/time) and stdout. Throws on failure. */
+export function timed(cmd, argv) {
+  const full = hasTime ? ["/usr/bin/time", ["-f", "__RSS_KB=%M", cmd, ...argv]] : [cmd, argv];
+  const t0 = performance.now();
+  const r = spawnSync(full[0], full[1], { encoding: "utf8", maxBuffer: 256 << 20 });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed (${r.status}): ${r.stderr}`);
+  const m = /__RSS_KB=(\d+)/.exec(r.stderr);
+  return { ms, rssMB: m ? Number(m[1]) / 1024 : null, stdout: r.stdout };
+}
+
+/** Time `vera merge INPUT ADAPTER -o OUTPUT --backend BACKEND ...extra` run by the built CLI. */
+export function timedMerge({ cli, input, adapter, output, backend, extra }) {
+  return timed(process.execPath, [cli, "merge", input, adapter, "-o", output, "--backend", backend, ...extra]);
+}
+
+/** Flush the page cache's dirty pages (`sync`). */
+export const sync = () => spawnSync("sync");
+
+/** Median of numbers. */
+export const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+/**
+ * Alternate `cp` and `vera merge --json` `reps` times (a `sync` after each). `cp()` returns the copy's time in
+ * ms and `merge()` the {@link timed} result of the merge; both remove their own output.
+ * Returns the merge report, the table columns "cp s" .. "copy s" (`columns`) and the results fields
+ * cpMs .. timings (`result`).
+ */
+export function mergeVsCp({ reps, cp, merge }) {
+  const cpMs = [];
+  const mergeMs = [];
+  const rss = [];
+  let report = null;
+  for (let rep = 0; rep < reps; rep++) {
+    cpMs.push(cp());
+    sync();
+    const m = merge();
+    mergeMs.push(m.ms);
+    if (m.rssMB !== null) rss.push(m.rssMB);
+    report = JSON.parse(m.stdout);
+    sync();
+  }
+  const cpMedian = median(cpMs);
+  const mg = median(mergeMs);
+  const t = report.timings;
+  return {
+    report,
+    columns: {
+      "cp s": (cpMedian / 1000).toFixed(2),
+      "merge s": (mg / 1000).toFixed(2),
+      ratio: (mg / cpMedian).toFixed(2),
+      "peak RSS MB": rss.length ? Math.max(...rss).toFixed(0) : "n/a",
+      "compute s": (t.compute / 1000).toFixed(2),
+      "copy s": (t.copy / 1000).toFixed(2),
+    },
+    result: {
+      cpMs,
+      mergeMs,
+      ratio: mg / cpMedian,
+      peakRssMB: rss.length ? Math.max(...rss) : null,
+      timings: t,
+    },
+  };
+}
