@@ -3,21 +3,18 @@
  * through the shared stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, join, resolve } from "node:path";
-import { createReferenceBackend } from "../compute/reference-backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromWeights } from "../peft/base-shapes-from-weights.js";
 import { VeraError } from "../errors.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { checkpointContainer } from "./checkpoint-container.js";
 import { eventStream } from "./event-stream.js";
-import { kernelCopier } from "./file-copier.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { loadAdapterFile } from "./load-adapter-file.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
-import { planDataFiles } from "./plan-data-files.js";
+import { planAndWrite } from "./plan-and-write.js";
 import { readCheckpoint, type Checkpoint } from "./read-checkpoint.js";
-import { writeMergedModel } from "./write-merged-model.js";
 
 /** Parameters of {@link mergeCheckpoint} and {@link mergeCheckpointIter}. */
 export interface MergeCheckpointParams extends MergeCommonParams {
@@ -117,48 +114,24 @@ async function runMerge(
     skipMissing: params.skipMissing ?? false,
     ...(output !== undefined ? { outputName: basename(output) } : {}),
   });
-  const plan = planDataFiles({ files: container.dataFiles, weights: container.weights });
   const input = join(checkpoint.dir, checkpoint.main);
-  const report: MergeReport = {
-    model: checkpoint.single ? input : checkpoint.dir,
-    output: null,
-    inPlace,
-    dryRun,
-    backend: null,
-    adapterSource: loaded.source,
-    modules: container.reportModules(),
-    skipped: container.skipped,
-    weights: container.weights.length,
-    bytesMerged: plan.mergedBytes,
-    bytesWritten: 0,
-    spilledBytes: 0,
-    earlyWrittenBytes: 0,
-    files: [],
-    timings,
-    warnings: loaded.warnings,
-  };
-  timings.plan = performance.now() - t1;
-  if (dryRun) {
-    timings.total = performance.now() - t0;
-    emit({ type: "planned", report, tensors: container.weights.length, bytesTotal: plan.mergedBytes });
-    return report;
-  }
-  return writeMergedModel({
+  return planAndWrite({
     container,
-    plan,
-    adapter: loaded.adapter,
+    loaded,
+    options: params,
+    model: checkpoint.single ? input : checkpoint.dir,
     input,
     ...(output !== undefined ? { output } : {}),
     ...(checkpoint.single ? {} : { outputLabel: inPlace ? checkpoint.dir : resolve(params.output ?? checkpoint.dir) }),
     inPlace,
-    backend: params.backend ?? createReferenceBackend(),
-    copier: params.copier ?? kernelCopier(),
-    durable: params.durable ?? true,
-    memoryBudget: params.memoryBudget ?? 256 * 1024 * 1024,
-    report,
-    check,
-    aborted: mergeAborted,
-    emit,
+    dryRun,
+    reportModules: () => container.reportModules(),
+    skipped: container.skipped,
+    warnings: loaded.warnings,
+    timings,
     started: t0,
+    planStarted: t1,
+    check,
+    emit,
   });
 }

@@ -4,7 +4,6 @@
  */
 import { promises as fsp } from "node:fs";
 import { basename, resolve } from "node:path";
-import { createReferenceBackend } from "../compute/reference-backend.js";
 import { ErrorCode, VeraError } from "../errors.js";
 import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import { loraBaseFromGguf } from "../gguf/lora-base.js";
@@ -16,14 +15,12 @@ import { readFileBytes } from "../node/files.js";
 import { readRange } from "../node/ranged-io.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { eventStream } from "./event-stream.js";
-import { kernelCopier } from "./file-copier.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./gguf-container.js";
 import { loadAdapterFile } from "./load-adapter-file.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
-import { planDataFiles } from "./plan-data-files.js";
-import { writeMergedModel } from "./write-merged-model.js";
+import { planAndWrite } from "./plan-and-write.js";
 
 /** Parameters of {@link mergeGguf} and {@link mergeGgufIter}. */
 export interface MergeGgufParams extends MergeCommonParams {
@@ -161,46 +158,22 @@ async function runMerge(
     ...(mapping ? { mapping } : {}),
     ...(output !== undefined ? { outputName: basename(output) } : {}),
   });
-  const plan = planDataFiles({ files: container.dataFiles, weights: container.weights });
-  const report: MergeReport = {
-    model: real,
-    output: null,
-    inPlace,
-    dryRun,
-    backend: null,
-    adapterSource: loaded.source,
-    modules: container.reportModules(),
-    skipped: [],
-    weights: container.weights.length,
-    bytesMerged: plan.mergedBytes,
-    bytesWritten: 0,
-    spilledBytes: 0,
-    earlyWrittenBytes: 0,
-    files: [],
-    timings,
-    warnings: loaded.warnings,
-  };
-  timings.plan = performance.now() - t1;
-  if (dryRun) {
-    timings.total = performance.now() - t0;
-    emit({ type: "planned", report, tensors: container.weights.length, bytesTotal: plan.mergedBytes });
-    return report;
-  }
-  return writeMergedModel({
+  return planAndWrite({
     container,
-    plan,
-    adapter: loaded.adapter,
+    loaded,
+    options: params,
+    model: real,
     input: real,
     ...(output !== undefined ? { output } : {}),
     inPlace,
-    backend: params.backend ?? createReferenceBackend(),
-    copier: params.copier ?? kernelCopier(),
-    durable: params.durable ?? true,
-    memoryBudget: params.memoryBudget ?? 256 * 1024 * 1024,
-    report,
-    check,
-    aborted: mergeAborted,
-    emit,
+    dryRun,
+    reportModules: () => container.reportModules(),
+    skipped: [],
+    warnings: loaded.warnings,
+    timings,
     started: t0,
+    planStarted: t1,
+    check,
+    emit,
   });
 }

@@ -3,19 +3,16 @@
  * stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, dirname, resolve } from "node:path";
-import { createReferenceBackend } from "../compute/reference-backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import { readFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
 import { eventStream } from "./event-stream.js";
-import { kernelCopier } from "./file-copier.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { loadMergeAdapter } from "./load-merge-adapter.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { onnxContainer, readOnnxSource, type OnnxSource } from "./onnx-container.js";
-import { planDataFiles } from "./plan-data-files.js";
-import { writeMergedModel } from "./write-merged-model.js";
+import { planAndWrite } from "./plan-and-write.js";
 
 export type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
 
@@ -120,48 +117,24 @@ async function runMerge(
     untie: params.untie ?? false,
     ...(mapping ? { mapping } : {}),
   });
-  const plan = planDataFiles({ files: container.dataFiles, weights: container.weights });
   const inPlace = params.inPlace ?? false;
   const dryRun = params.dryRun ?? false;
-  const report: MergeReport = {
-    model: modelPath,
-    output: null,
-    inPlace,
-    dryRun,
-    backend: null,
-    adapterSource: loaded.source,
-    modules: container.reportModules(dryRun ? undefined : plan.targets),
-    skipped: container.skipped,
-    weights: container.weights.length,
-    bytesMerged: plan.mergedBytes,
-    bytesWritten: 0,
-    spilledBytes: 0,
-    earlyWrittenBytes: 0,
-    files: [],
-    timings,
-    warnings: [...loaded.warnings, ...container.warnings],
-  };
-  timings.plan = performance.now() - t1;
-  if (dryRun) {
-    timings.total = performance.now() - t0;
-    emit({ type: "planned", report, tensors: container.weights.length, bytesTotal: plan.mergedBytes });
-    return report;
-  }
-  return writeMergedModel({
+  return planAndWrite({
     container,
-    plan,
-    adapter: loaded.adapter,
+    loaded,
+    options: params,
+    model: modelPath,
     input: modelPath,
     ...(params.output !== undefined ? { output: params.output } : {}),
     inPlace,
-    backend: params.backend ?? createReferenceBackend(),
-    copier: params.copier ?? kernelCopier(),
-    durable: params.durable ?? true,
-    memoryBudget: params.memoryBudget ?? 256 * 1024 * 1024,
-    report,
-    check,
-    aborted: mergeAborted,
-    emit,
+    dryRun,
+    reportModules: (plan) => container.reportModules(dryRun ? undefined : plan.targets),
+    skipped: container.skipped,
+    warnings: [...loaded.warnings, ...container.warnings],
+    timings,
     started: t0,
+    planStarted: t1,
+    check,
+    emit,
   });
 }

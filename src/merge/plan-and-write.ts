@@ -1,0 +1,91 @@
+/**
+ * The end every merge shares, whatever the container: plan the data files, build the report, and either stop there
+ * (dry run) or write the merged model through {@link writeMergedModel} with the caller's options and their defaults.
+ */
+import { createReferenceBackend } from "../compute/reference-backend.js";
+import type { VeraAdapter } from "../format/types.js";
+import type { ContainerWeight, MergeContainer } from "./container.js";
+import { kernelCopier } from "./file-copier.js";
+import { mergeAborted } from "./merge-aborted.js";
+import type { MergeCommonParams } from "./merge-params.js";
+import type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
+import { planDataFiles, type DataFilePlan } from "./plan-data-files.js";
+import { writeMergedModel } from "./write-merged-model.js";
+
+/** Parameters of {@link planAndWrite}. */
+export interface PlanAndWriteParams<W extends ContainerWeight> {
+  container: MergeContainer<W>;
+  /** The loaded adapter, where it came from, and what loading it warned about. */
+  loaded: { adapter: VeraAdapter; source: MergeReport["adapterSource"] };
+  /** The caller's options (backend, copier, durability, memory budget). */
+  options: MergeCommonParams;
+  /** What the report calls the model. */
+  model: string;
+  /** The input's head file (absolute). */
+  input: string;
+  /** The output's head file; required unless `inPlace` or `dryRun`. */
+  output?: string;
+  /** What the report calls the output. @default the output's head file */
+  outputLabel?: string;
+  inPlace: boolean;
+  dryRun: boolean;
+  /** The report's module table, given the plan. */
+  reportModules: (plan: DataFilePlan<W>) => MergeReportModule[];
+  /** Adapter modules left out (`skipMissing`). */
+  skipped: string[];
+  warnings: string[];
+  timings: MergeTimings;
+  /** When the merge started and when planning started (performance.now()). */
+  started: number;
+  planStarted: number;
+  check: () => void;
+  emit: (e: MergeEvent) => void;
+}
+
+/** Plan, report, and (unless a dry run) write; returns the report. */
+export async function planAndWrite<W extends ContainerWeight>(params: PlanAndWriteParams<W>): Promise<MergeReport> {
+  const { container, options, timings, dryRun, inPlace, emit } = params;
+  const plan = planDataFiles({ files: container.dataFiles, weights: container.weights });
+  const report: MergeReport = {
+    model: params.model,
+    output: null,
+    inPlace,
+    dryRun,
+    backend: null,
+    adapterSource: params.loaded.source,
+    modules: params.reportModules(plan),
+    skipped: params.skipped,
+    weights: container.weights.length,
+    bytesMerged: plan.mergedBytes,
+    bytesWritten: 0,
+    spilledBytes: 0,
+    earlyWrittenBytes: 0,
+    files: [],
+    timings,
+    warnings: params.warnings,
+  };
+  timings.plan = performance.now() - params.planStarted;
+  if (dryRun) {
+    timings.total = performance.now() - params.started;
+    emit({ type: "planned", report, tensors: container.weights.length, bytesTotal: plan.mergedBytes });
+    return report;
+  }
+  return writeMergedModel({
+    container,
+    plan,
+    adapter: params.loaded.adapter,
+    input: params.input,
+    ...(params.output !== undefined ? { output: params.output } : {}),
+    ...(params.outputLabel !== undefined ? { outputLabel: params.outputLabel } : {}),
+    inPlace,
+    backend: options.backend ?? createReferenceBackend(),
+    copier: options.copier ?? kernelCopier(),
+    durable: options.durable ?? true,
+    memoryBudget: options.memoryBudget ?? 256 * 1024 * 1024,
+    report,
+    check: params.check,
+    aborted: mergeAborted,
+    emit,
+    started: params.started,
+  });
+}
