@@ -12,3 +12,4 @@ export * from "./check-merge.js";
 export * from "./webgpu-backend.js";
 export * from "./create-backend.js";
 export * from "./wasm-backend.js";
+export * from "./merge-tasks.js";

@@ -4,9 +4,7 @@
  */
 import type { ComputeBackend } from "../compute/backend.js";
 import type { VeraAdapter } from "../format/types.js";
-import { projectionsFor } from "../projections/for-adapter.js";
-import { sliceA, sliceB } from "../projections/generate.js";
-import { buildMergeTasks, type SliceFor } from "./build-merge-tasks.js";
+import { buildMergeTasks, projectionSlices, type SliceFor } from "../compute/merge-tasks.js";
 import type { ContainerWeight } from "./container.js";
 
 /** Parameters of {@link computeWeights}. */
@@ -28,20 +26,6 @@ export interface ComputeWeightsParams<W extends ContainerWeight> {
   sliceFor?: SliceFor;
   /** Adds busy time, milliseconds, to `compute`. */
   timed?: (phase: "compute", ms: number) => void;
-}
-
-/** Projection slices shared by every task of equal shape (one array per distinct in/out size). */
-export function projectionSlices(adapter: VeraAdapter): SliceFor {
-  const proj = projectionsFor(adapter);
-  const aSlices = new Map<number, Float32Array>();
-  const bSlices = new Map<number, Float32Array>();
-  return (inF, outF) => {
-    let a = aSlices.get(inF);
-    if (!a) aSlices.set(inF, (a = sliceA(proj.A, { rank: adapter.rank, maxIn: adapter.maxIn, inFeatures: inF })));
-    let b = bSlices.get(outF);
-    if (!b) bSlices.set(outF, (b = sliceB(proj.B, { rank: adapter.rank, outFeatures: outF })));
-    return { a, b };
-  };
 }
 
 /**

@@ -6,7 +6,8 @@
 import type { ComputeBackend } from "../compute/backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import { commitOutputs, rollbackOutputs, writeHeadFile } from "./commit-outputs.js";
-import { computeWeights, projectionSlices } from "./compute-weights.js";
+import { projectionSlices } from "../compute/merge-tasks.js";
+import { computeWeights } from "./compute-weights.js";
 import type { ContainerWeight, MergeContainer } from "./container.js";
 import { DataReader } from "./data-reader.js";
 import { DataWriter } from "./data-writer.js";

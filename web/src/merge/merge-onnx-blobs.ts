@@ -6,7 +6,7 @@
  * slices of the input and the merged weights, so the model is never held in memory.
  */
 import { VeraError } from "verakit";
-import type { ComputeBackend } from "verakit/compute";
+import { buildMergeTasks, projectionSlices, type ComputeBackend } from "verakit/compute";
 import type { VeraAdapter } from "verakit/format";
 import {
   OnnxErrorCode,
@@ -23,7 +23,6 @@ import {
 } from "verakit/onnx";
 import type { InputFile } from "../input-files.js";
 import { assembleOutputs, type MergedFile } from "./assemble-outputs.js";
-import { buildTasks, projectionSlicer } from "./build-tasks.js";
 import { MERGE_CODES, describePlannedWeights, mergeOrder, type BlobMergeModule } from "./plan-outputs.js";
 import { dirOf, locateDataFiles, type DataFile } from "./locate-data-files.js";
 
@@ -125,7 +124,7 @@ export async function mergeOnnxBlobs(params: MergeOnnxBlobsParams): Promise<Merg
   const { order, appendAt } = mergeOrder({ weights: plan.weights, data });
   const fileOf = (w: PlannedWeight): DataFile => byLocation.get((w.tensor.storage as { location: string }).location)!;
 
-  const sliceFor = projectionSlicer(adapter);
+  const sliceFor = projectionSlices(adapter);
   const byName = new Map(adapter.modules.map((m) => [m.name, m]));
   const edits: ByteEdit[] = [];
   let readMs = 0;
@@ -147,7 +146,7 @@ export async function mergeOnnxBlobs(params: MergeOnnxBlobsParams): Promise<Merg
     readMs += performance.now() - tr;
     check();
     const tc = performance.now();
-    const { tasks, finish } = buildTasks(w, values, byName, adapter.rank, sliceFor);
+    const { tasks, finish } = buildMergeTasks({ weight: w, values, modules: byName, rank: adapter.rank, sliceFor });
     const results = await params.backend.merge(tasks);
     finish();
     computeMs += performance.now() - tc;

@@ -1,25 +1,52 @@
 /**
- * Internal: the backend tasks for one weight. Whole weights and row blocks of (out, in) weights
- * are merged in place; a column block of an (in, out) weight (fused qkv) is gathered into a
- * buffer and scattered back by `finish`.
+ * The backend tasks for one weight, and the projection slices they use: the step between a located weight and a
+ * backend, the same for every container (ONNX, safetensors, GGUF) and in browsers. Whole weights and row blocks of
+ * (out, in) weights are merged in place; a column block of an (in, out) weight (fused qkv) is gathered into a buffer
+ * and scattered back by `finish`.
  */
-import type { MergeTask } from "../compute/backend.js";
+import type { WeightDtype, WeightLayout } from "../dtypes.js";
 import { weightDtypeSize } from "../dtypes.js";
-import type { VeraModule } from "../format/types.js";
-import type { ContainerWeight } from "./container.js";
+import type { VeraAdapter, VeraModule } from "../format/types.js";
+import { projectionsFor } from "../projections/for-adapter.js";
+import { sliceA, sliceB } from "../projections/generate.js";
+import type { MergeTask } from "./backend.js";
 
 /** Projection slices for a module shape (the same arrays for equal sizes). */
 export type SliceFor = (inFeatures: number, outFeatures: number) => { a: Float32Array; b: Float32Array };
 
+/** What {@link buildMergeTasks} needs of a located weight (a merge container's weight, or an ONNX planned weight). */
+export interface MergeTaskWeight {
+  dtype: WeightDtype;
+  layout: WeightLayout;
+  inFeatures: number;
+  outFeatures: number;
+  /** Modules merged into this weight, each owning output features [outStart, outEnd). */
+  modules: ReadonlyArray<{ module: string; inFeatures: number; outFeatures: number; outStart: number; outEnd: number }>;
+}
+
 /** Parameters of {@link buildMergeTasks}. */
 export interface BuildMergeTasksParams {
-  weight: ContainerWeight;
+  weight: MergeTaskWeight;
   /** The weight's stored bytes; merged in place. */
   values: Uint8Array;
   /** The adapter's modules by name. */
   modules: ReadonlyMap<string, VeraModule>;
   rank: number;
   sliceFor: SliceFor;
+}
+
+/** The adapter's projections, sliced per input and output size (one array per size, shared by all tasks). */
+export function projectionSlices(adapter: VeraAdapter): SliceFor {
+  const proj = projectionsFor(adapter);
+  const aSlices = new Map<number, Float32Array>();
+  const bSlices = new Map<number, Float32Array>();
+  return (inF, outF) => {
+    let a = aSlices.get(inF);
+    if (!a) aSlices.set(inF, (a = sliceA(proj.A, { rank: adapter.rank, maxIn: adapter.maxIn, inFeatures: inF })));
+    let b = bSlices.get(outF);
+    if (!b) bSlices.set(outF, (b = sliceB(proj.B, { rank: adapter.rank, outFeatures: outF })));
+    return { a, b };
+  };
 }
 
 /** Tasks for one weight, and the step that puts gathered blocks back once they are merged. */
