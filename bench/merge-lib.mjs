@@ -66,15 +66,19 @@ export const median = (xs) => {
 };
 
 /**
- * Alternate `cp` and `vera merge --json` `reps` times (a `sync` after each). `cp()` returns the copy's time in
- * ms and `merge()` the {@link timed} result of the merge; both remove their own output.
+ * Alternate `cp`, `vera merge --json` and, when given, a baseline merge (PEFT) `reps` times (a `sync` after
+ * each). `cp()` returns the copy's time in ms, `merge()` and `baseline()` the {@link timed} result of their
+ * process; each removes its own output.
  * Returns the merge report, the table columns "cp s" .. "copy s" (`columns`) and the results fields
- * cpMs .. timings (`result`).
+ * cpMs .. timings (`result`), with the baseline's columns and fields when it ran.
  */
-export function mergeVsCp({ reps, cp, merge }) {
+export function mergeVsCp({ reps, cp, merge, baseline }) {
   const cpMs = [];
   const mergeMs = [];
   const rss = [];
+  const baseMs = [];
+  const baseRss = [];
+  const basePhases = [];
   let report = null;
   for (let rep = 0; rep < reps; rep++) {
     cpMs.push(cp());
@@ -84,10 +88,18 @@ export function mergeVsCp({ reps, cp, merge }) {
     if (m.rssMB !== null) rss.push(m.rssMB);
     report = JSON.parse(m.stdout);
     sync();
+    if (baseline) {
+      const b = baseline();
+      baseMs.push(b.ms);
+      if (b.rssMB !== null) baseRss.push(b.rssMB);
+      basePhases.push(JSON.parse(b.stdout.trim().split("\n").pop()));
+      sync();
+    }
   }
   const cpMedian = median(cpMs);
   const mg = median(mergeMs);
   const t = report.timings;
+  const bm = baseline ? median(baseMs) : null;
   return {
     report,
     columns: {
@@ -97,6 +109,13 @@ export function mergeVsCp({ reps, cp, merge }) {
       "peak RSS MB": rss.length ? Math.max(...rss).toFixed(0) : "n/a",
       "compute s": (t.compute / 1000).toFixed(2),
       "copy s": (t.copy / 1000).toFixed(2),
+      ...(bm === null
+        ? {}
+        : {
+            "PEFT s": (bm / 1000).toFixed(2),
+            "PEFT / merge": (bm / mg).toFixed(2),
+            "PEFT RSS MB": baseRss.length ? Math.max(...baseRss).toFixed(0) : "n/a",
+          }),
     },
     result: {
       cpMs,
@@ -104,6 +123,16 @@ export function mergeVsCp({ reps, cp, merge }) {
       ratio: mg / cpMedian,
       peakRssMB: rss.length ? Math.max(...rss) : null,
       timings: t,
+      ...(bm === null
+        ? {}
+        : {
+            peft: {
+              ms: baseMs,
+              speedup: bm / mg,
+              peakRssMB: baseRss.length ? Math.max(...baseRss) : null,
+              phases: basePhases,
+            },
+          }),
     },
   };
 }

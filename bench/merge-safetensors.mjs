@@ -2,21 +2,39 @@
 // checkpoint generated here (never committed): hidden 4096, intermediate 11008, vocab 32000, N
 // layers split into 3 shards with model.safetensors.index.json, as transformers save_pretrained
 // writes them (32 layers = Llama-2-7B, 13.5 GB). Wall time of `cp -r` of the folder and of
-// `vera merge` (same run, alternating, median of --reps), the ratio, and the merge's peak RSS.
+// `vera merge` (same run, alternating, median of --reps), the ratio, and the merge's peak RSS. With --python
+// (a Python that has torch, transformers and peft), also PEFT's merge of the same adapter in the same run
+// (bench/peft-merge.py: from_pretrained, PeftModel.from_pretrained, merge_and_unload, save_pretrained in as many
+// shards), its wall time as a ratio to `vera merge`'s, and its peak RSS.
 //
-//   node bench/merge-safetensors.mjs [--layers 2] [--reps 2] [--backend auto] [--dir DIR]
+//   node bench/merge-safetensors.mjs [--layers 2] [--reps 2] [--backend auto] [--dir DIR] [--python PATH] [--keep DIR]
 //
-// Neither side syncs (--no-fsync). Needs about 3x the checkpoint's size in free disk space under --dir.
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+// None of them syncs (--no-fsync; save_pretrained does not fsync either); a `sync` runs between runs and is not
+// timed. Needs about 3x the checkpoint's size in free disk space under --dir.
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveResults, table } from "./lib.mjs";
 import { builtCli, mergeVsCp, option, sync, timed, timedMerge, writeBenchAdapter } from "./merge-lib.mjs";
+import { root } from "./lib.mjs";
 
 const LAYERS = Number(option("layers", "2"));
 const REPS = Number(option("reps", "2"));
 const BACKEND = option("backend", "auto");
 const BASE = option("dir", tmpdir());
+const PYTHON = option("python", null);
+const KEEP = option("keep", null);
 const H = 4096,
   I = 11008,
   V = 32000,
@@ -99,9 +117,24 @@ function generate(dir, layers) {
     join(dir, "model.safetensors.index.json"),
     JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2),
   );
+  // Llama-2-7B's config (with `layers` layers), so transformers loads the checkpoint.
   writeFileSync(
     join(dir, "config.json"),
-    JSON.stringify({ model_type: "llama", hidden_size: H, num_hidden_layers: layers }),
+    JSON.stringify({
+      architectures: ["LlamaForCausalLM"],
+      model_type: "llama",
+      hidden_size: H,
+      intermediate_size: I,
+      num_hidden_layers: layers,
+      num_attention_heads: 32,
+      num_key_value_heads: 32,
+      vocab_size: V,
+      max_position_embeddings: 4096,
+      rms_norm_eps: 1e-5,
+      hidden_act: "silu",
+      tie_word_embeddings: false,
+      dtype: "bfloat16",
+    }),
   );
   return written;
 }
@@ -110,15 +143,27 @@ const work = mkdtempSync(join(BASE, "vera-bench-merge-st-"));
 let row;
 let result;
 try {
-  const dir = join(work, "base");
-  mkdirSync(dir);
-  console.error(`generating a ${LAYERS}-layer checkpoint...`);
-  const bytes = generate(dir, LAYERS);
+  // --keep DIR: generate the checkpoint there once and reuse it in later runs (same --layers).
+  const dir = KEEP ?? join(work, "base");
+  let bytes;
+  if (KEEP && existsSync(join(KEEP, "model.safetensors.index.json")))
+    bytes = readdirSync(KEEP)
+      .filter((f) => f.endsWith(".safetensors"))
+      .reduce((n, f) => n + statSync(join(KEEP, f)).size, 0);
+  else {
+    mkdirSync(dir, { recursive: true });
+    console.error(`generating a ${LAYERS}-layer checkpoint...`);
+    bytes = generate(dir, LAYERS);
+  }
   const adapter = join(work, "adapter.vera.safetensors");
   await writeBenchAdapter({ layers: LAYERS, path: adapter, hidden: H, rank: R });
   sync();
   const cpOut = join(work, "cp-out");
   const mOut = join(work, "merge-out");
+  const peftAdapter = join(work, "peft-adapter");
+  const peftOut = join(work, "peft-out");
+  if (PYTHON) timed(process.execPath, [cli, "export-peft", adapter, "-o", peftAdapter]);
+  const maxShard = String(Math.ceil(bytes / SHARDS / 1e8) * 1e8 + 1e8);
   const {
     report,
     columns,
@@ -142,6 +187,15 @@ try {
       rmSync(mOut, { recursive: true });
       return m;
     },
+    ...(PYTHON
+      ? {
+          baseline: () => {
+            const b = timed(PYTHON, [join(root, "bench/peft-merge.py"), dir, peftAdapter, peftOut, maxShard]);
+            rmSync(peftOut, { recursive: true });
+            return b;
+          },
+        }
+      : {}),
   });
   row = {
     layers: LAYERS,
