@@ -32,6 +32,14 @@ export const MergeErrorCode = {
   MERGE_WEIGHT_SHAPE: "MERGE_WEIGHT_SHAPE",
   /** A checkpoint weight's dtype cannot be merged (only F32, F16 and BF16 can). */
   MERGE_WEIGHT_DTYPE: "MERGE_WEIGHT_DTYPE",
+  /**
+   * An in-place merge of the model was interrupted (crash, power loss, kill): its undo journal
+   * (`.<model>.vera-undo`) is still beside it and its files may hold partly merged weights. Run
+   * `vera recover MODEL` (`recoverMerge`) to put the original bytes back.
+   */
+  MERGE_INTERRUPTED: "MERGE_INTERRUPTED",
+  /** An undo journal is damaged (a digest, a range, a field); nothing was restored. */
+  MERGE_JOURNAL_CORRUPT: "MERGE_JOURNAL_CORRUPT",
 } as const;
 
 /** One of {@link MergeErrorCode}'s values. */

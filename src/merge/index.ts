@@ -11,3 +11,4 @@ export * from "./merge-gguf.js";
 export * from "./merge-onnx.js";
 export * from "./plan-data-files.js";
 export * from "./merge-params.js";
+export * from "./recover-merge.js";

@@ -2,6 +2,7 @@
  * The end every merge shares, whatever the container: plan the data files, build the report, and either stop there
  * (dry run) or write the merged model through {@link writeMergedModel} with the caller's options and their defaults.
  */
+import { ErrorCode, VeraError } from "../errors.js";
 import { createReferenceBackend } from "../compute/reference-backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import type { ContainerWeight, MergeContainer } from "./container.js";
@@ -10,6 +11,8 @@ import { mergeAborted } from "./merge-aborted.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
 import { planDataFiles, type DataFilePlan } from "./plan-data-files.js";
+import { refuseInterrupted } from "./undo-journal.js";
+import { writeInPlace } from "./write-in-place.js";
 import { writeMergedModel } from "./write-merged-model.js";
 
 /** Parameters of {@link planAndWrite}. */
@@ -45,6 +48,7 @@ export interface PlanAndWriteParams<W extends ContainerWeight> {
 /** Plan, report, and (unless a dry run) write; returns the report. */
 export async function planAndWrite<W extends ContainerWeight>(params: PlanAndWriteParams<W>): Promise<MergeReport> {
   const { container, options, timings, dryRun, inPlace, emit } = params;
+  await refuseInterrupted(params.input);
   const plan = planDataFiles({ files: container.dataFiles, weights: container.weights });
   const report: MergeReport = {
     model: params.model,
@@ -70,17 +74,36 @@ export async function planAndWrite<W extends ContainerWeight>(params: PlanAndWri
     emit({ type: "planned", report, tensors: container.weights.length, bytesTotal: plan.mergedBytes });
     return report;
   }
+  const backend = options.backend ?? createReferenceBackend();
+  const durable = options.durable ?? true;
+  if (inPlace)
+    return writeInPlace({
+      container,
+      plan,
+      adapter: params.loaded.adapter,
+      input: params.input,
+      ...(params.outputLabel !== undefined ? { outputLabel: params.outputLabel } : {}),
+      backend,
+      durable,
+      report,
+      check: params.check,
+      emit,
+      started: params.started,
+    });
+  if (params.output === undefined)
+    throw new VeraError(ErrorCode.ARG_INVALID, "no output given: pass an output path, or ask for an in-place merge", {
+      expected: "output path",
+    });
   return writeMergedModel({
     container,
     plan,
     adapter: params.loaded.adapter,
     input: params.input,
-    ...(params.output !== undefined ? { output: params.output } : {}),
+    output: params.output,
     ...(params.outputLabel !== undefined ? { outputLabel: params.outputLabel } : {}),
-    inPlace,
-    backend: options.backend ?? createReferenceBackend(),
+    backend,
     copier: options.copier ?? kernelCopier(),
-    durable: options.durable ?? true,
+    durable,
     memoryBudget: options.memoryBudget ?? 256 * 1024 * 1024,
     report,
     check: params.check,

@@ -1,7 +1,8 @@
 /**
- * The stages after planning, for any container: resolve the outputs, copy the data files while
- * the weights are computed, write each merged weight into its copy, write the head file, commit.
- * On any error or cancellation every temporary file is removed and the input is untouched.
+ * The stages after planning of a merge into new files, for any container: resolve the outputs,
+ * copy the data files while the weights are computed, write each merged weight into its copy,
+ * write the head file, commit. On any error or cancellation every temporary file is removed and
+ * the input is untouched. (In place: write-in-place.ts.)
  */
 import type { ComputeBackend } from "../compute/backend.js";
 import type { VeraAdapter } from "../format/types.js";
@@ -25,11 +26,10 @@ export interface WriteMergedModelParams<W extends ContainerWeight> {
   adapter: VeraAdapter;
   /** The input's head file (absolute). */
   input: string;
-  /** The output's head file; required unless `inPlace`. */
-  output?: string;
+  /** The output's head file. */
+  output: string;
   /** What the report calls the output. @default the output's head file */
   outputLabel?: string;
-  inPlace: boolean;
   backend: ComputeBackend;
   copier: FileCopier;
   durable: boolean;
@@ -54,14 +54,14 @@ export async function writeMergedModel<W extends ContainerWeight>(
   const timed = (phase: "read" | "compute" | "write" | "copy", ms: number): void => void (timings[phase] += ms);
   const outputs = await resolveOutputs({
     input: params.input,
-    ...(params.output !== undefined ? { output: params.output } : {}),
-    inPlace: params.inPlace,
+    output: params.output,
+    inPlace: false,
     files: plan.files.map((e) => ({ file: e.file, changed: e.merged.length > 0 })),
   });
   const order = plan.order;
   const copyFiles = outputs.files.filter((f) => f.write);
   const copyTotal = copyFiles.reduce((s, f) => s + f.file.size, 0);
-  const head = container.headSize > 0 && (!params.inPlace || container.headChanged());
+  const head = container.headSize > 0;
   const bytesTotal = plan.mergedBytes + copyTotal + (head ? container.headSize : 0);
   report.backend = params.backend.name;
   report.output = params.outputLabel ?? outputs.output;

@@ -15,6 +15,7 @@ export const commands: Record<string, () => Promise<{ default: Command }>> = {
   "export-onnx-adapter": () => import("./export-onnx-adapter.js"),
   "export-gguf-lora": () => import("./export-gguf-lora.js"),
   merge: () => import("./merge.js"),
+  recover: () => import("./recover.js"),
   graft: () => import("./graft.js"),
   demo: () => import("./demo.js"),
   backends: () => import("./backends.js"),

@@ -28,6 +28,9 @@ const command: Command = {
     "already in the local Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub), read offline) or a GGUF model file (F32/F16/BF16 " +
     "weights; --mapping for architectures llama.cpp's names do not cover): only the adapted weights' bytes change. " +
     "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights). " +
+    "--in-place rewrites only the adapted weights' byte ranges of the model's own files (an ONNX model whose weights are " +
+    "inside the .onnx gets a new .onnx); the original bytes go first to an undo journal beside the model, so a failed or " +
+    "cancelled merge puts them back, and after a crash `vera recover MODEL` does. " +
     "--threads sets the CPU backend's threads (default: all cores but one, which the copy of the data files uses; all cores with --in-place).",
   usage:
     "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors|ORG/MODEL[@REV]|MODEL.gguf ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
