@@ -11,23 +11,13 @@
 //
 // None of them syncs (--no-fsync; save_pretrained does not fsync either); a `sync` runs between runs and is not
 // timed. Needs about 3x the checkpoint's size in free disk space under --dir.
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveResults, table } from "./lib.mjs";
 import { builtCli, mergeVsCp, option, sync, timed, timedMerge, writeBenchAdapter } from "./merge-lib.mjs";
 import { root } from "./lib.mjs";
+import { generateCheckpoint as generate, H, SHARDS } from "./gen-models.mjs";
 
 const LAYERS = Number(option("layers", "2"));
 const REPS = Number(option("reps", "2"));
@@ -35,109 +25,8 @@ const BACKEND = option("backend", "auto");
 const BASE = option("dir", tmpdir());
 const PYTHON = option("python", null);
 const KEEP = option("keep", null);
-const H = 4096,
-  I = 11008,
-  V = 32000,
-  R = 256,
-  SHARDS = 3;
+const R = 256;
 const cli = builtCli();
-
-/** The checkpoint's tensors, in save order: [name, shape]. */
-function tensors(layers) {
-  const out = [["model.embed_tokens.weight", [V, H]]];
-  for (let l = 0; l < layers; l++) {
-    const p = `model.layers.${l}`;
-    out.push(
-      [`${p}.input_layernorm.weight`, [H]],
-      [`${p}.mlp.down_proj.weight`, [H, I]],
-      [`${p}.mlp.gate_proj.weight`, [I, H]],
-      [`${p}.mlp.up_proj.weight`, [I, H]],
-      [`${p}.post_attention_layernorm.weight`, [H]],
-      [`${p}.self_attn.k_proj.weight`, [H, H]],
-      [`${p}.self_attn.o_proj.weight`, [H, H]],
-      [`${p}.self_attn.q_proj.weight`, [H, H]],
-      [`${p}.self_attn.v_proj.weight`, [H, H]],
-    );
-  }
-  out.push(["model.norm.weight", [H]], ["lm_head.weight", [V, H]]);
-  return out;
-}
-
-/** Write the shards, the index and a config.json; returns the total bytes. */
-function generate(dir, layers) {
-  const all = tensors(layers);
-  const bytesOf = ([, shape]) => shape.reduce((a, b) => a * b, 1) * 2;
-  const total = all.reduce((n, t) => n + bytesOf(t), 0);
-  const chunk = Buffer.alloc(64 << 20);
-  let s = 12345;
-  for (let i = 0; i < chunk.length; i += 2) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    chunk.writeUInt16LE(0x3c00 | (s >>> 25) | ((s & 1) << 15), i); // small bf16 values of both signs
-  }
-  const shards = [];
-  let cur = [];
-  let size = 0;
-  for (const t of all) {
-    if (size > 0 && size + bytesOf(t) > total / SHARDS && shards.length < SHARDS - 1) {
-      shards.push(cur);
-      cur = [];
-      size = 0;
-    }
-    cur.push(t);
-    size += bytesOf(t);
-  }
-  shards.push(cur);
-  const weightMap = {};
-  let written = 0;
-  shards.forEach((list, k) => {
-    const name = `model-${String(k + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`;
-    const header = { __metadata__: { format: "pt" } };
-    let off = 0;
-    for (const t of list) {
-      header[t[0]] = { dtype: "BF16", shape: t[1], data_offsets: [off, off + bytesOf(t)] };
-      off += bytesOf(t);
-      weightMap[t[0]] = name;
-    }
-    let json = JSON.stringify(header);
-    json += " ".repeat((8 - ((8 + json.length) % 8)) % 8);
-    const fd = openSync(join(dir, name), "w");
-    const head = Buffer.alloc(8 + json.length);
-    head.writeBigUInt64LE(BigInt(json.length), 0);
-    head.write(json, 8, "latin1");
-    writeSync(fd, head, 0, head.length, 0);
-    for (let done = 0; done < off; ) {
-      const n = Math.min(chunk.length, off - done);
-      writeSync(fd, chunk, 0, n, head.length + done);
-      done += n;
-    }
-    closeSync(fd);
-    written += head.length + off;
-  });
-  writeFileSync(
-    join(dir, "model.safetensors.index.json"),
-    JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2),
-  );
-  // Llama-2-7B's config (with `layers` layers), so transformers loads the checkpoint.
-  writeFileSync(
-    join(dir, "config.json"),
-    JSON.stringify({
-      architectures: ["LlamaForCausalLM"],
-      model_type: "llama",
-      hidden_size: H,
-      intermediate_size: I,
-      num_hidden_layers: layers,
-      num_attention_heads: 32,
-      num_key_value_heads: 32,
-      vocab_size: V,
-      max_position_embeddings: 4096,
-      rms_norm_eps: 1e-5,
-      hidden_act: "silu",
-      tie_word_embeddings: false,
-      dtype: "bfloat16",
-    }),
-  );
-  return written;
-}
 
 const work = mkdtempSync(join(BASE, "vera-bench-merge-st-"));
 let row;

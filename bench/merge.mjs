@@ -7,11 +7,12 @@
 //
 // --fsync compares `cp` + `sync` with a durable merge (fsync before rename); by default neither syncs.
 // Needs about 3x the largest model's size in free disk space under --dir (default: the OS temp dir).
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { freemem, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { saveResults, table } from "./lib.mjs";
 import { builtCli, mergeVsCp, option, sync, timed, timedMerge, writeBenchAdapter } from "./merge-lib.mjs";
+import { generateOnnx as generate, H } from "./gen-models.mjs";
 
 const LAYERS = option("layers", "8,16,32").split(",").map(Number);
 const REPS = Number(option("reps", "2"));
@@ -19,128 +20,8 @@ const BACKEND = option("backend", "auto");
 const THREADS = option("threads", "");
 const FSYNC = process.argv.slice(2).includes("--fsync");
 const BASE = option("dir", tmpdir());
-const H = 4096,
-  I = 11008,
-  V = 32000,
-  R = 256;
+const R = 256;
 const cli = builtCli();
-
-// ---- a minimal protobuf writer for the generated model ----
-const enc = new TextEncoder();
-const varint = (v) => {
-  const o = [];
-  let x = BigInt(v);
-  while (x >= 0x80n) {
-    o.push(Number(x & 0x7fn) | 0x80);
-    x >>= 7n;
-  }
-  o.push(Number(x));
-  return o;
-};
-const len = (f, p) => [...varint(f * 8 + 2), ...varint(p.length), ...p];
-const str = (f, s) => len(f, [...enc.encode(s)]);
-const int = (f, v) => [...varint(f * 8), ...varint(v)];
-const tensor = (name, dims, dt, loc, off, n) => [
-  ...len(
-    1,
-    dims.flatMap((d) => varint(d)),
-  ),
-  ...int(2, dt),
-  ...str(8, name),
-  ...len(13, [...str(1, "location"), ...str(2, loc)]),
-  ...len(13, [...str(1, "offset"), ...str(2, String(off))]),
-  ...len(13, [...str(1, "length"), ...str(2, String(n))]),
-  ...int(14, 1),
-];
-const node = (op, ins, outs, name) => [
-  ...ins.flatMap((i) => str(1, i)),
-  ...outs.flatMap((o) => str(2, o)),
-  ...str(3, name),
-  ...str(4, op),
-];
-const valueInfo = (name, elem, shape) => [
-  ...str(1, name),
-  ...len(
-    2,
-    len(1, [
-      ...int(1, elem),
-      ...len(
-        2,
-        shape.flatMap((d) => len(1, typeof d === "number" ? int(1, d) : str(2, d))),
-      ),
-    ]),
-  ),
-];
-
-/** Write model.onnx + model.onnx_data (optimum's naming) for an n-layer Llama-2-7B-shaped fp16 model. */
-function generate(dir, layers) {
-  const data = join(dir, "model.onnx_data");
-  const fd = openSync(data, "w");
-  const chunk = Buffer.alloc(64 << 20);
-  let s = 12345;
-  for (let i = 0; i < chunk.length; i += 2) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    chunk.writeUInt16LE(0x2000 | (s >>> 22) | ((s & 1) << 15), i); // small fp16 values of both signs
-  }
-  let offset = 0;
-  const nodes = [];
-  const inits = [];
-  let n = 0;
-  const add = (name, dims) => {
-    const bytes = dims.reduce((a, b) => a * b, 1) * 2;
-    inits.push(tensor(name, dims, 10, "model.onnx_data", offset, bytes));
-    for (let done = 0; done < bytes; ) {
-      const k = Math.min(chunk.length, bytes - done);
-      writeSync(fd, chunk, 0, k, offset + done);
-      done += k;
-    }
-    offset += bytes;
-  };
-  add("model.embed_tokens.weight", [V, H]);
-  nodes.push(node("Gather", ["model.embed_tokens.weight", "input_ids"], ["h_0"], "/model/embed_tokens/Gather"));
-  let h = "h_0";
-  for (let l = 0; l < layers; l++) {
-    for (const [mod, inF, outF] of [
-      ["self_attn.q_proj", H, H],
-      ["self_attn.k_proj", H, H],
-      ["self_attn.v_proj", H, H],
-      ["self_attn.o_proj", H, H],
-      ["mlp.gate_proj", H, I],
-      ["mlp.up_proj", H, I],
-      ["mlp.down_proj", I, H],
-    ]) {
-      const w = `onnx::MatMul_${1000 + n++}`;
-      add(w, [inF, outF]);
-      const scope = `/model/layers.${l}/${mod.replace(".", "/")}/MatMul`;
-      nodes.push(node("MatMul", [mod === "mlp.down_proj" ? `${h}_i` : h, w], [`${h}_${mod}`], scope));
-      if (mod === "mlp.up_proj")
-        nodes.push(node("Identity", [`${h}_${mod}`], [`${h}_i`], `/model/layers.${l}/mlp/Identity`));
-    }
-    const next = `h_${l + 1}`;
-    nodes.push(node("Add", [h, `${h}_mlp.down_proj`], [next], `/model/layers.${l}/Add`));
-    h = next;
-  }
-  add("onnx::MatMul_lm_head", [H, V]);
-  nodes.push(node("MatMul", [h, "onnx::MatMul_lm_head"], ["logits"], "/lm_head/MatMul"));
-  closeSync(fd);
-  const graph = [
-    ...nodes.flatMap((x) => len(1, x)),
-    ...str(2, "llama2-7b-shaped"),
-    ...inits.flatMap((t) => len(5, t)),
-    ...len(11, valueInfo("input_ids", 7, ["batch", "seq"])),
-    ...len(12, valueInfo("logits", 10, ["batch", "seq", V])),
-  ];
-  const model = Uint8Array.from([
-    ...int(1, 8),
-    ...str(2, "verakit bench"),
-    ...len(7, graph),
-    ...len(8, [...str(1, ""), ...int(2, 17)]),
-  ]);
-  const fm = openSync(join(dir, "model.onnx"), "w");
-  writeSync(fm, model);
-  closeSync(fm);
-  return offset + model.length;
-}
 
 const work = mkdtempSync(join(BASE, "vera-bench-merge-"));
 const rows = [];

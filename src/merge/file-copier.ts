@@ -2,7 +2,7 @@
  * How the merge copies data files: behind an interface, so the early-write logic of the data
  * writer can be exercised with a copier whose pace a test decides.
  */
-import { promises as fsp } from "node:fs";
+import { constants, promises as fsp } from "node:fs";
 
 /** Copies whole files. */
 export interface FileCopier {
@@ -27,11 +27,15 @@ export interface KernelCopierParams {
   sequential?: boolean;
 }
 
-/** The platform's file copy (`fs.copyFile`: copy_file_range, clonefile, CopyFileEx, ...). */
+/**
+ * The platform's file copy (`fs.copyFile`): a reflink clone where the file system has them (Btrfs, XFS, APFS,
+ * ...: the copy shares the source's blocks until the merged ranges are written), else copy_file_range /
+ * sendfile, CopyFileEx, ...
+ */
 export function kernelCopier(params: KernelCopierParams = {}): FileCopier {
   return {
     sequential: params.sequential ?? process.platform === "linux",
-    copy: (source, dest) => fsp.copyFile(source, dest),
+    copy: (source, dest) => fsp.copyFile(source, dest, constants.COPYFILE_FICLONE),
     progress: (dest) =>
       fsp.stat(dest).then(
         (s) => s.size,

@@ -87,9 +87,13 @@ const command: Command = {
     const onSigint = (): void => {
       interrupts++;
       if (interrupts === 1) {
-        ctx.err("\nvera: cancelling (Ctrl-C again to quit at once); removing temporary files...");
+        ctx.err(
+          inPlace
+            ? `\nvera: cancelling (Ctrl-C again to quit at once, then run \`vera recover ${model}\`); putting the original bytes back...`
+            : "\nvera: cancelling (Ctrl-C again to quit at once); removing temporary files...",
+        );
         ac.abort();
-      } else process.exit(130); // the merge's exit hook removes temporary files
+      } else process.exit(130); // the merge's exit hook removes temporary files; in place, the undo journal stays
     };
     process.on("SIGINT", onSigint);
     const bar = ctx.isTTY && !ctx.json ? new ProgressBar(ctx) : undefined;
