@@ -14,11 +14,16 @@ import { createAdapter } from "../src/format/create.js";
 import {
   bytesSource,
   checkGgufSplit,
+  decodeTensor,
+  encodeTensor,
+  GgmlType,
   GgufErrorCode,
   ggufSplitName,
   parseGgufSplitName,
   readGguf,
+  writeGguf,
   type GgufFile,
+  type GgufValue,
 } from "../src/gguf/index.js";
 import { mergeGguf, MergeErrorCode } from "../src/merge/index.js";
 import { veraError } from "./error-helpers.js";
@@ -255,6 +260,56 @@ describe("split parts that do not form one model: typed errors naming the part, 
     expect(e.message).toContain("blk.0.attn_v.weight");
     expect(e.message).toContain(NAMES[0]);
     expect(e.message).toContain(NAMES[1]);
+  });
+
+  /** Rewrite part `k` of a copy with verakit's writer: metadata edited, a tensor dropped or re-encoded. */
+  async function rewritePart(
+    dir: string,
+    k: number,
+    edit: { metadata?: (m: Map<string, GgufValue>) => void; drop?: string; q8_0?: string },
+  ): Promise<void> {
+    const path = join(dir, NAMES[k]!);
+    const bytes = bytesOf(path);
+    const file = await read(bytes);
+    const metadata = new Map(file.metadata);
+    edit.metadata?.(metadata);
+    const tensors = file.tensors
+      .filter((t) => t.name !== edit.drop)
+      .map((t) => {
+        const data = bytes.subarray(file.dataOffset + t.offset, file.dataOffset + t.offset + t.byteLength);
+        return t.name === edit.q8_0
+          ? {
+              name: t.name,
+              ne: t.ne,
+              type: GgmlType.Q8_0,
+              data: encodeTensor(decodeTensor(data, t.type), t.ne[0]!, "q8_0", t.name),
+            }
+          : { name: t.name, ne: t.ne, type: t.type, data };
+      });
+    writeFileSync(path, writeGguf({ metadata, tensors, alignment: file.alignment }));
+  }
+
+  it("a quantized weight in a later part: GGUF_QUANTIZED naming the tensor", async () => {
+    const dir = copyParts();
+    await rewritePart(dir, 2, { q8_0: "blk.1.ffn_up.weight" });
+    const e = await refused(dir);
+    expect(e.code).toBe("GGUF_QUANTIZED");
+    expect(e.message).toContain("blk.1.ffn_up.weight (Q8_0)");
+  });
+
+  it("lm_head on a split model whose output is tied to token_embd (no output.weight in any part): GGUF_MODULE_UNSUPPORTED", async () => {
+    const dir = copyParts();
+    await rewritePart(dir, 2, { drop: "output.weight" });
+    const e0 = await refused(dir);
+    expect(e0.code).toBe(GgufErrorCode.GGUF_SPLIT); // split.tensors.count still says 21
+    expect(e0.message).toContain("split.tensors.count is 21, but the 3 parts hold 20 tensors");
+    await rewritePart(dir, 0, { metadata: (m) => m.set("split.tensors.count", { type: 5, value: 20 }) });
+    const tied = createAdapter({ modules: [{ name: "lm_head", inFeatures: 32, outFeatures: 288 }], rank: 4 });
+    const out = tmp();
+    const e = await veraError(mergeGguf({ model: join(dir, NAMES[0]!), adapter: tied, output: out, durable: false }));
+    expect(e.code).toBe("GGUF_MODULE_UNSUPPORTED");
+    expect(e.message).toContain("tied to token_embd");
+    expect(readdirSync(out)).toEqual([]);
   });
 
   it("a truncated part: the single-file errors, naming the part", async () => {
