@@ -306,10 +306,10 @@ describe("bad GGUF input: typed errors naming file and tensor, nothing written",
     expect(e.message).toContain("blk.0.attn_v.weight");
   });
 
-  it("split GGUF parts: MERGE_CONTAINER_UNKNOWN (join them with llama-gguf-split first)", async () => {
+  it("a part of a split GGUF without its other parts: GGUF_SPLIT (test/merge-gguf-split.test.ts merges whole ones)", async () => {
     const e = await refused(new Uint8Array(readFileSync(LLAMA)), "model-00001-of-00002.gguf");
-    expect(e.code).toBe(MergeErrorCode.MERGE_CONTAINER_UNKNOWN);
-    expect(e.message).toContain("llama-gguf-split --merge");
+    expect(e.code).toBe("GGUF_SPLIT");
+    expect(e.message).toContain("model-00002-of-00002.gguf");
     const counted = await rebuild({ metadata: (m) => m.set("split.count", { type: 2, value: 3 }) });
     expect((await refused(counted)).message).toContain("split.count 3");
   });

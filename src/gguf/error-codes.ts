@@ -37,6 +37,12 @@ export const GgufErrorCode = {
   GGUF_QUANT_BLOCK: "GGUF_QUANT_BLOCK",
   /** A quantized tensor where only float tensors can be used (merge into the F16 GGUF, then quantize). */
   GGUF_QUANTIZED: "GGUF_QUANTIZED",
+  /**
+   * The parts of a split GGUF (`<name>-00001-of-00003.gguf`, ...) do not form one model: a missing part,
+   * split.no / split.count that disagree with the file names, split.tensors.count that is not the tensors of
+   * all parts together, or a part with split.count but no split name.
+   */
+  GGUF_SPLIT: "GGUF_SPLIT",
 } as const;
 
 /** One of {@link GgufErrorCode}'s values. */

@@ -10,3 +10,5 @@ export * from "./lora-base.js";
 export * from "./export-gguf-lora.js";
 export * from "./base-shapes-from-gguf.js";
 export * from "./locate-gguf-weights.js";
+export * from "./split-name.js";
+export * from "./check-gguf-split.js";

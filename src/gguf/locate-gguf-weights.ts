@@ -46,6 +46,12 @@ export interface LocateGgufWeightsParams {
   mapping?: GgufNameMapping;
   /** For messages (the file path). @default "gguf" */
   label?: string;
+  /**
+   * Every part of a split GGUF, in order, the first being `file` (which holds the metadata): tensors are
+   * looked up over all of them (checkGgufSplit first: a name in two parts is refused here too).
+   * @default [file]
+   */
+  parts?: readonly GgufFile[];
 }
 
 /** Where one module's weight lies in a GGUF model, and how its delta must be laid out to merge into it. */
@@ -54,6 +60,8 @@ export interface GgufWeightLocation extends GgufTensorRange {
   dtype: "F32" | "F16" | "BF16";
   /** Rows of the delta (out_features) are permuted with these heads first (llama attn_q / attn_k). */
   permuteHeads?: number;
+  /** Index in `parts` of the part holding the tensor (0 for a single file); start/end are in that part. */
+  part: number;
 }
 
 /** The GGUF container stage of a merge: the adapted weights located, checked and ready to patch. */
@@ -69,7 +77,8 @@ export interface GgufWeightPlan {
  * so a merge adds delta (out, in) element-wise after llama.cpp's q/k permutation where it applies).
  * Refuses, naming every offender: an unknown architecture without a mapping, modules without a tensor
  * (tied `lm_head` included), shapes that disagree, and quantized weights (merge into the F16 GGUF, then
- * quantize with llama.cpp). Only F32, F16 and BF16 weights are returned.
+ * quantize with llama.cpp). Only F32, F16 and BF16 weights are returned. A split GGUF's tensors are looked
+ * up over all its `parts`; the metadata is `file`'s (the first part's).
  */
 export function locateGgufWeights(params: LocateGgufWeightsParams): GgufWeightPlan {
   const label = params.label ?? "gguf";
@@ -80,7 +89,17 @@ export function locateGgufWeights(params: LocateGgufWeightsParams): GgufWeightPl
       `${label}: architecture "${base.architecture}" has no built-in llama.cpp tensor names; give a mapping file`,
       { path: "general.architecture", received: base.architecture },
     );
-  const ranges = new Map(ggufTensorRanges(params.file).map((r) => [r.name, r]));
+  const ranges = new Map<string, GgufTensorRange & { part: number }>();
+  for (const [part, f] of (params.parts ?? [params.file]).entries())
+    for (const r of ggufTensorRanges(f)) {
+      if (ranges.has(r.name))
+        throw new VeraError(
+          GgufErrorCode.GGUF_DUPLICATE,
+          `${label}: tensor "${r.name}" is in parts ${ranges.get(r.name)!.part + 1} and ${part + 1}`,
+          { path: r.name },
+        );
+      ranges.set(r.name, { ...r, part });
+    }
   const missing: string[] = [];
   const quantized: string[] = [];
   const weights: GgufWeightLocation[] = [];

@@ -1,8 +1,8 @@
 /**
- * A GGUF model file as a merge container: the file is one data file whose merged weights are
- * patched at their own offsets, so the header, every metadata value, the tensor table, the
- * alignment padding and every untouched tensor are copied byte for byte. ggml stores a Linear
- * weight with ne = [in, out], row-major: the (out, in) layout. llama.cpp permutes the rows of
+ * A GGUF model file as a merge container: the file (each part of a split GGUF) is one data file
+ * whose merged weights are patched at their own offsets, so the header, every metadata value, the
+ * tensor table, the alignment padding and every untouched tensor are copied byte for byte. ggml
+ * stores a Linear weight with ne = [in, out], row-major: the (out, in) layout. llama.cpp permutes the rows of
  * llama-family attn_q / attn_k; `prepare` undoes that permutation on the stored rows before the
  * merge and `merged` applies it again, so the delta lands permuted as the weight is.
  */
@@ -21,6 +21,8 @@ export interface GgufWeight extends ContainerWeight {
   /** llama.cpp's q/k row permutation applies with this many heads (llama attn_q / attn_k). */
   permuteHeads?: number;
   matchedBy: "exact" | "mapping";
+  /** File name of the file (the split part) holding the weight. */
+  part: string;
 }
 
 /** A GGUF model ready to merge. */
@@ -31,21 +33,38 @@ export interface GgufContainer extends MergeContainer<GgufWeight> {
   reportModules(): MergeReportModule[];
 }
 
+/** One part of a split GGUF. */
+export interface GgufContainerPart {
+  /** The part's header (readGguf). */
+  file: GgufFile;
+  /** Its real path. */
+  path: string;
+  /** Its file name, for messages and reports. @default the real path's */
+  name?: string;
+  /** File name of its copy. @default `name` */
+  outputName?: string;
+}
+
 /** Parameters of {@link ggufContainer}. */
 export interface GgufContainerParams {
-  /** The model's header (readGguf). */
+  /** The model's header (readGguf); for a split GGUF, the first part's (it holds the metadata). */
   file: GgufFile;
-  /** The file's real path. */
+  /** The file's real path (the first part's). */
   path: string;
+  /**
+   * Every part of a split GGUF, in order (the first one is `file` at `path`): each is a data file of its
+   * own, written under its `outputName`. @default the single file
+   */
+  parts?: readonly GgufContainerPart[];
   /** The adapter's modules. */
   modules: readonly VeraModule[];
   /** Module path -> llama.cpp tensor name, for architectures without a built-in table. @default undefined */
   mapping?: GgufNameMapping;
-  /** File name of the output copy. @default the input's */
+  /** File name of the output copy of a single file (a split GGUF's parts have their own). @default the input's */
   outputName?: string;
 }
 
-/** The key the single data file goes by. */
+/** The key the single data file goes by (a split GGUF's parts go by their file names). */
 const KEY = "gguf";
 
 /**
@@ -71,14 +90,23 @@ function permuteRows(values: Uint8Array, rows: number, rowBytes: number, nHead: 
  *
  * @throws VeraError `GGUF_UNKNOWN_ARCHITECTURE` (give a mapping), `GGUF_MODULE_UNSUPPORTED` (no
  *   tensor, a tied `lm_head`), `GGUF_BASE_MISMATCH` (shape, head counts), `GGUF_QUANTIZED` (merge into
- *   the F16 GGUF, then quantize), `MERGE_WEIGHT_NOT_FOUND` (two modules on one tensor).
+ *   the F16 GGUF, then quantize), `GGUF_DUPLICATE` (a tensor in two parts), `MERGE_WEIGHT_NOT_FOUND`
+ *   (two modules on one tensor).
  */
 export function ggufContainer(params: GgufContainerParams): GgufContainer {
   const { file, path } = params;
+  const parts = (
+    params.parts ?? [{ file, path, ...(params.outputName !== undefined ? { outputName: params.outputName } : {}) }]
+  ).map((p) => {
+    const name = p.name ?? p.path.split(/[\\/]/).pop()!;
+    return { file: p.file, path: p.path, name, outputName: p.outputName ?? name };
+  });
+  const keyOf = (i: number): string => (params.parts === undefined ? KEY : parts[i]!.name);
   const plan = locateGgufWeights({
     file,
     modules: [...params.modules],
     label: path,
+    ...(params.parts !== undefined ? { parts: parts.map((p) => p.file) } : {}),
     ...(params.mapping ? { mapping: params.mapping } : {}),
   });
   const byTensor = new Map<string, string>();
@@ -102,23 +130,21 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
       inFeatures,
       outFeatures,
       byteLength: w.end - w.start,
-      storage: { kind: "data", file: KEY, offset: w.start },
+      storage: { kind: "data", file: keyOf(w.part), offset: w.start },
       modules: [{ module: w.module, inFeatures, outFeatures, outStart: 0, outEnd: outFeatures }],
       matchedBy: mapped ? "mapping" : "exact",
+      part: parts[w.part]!.name,
       ...(w.permuteHeads !== undefined ? { permuteHeads: w.permuteHeads } : {}),
     };
   });
-  const name = path.split(/[\\/]/).pop()!;
-  const dataFiles: ContainerDataFile[] = [
-    {
-      key: KEY,
-      parts: [params.outputName ?? name],
-      path,
-      size: file.size,
-      label: name,
-      tensors: ggufTensorRanges(file).map((r) => ({ tensor: r.name, start: r.start, end: r.end })),
-    },
-  ];
+  const dataFiles: ContainerDataFile[] = parts.map((p, i) => ({
+    key: keyOf(i),
+    parts: [p.outputName],
+    path: p.path,
+    size: p.file.size,
+    label: p.name,
+    tensors: ggufTensorRanges(p.file).map((r) => ({ tensor: r.name, start: r.start, end: r.end })),
+  }));
   const permute = (w: GgufWeight, values: Uint8Array, toGguf: boolean): void => {
     if (w.permuteHeads !== undefined)
       permuteRows(values, w.outFeatures, w.inFeatures * weightDtypeSize(w.dtype), w.permuteHeads, toGguf);
@@ -146,7 +172,7 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
           source: w.permuteHeads !== undefined ? `gguf (q/k rows permuted, ${w.permuteHeads} heads)` : "gguf",
           layout: w.layout,
           dtype: w.dtype,
-          storage: `${name}@${(w.storage as { offset: number }).offset}`,
+          storage: `${w.part}@${(w.storage as { offset: number }).offset}`,
           inFeatures: w.inFeatures,
           outFeatures: w.outFeatures,
           outRange: [0, w.outFeatures] as [number, number],

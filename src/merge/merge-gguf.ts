@@ -2,33 +2,37 @@
  * Merging into GGUF model files: the GGUF container ({@link ggufContainer}) put through the shared
  * stages (data-file plan, compute, copy and write, commit).
  */
-import { promises as fsp } from "node:fs";
 import { basename, resolve } from "node:path";
-import { ErrorCode, VeraError } from "../errors.js";
+import { VeraError } from "../errors.js";
 import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import { loraBaseFromGguf } from "../gguf/lora-base.js";
-import { ggufScalar, readGguf } from "../gguf/read-gguf.js";
 import { GgufErrorCode } from "../gguf/error-codes.js";
 import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
-import type { GgufFile } from "../gguf/types.js";
 import { readFileBytes } from "../node/files.js";
-import { readRange } from "../node/ranged-io.js";
-import { MergeErrorCode } from "./error-codes.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./gguf-container.js";
+import { ggufSplitOutput } from "./gguf-split-output.js";
 import { loadAdapterFile } from "./load-adapter-file.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
+import { readGgufModel } from "./read-gguf-model.js";
 
 /** Parameters of {@link mergeGguf} and {@link mergeGgufIter}. */
 export interface MergeGgufParams extends MergeCommonParams {
-  /** The base model: a single-file GGUF v3 (F32, F16 or BF16 weights where the adapter goes). */
+  /**
+   * The base model: a GGUF v3 file (F32, F16 or BF16 weights where the adapter goes), or any part of a
+   * split GGUF (`<name>-00001-of-0000N.gguf`, ...: the other parts are found beside it).
+   */
   model: string;
-  /** The merged GGUF file. Required unless `inPlace` or `dryRun`. */
+  /**
+   * The merged GGUF file. For a split GGUF: a folder (existing, or a new path not ending in `.gguf`) where
+   * the parts keep their names, or `<prefix>-00001-of-0000N.gguf` (the same N) naming part k
+   * `<prefix>-0000k-of-0000N.gguf`. Required unless `inPlace` or `dryRun`.
+   */
   output?: string;
-  /** Replace the input file (a temporary copy renamed over it). @default false */
+  /** Replace the input file (each changed part of a split GGUF: a temporary copy renamed over it). @default false */
   inPlace?: boolean;
   /**
    * A mapping file (JSON: module path -> llama.cpp tensor name, `{bid}` for the block number), for
@@ -43,11 +47,15 @@ export interface MergeGgufParams extends MergeCommonParams {
  * get the delta in llama.cpp's permuted row order): the header, metadata, tensor table, alignment
  * and every other tensor are copied byte for byte. Memory holds a few merged tensors at a time.
  * The output is written as a temporary file and renamed at the end; on any error or cancellation
- * nothing is written. Split GGUF files (`-00001-of-0000N.gguf`) are refused.
+ * nothing is written. A split GGUF (llama.cpp's gguf-split parts) is merged part by part: the
+ * metadata is the first part's, weights are found in any part, every part is written (a part
+ * without merged weights is copied as it is; in place, only the changed parts are rewritten).
  *
- * @throws VeraError `MERGE_CONTAINER_UNKNOWN` (not a GGUF, a split GGUF), `GGUF_*` (a broken or
- *   truncated file, an unknown architecture without mapping, quantized or tied weights, shapes),
- *   `MERGE_WEIGHT_NOT_FOUND`, `MERGE_OUTPUT_CONFLICT`, `MERGE_ABORTED`, `IO_*`.
+ * @throws VeraError `GGUF_SPLIT` (a missing part, parts whose split.no / split.count /
+ *   split.tensors.count disagree), `GGUF_*` (a broken or truncated file or part, a tensor in two
+ *   parts, an unknown architecture without mapping, quantized or tied weights, shapes),
+ *   `ARG_INVALID` (an output that is neither form for a split GGUF), `MERGE_WEIGHT_NOT_FOUND`,
+ *   `MERGE_OUTPUT_CONFLICT`, `MERGE_ABORTED`, `IO_*`.
  */
 export async function* mergeGgufIter(params: MergeGgufParams): AsyncGenerator<MergeEvent, MergeReport, void> {
   return yield* eventStream<MergeEvent, MergeReport>({
@@ -61,47 +69,6 @@ export async function mergeGguf(
   params: MergeGgufParams & { onProgress?: (e: MergeEvent) => void },
 ): Promise<MergeReport> {
   return drainMerge(mergeGgufIter(params), params.onProgress);
-}
-
-/** llama.cpp's gguf-split names its parts `<name>-00001-of-00003.gguf` and records `split.count`. */
-function refuseSplit(path: string, file: GgufFile): void {
-  const count = ggufScalar(file, "split.count");
-  const n = typeof count === "bigint" ? Number(count) : typeof count === "number" ? count : 1;
-  if (n > 1 || /-\d{5}-of-\d{5}\.gguf$/i.test(path))
-    throw new VeraError(
-      MergeErrorCode.MERGE_CONTAINER_UNKNOWN,
-      `${path} is one part of a split GGUF (${n > 1 ? `split.count ${n}` : "its name"}); split files are not merged: ` +
-        "join them with llama-gguf-split --merge, merge the single file, then split it again",
-      { path, expected: "a single-file GGUF", received: n > 1 ? `split.count = ${n}` : basename(path) },
-    );
-}
-
-/** The header, metadata and tensor table by positioned reads (not node/gguf-file's: that module also sizes adapters from ONNX models). */
-async function readHeader(path: string): Promise<GgufFile> {
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(path, "r");
-    const handle = fh;
-    const size = (await fh.stat()).size;
-    return await readGguf({ source: { size, read: (o, n) => readRange(handle, o, n) }, label: path });
-  } catch (e) {
-    if (e instanceof VeraError) throw e;
-    throw new VeraError(ErrorCode.IO_ERROR, `cannot read ${path}: ${(e as Error).message}`, { path, cause: e });
-  } finally {
-    await fh?.close().catch(() => {});
-  }
-}
-
-async function readModel(path: string): Promise<{ real: string; file: GgufFile }> {
-  let real: string;
-  try {
-    real = await fsp.realpath(resolve(path));
-  } catch (e) {
-    throw new VeraError(ErrorCode.IO_NOT_FOUND, `model not found: ${resolve(path)}`, { path, cause: e });
-  }
-  const file = await readHeader(real);
-  refuseSplit(real, file);
-  return { real, file };
 }
 
 async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping | undefined> {
@@ -119,12 +86,15 @@ async function runMerge(
   const check = (): void => {
     if (signal.aborted) throw mergeAborted();
   };
-  const { real, file } = await readModel(params.model);
+  const model = await readGgufModel({ model: params.model });
+  const { file, path: real } = model.parts[0]!;
   const mapping = await mappingOf(params.mapping);
   timings.readModel = performance.now() - t0;
   check();
   const t1 = performance.now();
   const base = loraBaseFromGguf(file, real);
+  // a split GGUF's weights are in every part: the adapter is sized against all of them
+  if (model.split) base.tensors = new Map(model.parts.flatMap((p) => p.file.tensors.map((t) => [t.name, t.ne])));
   // before the adapter is sized against the model's tensors: without names there is nothing to size it by
   if (!mapping && !isKnownGgufArchitecture(base.architecture))
     throw new VeraError(
@@ -150,13 +120,29 @@ async function runMerge(
         });
   const inPlace = params.inPlace ?? false;
   const dryRun = params.dryRun ?? false;
-  const output = params.output === undefined ? undefined : resolve(params.output);
+  const names = model.parts.map((p) => p.name);
+  const split =
+    model.split && params.output !== undefined && !inPlace
+      ? await ggufSplitOutput({ output: params.output, names })
+      : undefined;
+  const output = split?.output ?? (params.output === undefined ? undefined : resolve(params.output));
   const container = ggufContainer({
     file,
     path: real,
     modules: loaded.adapter.modules,
     ...(mapping ? { mapping } : {}),
-    ...(output !== undefined ? { outputName: basename(output) } : {}),
+    ...(model.split
+      ? {
+          parts: model.parts.map((p, i) => ({
+            file: p.file,
+            path: p.path,
+            name: p.name,
+            outputName: split?.names[i] ?? p.name,
+          })),
+        }
+      : output !== undefined
+        ? { outputName: basename(output) }
+        : {}),
   });
   return planAndWrite({
     container,

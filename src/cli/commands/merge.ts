@@ -27,13 +27,16 @@ const command: Command = {
     "folder, sharded or not, or one .safetensors file; -o names the output folder or file; or a Hub repo id ORG/MODEL[@REVISION] " +
     "already in the local Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub), read offline) or a GGUF model file (F32/F16/BF16 " +
     "weights; --mapping for architectures llama.cpp's names do not cover): only the adapted weights' bytes change. " +
+    "A split GGUF (llama.cpp's gguf-split parts NAME-00001-of-0000N.gguf, ...) is given by any part, the others beside it; " +
+    "-o is then a folder (the parts keep their names) or PREFIX-00001-of-0000N.gguf (the same N: the parts become " +
+    "PREFIX-0000k-of-0000N.gguf); every part is written. " +
     "With --dry-run, print which initializer each module goes to (with only MODEL, list the model's Linear weights). " +
     "--in-place rewrites only the adapted weights' byte ranges of the model's own files (an ONNX model whose weights are " +
     "inside the .onnx gets a new .onnx); the original bytes go first to an undo journal beside the model, so a failed or " +
     "cancelled merge puts them back, and after a crash `vera recover MODEL` does. " +
     "--threads sets the CPU backend's threads (default: all cores but one, which the copy of the data files uses; all cores with --in-place).",
   usage:
-    "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors|ORG/MODEL[@REV]|MODEL.gguf ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
+    "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors|ORG/MODEL[@REV]|MODEL.gguf|MODEL-00001-of-0000N.gguf ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
     "[--threads N] [--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
   options: {
     output: { type: "string", short: "o" },
