@@ -106,6 +106,17 @@ const cases: Case[] = [
     fn: "mergeGguf",
     outputIn: (out) => join(out, "m.gguf"),
   },
+  {
+    name: "split GGUF (given its second part)",
+    setup: (d) => {
+      cpSync(join(GG, "llama-split"), d, { recursive: true });
+      return join(d, readdirSync(d).find((f) => f.includes("-00002-of-"))!);
+    },
+    adapter: join(GG, "vera"),
+    merge: (p) => mergeGguf(p),
+    fn: "mergeGguf",
+    outputIn: (out) => out,
+  },
 ];
 
 /** The model's folder after a merge to another folder (the expected in-place result). */

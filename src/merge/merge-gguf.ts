@@ -32,7 +32,10 @@ export interface MergeGgufParams extends MergeCommonParams {
    * `<prefix>-0000k-of-0000N.gguf`. Required unless `inPlace` or `dryRun`.
    */
   output?: string;
-  /** Replace the input file (each changed part of a split GGUF: a temporary copy renamed over it). @default false */
+  /**
+   * Write the merged weights into the input file itself (each changed part of a split GGUF), behind an undo
+   * journal beside the (first) part. @default false
+   */
   inPlace?: boolean;
   /**
    * A mapping file (JSON: module path -> llama.cpp tensor name, `{bid}` for the block number), for

@@ -4,7 +4,8 @@
  * removed. A model without a journal is left alone.
  */
 import { promises as fsp } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
+import { ggufSplitName, parseGgufSplitName } from "../gguf/split-name.js";
 import { ErrorCode, VeraError } from "../errors.js";
 import { applyUndoJournal, undoJournalPath, type UndoResult } from "./undo-journal.js";
 
@@ -12,7 +13,7 @@ import { applyUndoJournal, undoJournalPath, type UndoResult } from "./undo-journ
 export interface RecoverMergeParams {
   /**
    * The model as it was given to the merge: its head file (`model.onnx`, `model.gguf`, a
-   * `.safetensors` file, the first part of a split GGUF) or its checkpoint folder.
+   * `.safetensors` file, any part of a split GGUF) or its checkpoint folder.
    */
   model: string;
   /** fsync what is restored. @default true */
@@ -23,6 +24,13 @@ export interface RecoverMergeParams {
 export interface RecoverMergeReport {
   /** The journals applied (none when the model had no interrupted merge). */
   restored: UndoResult[];
+}
+
+/** A split GGUF's journal lies beside its first part, whichever part was given. */
+function firstPart(path: string): string[] {
+  const split = parseGgufSplitName(basename(path));
+  if (!split || split.no === 1) return [];
+  return [undoJournalPath(join(dirname(path), ggufSplitName({ ...split, no: 1 })))];
 }
 
 /**
@@ -39,7 +47,7 @@ export async function recoverMerge(params: RecoverMergeParams): Promise<RecoverM
     const st = await fsp.stat(model);
     journals = st.isDirectory()
       ? (await fsp.readdir(model)).filter((n) => /^\..+\.vera-undo$/.test(n)).map((n) => join(model, n))
-      : [undoJournalPath(model)];
+      : [undoJournalPath(model), ...firstPart(model)];
   } catch (e) {
     throw new VeraError(ErrorCode.IO_NOT_FOUND, `model not found: ${model}`, { path: model, cause: e });
   }
