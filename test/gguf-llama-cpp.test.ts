@@ -35,8 +35,7 @@ let model: LlamaModel;
 let qwen: LlamaModel;
 
 // Loading llama.cpp's native library and the model is a process-level start (about 2 s on this 2-core machine,
-// more when it is loaded): it gets its own 60 s limit. Every test below runs under the default 5 s but the split
-// merge's, which loads two more models (30 s).
+// more when it is loaded): it gets its own 60 s limit. Every test below runs under the default 5 s.
 beforeAll(async () => {
   llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   model = await llama.loadModel({ modelPath: BASE });
@@ -163,28 +162,37 @@ describe("llama.cpp (node-llama-cpp 3.21.1) runs the exported GGUF LoRA", () => 
       }
     });
 
-  it("a split GGUF (3 parts) merged by mergeGguf loads by its first part and gives the merged single file's log-probs", async () => {
-    const split = join(DIR, "llama-split", "base-f32-00001-of-00003.gguf");
-    const out = join(tmp, "vera-merge-split");
-    await mergeGguf({ model: split, adapter: join(DIR, "vera"), output: out, durable: false });
-    const single = join(tmp, "vera-merge-single.gguf");
-    await mergeGguf({ model: BASE, adapter: join(DIR, "vera"), output: single, durable: false });
-    const [parts, whole] = [
-      await llama.loadModel({ modelPath: join(out, "base-f32-00001-of-00003.gguf") }),
-      await llama.loadModel({ modelPath: single }),
-    ];
-    try {
-      const got = await logProbs(undefined, parts);
-      const want = await logProbs(undefined, whole);
+  describe("a split GGUF (3 parts) merged by mergeGguf", () => {
+    let parts: LlamaModel | undefined;
+    let whole: LlamaModel | undefined;
+    // two merges and two more model loads: a start of their own, like the one above
+    beforeAll(async () => {
+      const out = join(tmp, "vera-merge-split");
+      await mergeGguf({
+        model: join(DIR, "llama-split", "base-f32-00001-of-00003.gguf"),
+        adapter: join(DIR, "vera"),
+        output: out,
+        durable: false,
+      });
+      const single = join(tmp, "vera-merge-single.gguf");
+      await mergeGguf({ model: BASE, adapter: join(DIR, "vera"), output: single, durable: false });
+      parts = await llama.loadModel({ modelPath: join(out, "base-f32-00001-of-00003.gguf") });
+      whole = await llama.loadModel({ modelPath: single });
+    }, 60_000);
+    afterAll(async () => {
+      await parts?.dispose();
+      await whole?.dispose();
+    });
+
+    it("loads by its first part and gives the merged single file's log-probs (and PEFT's)", async () => {
+      const got = await logProbs(undefined, parts!);
+      const want = await logProbs(undefined, whole!);
       let d = 0;
       got.forEach((row, i) => row.forEach((x, j) => (d = Math.max(d, Math.abs(x - want[i]![j]!)))));
       expect(d).toBeLessThan(1e-6);
       expect(maxDiff(got, logits.vera)).toBeLessThan(1e-4);
-    } finally {
-      await parts.dispose();
-      await whole.dispose();
-    }
-  }, 30_000);
+    });
+  });
 
   it("qwen2 (q/k not permuted, q/k/v biases): base alone and base + f32 adapter give PEFT's log-probs (< 1e-4)", async () => {
     const base = join(QWEN, "base-f32.gguf");

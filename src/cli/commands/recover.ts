@@ -3,7 +3,7 @@ import { UsageError, type Command } from "../command.js";
 
 const command: Command = {
   name: "recover",
-  summary: "Roll back an interrupted `vera merge --in-place`, from the undo journal beside the model",
+  summary: "Roll back an interrupted in-place merge from its undo journal",
   usage: "vera recover MODEL [--json]",
   description:
     "MODEL is what was given to the merge: MODEL.onnx, MODEL.gguf, a .safetensors file or a checkpoint folder. " +
