@@ -195,6 +195,42 @@ describe("DataWriter", () => {
     };
   }
 
+  it("with a sequential copy, a weight beyond the budget waits for the copy to pass it (no scratch file)", async () => {
+    const dir = join(root, "writer-wait");
+    mkdirSync(dir);
+    const source = join(dir, "in.bin");
+    const input = Uint8Array.from({ length: 64 }, (_, i) => i);
+    writeFileSync(source, input);
+    const dest = join(dir, "out.bin");
+    const copier = gated(16);
+    const tx = new OutputTransaction();
+    const writer = new DataWriter({
+      files: [{ key: "f", source, dest, size: 64 }],
+      tx,
+      copier,
+      memoryBudget: 8,
+      durable: false,
+      check: () => {},
+      aborted: () => new Error("aborted"),
+      pollMs: 1,
+    });
+    await writer.write("f", 24, new Uint8Array(8).fill(201)); // held in memory (fits the budget of 8)
+    let done = false;
+    const waiting = writer.write("f", 40, new Uint8Array(8).fill(202)).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false); // beyond the budget: waits for the copy
+    copier.release();
+    await waiting;
+    await writer.finish();
+    await tx.commit();
+    expect(writer.spilledBytes).toBe(0);
+    const expected = input.slice();
+    expected.fill(201, 24, 32);
+    expected.fill(202, 40, 48);
+    expect([...readFileSync(dest)]).toEqual([...expected]);
+    expect(readdirSync(dir).sort()).toEqual(["in.bin", "out.bin"]);
+  });
+
   it("writes early behind the copy, holds within the budget, spills beyond it; the copy gets every byte right", async () => {
     const dir = join(root, "writer");
     mkdirSync(dir);
@@ -214,6 +250,7 @@ describe("DataWriter", () => {
       check: () => {},
       aborted,
       pollMs: 1,
+      whenAhead: "spill",
     });
     await writer.write("f", 0, new Uint8Array(8).fill(200)); // the copy has passed it: written now
     await writer.write("f", 24, new Uint8Array(8).fill(201)); // held in memory (fits the budget of 8)

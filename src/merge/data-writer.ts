@@ -4,8 +4,12 @@
  * - once the copy is done, or (sequential copier) once the running copy has passed its range
  *   ("early" writes, each checked after the copy by reading back its first and last bytes);
  * - otherwise it is held in memory (up to a budget) until the copy has passed it;
- * - beyond the budget it goes to a scratch file and is patched in after the copies, so computing
- *   never waits for a copy.
+ * - beyond the budget, with a sequential copier, computing waits until the copy has passed it: the
+ *   copy is then the slower stage, and the merge ends when it ends (the memory budget keeps the
+ *   compute stage that far ahead);
+ * - beyond the budget otherwise (a copier whose progress is unknown until its end, or `whenAhead:
+ *   "spill"`), it goes to a scratch file and is patched in after the copies, so computing never
+ *   waits for a copy.
  * Knows no container format: files, offsets and bytes only.
  */
 import { promises as fsp } from "node:fs";
@@ -51,6 +55,12 @@ export interface DataWriterParams {
   pollMs?: number;
   /** Adds busy time, milliseconds, to a phase. */
   timed?: (phase: "copy" | "write", ms: number) => void;
+  /**
+   * A merged weight beyond the memory budget that the copy has not reached yet: wait for the copy, or
+   * put it in a scratch file and patch it in after the copies.
+   * @default "wait" with a sequential copier, "spill" otherwise
+   */
+  whenAhead?: "wait" | "spill";
 }
 
 interface EarlyWrite {
@@ -81,6 +91,8 @@ export class DataWriter {
   private copying: { temp: string; file: DataWriterFile } | undefined;
   private copyDone = 0;
   private held = 0;
+  /** Milliseconds computing waited for the copy (`whenAhead: "wait"`). */
+  waited = 0;
   /** Settles when every copy has ended (resolved or failed). */
   readonly copies: Promise<void>;
   /** The last copy (rejects when any copy failed). */
@@ -159,6 +171,11 @@ export class DataWriter {
       });
       done.catch(() => {});
       this.pending.push(done);
+    } else if ((this.p.whenAhead ?? (this.p.copier.sequential ? "wait" : "spill")) === "wait") {
+      const t = performance.now();
+      const beforeCopyEnd = await this.waitCopyPast(f, end);
+      this.waited += performance.now() - t;
+      await this.writeNow(f, offset, values, beforeCopyEnd);
     } else {
       const t = performance.now();
       this.spill ??= {

@@ -34,6 +34,8 @@ export interface MergeTimings {
   compute: number;
   write: number;
   copy: number;
+  /** Time the compute stage waited for the copy of a data file to pass a merged weight (the copy was the slower stage). */
+  waitCopy: number;
   commit: number;
   total: number;
 }
@@ -76,5 +78,5 @@ export type MergeEvent =
 
 /** Zeroed timings. */
 export function emptyTimings(): MergeTimings {
-  return { readModel: 0, plan: 0, projections: 0, read: 0, compute: 0, write: 0, copy: 0, commit: 0, total: 0 };
+  return { readModel: 0, plan: 0, projections: 0, read: 0, compute: 0, write: 0, copy: 0, waitCopy: 0, commit: 0, total: 0 };
 }

@@ -110,7 +110,12 @@ export class UndoJournal {
         : p.startsWith(realDir + sep)
           ? p.slice(realDir.length + 1)
           : undefined;
-      if (r === undefined) throw new Error(`internal: ${p} is not inside ${dir}`);
+      if (r === undefined)
+        throw new VeraError(
+          ErrorCode.IO_UNSAFE_PATH,
+          `${p} lies outside the model's folder ${dir} (a link): an in-place merge writes only files in that folder; give -o OUT`,
+          { path: p, expected: `a file inside ${dir}`, received: p },
+        );
       return r.split(sep).join("/");
     };
     const header: UndoJournalHeader = {

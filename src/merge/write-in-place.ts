@@ -14,11 +14,13 @@ import type { FileHandle } from "node:fs/promises";
 import type { ComputeBackend } from "../compute/backend.js";
 import { projectionSlices } from "../compute/merge-tasks.js";
 import type { VeraAdapter } from "../format/types.js";
+import { VeraError } from "../errors.js";
 import { writeRange } from "../node/ranged-io.js";
 import { writeHeadFile } from "./commit-outputs.js";
 import { computeWeights } from "./compute-weights.js";
 import type { ContainerWeight, MergeContainer } from "./container.js";
 import { DataReader } from "./data-reader.js";
+import { MergeErrorCode } from "./error-codes.js";
 import { MergeProgress } from "./merge-progress.js";
 import type { MergeEvent, MergeReport } from "./merge-report.js";
 import { OutputTransaction } from "./output-transaction.js";
@@ -160,13 +162,22 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
     timings.commit = performance.now() - tc;
   } catch (e) {
     progress.stop();
-    await tx.rollback();
+    await tx.release(); // removes the head's temporary file (nothing runs in the background here)
     await Promise.all([...handles.values()].map((h) => h.then((fh) => fh.close()).catch(() => {})));
     handles.clear();
     await reader.close();
     await journal.close().catch(() => {});
-    if (!committed) await applyUndoJournal({ journal: journal.path, durable });
-    await tx.release();
+    if (!committed)
+      try {
+        await applyUndoJournal({ journal: journal.path, durable });
+      } catch (re) {
+        throw new VeraError(
+          MergeErrorCode.MERGE_INTERRUPTED,
+          `the in-place merge of ${input} failed (${(e as Error).message}) and putting its original bytes back failed ` +
+            `too (${(re as Error).message}); the undo journal ${journal.path} is kept: run \`vera recover ${input}\` once that is fixed`,
+          { path: input, expected: "a rolled back model", received: journal.path, cause: e },
+        );
+      }
     throw e;
   } finally {
     progress.stop();

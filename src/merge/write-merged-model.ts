@@ -144,6 +144,7 @@ export async function writeMergedModel<W extends ContainerWeight>(
   report.files = [...(head ? [outputs.output] : []), ...copyFiles.map((f) => f.dest)];
   report.bytesWritten = copyTotal + plan.appendedBytes + (head ? container.headSize : 0);
   report.spilledBytes = writer.spilledBytes;
+  timings.waitCopy = writer.waited;
   report.earlyWrittenBytes = writer.earlyWrittenBytes;
   timings.total = performance.now() - params.started;
   emit({ type: "done", report });
