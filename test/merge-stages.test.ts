@@ -195,8 +195,9 @@ describe("DataWriter", () => {
     };
   }
 
-  it("with a sequential copy, a weight beyond the budget waits for the copy to pass it (no scratch file)", async () => {
-    const dir = join(root, "writer-wait");
+  /** A 64-byte input file, a gated copy of it (16 bytes, then the rest on release) and a writer with an 8-byte budget. */
+  function writerCase(name: string, whenAhead?: "wait" | "spill") {
+    const dir = join(root, name);
     mkdirSync(dir);
     const source = join(dir, "in.bin");
     const input = Uint8Array.from({ length: 64 }, (_, i) => i);
@@ -213,7 +214,22 @@ describe("DataWriter", () => {
       check: () => {},
       aborted: () => new Error("aborted"),
       pollMs: 1,
+      ...(whenAhead ? { whenAhead } : {}),
     });
+    /** After the copy: the output is the input with these ranges filled. */
+    const check = async (fills: Array<[number, number]>): Promise<void> => {
+      await writer.finish();
+      await tx.commit();
+      const expected = input.slice();
+      for (const [v, at] of fills) expected.fill(v, at, at + 8);
+      expect([...readFileSync(dest)]).toEqual([...expected]);
+      expect(readdirSync(dir).sort()).toEqual(["in.bin", "out.bin"]); // no scratch or temporary file left
+    };
+    return { copier, writer, check };
+  }
+
+  it("with a sequential copy, a weight beyond the budget waits for the copy to pass it (no scratch file)", async () => {
+    const { copier, writer, check } = writerCase("writer-wait");
     await writer.write("f", 24, new Uint8Array(8).fill(201)); // held in memory (fits the budget of 8)
     let done = false;
     const waiting = writer.write("f", 40, new Uint8Array(8).fill(202)).then(() => (done = true));
@@ -221,51 +237,26 @@ describe("DataWriter", () => {
     expect(done).toBe(false); // beyond the budget: waits for the copy
     copier.release();
     await waiting;
-    await writer.finish();
-    await tx.commit();
     expect(writer.spilledBytes).toBe(0);
-    const expected = input.slice();
-    expected.fill(201, 24, 32);
-    expected.fill(202, 40, 48);
-    expect([...readFileSync(dest)]).toEqual([...expected]);
-    expect(readdirSync(dir).sort()).toEqual(["in.bin", "out.bin"]);
+    await check([
+      [201, 24],
+      [202, 40],
+    ]);
   });
 
   it("writes early behind the copy, holds within the budget, spills beyond it; the copy gets every byte right", async () => {
-    const dir = join(root, "writer");
-    mkdirSync(dir);
-    const source = join(dir, "in.bin");
-    const input = Uint8Array.from({ length: 64 }, (_, i) => i);
-    writeFileSync(source, input);
-    const dest = join(dir, "out.bin");
-    const copier = gated(16);
-    const tx = new OutputTransaction();
-    const aborted = (): Error => new Error("aborted");
-    const writer = new DataWriter({
-      files: [{ key: "f", source, dest, size: 64 }],
-      tx,
-      copier,
-      memoryBudget: 8,
-      durable: false,
-      check: () => {},
-      aborted,
-      pollMs: 1,
-      whenAhead: "spill",
-    });
+    const { copier, writer, check } = writerCase("writer", "spill");
     await writer.write("f", 0, new Uint8Array(8).fill(200)); // the copy has passed it: written now
     await writer.write("f", 24, new Uint8Array(8).fill(201)); // held in memory (fits the budget of 8)
     await writer.write("f", 40, new Uint8Array(8).fill(202)); // beyond the budget: scratch file
     expect(writer.earlyWrittenBytes).toBe(8);
     expect(writer.spilledBytes).toBe(8);
     copier.release();
-    await writer.finish();
-    await tx.commit();
-    const expected = input.slice();
-    expected.fill(200, 0, 8);
-    expected.fill(201, 24, 32);
-    expected.fill(202, 40, 48);
-    expect([...readFileSync(dest)]).toEqual([...expected]);
-    expect(readdirSync(dir).sort()).toEqual(["in.bin", "out.bin"]); // no scratch or temporary file left
+    await check([
+      [200, 0],
+      [201, 24],
+      [202, 40],
+    ]);
   });
 });
 

@@ -78,5 +78,16 @@ export type MergeEvent =
 
 /** Zeroed timings. */
 export function emptyTimings(): MergeTimings {
-  return { readModel: 0, plan: 0, projections: 0, read: 0, compute: 0, write: 0, copy: 0, waitCopy: 0, commit: 0, total: 0 };
+  return {
+    readModel: 0,
+    plan: 0,
+    projections: 0,
+    read: 0,
+    compute: 0,
+    write: 0,
+    copy: 0,
+    waitCopy: 0,
+    commit: 0,
+    total: 0,
+  };
 }

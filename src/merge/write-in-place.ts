@@ -20,6 +20,7 @@ import { writeHeadFile } from "./commit-outputs.js";
 import { computeWeights } from "./compute-weights.js";
 import type { ContainerWeight, MergeContainer } from "./container.js";
 import { DataReader } from "./data-reader.js";
+import { readStoredWeight, recordMaxAbsDelta } from "./stored-weight.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { MergeProgress } from "./merge-progress.js";
 import type { MergeEvent, MergeReport } from "./merge-report.js";
@@ -108,13 +109,10 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
       before: (w) => void (progress.current = w.modules.map((m) => m.module).join(", ")),
       read: async (w) => {
         const t = performance.now();
-        const s = w.storage;
-        const v =
-          s.kind === "inline"
-            ? container.readInline(w)
-            : await reader.read(pathOf.get(s.file)!, s.offset, w.byteLength);
+        const v = await readStoredWeight({ container, reader, pathOf, weight: w });
         timed("read", performance.now() - t);
         const target = plan.targets.get(w)!;
+        const s = w.storage;
         if (target.kind === "data" && s.kind === "data" && target.offset === s.offset) {
           const tj = performance.now();
           const end = journal.append(index.get(s.file)!, s.offset, v);
@@ -126,10 +124,7 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
         return v;
       },
       merged: async (w, values, maxAbsDelta) => {
-        for (const row of report.modules) {
-          const d = maxAbsDelta.get(row.module);
-          if (d !== undefined) row.maxAbsDelta = d;
-        }
+        recordMaxAbsDelta(report, maxAbsDelta);
         const target = plan.targets.get(w)!;
         container.merged(w, values, target);
         if (target.kind === "data") {

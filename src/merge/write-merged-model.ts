@@ -11,6 +11,7 @@ import { projectionSlices } from "../compute/merge-tasks.js";
 import { computeWeights } from "./compute-weights.js";
 import type { ContainerWeight, MergeContainer } from "./container.js";
 import { DataReader } from "./data-reader.js";
+import { readStoredWeight, recordMaxAbsDelta } from "./stored-weight.js";
 import { DataWriter } from "./data-writer.js";
 import type { FileCopier } from "./file-copier.js";
 import { MergeProgress } from "./merge-progress.js";
@@ -101,20 +102,13 @@ export async function writeMergedModel<W extends ContainerWeight>(
       before: (w) => void (progress.current = w.modules.map((m) => m.module).join(", ")),
       read: async (w) => {
         const t = performance.now();
-        const s = w.storage;
-        const v =
-          s.kind === "inline"
-            ? container.readInline(w)
-            : await reader.read(pathOf.get(s.file)!, s.offset, w.byteLength);
+        const v = await readStoredWeight({ container, reader, pathOf, weight: w });
         container.prepare?.(w, v);
         timed("read", performance.now() - t);
         return v;
       },
       merged: async (w, values, maxAbsDelta) => {
-        for (const row of report.modules) {
-          const d = maxAbsDelta.get(row.module);
-          if (d !== undefined) row.maxAbsDelta = d;
-        }
+        recordMaxAbsDelta(report, maxAbsDelta);
         const target = plan.targets.get(w)!;
         container.merged(w, values, target);
         if (target.kind === "data") await writer.write(target.file, target.offset, values);
