@@ -76,6 +76,7 @@ describe("vera merge", () => {
       "read",
       "readModel",
       "total",
+      "waitCopy",
       "write",
     ]);
     const ref = loadReference("legacy-llama-unfolded-wrapped");

@@ -47,12 +47,10 @@ export interface WriteInPlaceParams<W extends ContainerWeight> {
   emit: (e: MergeEvent) => void;
   /** When the merge started (performance.now()), for the total time. */
   started: number;
-  /**
-   * Called after `n` merged weights have been written (tests: simulate a crash by throwing a
-   * non-VeraError that the journal must survive). @default none
-   */
-  afterWrite?: (n: number) => void;
 }
+
+/** Merged weights whose writes may still run while the next weight is merged. */
+const WRITES_AHEAD = 2;
 
 /** Run an in-place merge to its end; returns the completed report. */
 export async function writeInPlace<W extends ContainerWeight>(params: WriteInPlaceParams<W>): Promise<MergeReport> {
@@ -93,7 +91,7 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
   };
   /** Journal size that covers each weight's original bytes (data weights overwritten in place). */
   const covered = new Map<W, Promise<number>>();
-  let written = 0;
+  const writes: Promise<void>[] = [];
   let dataBytes = 0;
   let headBytes = 0;
   let committed = false;
@@ -128,19 +126,25 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
         const target = plan.targets.get(w)!;
         container.merged(w, values, target);
         if (target.kind === "data") {
-          const t = performance.now();
+          // written in the background while the next weight is merged, at most WRITES_AHEAD at a time
           const end = covered.get(w);
-          if (end) await journal.syncThrough(await end);
-          check();
-          await writeRange(await handleFor(target.file), target.offset, values);
           covered.delete(w);
-          dataBytes += values.byteLength;
-          timed("write", performance.now() - t);
-          params.afterWrite?.(++written);
+          const job = (async (): Promise<void> => {
+            const t = performance.now();
+            if (end) await journal.syncThrough(await end); // write-ahead: the original bytes are safe first
+            check();
+            await writeRange(await handleFor(target.file), target.offset, values);
+            dataBytes += values.byteLength;
+            timed("write", performance.now() - t);
+          })();
+          job.catch(() => {});
+          writes.push(job);
+          while (writes.length > WRITES_AHEAD) await writes.shift();
         }
         await progress.merged(w.byteLength);
       },
     });
+    for (const job of writes.splice(0)) await job;
     progress.current = undefined;
     const tf = performance.now();
     for (const h of handles.values()) if (durable) await (await h).sync();
@@ -157,6 +161,7 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
     timings.commit = performance.now() - tc;
   } catch (e) {
     progress.stop();
+    await Promise.allSettled(writes); // no write may land after the rollback
     await tx.release(); // removes the head's temporary file (nothing runs in the background here)
     await Promise.all([...handles.values()].map((h) => h.then((fh) => fh.close()).catch(() => {})));
     handles.clear();
