@@ -182,4 +182,10 @@ console.log(
   `\nvera merge --in-place vs reading and writing back only the adapted bytes, Llama-2-7B-shaped (${LAYERS} layers), q_proj+v_proj r=${R}, ${FSYNC ? "fsync" : "no fsync"}, median of ${REPS}`,
 );
 table(rows, Object.keys(rows[0]));
-saveResults(FSYNC ? "merge-inplace-fsync" : "merge-inplace", { layers: LAYERS, reps: REPS, rank: R, fsync: FSYNC, results });
+saveResults(FSYNC ? "merge-inplace-fsync" : "merge-inplace", {
+  layers: LAYERS,
+  reps: REPS,
+  rank: R,
+  fsync: FSYNC,
+  results,
+});
