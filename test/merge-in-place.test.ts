@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ComputeBackend } from "../src/compute/backend.js";
 import { createReferenceBackend } from "../src/compute/reference-backend.js";
@@ -71,6 +71,10 @@ interface Case {
   fn: string;
   /** -o for a merge of `model` into the folder `out`. */
   outputIn: (out: string) => string;
+  /** Whether the head file (the .onnx) is replaced: merged weights inside it, or an untied copy added. */
+  headChanges?: boolean;
+  /** More options for every merge of this case (given to the crash script too). */
+  extra?: { untie?: boolean };
 }
 
 const cases: Case[] = [
@@ -89,6 +93,17 @@ const cases: Case[] = [
     merge: (p) => mergeOnnx(p),
     fn: "mergeOnnx",
     outputIn: (out) => join(out, "model.onnx"),
+    headChanges: true,
+  },
+  {
+    name: "ONNX with a tied lm_head untied (the copy appended to its data file)",
+    setup: (d) => (cpSync(join(ONNX, "legacy-llama-unfolded-wrapped"), d, { recursive: true }), join(d, "model.onnx")),
+    adapter: join(ONNX, "adapters", "tiny-llama-head"),
+    merge: (p) => mergeOnnx({ ...p, untie: true }),
+    fn: "mergeOnnx",
+    outputIn: (out) => join(out, "model.onnx"),
+    headChanges: true,
+    extra: { untie: true },
   },
   {
     name: "sharded safetensors checkpoint",
@@ -133,20 +148,38 @@ async function expected(c: Case): Promise<Record<string, string>> {
 
 /**
  * Run the merge in a child process (the built library) that kills itself with SIGKILL when the
- * backend is asked for its `killAt`-th weight: `killAt - 1` weights are then written in place.
+ * backend is asked for its `killAt`-th weight. With `afterAWrite`, it first waits until one of the
+ * model's files has changed (merged weights are written in the background, behind the compute).
  */
-function crashingMerge(c: Case, model: string, killAt: number): number | null {
+function crashingMerge(c: Case, model: string, killAt: number, afterAWrite = false): void {
+  const dir = statSync(model).isDirectory() ? model : dirname(model);
   const script = `
+    import { createHash } from "node:crypto";
+    import { readdirSync, readFileSync, statSync } from "node:fs";
+    import { join } from "node:path";
     import { ${c.fn} } from ${JSON.stringify(join(ROOT, "dist", "merge", "index.js"))};
     import { createReferenceBackend } from ${JSON.stringify(join(ROOT, "dist", "compute", "index.js"))};
+    const dir = ${JSON.stringify(dir)};
+    const files = readdirSync(dir).filter((f) => !f.startsWith(".") && statSync(join(dir, f)).isFile());
+    const digest = () => files.map((f) => createHash("sha256").update(readFileSync(join(dir, f))).digest("hex")).join();
+    const start = digest();
     const ref = createReferenceBackend();
     let calls = 0;
-    const backend = { name: "crash", async merge(t) { if (++calls === ${killAt}) process.kill(process.pid, "SIGKILL"); return ref.merge(t); } };
-    await ${c.fn}({ model: ${JSON.stringify(model)}, adapter: ${JSON.stringify(c.adapter)}, inPlace: true, backend });
+    const backend = {
+      name: "crash",
+      async merge(t) {
+        if (++calls === ${killAt}) {
+          for (const t0 = Date.now(); ${afterAWrite} && digest() === start && Date.now() - t0 < 30000; )
+            await new Promise((r) => setTimeout(r, 5));
+          process.kill(process.pid, "SIGKILL");
+        }
+        return ref.merge(t);
+      },
+    };
+    await ${c.fn}({ model: ${JSON.stringify(model)}, adapter: ${JSON.stringify(c.adapter)}, inPlace: true, backend, ...${JSON.stringify(c.extra ?? {})} });
   `;
   const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
   if (r.signal !== "SIGKILL") throw new Error(`the merge did not crash: ${r.status} ${r.stderr}`);
-  return r.status;
 }
 
 describe.each(cases)("in place: $name", (c) => {
@@ -163,10 +196,11 @@ describe.each(cases)("in place: $name", (c) => {
       const now = statSync(join(dir, f));
       if (!written.has(f)) expect({ f, mtime: now.mtimeMs }).toEqual({ f, mtime: st.mtimeMs });
       // data files are written where they are; only a head file that changes is replaced
-      if (!(written.has(f) && c.name.includes("inside"))) expect({ f, ino: now.ino }).toEqual({ f, ino: st.ino });
+      if (!(c.headChanges && f === "model.onnx")) expect({ f, ino: now.ino }).toEqual({ f, ino: st.ino });
     }
-    // the merged weights' bytes, or the whole new head file when they are inside it
-    expect(r.bytesWritten).toBe(c.name.includes("inside") ? statSync(model).size : r.bytesMerged);
+    // the merged weights' bytes in data files (none when they are inside the head), and the new head file
+    const inData = c.name.includes("inside") ? 0 : r.bytesMerged;
+    expect(r.bytesWritten).toBe(inData + (c.headChanges ? statSync(model).size : 0));
   });
 
   it("a failure mid-merge rolls back at once: the model is as it was, with no journal left", async () => {
@@ -183,11 +217,19 @@ describe.each(cases)("in place: $name", (c) => {
     const dir = fresh();
     const model = c.setup(dir);
     const before = snapshot(dir);
-    crashingMerge(c, model, 3);
+    // killed at the 3rd weight, once a merged weight has reached the files (not the head: it is written last)
+    crashingMerge(c, model, 3, !c.name.includes("inside"));
     const journal = readdirSync(dir).filter((f) => f.endsWith(".vera-undo"));
     expect(journal).toHaveLength(1);
     const changed = Object.entries(snapshot(dir)).filter(([k, v]) => before[k] !== v && !k.includes(".vera-undo"));
-    if (!c.name.includes("inside")) expect(changed.length).toBeGreaterThan(0); // two weights were written in place
+    if (!c.name.includes("inside")) expect(changed.length).toBeGreaterThan(0); // weights were written in place
+    if (c.extra?.untie) {
+      // the untied copy (first in merge order) was appended: recovery must cut the file back
+      const shared = join(dir, "m.model.embed_tokens.weight");
+      expect(statSync(shared).size).toBeGreaterThan(
+        statSync(join(ONNX, "legacy-llama-unfolded-wrapped", "m.model.embed_tokens.weight")).size,
+      );
+    }
 
     for (const p of [{ inPlace: true }, { output: c.outputIn(fresh()) }, { dryRun: true }] as const) {
       const e = await veraError(c.merge({ model, adapter: c.adapter, durable: false, ...p }));
@@ -242,6 +284,18 @@ describe("the undo journal", () => {
     expect(e.code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
     expect(e.path).toBe(journal);
     expect(snapshot(dir)).toEqual(crashed);
+  });
+
+  it("a journal cut short (a crash while it was written) is discarded: nothing had been overwritten yet", async () => {
+    const dir = fresh();
+    const model = c.setup(dir);
+    const before = snapshot(dir);
+    crashingMerge(c, model, 1); // killed before the first weight was merged: no range written
+    const journal = join(dir, ".model.onnx.vera-undo");
+    writeFileSync(journal, readFileSync(journal).subarray(0, 20)); // inside the header
+    const r = await recoverMerge({ model });
+    expect(r.restored.map((x) => x.ranges)).toEqual([0]);
+    expect(snapshot(dir)).toEqual(before);
   });
 
   it("a journal naming a file outside the model's folder is refused, nothing written", async () => {
