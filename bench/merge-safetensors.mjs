@@ -8,6 +8,7 @@
 // shards), its wall time as a ratio to `vera merge`'s, and its peak RSS.
 //
 //   node bench/merge-safetensors.mjs [--layers 2] [--reps 2] [--backend auto] [--dir DIR] [--python PATH] [--keep DIR]
+//     [--results NAME]   (bench/results/NAME.json; default merge-safetensors)
 //
 // None of them syncs (--no-fsync; save_pretrained does not fsync either); a `sync` runs between runs and is not
 // timed. Needs about 3x the checkpoint's size in free disk space under --dir.
@@ -100,4 +101,4 @@ console.log(
   `\nvera merge vs cp -r, bfloat16 Llama-2-7B-shaped safetensors checkpoint (3 shards), q_proj+v_proj r=${R}, backend ${result.backend?.name ?? BACKEND} (${result.backend?.device ?? "?"}), no fsync, median of ${REPS}`,
 );
 table([row], Object.keys(row));
-saveResults("merge-safetensors", { reps: REPS, rank: R, result });
+saveResults(option("results", "merge-safetensors"), { reps: REPS, rank: R, result });
