@@ -7,7 +7,7 @@ import { promises as fsp } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { ggufSplitName, parseGgufSplitName } from "../gguf/split-name.js";
 import { ErrorCode, VeraError } from "../errors.js";
-import { applyUndoJournal, undoJournalPath, type UndoResult } from "./undo-journal.js";
+import { applyUndoJournal, isUndoJournalName, undoJournalPath, type UndoResult } from "./undo-journal.js";
 
 /** Parameters of {@link recoverMerge}. */
 export interface RecoverMergeParams {
@@ -46,7 +46,7 @@ export async function recoverMerge(params: RecoverMergeParams): Promise<RecoverM
   try {
     const st = await fsp.stat(model);
     journals = st.isDirectory()
-      ? (await fsp.readdir(model)).filter((n) => /^\..+\.vera-undo$/.test(n)).map((n) => join(model, n))
+      ? (await fsp.readdir(model)).filter(isUndoJournalName).map((n) => join(model, n))
       : [undoJournalPath(model), ...firstPart(model)];
   } catch (e) {
     throw new VeraError(ErrorCode.IO_NOT_FOUND, `model not found: ${model}`, { path: model, cause: e });

@@ -12,12 +12,10 @@ import { MergeErrorCode } from "./error-codes.js";
 export interface ResolveOutputsParams {
   /** The input model's main file (absolute). */
   input: string;
-  /** The output's main file; required unless `inPlace`. */
-  output?: string;
-  /** Replace the input's files. */
-  inPlace: boolean;
-  /** Every data file, and whether it receives merged weights. */
-  files: ReadonlyArray<{ file: ContainerDataFile; changed: boolean }>;
+  /** The output's main file. */
+  output: string;
+  /** Every data file of the model. */
+  files: readonly ContainerDataFile[];
 }
 
 /** A data file's output. */
@@ -25,13 +23,11 @@ export interface DataFileOutput {
   file: ContainerDataFile;
   /** Final path of its copy. */
   dest: string;
-  /** Whether the file is (re)written: always for a new folder, only when changed in place. */
-  write: boolean;
 }
 
 /** What {@link resolveOutputs} decides. */
 export interface ResolvedOutputs {
-  /** The output's main file (the input's in place). */
+  /** The output's main file. */
   output: string;
   files: DataFileOutput[];
 }
@@ -51,20 +47,11 @@ async function realpathOrSelf(p: string): Promise<string> {
 /**
  * Resolve and check every output path, creating the output folders.
  *
- * @throws VeraError `ARG_INVALID` (no output), `MERGE_OUTPUT_CONFLICT` (an output would replace an
- *   input), `IO_UNSAFE_PATH` (an output would resolve outside the output folder).
+ * @throws VeraError `MERGE_OUTPUT_CONFLICT` (an output would replace an input), `IO_UNSAFE_PATH` (an
+ *   output would resolve outside the output folder).
  */
 export async function resolveOutputs(params: ResolveOutputsParams): Promise<ResolvedOutputs> {
-  const { input, inPlace } = params;
-  if (inPlace)
-    return {
-      output: input,
-      files: params.files.map(({ file, changed }) => ({ file, dest: file.path, write: changed })),
-    };
-  if (!params.output)
-    throw new VeraError(ErrorCode.ARG_INVALID, "no output given: pass an output path, or ask for an in-place merge", {
-      expected: "output path",
-    });
+  const { input } = params;
   const output = resolve(params.output);
   const outDir = dirname(output);
   await fsp.mkdir(outDir, { recursive: true });
@@ -77,7 +64,7 @@ export async function resolveOutputs(params: ResolveOutputsParams): Promise<Reso
     );
   const realOutDir = await realpathOrSelf(outDir);
   const files: DataFileOutput[] = [];
-  for (const { file } of params.files) {
+  for (const file of params.files) {
     const dest = join(outDir, ...file.parts);
     await fsp.mkdir(dirname(dest), { recursive: true });
     const realParent = await realpathOrSelf(dirname(dest));
@@ -93,7 +80,7 @@ export async function resolveOutputs(params: ResolveOutputsParams): Promise<Reso
         `the merged model's data file ${JSON.stringify(file.label)} would replace the input's (${file.path}): write the output to another folder, or merge in place`,
         { path: dest, expected: "an output folder other than the model's", received: outDir },
       );
-    files.push({ file, dest, write: true });
+    files.push({ file, dest });
   }
   return { output, files };
 }

@@ -46,6 +46,11 @@ export function undoJournalPath(input: string): string {
   return join(dirname(input), `.${basename(input)}.vera-undo`);
 }
 
+/** Whether a file name is an undo journal's (`.NAME.vera-undo`). */
+export function isUndoJournalName(name: string): boolean {
+  return /^\..+\.vera-undo$/.test(name);
+}
+
 /** The path of the saved original head file for `input`. */
 export function headBackupPath(input: string): string {
   return `${undoJournalPath(input)}-head`;
@@ -58,9 +63,7 @@ function sha256(...parts: Uint8Array[]): Uint8Array {
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
 /** Parameters of {@link UndoJournal.create}. */

@@ -96,6 +96,13 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
   let headBytes = 0;
   let committed = false;
   const progress = new MergeProgress({ emit, tensors: plan.order.length, bytesTotal, copiedBytes: async () => 0 });
+  /** Stop the progress timer and close every file the merge opened (before a rollback, and at the end). */
+  const closeFiles = async (): Promise<void> => {
+    progress.stop();
+    for (const h of handles.values()) await h.then((fh) => fh.close()).catch(() => {});
+    handles.clear();
+    await reader.close();
+  };
   try {
     await computeWeights({
       adapter: params.adapter,
@@ -160,12 +167,9 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
     await fsp.rm(headBackupPath(input), { force: true });
     timings.commit = performance.now() - tc;
   } catch (e) {
-    progress.stop();
     await Promise.allSettled(writes); // no write may land after the rollback
     await tx.release(); // removes the head's temporary file (nothing runs in the background here)
-    await Promise.all([...handles.values()].map((h) => h.then((fh) => fh.close()).catch(() => {})));
-    handles.clear();
-    await reader.close();
+    await closeFiles();
     await journal.close().catch(() => {});
     if (!committed)
       try {
@@ -180,9 +184,7 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
       }
     throw e;
   } finally {
-    progress.stop();
-    for (const h of handles.values()) await h.then((fh) => fh.close()).catch(() => {});
-    await reader.close();
+    await closeFiles();
   }
   report.files = [...(head ? [input] : []), ...changed.map((e) => e.file.path)];
   report.bytesWritten = dataBytes + headBytes;

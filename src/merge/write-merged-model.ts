@@ -56,11 +56,10 @@ export async function writeMergedModel<W extends ContainerWeight>(
   const outputs = await resolveOutputs({
     input: params.input,
     output: params.output,
-    inPlace: false,
-    files: plan.files.map((e) => ({ file: e.file, changed: e.merged.length > 0 })),
+    files: plan.files.map((e) => e.file),
   });
   const order = plan.order;
-  const copyFiles = outputs.files.filter((f) => f.write);
+  const copyFiles = outputs.files;
   const copyTotal = copyFiles.reduce((s, f) => s + f.file.size, 0);
   const head = container.headSize > 0;
   const bytesTotal = plan.mergedBytes + copyTotal + (head ? container.headSize : 0);
