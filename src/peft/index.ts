@@ -7,3 +7,4 @@ export * from "./import-peft.js";
 export * from "./export-peft.js";
 export * from "./expand-to-lora.js";
 export * from "./low-rank.js";
+export * from "./carried-tensors.js";
