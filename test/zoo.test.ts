@@ -123,13 +123,27 @@ function expectPeft(cell: string, got: Float32Array, want: Float32Array): void {
   expect(err).toBeLessThan(1e-4);
 }
 
-/** The VeRA delta (out, in) of module `m` from PEFT's own file: diag(b) B[:out, :] diag(d) A[:, :in]. */
-function veraDelta(peft: SafetensorsFile, m: string, inF: number, outF: number, r: number): Float64Array {
-  const A = f32(peft, "base_model.vera_A");
-  const B = f32(peft, "base_model.vera_B");
-  const maxIn = A.length / r;
-  const d = f32(peft, `${PREFIX}${m}.vera_lambda_d`);
-  const b = f32(peft, `${PREFIX}${m}.vera_lambda_b`);
+/**
+ * The tensor-name prefix of the adapter's type: `vera`, or `pvera` for PEFT's PVeRA (pvera_A (2r, max_in), lambda_d
+ * (2r,): the first r rows / entries are the mean, all that acts in eval mode without sampling).
+ */
+function kindOf(c: { dir: string }): "vera" | "pvera" {
+  const cfg = JSON.parse(readFileSync(join(c.dir, "adapter", "adapter_config.json"), "utf8")) as { peft_type: string };
+  return cfg.peft_type === "PVERA" ? "pvera" : "vera";
+}
+
+/** PEFT's tensors that are not the adapter's own vectors and projections (modules_to_save, trained biases). */
+function otherTensors(peft: SafetensorsFile): string[] {
+  return [...peft.tensors.keys()].filter((k) => !/\.p?vera_lambda_[bd]$|^base_model\.p?vera_[AB]$/.test(k));
+}
+
+/** The VeRA delta (out, in) of module `m` from PEFT's own file: diag(b) B[:out, :] diag(d[:r]) A[:r, :in]. */
+function veraDelta(peft: SafetensorsFile, kind: string, m: string, inF: number, outF: number, r: number): Float64Array {
+  const A = f32(peft, `base_model.${kind}_A`);
+  const B = f32(peft, `base_model.${kind}_B`);
+  const maxIn = A.length / (kind === "pvera" ? 2 * r : r);
+  const d = f32(peft, `${PREFIX}${m}.${kind}_lambda_d`);
+  const b = f32(peft, `${PREFIX}${m}.${kind}_lambda_b`);
   const out = new Float64Array(outF * inF);
   for (let o = 0; o < outF; o++)
     for (let k = 0; k < r; k++) {
@@ -148,11 +162,14 @@ const CELLS: Record<string, Cell> = {
     const peft = readSt(join(c.dir, "adapter", "adapter_model.safetensors"));
     const got = Object.fromEntries(a.modules.map((m) => [m.name, [m.inFeatures, m.outFeatures]]));
     expect(got).toEqual(c.modules);
+    const kind = kindOf(c);
     for (const m of a.modules) {
-      expect([...m.lambdaD]).toEqual([...f32(peft, `${PREFIX}${m.name}.vera_lambda_d`)]);
-      expect([...m.lambdaB]).toEqual([...f32(peft, `${PREFIX}${m.name}.vera_lambda_b`)]);
+      const d = [...f32(peft, `${PREFIX}${m.name}.${kind}_lambda_d`)];
+      // PVeRA: the whole d, or its mean half
+      expect([d, d.slice(0, c.adapter.r)]).toContainEqual([...m.lambdaD]);
+      expect([...m.lambdaB]).toEqual([...f32(peft, `${PREFIX}${m.name}.${kind}_lambda_b`)]);
     }
-    const others = [...peft.tensors.keys()].filter((k) => !/\.vera_lambda_[bd]$|^base_model\.vera_[AB]$/.test(k));
+    const others = otherTensors(peft);
     const carried = new Map((a.extraTensors ?? []).map((t) => [t.name, t]));
     expect([...carried.keys()].sort()).toEqual(others.sort());
     for (const k of others)
@@ -193,7 +210,7 @@ const CELLS: Record<string, Cell> = {
       const B = f32(lora, `${PREFIX}${m}.lora_B.weight`);
       const r = A.length / inF;
       expect(B.length).toBe(outF * r);
-      const want = veraDelta(peft, m, inF, outF, c.adapter.r);
+      const want = veraDelta(peft, kindOf(c), m, inF, outF, c.adapter.r);
       let scale = 0;
       for (const x of want) scale = Math.max(scale, Math.abs(x));
       for (let o = 0; o < outF; o++)
@@ -204,8 +221,7 @@ const CELLS: Record<string, Cell> = {
           worst = Math.max(worst, Math.abs(s - want[o * inF + i]!) / Math.max(scale, 1e-12));
         }
     }
-    const others = [...peft.tensors.keys()].filter((k) => !/\.vera_lambda_[bd]$|^base_model\.vera_[AB]$/.test(k));
-    for (const k of others)
+    for (const k of otherTensors(peft))
       expect(Buffer.from(tensorBytes(lora, k)).equals(Buffer.from(tensorBytes(peft, k)))).toBe(true);
     measured[cell] = `max relative |LoRA delta - VeRA delta| ${worst.toExponential(2)}`;
     expect(worst).toBeLessThan(1e-5);
