@@ -17,6 +17,7 @@ import { promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
+import { errnoOf } from "../node/io-error.js";
 import { readRange, writeRange } from "../node/ranged-io.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { refuseBusy } from "./model-lock.js";
@@ -131,7 +132,7 @@ export class UndoJournal {
     try {
       fh = await fsp.open(path, "wx");
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EEXIST") throw interrupted(params.input, path);
+      if (errnoOf(e) === "EEXIST") throw interrupted(params.input, path);
       throw new VeraError(ErrorCode.IO_ERROR, `cannot create the undo journal ${path}: ${(e as Error).message}`, {
         path,
         cause: e,
@@ -477,7 +478,7 @@ export async function applyUndoJournal(params: { journal: string; durable?: bool
         await fsp.rename(headBackup, headPath);
         headRestored = true;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+        if (errnoOf(e) !== "ENOENT") throw e;
       }
     }
     if (durable) await syncDir(dir);

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { errnoOf } from "./io-error.js";
 
 /** A process, as recorded in a lock file. */
 export interface ProcessIdentity {
@@ -55,7 +56,7 @@ export function pidRunning(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    return errnoOf(e) === "EPERM";
   }
 }
 

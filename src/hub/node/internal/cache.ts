@@ -11,8 +11,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { VeraError } from "../../../errors.js";
+import { errnoOf, ioError } from "../../../node/io-error.js";
+import { isInside } from "../../../node/path-inside.js";
 import { HubErrorCode } from "../../errors.js";
 import { matchesEtag } from "../../internal/util.js";
 
@@ -23,14 +25,6 @@ export function repoFolder(cacheDir: string, repo: string): string {
 }
 
 const rnd = (): string => randomBytes(6).toString("hex");
-
-function isErrno(e: unknown, code: string): boolean {
-  return (e as NodeJS.ErrnoException)?.code === code;
-}
-
-function ioError(e: unknown, path: string, what: string): VeraError {
-  return new VeraError("IO_ERROR", `${what} ${path}: ${(e as Error)?.message ?? String(e)}`, { path });
-}
 
 /** Read a cached blob by etag if present with the right size and digest; undefined otherwise. */
 export async function readCachedBlob(
@@ -96,7 +90,7 @@ export async function writeSnapshot(
         }
       }
       const pointer = join(snap, ...e.path.split("/"));
-      if (!inside(snap, pointer))
+      if (!isInside(snap, pointer))
         throw new VeraError("IO_UNSAFE_PATH", `refusing to write outside the snapshot folder: ${e.path}`, {
           path: e.path,
         });
@@ -106,7 +100,7 @@ export async function writeSnapshot(
     }
     if (revision !== commit) {
       const ref = join(root, "refs", ...revision.split("/"));
-      if (!inside(join(root, "refs"), ref))
+      if (!isInside(join(root, "refs"), ref))
         throw new VeraError("IO_UNSAFE_PATH", `refusing to write a ref outside the refs folder: ${revision}`, {
           path: revision,
         });
@@ -117,7 +111,7 @@ export async function writeSnapshot(
     }
   } catch (e) {
     if (e instanceof VeraError) throw e;
-    throw ioError(e, root, "cannot write the Hub cache at");
+    throw ioError({ cause: e, path: root, action: "cannot write the Hub cache at" });
   }
   return out;
 }
@@ -131,7 +125,7 @@ async function linkAtomically(blob: string, pointer: string): Promise<void> {
   try {
     await fsp.symlink(target, tmp);
   } catch (e) {
-    if (!isErrno(e, "EPERM") && !isErrno(e, "EACCES") && !isErrno(e, "ENOTSUP")) throw e;
+    if (!["EPERM", "EACCES", "ENOTSUP"].includes(errnoOf(e) ?? "")) throw e;
     await fsp.copyFile(blob, tmp); // like huggingface_hub where symlinks are unavailable
   }
   try {
@@ -142,17 +136,12 @@ async function linkAtomically(blob: string, pointer: string): Promise<void> {
   }
 }
 
-function inside(folder: string, path: string): boolean {
-  const r = relative(resolve(folder), resolve(path));
-  return r !== "" && !r.startsWith("..") && !r.startsWith(sep) && !/^[A-Za-z]:/.test(r);
-}
-
 /** The commit a revision points to in the cache, or undefined. */
 export async function cachedCommit(cacheDir: string, repo: string, revision: string): Promise<string | undefined> {
   if (/^[0-9a-f]{40}$/.test(revision)) return revision;
   const root = repoFolder(cacheDir, repo);
   const ref = join(root, "refs", ...revision.split("/"));
-  if (!inside(join(root, "refs"), ref)) return undefined;
+  if (!isInside(join(root, "refs"), ref)) return undefined;
   try {
     const text = (await fsp.readFile(ref, "utf8")).trim();
     return /^[0-9a-f]{40}$/.test(text) ? text : undefined;
@@ -183,7 +172,7 @@ export async function readSnapshotFile(
   const root = repoFolder(cacheDir, repo);
   const snap = join(root, "snapshots", commit);
   const pointer = join(snap, ...path.split("/"));
-  if (!inside(snap, pointer)) return undefined;
+  if (!isInside(snap, pointer)) return undefined;
   let real: string;
   try {
     real = await fsp.realpath(pointer);
@@ -191,7 +180,7 @@ export async function readSnapshotFile(
     return undefined;
   }
   const realRoot = await fsp.realpath(root).catch(() => root);
-  if (!inside(realRoot, real))
+  if (!isInside(realRoot, real))
     throw new VeraError(
       HubErrorCode.HUB_CACHE,
       `the cached ${path} of ${repo} links outside the cache folder; delete ${snap} and pull again`,
@@ -207,7 +196,7 @@ export async function readSnapshotFile(
     );
   const b = await fsp.readFile(real);
   const bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  const inBlobs = inside(join(realRoot, "blobs"), real);
+  const inBlobs = isInside(join(realRoot, "blobs"), real);
   const etag = inBlobs ? real.slice(real.lastIndexOf(sep) + 1) : undefined;
   if (etag !== undefined && (await matchesEtag(bytes, etag)) === false)
     throw new VeraError(
