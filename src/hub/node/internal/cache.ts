@@ -9,10 +9,10 @@
  * once complete and verified, so the cache never holds a partial blob under its final name; links
  * and refs are replaced atomically by rename as well.
  */
-import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import { VeraError } from "../../../errors.js";
+import { writeAtomic, writeFileAtomic } from "../../../node/files.js";
 import { errnoOf, ioError } from "../../../node/io-error.js";
 import { isInside } from "../../../node/path-inside.js";
 import { HubErrorCode } from "../../errors.js";
@@ -23,8 +23,6 @@ export function repoFolder(cacheDir: string, repo: string): string {
   const [ns, name] = repo.split("/");
   return join(cacheDir, `models--${ns}--${name}`);
 }
-
-const rnd = (): string => randomBytes(6).toString("hex");
 
 /** Read a cached blob by etag if present with the right size and digest; undefined otherwise. */
 export async function readCachedBlob(
@@ -73,22 +71,7 @@ export async function writeSnapshot(
         have?.isFile() &&
         have.size === e.bytes.length &&
         (await readCachedBlob(cacheDir, repo, e.etag, e.bytes.length)) !== undefined;
-      if (!intact) {
-        const tmp = `${blob}.${rnd()}.incomplete`;
-        try {
-          const fh = await fsp.open(tmp, "wx");
-          try {
-            await fh.writeFile(e.bytes);
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
-          await fsp.rename(tmp, blob);
-        } catch (err) {
-          await fsp.rm(tmp, { force: true }).catch(() => {});
-          throw err;
-        }
-      }
+      if (!intact) await writeFileAtomic(blob, e.bytes);
       const pointer = join(snap, ...e.path.split("/"));
       if (!isInside(snap, pointer))
         throw new VeraError("IO_UNSAFE_PATH", `refusing to write outside the snapshot folder: ${e.path}`, {
@@ -105,9 +88,7 @@ export async function writeSnapshot(
           path: revision,
         });
       await fsp.mkdir(dirname(ref), { recursive: true });
-      const tmp = `${ref}.${rnd()}.tmp`;
-      await fsp.writeFile(tmp, commit, { flag: "wx" });
-      await fsp.rename(tmp, ref);
+      await writeFileAtomic(ref, commit);
     }
   } catch (e) {
     if (e instanceof VeraError) throw e;
@@ -121,19 +102,15 @@ async function linkAtomically(blob: string, pointer: string): Promise<void> {
   const target = relative(dirname(pointer), blob);
   const current = await fsp.readlink(pointer).catch(() => undefined);
   if (current === target) return;
-  const tmp = `${pointer}.${rnd()}.tmp`;
-  try {
-    await fsp.symlink(target, tmp);
-  } catch (e) {
-    if (!["EPERM", "EACCES", "ENOTSUP"].includes(errnoOf(e) ?? "")) throw e;
-    await fsp.copyFile(blob, tmp); // like huggingface_hub where symlinks are unavailable
-  }
-  try {
-    await fsp.rename(tmp, pointer);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true }).catch(() => {});
-    throw e;
-  }
+  await writeAtomic({
+    path: pointer,
+    durable: false,
+    fill: (tmp) =>
+      fsp.symlink(target, tmp).catch((e: unknown) => {
+        if (!["EPERM", "EACCES", "ENOTSUP"].includes(errnoOf(e) ?? "")) throw e;
+        return fsp.copyFile(blob, tmp); // like huggingface_hub where symlinks are unavailable
+      }),
+  });
 }
 
 /** The commit a revision points to in the cache, or undefined. */
