@@ -10,6 +10,7 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { mergeOnnx, MergeErrorCode, recoverMerge } from "../src/merge/index.js";
+import { lockModel, type ModelLock } from "../src/merge/model-lock.js";
 import { currentProcess } from "../src/node/process-alive.js";
 import { veraError } from "./error-helpers.js";
 import { cases, expected, pausedMerge, snapshot } from "./in-place-helpers.js";
@@ -131,5 +132,28 @@ describe("stale locks", () => {
     writeFileSync(`${lock}-${nonce}`, owner({ pid: 2 ** 22 + 2 }));
     await mergeOnnx({ model, adapter: c.adapter, inPlace: true, durable: false });
     expect(readdirSync(dir).filter((f) => f.includes(".vera-lock"))).toEqual([]);
+  });
+
+  it("many takers of one stale lock: exactly one holds it; a reader and a writer never both go on", async () => {
+    const dir = fresh();
+    const head = join(dir, "model.onnx");
+    writeFileSync(head, "");
+    const lock = join(dir, ".model.onnx.vera-lock");
+    for (let round = 0; round < 5; round++) {
+      writeFileSync(lock, owner({ pid: 2 ** 22 + round }));
+      const takers = await Promise.allSettled(Array.from({ length: 8 }, () => lockModel({ head, mode: "exclusive" })));
+      const won = takers.filter((t): t is PromiseFulfilledResult<ModelLock> => t.status === "fulfilled");
+      expect(won).toHaveLength(1);
+      for (const t of takers)
+        if (t.status === "rejected") expect((t.reason as { code: string }).code).toBe(MergeErrorCode.MERGE_BUSY);
+      await won[0]!.value.release();
+      const both = await Promise.allSettled([
+        lockModel({ head, mode: "shared" }),
+        lockModel({ head, mode: "exclusive" }),
+      ]);
+      expect(both.filter((t) => t.status === "fulfilled").length).toBeLessThan(2);
+      for (const t of both) if (t.status === "fulfilled") await t.value.release();
+    }
+    expect(readdirSync(dir)).toEqual(["model.onnx"]);
   });
 });

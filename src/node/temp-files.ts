@@ -2,7 +2,7 @@
  * Internal (Node): the temporary files every output is written to before it is renamed into place.
  *
  * - Names: `.NAME.PID.TAG.tmp` beside the final path (same folder, so the rename is atomic), where
- *   TAG is 8 hex digits: 4 from the host name, 4 random.
+ *   TAG is 12 hex digits: 4 from the host name, 8 random.
  * - Tracked files are removed when the process exits (`exit`), and on SIGTERM, SIGHUP and SIGINT
  *   when nothing else handles that signal (the signal is then raised again, so the process ends as
  *   it would have).
@@ -16,7 +16,7 @@ import { basename, dirname, join } from "node:path";
 import { currentProcess, pidRunning } from "./process-alive.js";
 
 const SIGNALS = ["SIGTERM", "SIGHUP", "SIGINT"] as const;
-const TEMP_NAME = /^\..+\.(\d+)\.([0-9a-f]{4})[0-9a-f]{4}\.tmp$/;
+const TEMP_NAME = /^\..+\.(\d+)\.([0-9a-f]{4})[0-9a-f]{8}\.tmp$/;
 
 let hostTagValue: string | undefined;
 function hostTag(): string {
@@ -63,7 +63,7 @@ export function tempPathFor(path: string): string {
     swept.add(dir);
     sweepStaleTemps(dir);
   }
-  return join(dir, `.${basename(path)}.${process.pid}.${hostTag()}${randomBytes(2).toString("hex")}.tmp`);
+  return join(dir, `.${basename(path)}.${process.pid}.${hostTag()}${randomBytes(4).toString("hex")}.tmp`);
 }
 
 const tracked = new Set<string>();
