@@ -6,7 +6,7 @@
  * gone (another pid, or the same pid started at another time) is taken over.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { mergeOnnx, MergeErrorCode, recoverMerge } from "../src/merge/index.js";
@@ -79,6 +79,28 @@ describe("the shared lock of a merge into new files", () => {
     expect((await run.exited).code).toBe(0);
     expect(snapshot(dir)).toEqual(before);
   });
+});
+
+describe("a model in a folder this process cannot write to", () => {
+  // root writes anywhere: only an ordinary user sees the folder as read-only
+  it.skipIf(process.getuid?.() === 0)(
+    "merges into new files without a reader file; in place is an I/O error",
+    async () => {
+      const c = cases[0]!;
+      const dir = fresh();
+      const model = c.setup(dir);
+      const before = snapshot(dir);
+      chmodSync(dir, 0o555);
+      try {
+        await c.merge({ model, adapter: c.adapter, output: c.outputIn(fresh()), durable: false });
+        const e = await veraError(c.merge({ model, adapter: c.adapter, inPlace: true, durable: false }));
+        expect(e.code).toBe("IO_ERROR");
+      } finally {
+        chmodSync(dir, 0o755);
+      }
+      expect(snapshot(dir)).toEqual(before);
+    },
+  );
 });
 
 describe("stale locks", () => {

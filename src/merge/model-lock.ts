@@ -22,7 +22,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { VeraError } from "../errors.js";
-import { errnoOf } from "../node/io-error.js";
+import { errnoOf, ioError } from "../node/io-error.js";
 import { currentProcess, processAlive, type ProcessIdentity } from "../node/process-alive.js";
 import { tempPathFor, trackTemp, untrackTemp } from "../node/temp-files.js";
 import { MergeErrorCode } from "./error-codes.js";
@@ -40,8 +40,8 @@ export interface ModelLockOwner extends ProcessIdentity {
 
 /** A lock held by this process. */
 export interface ModelLock {
-  /** The lock file. */
-  readonly path: string;
+  /** The lock file; null for a shared lock on a model in a folder this process cannot write to (only checked). */
+  readonly path: string | null;
   readonly mode: ModelLockMode;
   /** Remove the lock file (once). */
   release(): Promise<void>;
@@ -49,6 +49,7 @@ export interface ModelLock {
 
 const MAX_TRIES = 8;
 const MAX_DEPTH = 4;
+const READ_ONLY = new Set(["EACCES", "EPERM", "EROFS"]);
 const NO_LINKS = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EMLINK", "EXDEV"]);
 
 /** The exclusive lock's path for a model whose head file is `head`. */
@@ -214,9 +215,16 @@ async function lockExclusive(head: string, me: ModelLockOwner): Promise<string> 
   throw busy(head, path, (await readOwner(path).catch(() => null)) ?? null);
 }
 
-async function lockShared(head: string, me: ModelLockOwner): Promise<string> {
+async function lockShared(head: string, me: ModelLockOwner): Promise<string | null> {
   const path = join(dirname(head), `${readerPrefix(head)}${me.pid}-${me.nonce}`);
-  await createLockFile(path, me);
+  try {
+    await createLockFile(path, me);
+  } catch (e) {
+    if (!READ_ONLY.has(errnoOf(e) ?? "")) throw e;
+    // a folder this process cannot write to: a merge in place of it cannot be ours, only checked for
+    await refuseBusy({ head });
+    return null;
+  }
   trackTemp(path);
   try {
     const lock = modelLockPath(head);
@@ -239,7 +247,10 @@ export interface LockModelParams {
 
 /**
  * Lock a model for a merge: `exclusive` refuses while any other merge or recovery holds it,
- * `shared` while an in-place merge or a recovery does. A stale lock is taken over.
+ * `shared` while an in-place merge or a recovery does. A stale lock is taken over. A shared lock
+ * on a model in a folder this process cannot write to (a read-only mount, another user's files) is
+ * only checked: no reader file is left there, so an in-place merge by a user who can write there
+ * does not see this reader.
  *
  * @throws VeraError `MERGE_BUSY` (naming the owner's pid and host, and the lock file), `IO_*`.
  */
@@ -250,13 +261,18 @@ export async function lockModel(params: LockModelParams): Promise<ModelLock> {
     mode: params.mode,
     since: new Date().toISOString(),
   };
-  const path = params.mode === "exclusive" ? await lockExclusive(params.head, me) : await lockShared(params.head, me);
-  let released = false;
+  let path: string | null;
+  try {
+    path = params.mode === "exclusive" ? await lockExclusive(params.head, me) : await lockShared(params.head, me);
+  } catch (e) {
+    throw e instanceof VeraError ? e : ioError({ cause: e, path: modelLockPath(params.head), action: "cannot lock" });
+  }
+  let released = path === null;
   return {
     path,
     mode: params.mode,
     async release() {
-      if (released) return;
+      if (released || path === null) return;
       released = true;
       untrackTemp(path);
       if ((await readOwner(path).catch(() => undefined))?.nonce === me.nonce) await fsp.rm(path, { force: true });
