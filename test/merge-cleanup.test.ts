@@ -9,7 +9,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { mergeGguf, mergeOnnx, MergeErrorCode } from "../src/merge/index.js";
+import { mergeGguf, mergeOnnx, MergeErrorCode, recoverMerge } from "../src/merge/index.js";
 import { tempPathFor } from "../src/node/temp-files.js";
 import { veraError } from "./error-helpers.js";
 import { cases, GG, ONNX, pausedMerge, ROOT, snapshot } from "./in-place-helpers.js";
@@ -31,6 +31,24 @@ describe.each(["SIGTERM", "SIGHUP", "SIGINT"] as const)("a merge into new files 
     const end = await run.exited;
     expect(end.signal).toBe(signal);
     expect(readdirSync(out)).toEqual([]);
+    expect(snapshot(dir)).toEqual(before);
+  });
+});
+
+describe("an in-place merge ended by SIGTERM", () => {
+  it("keeps its journal and drops its lock: the next merge says interrupted, recover restores the model", async () => {
+    const c = cases[0]!;
+    const dir = fresh();
+    const model = c.setup(dir);
+    const before = snapshot(dir);
+    const run = pausedMerge({ c, model, options: { inPlace: true }, pauseAt: 3, signals: fresh() });
+    await run.ready;
+    run.child.kill("SIGTERM");
+    expect((await run.exited).signal).toBe("SIGTERM");
+    expect(readdirSync(dir).filter((f) => f.startsWith("."))).toEqual([".model.onnx.vera-undo"]);
+    const e = await veraError(c.merge({ model, adapter: c.adapter, inPlace: true, durable: false }));
+    expect(e.code).toBe(MergeErrorCode.MERGE_INTERRUPTED);
+    expect((await recoverMerge({ model })).restored).toHaveLength(1);
     expect(snapshot(dir)).toEqual(before);
   });
 });
