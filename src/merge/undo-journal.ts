@@ -15,9 +15,10 @@
 import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { basename, dirname, isAbsolute, join, normalize, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, normalize, relative, sep } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { errnoOf } from "../node/io-error.js";
+import { isInside } from "../node/path-inside.js";
 import { readRange, writeRange } from "../node/ranged-io.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { refuseBusy } from "./model-lock.js";
@@ -110,18 +111,14 @@ export class UndoJournal {
     const dir = dirname(path);
     const realDir = await fsp.realpath(dir);
     const rel = (p: string): string => {
-      const r = p.startsWith(dir + sep)
-        ? p.slice(dir.length + 1)
-        : p.startsWith(realDir + sep)
-          ? p.slice(realDir.length + 1)
-          : undefined;
-      if (r === undefined)
+      const base = isInside(dir, p) ? dir : isInside(realDir, p) ? realDir : undefined;
+      if (base === undefined)
         throw new VeraError(
           ErrorCode.IO_UNSAFE_PATH,
           `${p} lies outside the model's folder ${dir} (a link): an in-place merge writes only files in that folder; give -o OUT`,
           { path: p, expected: `a file inside ${dir}`, received: p },
         );
-      return r.split(sep).join("/");
+      return relative(base, p).split(sep).join("/");
     };
     const headerFields: UndoJournalHeader = {
       model: basename(params.input),
@@ -321,7 +318,7 @@ async function resolveInside(dir: string, rel: string, journal: string): Promise
       cause: e,
     });
   }
-  if (!real.startsWith(realDir + sep))
+  if (!isInside(realDir, real))
     throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `the journal names ${p}, which resolves outside ${dir}`, {
       path: p,
     });
