@@ -4,187 +4,33 @@
  * cancellation rolls back at once, and after a crash (a process killed mid-merge) every merge
  * refuses the model until `recoverMerge` / `vera recover` puts the original bytes back.
  */
-import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ComputeBackend } from "../src/compute/backend.js";
 import { createReferenceBackend } from "../src/compute/reference-backend.js";
+import { mergeOnnx, MergeErrorCode, recoverMerge } from "../src/merge/index.js";
 import {
-  mergeCheckpoint,
-  mergeGguf,
-  mergeOnnx,
-  MergeErrorCode,
-  recoverMerge,
-  type MergeReport,
-} from "../src/merge/index.js";
+  chainNext,
+  chainStart,
+  DIGEST,
+  encodeJournalHeader,
+  encodeSlot,
+  ENTRY_HEAD,
+  SLOT,
+  type UndoJournalHeader,
+} from "../src/merge/undo-journal-format.js";
 import { runCli } from "./cli-helpers.js";
 import { veraError } from "./error-helpers.js";
+import { cases, crashingMerge, expected, failingBackend, ONNX, snapshot } from "./in-place-helpers.js";
+import { tempPathFor } from "../src/node/temp-files.js";
 import { useTempDirs } from "./temp-helpers.js";
 
 const fresh = useTempDirs("vera-inplace-");
-const ROOT = resolve(__dirname, "..");
-const ONNX = join(ROOT, "fixtures", "onnx");
-const ST = join(ROOT, "fixtures", "safetensors", "llama-bf16");
-const GG = join(ROOT, "fixtures", "gguf");
-
-/** relative path -> sha256 of every file under a folder (dot-files included). */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    const p = join(e.parentPath, e.name);
-    out[p.slice(dir.length + 1)] = createHash("sha256").update(readFileSync(p)).digest("hex");
-  }
-  return out;
-}
-
-function failingBackend(failAt: number): ComputeBackend {
-  const ref = createReferenceBackend();
-  let calls = 0;
-  return {
-    name: "failing",
-    async merge(tasks) {
-      if (++calls === failAt) throw new Error("device lost");
-      return ref.merge(tasks);
-    },
-  };
-}
-
-interface Case {
-  name: string;
-  /** Copy the model into `dir`; returns what the merge is given. */
-  setup: (dir: string) => string;
-  adapter: string;
-  merge: (p: {
-    model: string;
-    adapter: string;
-    inPlace?: boolean;
-    output?: string;
-    dryRun?: boolean;
-    backend?: ComputeBackend;
-    signal?: AbortSignal;
-    durable?: boolean;
-  }) => Promise<MergeReport>;
-  /** The merge function's name in the built library (the crash script). */
-  fn: string;
-  /** -o for a merge of `model` into the folder `out`. */
-  outputIn: (out: string) => string;
-  /** Whether the head file (the .onnx) is replaced: merged weights inside it, or an untied copy added. */
-  headChanges?: boolean;
-  /** More options for every merge of this case (given to the crash script too). */
-  extra?: { untie?: boolean };
-}
-
-const cases: Case[] = [
-  {
-    name: "ONNX with external data",
-    setup: (d) => (cpSync(join(ONNX, "gpt2-dynamo"), d, { recursive: true }), join(d, "model.onnx")),
-    adapter: join(ONNX, "adapters", "gpt2"),
-    merge: (p) => mergeOnnx(p),
-    fn: "mergeOnnx",
-    outputIn: (out) => join(out, "model.onnx"),
-  },
-  {
-    name: "ONNX with weights inside the .onnx",
-    setup: (d) => (cpSync(join(ONNX, "legacy-llama-fp16"), d, { recursive: true }), join(d, "model.onnx")),
-    adapter: join(ONNX, "adapters", "tiny-llama"),
-    merge: (p) => mergeOnnx(p),
-    fn: "mergeOnnx",
-    outputIn: (out) => join(out, "model.onnx"),
-    headChanges: true,
-  },
-  {
-    name: "ONNX with a tied lm_head untied (the copy appended to its data file)",
-    setup: (d) => (cpSync(join(ONNX, "legacy-llama-unfolded-wrapped"), d, { recursive: true }), join(d, "model.onnx")),
-    adapter: join(ONNX, "adapters", "tiny-llama-head"),
-    merge: (p) => mergeOnnx({ ...p, untie: true }),
-    fn: "mergeOnnx",
-    outputIn: (out) => join(out, "model.onnx"),
-    headChanges: true,
-    extra: { untie: true },
-  },
-  {
-    name: "sharded safetensors checkpoint",
-    setup: (d) => (cpSync(join(ST, "base"), d, { recursive: true }), d),
-    adapter: join(ST, "adapter"),
-    merge: (p) => mergeCheckpoint(p),
-    fn: "mergeCheckpoint",
-    outputIn: (out) => out,
-  },
-  {
-    name: "GGUF",
-    setup: (d) => (cpSync(join(GG, "llama", "base-f32.gguf"), join(d, "m.gguf")), join(d, "m.gguf")),
-    adapter: join(GG, "vera"),
-    merge: (p) => mergeGguf(p),
-    fn: "mergeGguf",
-    outputIn: (out) => join(out, "m.gguf"),
-  },
-  {
-    name: "split GGUF (given its second part)",
-    setup: (d) => {
-      cpSync(join(GG, "llama-split"), d, { recursive: true });
-      return join(d, readdirSync(d).find((f) => f.includes("-00002-of-"))!);
-    },
-    adapter: join(GG, "vera"),
-    merge: (p) => mergeGguf(p),
-    fn: "mergeGguf",
-    outputIn: (out) => out,
-  },
-];
-
-/** The model's folder after a merge to another folder (the expected in-place result). */
-async function expected(c: Case): Promise<Record<string, string>> {
-  const src = fresh();
-  const model = c.setup(src);
-  const out = fresh();
-  await c.merge({ model, adapter: c.adapter, output: c.outputIn(out), durable: false });
-  // the output folder holds only the model's files: compare those
-  const all = snapshot(src);
-  const merged = snapshot(out);
-  return Object.fromEntries(Object.keys(all).map((k) => [k, merged[k] ?? all[k]!]));
-}
-
-/**
- * Run the merge in a child process (the built library) that kills itself with SIGKILL when the
- * backend is asked for its `killAt`-th weight. With `afterAWrite`, it first waits until one of the
- * model's files has changed (merged weights are written in the background, behind the compute).
- */
-function crashingMerge(c: Case, model: string, killAt: number, afterAWrite = false): void {
-  const dir = statSync(model).isDirectory() ? model : dirname(model);
-  const script = `
-    import { createHash } from "node:crypto";
-    import { readdirSync, readFileSync, statSync } from "node:fs";
-    import { join } from "node:path";
-    import { ${c.fn} } from ${JSON.stringify(join(ROOT, "dist", "merge", "index.js"))};
-    import { createReferenceBackend } from ${JSON.stringify(join(ROOT, "dist", "compute", "index.js"))};
-    const dir = ${JSON.stringify(dir)};
-    const files = readdirSync(dir).filter((f) => !f.startsWith(".") && statSync(join(dir, f)).isFile());
-    const digest = () => files.map((f) => createHash("sha256").update(readFileSync(join(dir, f))).digest("hex")).join();
-    const start = digest();
-    const ref = createReferenceBackend();
-    let calls = 0;
-    const backend = {
-      name: "crash",
-      async merge(t) {
-        if (++calls === ${killAt}) {
-          for (const t0 = Date.now(); ${afterAWrite} && digest() === start && Date.now() - t0 < 30000; )
-            await new Promise((r) => setTimeout(r, 5));
-          process.kill(process.pid, "SIGKILL");
-        }
-        return ref.merge(t);
-      },
-    };
-    await ${c.fn}({ model: ${JSON.stringify(model)}, adapter: ${JSON.stringify(c.adapter)}, inPlace: true, backend, ...${JSON.stringify(c.extra ?? {})} });
-  `;
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
-  if (r.signal !== "SIGKILL") throw new Error(`the merge did not crash: ${r.status} ${r.stderr}`);
-}
 
 describe.each(cases)("in place: $name", (c) => {
   it("writes only the merged ranges into the model's own files: the same bytes as a merge to a new folder", async () => {
-    const want = await expected(c);
+    const want = await expected(c, fresh);
     const dir = fresh();
     const model = c.setup(dir);
     const before = new Map(readdirSync(dir).map((f) => [f, statSync(join(dir, f))]));
@@ -221,6 +67,8 @@ describe.each(cases)("in place: $name", (c) => {
     crashingMerge(c, model, 3, !c.name.includes("inside"));
     const journal = readdirSync(dir).filter((f) => f.endsWith(".vera-undo"));
     expect(journal).toHaveLength(1);
+    // the killed merge's lock is still there: its owner is dead, so it is taken over, never "busy"
+    expect(readdirSync(dir).filter((f) => f.endsWith(".vera-lock"))).toHaveLength(1);
     const changed = Object.entries(snapshot(dir)).filter(([k, v]) => before[k] !== v && !k.includes(".vera-undo"));
     if (!c.name.includes("inside")) expect(changed.length).toBeGreaterThan(0); // weights were written in place
     if (c.extra?.untie) {
@@ -242,9 +90,38 @@ describe.each(cases)("in place: $name", (c) => {
     expect((await recoverMerge({ model })).restored).toEqual([]);
     // and the model merges again
     await c.merge({ model, adapter: c.adapter, inPlace: true, durable: false });
-    expect(snapshot(dir)).toEqual(await expected(c));
+    expect(snapshot(dir)).toEqual(await expected(c, fresh));
   });
 });
+
+/** {@link snapshot} without lock files (a killed merge's stale lock is taken over by the next one). */
+function unlocked(dir: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(snapshot(dir)).filter(([k]) => !k.endsWith(".vera-lock")));
+}
+
+/** A journal's header, where its records start, and its records (each whole: head, digest, data). */
+function parseJournal(bytes: Buffer): { header: UndoJournalHeader; recordsAt: number; records: Buffer[] } {
+  const n = bytes.readUInt32LE(12);
+  const header = JSON.parse(bytes.subarray(16, 16 + n).toString("utf8")) as UndoJournalHeader;
+  const recordsAt = 16 + n + DIGEST + 2 * SLOT;
+  const records: Buffer[] = [];
+  for (let pos = recordsAt; pos + ENTRY_HEAD + DIGEST <= bytes.length; ) {
+    const end = pos + ENTRY_HEAD + DIGEST + Number(bytes.readBigUInt64LE(pos + 16));
+    if (end > bytes.length) break;
+    records.push(bytes.subarray(pos, end));
+    pos = end;
+  }
+  return { header, recordsAt, records };
+}
+
+/** A well-formed journal holding `header` and `records` (its count and chain computed). */
+function encodeJournal(header: UndoJournalHeader, records: Buffer[]): Buffer {
+  const head = encodeJournalHeader(header);
+  let chain = chainStart(head);
+  for (const r of records) chain = chainNext(chain, r.subarray(ENTRY_HEAD, ENTRY_HEAD + DIGEST));
+  const slot = encodeSlot(records.length, chain);
+  return Buffer.concat([head, slot, slot, ...records]);
+}
 
 describe("the undo journal", () => {
   const c = cases[0]!;
@@ -276,14 +153,14 @@ describe("the undo journal", () => {
     crashingMerge(c, model, 4);
     const journal = join(dir, ".model.onnx.vera-undo");
     const bytes = readFileSync(journal);
-    const first = 16 + bytes.readUInt32LE(12) + 32 + 24 + 32; // the first entry's data
+    const first = parseJournal(bytes).recordsAt + ENTRY_HEAD + DIGEST; // the first entry's data
     bytes[first + 1]! ^= 0xff;
     writeFileSync(journal, bytes);
-    const crashed = snapshot(dir);
+    const crashed = unlocked(dir);
     const e = await veraError(recoverMerge({ model }));
     expect(e.code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
     expect(e.path).toBe(journal);
-    expect(snapshot(dir)).toEqual(crashed);
+    expect(unlocked(dir)).toEqual(crashed);
   });
 
   it("a journal cut short (a crash while it was written) is discarded: nothing had been overwritten yet", async () => {
@@ -303,21 +180,15 @@ describe("the undo journal", () => {
     const model = c.setup(dir);
     crashingMerge(c, model, 3);
     const journal = join(dir, ".model.onnx.vera-undo");
-    const bytes = readFileSync(journal);
-    const n = bytes.readUInt32LE(12);
-    const header = JSON.parse(bytes.subarray(16, 16 + n).toString("utf8")) as { files: Array<{ path: string }> };
-    header.files[0]!.path = "../" + header.files[0]!.path;
-    const json = Buffer.from(JSON.stringify(header));
-    const head = Buffer.alloc(16);
-    bytes.copy(head, 0, 0, 16);
-    head.writeUInt32LE(json.length, 12);
-    const digest = createHash("sha256").update(json).digest();
-    writeFileSync(journal, Buffer.concat([head, json, digest, bytes.subarray(16 + n + 32)]));
-    const crashed = snapshot(dir);
+    const { header, records } = parseJournal(readFileSync(journal));
+    const h = header as { files: Array<{ path: string }> };
+    h.files[0]!.path = "../" + h.files[0]!.path;
+    writeFileSync(journal, encodeJournal(header, records)); // well formed: its count and chain recomputed
+    const crashed = unlocked(dir);
     const e = await veraError(recoverMerge({ model }));
     expect(e.code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
     expect(e.message).toMatch(/leaves its folder/);
-    expect(snapshot(dir)).toEqual(crashed);
+    expect(unlocked(dir)).toEqual(crashed);
   });
 
   it("vera recover rolls back from the command line; without a journal it says so", async () => {
@@ -335,5 +206,71 @@ describe("the undo journal", () => {
     const again = await runCli(["recover", model, "--json"]);
     expect(JSON.parse(again.stdout)).toEqual({ ok: true, restored: [] });
     expect(existsSync(join(dir, ".model.onnx.vera-undo"))).toBe(false);
+  });
+  it("a journal cut at a record boundary is refused (MERGE_JOURNAL_CORRUPT): nothing restored, the journal kept", async () => {
+    const dir = fresh();
+    const model = c.setup(dir);
+    crashingMerge(c, model, 4, true);
+    const journal = join(dir, ".model.onnx.vera-undo");
+    const bytes = readFileSync(journal);
+    const { recordsAt, records } = parseJournal(bytes);
+    expect(records.length).toBeGreaterThan(1);
+    const cut = recordsAt + records.slice(0, -1).reduce((n, r) => n + r.length, 0); // the last record dropped
+    writeFileSync(journal, bytes.subarray(0, cut));
+    const crashed = unlocked(dir);
+    const e = await veraError(recoverMerge({ model }));
+    expect(e.code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
+    expect(e.message).toMatch(new RegExp(`counts ${records.length} records but holds ${records.length - 1}`));
+    expect(unlocked(dir)).toEqual(crashed);
+    // the slot holding the previous count damaged as well: the other one still counts every record
+    const again = Buffer.from(bytes.subarray(0, cut));
+    again[recordsAt - 2 * SLOT + ((records.length - 1) % 2) * SLOT + 5]! ^= 1;
+    writeFileSync(journal, again);
+    expect((await veraError(recoverMerge({ model }))).code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
+  });
+
+  it("a version-1 journal (no record count) is refused, nothing restored", async () => {
+    const dir = fresh();
+    const model = c.setup(dir);
+    crashingMerge(c, model, 3);
+    const journal = join(dir, ".model.onnx.vera-undo");
+    const bytes = readFileSync(journal);
+    bytes.writeUInt32LE(1, 8);
+    writeFileSync(journal, bytes);
+    const crashed = unlocked(dir);
+    const e = await veraError(recoverMerge({ model }));
+    expect(e.code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
+    expect(e.message).toMatch(/version-1/);
+    expect(unlocked(dir)).toEqual(crashed);
+  });
+
+  it("recover finds the journal through a symlink to the model, and a merge through a symlink journals beside the real file", async () => {
+    const dir = fresh();
+    const model = c.setup(dir);
+    const before = snapshot(dir);
+    const link = join(dir, "link.onnx"); // beside it: its data files are found next to the path given
+    symlinkSync("model.onnx", link);
+    crashingMerge(c, model, 3, true);
+    const r = await recoverMerge({ model: link });
+    expect(r.restored).toHaveLength(1);
+    expect(unlocked(dir)).toEqual(before);
+    crashingMerge(c, link, 3, true);
+    expect(readdirSync(dir).filter((f) => f.endsWith(".vera-undo"))).toEqual([".model.onnx.vera-undo"]);
+    expect((await recoverMerge({ model })).restored).toHaveLength(1);
+    expect(unlocked(dir)).toEqual(before);
+  });
+
+  it("recover removes the partly written head file a killed merge left (weights inside the .onnx)", async () => {
+    const inline = cases[1]!;
+    const dir = fresh();
+    const model = inline.setup(dir);
+    const before = snapshot(dir);
+    const pid = crashingMerge(inline, model, 3);
+    // the temporary head file as the killed merge names it (its pid, this host's tag)
+    const temp = basename(tempPathFor(model)).replace(`.${process.pid}.`, `.${pid}.`);
+    writeFileSync(join(dir, temp), "partial head");
+    writeFileSync(join(dir, ".model.onnx.1.zzzz.tmp"), "not ours"); // not the pattern: kept
+    expect((await recoverMerge({ model })).restored).toHaveLength(1);
+    expect(snapshot(dir)).toEqual({ ...before, ".model.onnx.1.zzzz.tmp": expect.any(String) });
   });
 });

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import {
   appendFileSync,
   existsSync,
+  linkSync,
   statSync,
   mkdirSync,
   mkdtempSync,
@@ -252,6 +253,40 @@ describe("external data paths are confined to the model's folder", () => {
     const r = await mergeOnnx({ model: s0.model, adapter: s0.adapter, output: join(out, "m.onnx"), durable: false });
     expect(r.weights).toBe(3);
     expect(Object.keys(snapshot(out)).sort()).toEqual(["alias.bin", "c.bin", "data/a.bin", "m.onnx"]);
+  });
+});
+
+describe("no two of the model's files are one file", () => {
+  const aliases: Array<[string, (dir: string) => void]> = [
+    ["a hard link", (dir) => (rmSync(join(dir, "b.bin")), linkSync(join(dir, "a.bin"), join(dir, "b.bin")))],
+    ["a symlink", (dir) => (rmSync(join(dir, "b.bin")), symlinkSync("a.bin", join(dir, "b.bin")))],
+  ];
+  for (const [what, alias] of aliases)
+    it(`two external data locations that are one file (${what}): refused for -o, --in-place and a dry run`, async () => {
+      const s = synth({ count: 3, location: (i) => ["a.bin", "b.bin", "c.bin"][i]! });
+      alias(s.dir);
+      const before = snapshot(s.dir);
+      const out = join(fresh(), "m.onnx");
+      for (const p of [{ output: out }, { inPlace: true }, { dryRun: true }]) {
+        const e = await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, durable: false, ...p }));
+        expect(e.code).toBe("IO_UNSAFE_PATH");
+        expect(e.message).toMatch(/one file|the same file/);
+      }
+      expect(snapshot(s.dir)).toEqual(before);
+      expect(existsSync(out)).toBe(false);
+    });
+
+  it("an external data location naming the .onnx itself: refused for -o and --in-place, the model intact", async () => {
+    const s = synth({ count: 3, location: (i) => (i === 1 ? "model.onnx" : "w.bin") });
+    const before = snapshot(s.dir);
+    const out = join(fresh(), "m.onnx");
+    for (const p of [{ output: out }, { inPlace: true }]) {
+      const e = await veraError(mergeOnnx({ model: s.model, adapter: s.adapter, durable: false, ...p }));
+      expect(e.code).toBe("IO_UNSAFE_PATH");
+      expect(e.message).toContain("the model file model.onnx");
+    }
+    expect(snapshot(s.dir)).toEqual(before);
+    expect(existsSync(out)).toBe(false);
   });
 });
 

@@ -1,4 +1,5 @@
 import { isVeraError } from "../errors.js";
+import { errnoOf } from "../node/io-error.js";
 import { commands } from "./commands/index.js";
 import { UsageError, type CliContext } from "./command.js";
 import { parseCommandArgs } from "./parse-command-args.js";
@@ -92,9 +93,8 @@ export async function main(
       report(ctx, e.toJSON(), e);
       return IO_CODES.has(e.code) ? 2 : 1;
     }
-    const err = e as NodeJS.ErrnoException;
-    if (err && typeof err.code === "string" && /^E[A-Z]+$/.test(err.code)) {
-      report(ctx, { code: "IO_ERROR", message: `${err.message}` }, err);
+    if (errnoOf(e) !== undefined) {
+      report(ctx, { code: "IO_ERROR", message: `${(e as Error).message}` }, e);
       return 2;
     }
     report(ctx, { code: "INTERNAL", message: `internal error: ${(e as Error)?.message ?? String(e)}` }, e);

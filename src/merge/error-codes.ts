@@ -38,7 +38,13 @@ export const MergeErrorCode = {
    * `vera recover MODEL` (`recoverMerge`) to put the original bytes back.
    */
   MERGE_INTERRUPTED: "MERGE_INTERRUPTED",
-  /** An undo journal is damaged (a digest, a range, a field); nothing was restored. */
+  /**
+   * Another process is merging the model in place, recovering it, or (for an in-place merge) reading
+   * it for a merge into new files: its lock file (`.<model>.vera-lock`, or `.<model>.vera-read-*`)
+   * names a running process. Nothing was done; try again once it has finished.
+   */
+  MERGE_BUSY: "MERGE_BUSY",
+  /** An undo journal is damaged (a digest, a range, a field, a record count); nothing was restored. */
   MERGE_JOURNAL_CORRUPT: "MERGE_JOURNAL_CORRUPT",
 } as const;
 

@@ -1,12 +1,12 @@
 /**
- * Internal: a set of output files written as temporary files beside their final paths, renamed
- * into place together at the end (commit) or removed (rollback). A process `exit` hook removes
- * any temporary file left when the process ends before either (uncaught error, process.exit on a
- * second Ctrl-C).
+ * Internal: a set of output files written as temporary files beside their final paths (named and
+ * tracked by the Node edge's one atomic writer, `src/node/temp-files.ts`), renamed into place
+ * together at the end (commit) or removed (rollback). Any temporary file left when the process
+ * ends before either (uncaught error, process.exit on a second Ctrl-C, SIGTERM, SIGHUP) is removed
+ * on the way out; one left by a process killed outright is removed by the next run writing there.
  */
-import { unlinkSync } from "node:fs";
 import { promises as fsp } from "node:fs";
-import { tempPathFor } from "../node/files.js";
+import { tempPathFor, trackTemp, untrackTemp } from "../node/temp-files.js";
 
 export class OutputTransaction {
   /** final path -> temp path, in the order they were added. */
@@ -14,19 +14,6 @@ export class OutputTransaction {
   /** Scratch files: removed on commit and on rollback. */
   private readonly scratch = new Set<string>();
   private closed = false;
-  private readonly exitHook = (): void => {
-    for (const t of [...this.temps.values(), ...this.scratch]) {
-      try {
-        unlinkSync(t);
-      } catch {
-        /* already gone */
-      }
-    }
-  };
-
-  constructor() {
-    process.on("exit", this.exitHook);
-  }
 
   /** True once committed or rolled back: no new temporary file may be created. */
   get isClosed(): boolean {
@@ -39,6 +26,7 @@ export class OutputTransaction {
     let t = this.temps.get(finalPath);
     if (!t) {
       t = tempPathFor(finalPath);
+      trackTemp(t);
       this.temps.set(finalPath, t);
     }
     return t;
@@ -48,6 +36,7 @@ export class OutputTransaction {
   scratchFor(near: string): string {
     if (this.closed) throw new Error("output transaction already closed");
     const t = tempPathFor(near);
+    trackTemp(t);
     this.scratch.add(t);
     return t;
   }
@@ -67,16 +56,23 @@ export class OutputTransaction {
     order.push(...last.filter((k) => this.temps.has(k)));
     this.closed = true;
     for (const final of order) {
-      await fsp.rename(this.temps.get(final)!, final);
+      const t = this.temps.get(final)!;
+      await fsp.rename(t, final);
+      untrackTemp(t);
       this.temps.delete(final);
     }
     await Promise.all([...this.scratch].map((t) => fsp.rm(t, { force: true }).catch(() => {})));
+    this.untrackAll();
+  }
+
+  private untrackAll(): void {
+    for (const t of [...this.temps.values(), ...this.scratch]) untrackTemp(t);
+    this.temps.clear();
     this.scratch.clear();
-    process.off("exit", this.exitHook);
   }
 
   /**
-   * Remove every temporary file. The exit hook stays installed (a kernel copy still running may
+   * Remove every temporary file. They stay tracked for removal at exit (a kernel copy still running may
    * recreate nothing, but may still hold a file) until {@link release}.
    */
   async rollback(): Promise<void> {
@@ -87,9 +83,7 @@ export class OutputTransaction {
   /** After a rollback, once no background work can touch the temporary paths: remove them again and drop the exit hook. */
   async release(): Promise<void> {
     await this.rollback();
-    this.temps.clear();
-    this.scratch.clear();
-    process.off("exit", this.exitHook);
+    this.untrackAll();
   }
 
   /** Remove one temporary path that was created after a rollback started (late copy). */

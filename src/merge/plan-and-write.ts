@@ -6,12 +6,12 @@ import { ErrorCode, VeraError } from "../errors.js";
 import { createReferenceBackend } from "../compute/reference-backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import type { ContainerWeight, MergeContainer } from "./container.js";
+import { guardMerge } from "./guard-merge.js";
 import { kernelCopier } from "./file-copier.js";
 import { mergeAborted } from "./merge-aborted.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
 import { planDataFiles, type DataFilePlan } from "./plan-data-files.js";
-import { refuseInterrupted } from "./undo-journal.js";
 import { writeInPlace } from "./write-in-place.js";
 import { writeMergedModel } from "./write-merged-model.js";
 
@@ -45,10 +45,13 @@ export interface PlanAndWriteParams<W extends ContainerWeight> {
   emit: (e: MergeEvent) => void;
 }
 
-/** Plan, report, and (unless a dry run) write; returns the report. */
+/** Plan, report, and (unless a dry run) write, the model checked and locked throughout (guardMerge); returns the report. */
 export async function planAndWrite<W extends ContainerWeight>(params: PlanAndWriteParams<W>): Promise<MergeReport> {
+  return guardMerge(params, () => planAndWriteGuarded(params));
+}
+
+async function planAndWriteGuarded<W extends ContainerWeight>(params: PlanAndWriteParams<W>): Promise<MergeReport> {
   const { container, options, timings, dryRun, inPlace, emit } = params;
-  await refuseInterrupted(params.input);
   const plan = planDataFiles({ files: container.dataFiles, weights: container.weights });
   const report: MergeReport = {
     model: params.model,

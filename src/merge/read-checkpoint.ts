@@ -7,8 +7,9 @@
  * and the link resolves to a file directly in that repo's own `blobs/` folder (the cache's layout).
  */
 import { promises as fsp } from "node:fs";
-import { basename, dirname, join, resolve, sep } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
+import { isInside } from "../node/path-inside.js";
 import { parseSafetensorsHeader, type SafetensorsHeader } from "../safetensors/parse.js";
 import { MergeErrorCode } from "./error-codes.js";
 
@@ -45,10 +46,6 @@ export interface ReadCheckpointParams {
 }
 
 const INDEX = "model.safetensors.index.json";
-
-function inside(dir: string, p: string): boolean {
-  return p.startsWith(dir.endsWith(sep) ? dir : dir + sep);
-}
 
 /**
  * The `blobs/` folder a Hub cache snapshot folder's links may point into: `dir` (a real path) is
@@ -87,8 +84,8 @@ async function fileIn(
     );
   }
   const blobs = cacheBlobsOf(dir);
-  const cached = !inside(dir, real) && blobs !== undefined && dirname(real) === blobs;
-  if (!inside(dir, real) && !cached)
+  const cached = !isInside(dir, real) && blobs !== undefined && dirname(real) === blobs;
+  if (!isInside(dir, real) && !cached)
     throw new VeraError(
       ErrorCode.IO_UNSAFE_PATH,
       `${join(dir, name)} is a symlink to ${real}, outside the checkpoint's folder`,

@@ -3,8 +3,9 @@
  * same relative path; nothing may land outside that folder (symlinks) or over an input file.
  */
 import { promises as fsp } from "node:fs";
-import { basename, dirname, join, resolve, sep } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
+import { isInside } from "../node/path-inside.js";
 import type { ContainerDataFile } from "./container.js";
 import { MergeErrorCode } from "./error-codes.js";
 
@@ -30,10 +31,6 @@ export interface ResolvedOutputs {
   /** The output's main file. */
   output: string;
   files: DataFileOutput[];
-}
-
-function inside(dir: string, p: string): boolean {
-  return p === dir || p.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 }
 
 async function realpathOrSelf(p: string): Promise<string> {
@@ -68,7 +65,7 @@ export async function resolveOutputs(params: ResolveOutputsParams): Promise<Reso
     const dest = join(outDir, ...file.parts);
     await fsp.mkdir(dirname(dest), { recursive: true });
     const realParent = await realpathOrSelf(dirname(dest));
-    if (!inside(realOutDir, realParent))
+    if (realParent !== realOutDir && !isInside(realOutDir, realParent))
       throw new VeraError(
         ErrorCode.IO_UNSAFE_PATH,
         `output data file ${dest} would resolve outside the output folder (a symlink to ${realParent})`,

@@ -5,41 +5,47 @@
  * rolled back: {@link applyUndoJournal} puts every journalled range back, truncates files that
  * grew, restores the head file from its saved link, and removes the journal.
  *
- * Layout (little-endian):
- * - header: `VERAUNDO` (8 bytes), u32 version (1), u32 length N, N bytes of UTF-8 JSON
- *   ({@link UndoJournalHeader}), 32-byte SHA-256 of the JSON;
- * - then entries: `VUE1`, u32 file index, u64 offset, u64 length, 32-byte SHA-256 of the 24
- *   bytes before it and the data, then `length` bytes of data (the range's original bytes).
- *
- * An entry cut short at the end of the journal was never acted on (its range is written only
- * after the entry is synced) and is ignored; a whole entry whose digest does not match is
- * corruption and nothing is restored.
+ * The layout (version 2: a record count and a chain digest over the header and every record) is
+ * encoded and decoded in `undo-journal-format.ts`. A record cut short at the end of the journal, or
+ * one whole but not yet counted, was never acted on (its range is written only after the record
+ * and its count are synced) and is ignored; a journal holding fewer records than it counts (cut at
+ * a record boundary), a digest or chain that does not match, or a version-1 journal (which has no
+ * count to check) is corruption and nothing is restored.
  */
 import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { basename, dirname, isAbsolute, join, normalize, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, normalize, relative, sep } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
+import { errnoOf } from "../node/io-error.js";
+import { isInside } from "../node/path-inside.js";
 import { readRange, writeRange } from "../node/ranged-io.js";
 import { MergeErrorCode } from "./error-codes.js";
+import { refuseBusy } from "./model-lock.js";
+import {
+  chainNext,
+  chainStart,
+  decodeEntryHead,
+  decodeSlot,
+  DIGEST,
+  encodeEntryHead,
+  encodeJournalHeader,
+  encodeSlot,
+  ENTRY_HEAD,
+  equalBytes,
+  JOURNAL_MAGIC,
+  JOURNAL_PREFIX,
+  JOURNAL_VERSION,
+  sha256,
+  SLOT,
+  slotOffset,
+  type UndoJournalHeader,
+} from "./undo-journal-format.js";
 
-const MAGIC = new TextEncoder().encode("VERAUNDO");
-const ENTRY_MAGIC = 0x31455556; // "VUE1" read as u32 LE
-const VERSION = 1;
+export type { UndoJournalHeader } from "./undo-journal-format.js";
+
 const MAX_HEADER = 16 * 1024 * 1024;
-const ENTRY_HEAD = 24;
-const DIGEST = 32;
 const CHUNK = 16 * 1024 * 1024;
-
-/** What the journal's header records. Paths are relative to the journal's folder. */
-export interface UndoJournalHeader {
-  /** The model's head file (relative), for messages. */
-  model: string;
-  /** The files changed in place, with their sizes before the merge. */
-  files: Array<{ path: string; size: number }>;
-  /** The head file replaced at the end; its original is kept as `<journal>-head` (a hard link, or a copy). */
-  head: { path: string } | null;
-}
 
 /** The journal's path for a model whose head file is `input`. */
 export function undoJournalPath(input: string): string {
@@ -54,16 +60,6 @@ export function isUndoJournalName(name: string): boolean {
 /** The path of the saved original head file for `input`. */
 export function headBackupPath(input: string): string {
   return `${undoJournalPath(input)}-head`;
-}
-
-function sha256(...parts: Uint8Array[]): Uint8Array {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
 /** Parameters of {@link UndoJournal.create}. */
@@ -88,13 +84,20 @@ export class UndoJournal {
   private chain: Promise<void> = Promise.resolve();
   private syncing: Promise<void> | undefined;
   private closed = false;
+  /** Bytes of the header (the slots follow). */
+  private readonly headerLength: number;
+  /** Records appended so far, and the chain digest over the header and those written. */
+  private records = 0;
+  private chainDigest: Uint8Array;
 
-  private constructor(path: string, fh: FileHandle, size: number, durable: boolean) {
+  private constructor(path: string, fh: FileHandle, header: Uint8Array, durable: boolean) {
     this.path = path;
     this.fh = fh;
-    this.size = size;
-    this.syncedSize = durable ? 0 : size;
+    this.headerLength = header.length;
+    this.size = header.length + 2 * SLOT;
+    this.syncedSize = durable ? 0 : this.size;
     this.durable = durable;
+    this.chainDigest = chainStart(header);
   }
 
   /**
@@ -108,20 +111,16 @@ export class UndoJournal {
     const dir = dirname(path);
     const realDir = await fsp.realpath(dir);
     const rel = (p: string): string => {
-      const r = p.startsWith(dir + sep)
-        ? p.slice(dir.length + 1)
-        : p.startsWith(realDir + sep)
-          ? p.slice(realDir.length + 1)
-          : undefined;
-      if (r === undefined)
+      const base = isInside(dir, p) ? dir : isInside(realDir, p) ? realDir : undefined;
+      if (base === undefined)
         throw new VeraError(
           ErrorCode.IO_UNSAFE_PATH,
           `${p} lies outside the model's folder ${dir} (a link): an in-place merge writes only files in that folder; give -o OUT`,
           { path: p, expected: `a file inside ${dir}`, received: p },
         );
-      return r.split(sep).join("/");
+      return relative(base, p).split(sep).join("/");
     };
-    const header: UndoJournalHeader = {
+    const headerFields: UndoJournalHeader = {
       model: basename(params.input),
       files: params.files.map((f) => ({ path: rel(f.path), size: f.size })),
       head: params.headChanges ? { path: basename(params.input) } : null,
@@ -130,27 +129,23 @@ export class UndoJournal {
     try {
       fh = await fsp.open(path, "wx");
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EEXIST") throw interrupted(params.input, path);
+      if (errnoOf(e) === "EEXIST") throw interrupted(params.input, path);
       throw new VeraError(ErrorCode.IO_ERROR, `cannot create the undo journal ${path}: ${(e as Error).message}`, {
         path,
         cause: e,
       });
     }
     try {
-      const json = new TextEncoder().encode(JSON.stringify(header));
-      const head = new Uint8Array(16);
-      head.set(MAGIC, 0);
-      const dv = new DataView(head.buffer);
-      dv.setUint32(8, VERSION, true);
-      dv.setUint32(12, json.length, true);
-      const bytes = new Uint8Array(16 + json.length + DIGEST);
-      bytes.set(head, 0);
-      bytes.set(json, 16);
-      bytes.set(sha256(json), 16 + json.length);
+      const header = encodeJournalHeader(headerFields);
+      const chain = chainStart(header);
+      const bytes = new Uint8Array(header.length + 2 * SLOT);
+      bytes.set(header, 0);
+      bytes.set(encodeSlot(0, chain), slotOffset(header.length, 0));
+      bytes.set(encodeSlot(0, chain), slotOffset(header.length, 1));
       await writeRange(fh, 0, bytes);
       const backup = headBackupPath(params.input);
       await fsp.rm(backup, { force: true }); // left by a merge that ended between its last two steps
-      if (header.head) {
+      if (headerFields.head) {
         try {
           await fsp.link(params.input, backup);
         } catch {
@@ -161,11 +156,11 @@ export class UndoJournal {
         await fh.sync();
         await syncDir(dir);
       }
-      return new UndoJournal(path, fh, bytes.length, params.durable);
+      return new UndoJournal(path, fh, header, params.durable);
     } catch (e) {
       await fh.close().catch(() => {});
       await fsp.rm(path, { force: true }).catch(() => {});
-      if (header.head) await fsp.rm(headBackupPath(params.input), { force: true }).catch(() => {});
+      if (headerFields.head) await fsp.rm(headBackupPath(params.input), { force: true }).catch(() => {});
       throw e instanceof VeraError
         ? e
         : new VeraError(ErrorCode.IO_ERROR, `cannot write the undo journal ${path}: ${(e as Error).message}`, {
@@ -181,12 +176,7 @@ export class UndoJournal {
    * covers it, for {@link syncThrough}. `bytes` may change once this resolves.
    */
   append(file: number, offset: number, bytes: Uint8Array): Promise<number> {
-    const head = new Uint8Array(ENTRY_HEAD);
-    const dv = new DataView(head.buffer);
-    dv.setUint32(0, ENTRY_MAGIC, true);
-    dv.setUint32(4, file, true);
-    dv.setBigUint64(8, BigInt(offset), true);
-    dv.setBigUint64(16, BigInt(bytes.length), true);
+    const head = encodeEntryHead(file, offset, bytes.length);
     const digest = sha256(head, bytes);
     const at = this.size;
     this.size += ENTRY_HEAD + DIGEST + bytes.length;
@@ -197,9 +187,17 @@ export class UndoJournal {
       hd.set(digest, ENTRY_HEAD);
       await writeRange(this.fh, at, hd);
       await writeRange(this.fh, at + hd.length, bytes);
+      await this.count(digest);
     });
     this.chain = done.catch(() => {});
     return done.then(() => end);
+  }
+
+  /** Count a record once it is written: its slot (see undo-journal-format.ts) takes the new count and chain. */
+  private async count(digest: Uint8Array): Promise<void> {
+    this.chainDigest = chainNext(this.chainDigest, digest);
+    this.records++;
+    await writeRange(this.fh, slotOffset(this.headerLength, this.records), encodeSlot(this.records, this.chainDigest));
   }
 
   /** Make the journal durable up to `end` (a value {@link append} returned). */
@@ -246,19 +244,44 @@ function interrupted(input: string, journal: string): VeraError {
   );
 }
 
+async function exists(path: string): Promise<boolean> {
+  return fsp.lstat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Parameters of {@link refuseInterrupted}. */
+export interface RefuseInterruptedParams {
+  /** The model's head file as given (its journal may lie beside it, or beside its real path). */
+  input: string;
+  /** The head file, symlinks resolved (its lock lies beside it). */
+  real: string;
+  /** Whether this process holds the model's lock (then a journal can only be an interrupted merge's). */
+  locked: boolean;
+}
+
 /**
- * Refuse a model whose in-place merge was interrupted (an undo journal lies beside it).
+ * Refuse a model whose in-place merge was interrupted: an undo journal lies beside it and no
+ * process that still runs holds its lock. A merge running now is `MERGE_BUSY`, never interrupted.
  *
- * @throws VeraError `MERGE_INTERRUPTED`.
+ * @throws VeraError `MERGE_INTERRUPTED`, `MERGE_BUSY`.
  */
-export async function refuseInterrupted(input: string): Promise<void> {
-  const journal = undoJournalPath(input);
-  try {
-    await fsp.lstat(journal);
-  } catch {
-    return;
+export async function refuseInterrupted(params: RefuseInterruptedParams): Promise<void> {
+  const journals = [...new Set([undoJournalPath(params.real), undoJournalPath(params.input)])];
+  const found = async (): Promise<string | undefined> => {
+    for (const j of journals) if (await exists(j)) return j;
+    return undefined;
+  };
+  let journal = await found();
+  if (journal === undefined) return;
+  if (!params.locked) {
+    // its owner takes the lock before it creates the journal and removes it after the journal
+    await refuseBusy({ head: params.real });
+    journal = await found(); // a merge that ended meanwhile
+    if (journal === undefined) return;
   }
-  throw interrupted(input, journal);
+  throw interrupted(params.input, journal);
 }
 
 function corrupt(journal: string, message: string, received?: unknown): VeraError {
@@ -295,31 +318,37 @@ async function resolveInside(dir: string, rel: string, journal: string): Promise
       cause: e,
     });
   }
-  if (!real.startsWith(realDir + sep))
+  if (!isInside(realDir, real))
     throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `the journal names ${p}, which resolves outside ${dir}`, {
       path: p,
     });
   return real;
 }
 
-/** The journal's header and entries, every digest checked. */
-async function readJournal(
+const EMPTY: UndoJournalHeader = { model: "", files: [], head: null };
+
+/** The journal's header and its length; null when it was cut short while the journal was created. */
+async function readHeader(
   path: string,
   fh: FileHandle,
-): Promise<{ header: UndoJournalHeader; entries: Entry[]; ignoredTail: number }> {
-  const size = (await fh.stat()).size;
-  if (size < 16) return { header: { model: "", files: [], head: null }, entries: [], ignoredTail: -1 };
-  const head = await readRange(fh, 0, 16);
-  if (!equalBytes(head.subarray(0, 8), MAGIC)) throw corrupt(path, "no VERAUNDO magic");
-  const dv = new DataView(head.buffer, head.byteOffset, 16);
+  size: number,
+): Promise<{ header: UndoJournalHeader; length: number } | null> {
+  if (size < JOURNAL_PREFIX) return null;
+  const head = await readRange(fh, 0, JOURNAL_PREFIX);
+  if (!equalBytes(head.subarray(0, 8), JOURNAL_MAGIC)) throw corrupt(path, "no VERAUNDO magic");
+  const dv = new DataView(head.buffer, head.byteOffset, JOURNAL_PREFIX);
   const version = dv.getUint32(8, true);
-  if (version !== VERSION) throw corrupt(path, `version ${version}, expected ${VERSION}`, version);
+  if (version === 1)
+    throw corrupt(path, "a version-1 journal, which records no count of its entries and cannot be checked", version);
+  if (version !== JOURNAL_VERSION) throw corrupt(path, `version ${version}, expected ${JOURNAL_VERSION}`, version);
   const n = dv.getUint32(12, true);
   if (n > MAX_HEADER) throw corrupt(path, `a header of ${n} bytes`, n);
-  // a header cut short: the journal was being created; nothing was changed yet
-  if (16 + n + DIGEST > size) return { header: { model: "", files: [], head: null }, entries: [], ignoredTail: -1 };
-  const json = await readRange(fh, 16, n);
-  if (!equalBytes(await readRange(fh, 16 + n, DIGEST), sha256(json))) throw corrupt(path, "the header's digest");
+  const length = JOURNAL_PREFIX + n + DIGEST;
+  // cut short in the header or its slots: the journal was being created; nothing was changed yet
+  if (length + 2 * SLOT > size) return null;
+  const json = await readRange(fh, JOURNAL_PREFIX, n);
+  if (!equalBytes(await readRange(fh, JOURNAL_PREFIX + n, DIGEST), sha256(json)))
+    throw corrupt(path, "the header's digest");
   let header: UndoJournalHeader;
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(json)) as UndoJournalHeader;
@@ -333,33 +362,58 @@ async function readJournal(
     (header.head !== null && typeof header.head?.path !== "string")
   )
     throw corrupt(path, "the header's fields");
+  return { header, length };
+}
+
+/** The record count and chain of the slot with the highest valid count. */
+async function readCount(path: string, fh: FileHandle, headerLength: number) {
+  const slots = [0, 1].map(async (i) => decodeSlot(await readRange(fh, headerLength + i * SLOT, SLOT)));
+  const valid = (await Promise.all(slots)).filter((x) => x !== null);
+  if (valid.length === 0) throw corrupt(path, "both record counts are damaged");
+  return valid.reduce((a, b) => (b.count > a.count ? b : a));
+}
+
+/** The journal's header and the records it counts, every digest and the chain checked. */
+async function readJournal(path: string, fh: FileHandle): Promise<{ header: UndoJournalHeader; entries: Entry[] }> {
+  const size = (await fh.stat()).size;
+  const read = await readHeader(path, fh, size);
+  if (read === null) return { header: EMPTY, entries: [] };
+  const { header } = read;
+  const counted = await readCount(path, fh, read.length);
+  let chain = chainStart(await readRange(fh, 0, read.length));
   const entries: Entry[] = [];
-  let pos = 16 + n + DIGEST;
+  let pos = read.length + 2 * SLOT;
   const buf = new Uint8Array(CHUNK);
-  while (pos + ENTRY_HEAD + DIGEST <= size) {
+  while (entries.length < counted.count) {
+    const cut = (): VeraError =>
+      corrupt(path, `it counts ${counted.count} records but holds ${entries.length} (cut short at byte ${pos})`, {
+        count: counted.count,
+        found: entries.length,
+      });
+    if (pos + ENTRY_HEAD + DIGEST > size) throw cut();
     const eh = await readRange(fh, pos, ENTRY_HEAD + DIGEST);
-    const ev = new DataView(eh.buffer, eh.byteOffset, eh.byteLength);
-    const file = ev.getUint32(4, true);
-    const offset = Number(ev.getBigUint64(8, true));
-    const length = Number(ev.getBigUint64(16, true));
-    if (ev.getUint32(0, true) !== ENTRY_MAGIC) throw corrupt(path, `no entry magic at byte ${pos}`);
+    const { magic, file, offset, length } = decodeEntryHead(eh);
+    if (!magic) throw corrupt(path, `no entry magic at byte ${pos}`);
     const f = header.files[file];
     if (!f || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset + length > f.size)
       throw corrupt(path, `the entry at byte ${pos} names a range outside its file`, { file, offset, length });
     const at = pos + ENTRY_HEAD + DIGEST;
-    if (at + length > size) break; // cut short: never acted on
+    if (at + length > size) throw cut();
     const h = createHash("sha256").update(eh.subarray(0, ENTRY_HEAD));
     for (let done = 0; done < length; ) {
       const k = Math.min(CHUNK, length - done);
       h.update(await readRange(fh, at + done, k, buf.subarray(0, k)));
       done += k;
     }
-    if (!equalBytes(new Uint8Array(h.digest()), eh.subarray(ENTRY_HEAD)))
-      throw corrupt(path, `the digest of the entry at byte ${pos}`);
+    const digest = new Uint8Array(h.digest());
+    if (!equalBytes(digest, eh.subarray(ENTRY_HEAD))) throw corrupt(path, `the digest of the entry at byte ${pos}`);
+    chain = chainNext(chain, digest);
     entries.push({ file, offset, length, at });
     pos = at + length;
   }
-  return { header, entries, ignoredTail: size - pos };
+  // records after the counted ones were never acted on (counted and synced before their range is written)
+  if (!equalBytes(chain, counted.chain)) throw corrupt(path, "the chain digest over its header and records");
+  return { header, entries };
 }
 
 /** What {@link applyUndoJournal} did. */
@@ -421,7 +475,7 @@ export async function applyUndoJournal(params: { journal: string; durable?: bool
         await fsp.rename(headBackup, headPath);
         headRestored = true;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+        if (errnoOf(e) !== "ENOENT") throw e;
       }
     }
     if (durable) await syncDir(dir);

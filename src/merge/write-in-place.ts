@@ -33,7 +33,7 @@ export interface WriteInPlaceParams<W extends ContainerWeight> {
   container: MergeContainer<W>;
   plan: DataFilePlan<W>;
   adapter: VeraAdapter;
-  /** The model's head file (absolute): the undo journal goes beside it. */
+  /** The model's head file (absolute): the undo journal goes beside its real path. */
   input: string;
   /** What the report calls the output. @default `input` */
   outputLabel?: string;
@@ -54,14 +54,16 @@ const WRITES_AHEAD = 2;
 
 /** Run an in-place merge to its end; returns the completed report. */
 export async function writeInPlace<W extends ContainerWeight>(params: WriteInPlaceParams<W>): Promise<MergeReport> {
-  const { container, plan, report, check, emit, input, durable } = params;
+  const { container, plan, report, check, emit, durable } = params;
+  // the journal, the lock and a replaced head go beside the real file (a symlink to it stays one)
+  const input = await fsp.realpath(params.input);
   const timings = report.timings;
   const timed = (phase: "read" | "compute" | "write" | "copy", ms: number): void => void (timings[phase] += ms);
   const changed = plan.files.filter((e) => e.merged.length > 0);
   const head = container.headSize > 0 && container.headChanged();
   const bytesTotal = plan.mergedBytes + (head ? container.headSize : 0);
   report.backend = params.backend.name;
-  report.output = params.outputLabel ?? input;
+  report.output = params.outputLabel ?? params.input;
 
   const tp = performance.now();
   const sliceFor = projectionSlices(params.adapter);
@@ -186,7 +188,7 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
   } finally {
     await closeFiles();
   }
-  report.files = [...(head ? [input] : []), ...changed.map((e) => e.file.path)];
+  report.files = [...(head ? [params.input] : []), ...changed.map((e) => e.file.path)];
   report.bytesWritten = dataBytes + headBytes;
   timings.total = performance.now() - params.started;
   emit({ type: "done", report });

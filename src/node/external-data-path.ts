@@ -1,7 +1,9 @@
 import { promises as fsp } from "node:fs";
-import { join, resolve, sep } from "node:path";
+import { join, resolve } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { checkExternalLocation } from "../onnx/external-location.js";
+import { ioError } from "./io-error.js";
+import { isInside } from "./path-inside.js";
 
 /** Parameters of {@link resolveExternalDataPath}. */
 export interface ResolveExternalDataPathParams {
@@ -25,10 +27,6 @@ export interface ExternalDataFile {
   size: number;
 }
 
-function inside(dir: string, p: string): boolean {
-  return p === dir || p.startsWith(dir.endsWith(sep) ? dir : dir + sep);
-}
-
 /**
  * Resolve an external-data location against the model's folder, refusing anything that could
  * reach outside it: absolute paths, `..` components, and symlinks (anywhere on the path) that
@@ -50,14 +48,13 @@ export async function resolveExternalDataPath(params: ResolveExternalDataPathPar
   try {
     real = await fsp.realpath(joined);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
     throw new VeraError(
-      code === "ENOENT" ? ErrorCode.IO_NOT_FOUND : ErrorCode.IO_ERROR,
+      ioError({ cause: e, path: joined }).code,
       `initializer ${JSON.stringify(params.tensor)}: external data file ${JSON.stringify(params.location)} not found next to the model (${joined})`,
       { path: params.tensor, cause: e },
     );
   }
-  if (!inside(realDir, real))
+  if (!isInside(realDir, real))
     throw new VeraError(
       ErrorCode.IO_UNSAFE_PATH,
       `initializer ${JSON.stringify(params.tensor)}: external data location ${JSON.stringify(params.location)} resolves outside the model's folder (a symlink to ${real})`,

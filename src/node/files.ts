@@ -1,21 +1,16 @@
-import { randomBytes } from "node:crypto";
-import { promises as fsp } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import { ErrorCode, VeraError } from "../errors.js";
+import { constants, promises as fsp } from "node:fs";
+import { VeraError } from "../errors.js";
 import { readVera, type ValidateOptions } from "../format/validate.js";
 import { writeVera, type WriteVeraParams } from "../format/write.js";
 import type { VeraAdapter } from "../format/types.js";
+import { ioError } from "./io-error.js";
 import { registerNodeSha256 } from "./node-sha256.js";
+import { tempPathFor, trackTemp, untrackTemp } from "./temp-files.js";
+
+export { sweepStaleTemps, tempPathFor } from "./temp-files.js";
 
 // Digests of adapters read and written here use node:crypto.
 registerNodeSha256();
-
-function ioError(e: unknown, path: string, what: string): VeraError {
-  const err = e as NodeJS.ErrnoException;
-  if (err?.code === "ENOENT")
-    return new VeraError(ErrorCode.IO_NOT_FOUND, `${what}: no such file or folder: ${path}`, { path, cause: e });
-  return new VeraError(ErrorCode.IO_ERROR, `${what} ${path}: ${err?.message ?? String(e)}`, { path, cause: e });
-}
 
 /** Read a whole file. Missing files give IO_NOT_FOUND, other failures IO_ERROR. */
 export async function readFileBytes(path: string): Promise<Uint8Array> {
@@ -23,43 +18,89 @@ export async function readFileBytes(path: string): Promise<Uint8Array> {
     const b = await fsp.readFile(path);
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
-    throw ioError(e, path, "cannot read");
+    throw ioError({ cause: e, path, action: "cannot read" });
   }
 }
 
-/** A temporary path next to `path` (same folder, so a rename is atomic). */
-export function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+/** Parameters of {@link writeAtomic}. */
+export interface WriteAtomicParams {
+  /** The final path. */
+  path: string;
+  /** Writes the temporary file `temp` (created by the callee: it does not exist yet). */
+  fill: (temp: string) => Promise<void>;
+  /** fsync the temporary file before the rename. @default true */
+  durable?: boolean;
+}
+
+/**
+ * The one atomic writer: `fill` writes a temporary file beside `path` (same folder, the pid in its
+ * name), which is fsynced and renamed over `path`. On any failure, and when the process exits or is
+ * ended by SIGTERM / SIGHUP / SIGINT first, the temporary file is removed and `path` is unchanged;
+ * a VeraError from `fill` passes through as it is.
+ */
+export async function writeAtomic(params: WriteAtomicParams): Promise<void> {
+  const { path } = params;
+  const tmp = tempPathFor(path);
+  trackTemp(tmp);
+  try {
+    await params.fill(tmp);
+    if (params.durable ?? true) {
+      const fh = await fsp.open(tmp, "r+");
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    await fsp.rename(tmp, path);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => {});
+    if (e instanceof VeraError) throw e;
+    throw ioError({ cause: e, path, action: "cannot write" });
+  } finally {
+    untrackTemp(tmp);
+  }
 }
 
 /**
  * Write a file atomically from a producer that emits its bytes in pieces (so only one piece is held
- * in memory): a temporary file in the same folder, fsync, rename. On any failure the temporary file
- * is removed and `path` is unchanged; a VeraError from the producer passes through as it is.
+ * in memory), through {@link writeAtomic}.
  */
 export async function writeFileAtomicStream(
   path: string,
   produce: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>,
 ): Promise<void> {
-  const tmp = tempPathFor(path);
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(tmp, "wx");
-    const handle = fh;
-    await produce(async (b) => {
-      let off = 0;
-      while (off < b.byteLength) off += (await handle.write(b, off, b.byteLength - off)).bytesWritten;
-    });
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await fsp.rename(tmp, path);
-  } catch (e) {
-    await fh?.close().catch(() => {});
-    await fsp.rm(tmp, { force: true }).catch(() => {});
-    if (e instanceof VeraError) throw e;
-    throw ioError(e, path, "cannot write");
-  }
+  await writeAtomic({
+    path,
+    fill: async (tmp) => {
+      const fh = await fsp.open(tmp, "wx");
+      try {
+        await produce(async (b) => {
+          let off = 0;
+          while (off < b.byteLength) off += (await fh.write(b, off, b.byteLength - off)).bytesWritten;
+        });
+      } finally {
+        await fh.close();
+      }
+    },
+  });
+}
+
+/** Parameters of {@link copyFileAtomic}. */
+export interface CopyFileAtomicParams {
+  source: string;
+  dest: string;
+  /** fsync the copy before the rename. @default true */
+  durable?: boolean;
+}
+
+/** Copy a file atomically (a reflink clone where the file system has them), through {@link writeAtomic}. */
+export async function copyFileAtomic(params: CopyFileAtomicParams): Promise<void> {
+  await writeAtomic({
+    path: params.dest,
+    fill: (tmp) => fsp.copyFile(params.source, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE),
+    ...(params.durable !== undefined ? { durable: params.durable } : {}),
+  });
 }
 
 /**

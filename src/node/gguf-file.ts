@@ -1,6 +1,6 @@
 import { promises as fsp } from "node:fs";
 import { join } from "node:path";
-import { ErrorCode, VeraError } from "../errors.js";
+import { VeraError } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import type { GgufLoraStream } from "../gguf/export-gguf-lora.js";
@@ -11,14 +11,9 @@ import type { GgufByteSource, GgufFile } from "../gguf/types.js";
 import { importPeft, type ImportPeftReport } from "../peft/import-peft.js";
 import { readFileBytes, readVeraFile, writeFileAtomicStream } from "./files.js";
 import { readPeftFolder } from "./peft-folder.js";
+import { ioError } from "./io-error.js";
 import { readRange } from "./ranged-io.js";
 import { readBaseShapes } from "./read-base-shapes.js";
-
-function ioError(e: unknown, path: string): VeraError {
-  const err = e as NodeJS.ErrnoException;
-  if (err.code === "ENOENT") return new VeraError(ErrorCode.IO_NOT_FOUND, `no such file: ${path}`, { path, cause: e });
-  return new VeraError(ErrorCode.IO_ERROR, `cannot read ${path}: ${err.message}`, { path, cause: e });
-}
 
 /**
  * Read a GGUF file's header, metadata and tensor table by positioned reads (the tensor data is not
@@ -34,7 +29,7 @@ export async function readGgufFile(path: string): Promise<GgufFile> {
     return await readGguf({ source, label: path });
   } catch (e) {
     if (e instanceof VeraError) throw e;
-    throw ioError(e, path);
+    throw ioError({ cause: e, path, action: "cannot read" });
   } finally {
     await fh?.close().catch(() => {});
   }
@@ -97,7 +92,7 @@ export async function loadGgufLoraInputs(params: LoadGgufLoraInputsParams): Prom
     fh = await fsp.open(basePath, "r");
     await fh.read(head, 0, 4, 0);
   } catch (e) {
-    throw ioError(e, basePath);
+    throw ioError({ cause: e, path: basePath, action: "cannot read" });
   } finally {
     await fh?.close().catch(() => {});
   }

@@ -4,6 +4,7 @@ import { ErrorCode, VeraError } from "../errors.js";
 import { PeftErrorCode } from "../peft/error-codes.js";
 import { parseSafetensors, type SafetensorsFile } from "../safetensors/parse.js";
 import { readFileBytes, writeFileAtomic, writeFileAtomicStream } from "./files.js";
+import { errnoOf, ioError } from "./io-error.js";
 
 /** File names of a PEFT adapter folder. */
 export const PEFT_CONFIG_NAME = "adapter_config.json";
@@ -49,16 +50,13 @@ async function adapterSubfolders(dir: string): Promise<string[]> {
   try {
     entries = await fsp.readdir(dir, { withFileTypes: true });
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === "ENOENT")
-      throw new VeraError(ErrorCode.IO_NOT_FOUND, `no such folder: ${dir}`, { path: dir, cause: e });
-    if (err.code === "ENOTDIR")
+    if (errnoOf(e) === "ENOTDIR")
       throw new VeraError(
         ErrorCode.ARG_INVALID,
         `${dir} is not a folder (a PEFT adapter is a folder with ${PEFT_CONFIG_NAME})`,
         { path: dir, cause: e },
       );
-    throw new VeraError(ErrorCode.IO_ERROR, `cannot list ${dir}: ${err.message}`, { path: dir, cause: e });
+    throw ioError({ cause: e, path: dir, action: "cannot list" });
   }
   const out: string[] = [];
   for (const e of entries) if (e.isDirectory() && (await isFile(join(dir, e.name, PEFT_CONFIG_NAME)))) out.push(e.name);

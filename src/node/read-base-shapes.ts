@@ -10,6 +10,7 @@ import { baseShapesFromWeights, type WeightEntry } from "../peft/base-shapes-fro
 import { PeftErrorCode } from "../peft/error-codes.js";
 import { parseSafetensorsHeader } from "../safetensors/parse.js";
 import { readFileBytes } from "./files.js";
+import { ioError } from "./io-error.js";
 
 /** Parameters of {@link readBaseShapes}. */
 export interface ReadBaseShapesParams {
@@ -40,9 +41,7 @@ async function readSafetensorsEntries(path: string): Promise<WeightEntry[]> {
     return [...header.tensors].map(([name, info]) => ({ name, shape: info.shape }));
   } catch (e) {
     if (e instanceof VeraError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === "ENOENT") throw new VeraError(ErrorCode.IO_NOT_FOUND, `no such file: ${path}`, { path, cause: e });
-    throw new VeraError(ErrorCode.IO_ERROR, `cannot read ${path}: ${err.message}`, { path, cause: e });
+    throw ioError({ cause: e, path, action: "cannot read" });
   } finally {
     await fh?.close().catch(() => {});
   }

@@ -8,8 +8,11 @@ const command: Command = {
   description:
     "MODEL is what was given to the merge: MODEL.onnx, MODEL.gguf, a .safetensors file or a checkpoint folder. " +
     "An in-place merge keeps the original bytes of every range it overwrites in .<model>.vera-undo; after a crash or " +
-    "kill, every merge refuses the model (MERGE_INTERRUPTED) until this puts those bytes back. Every digest in the " +
-    "journal is checked first: a damaged journal changes nothing. A model without a journal is left as it is.",
+    "kill, every merge refuses the model (MERGE_INTERRUPTED) until this puts those bytes back. Every digest, the " +
+    "record count and the chain digest of the journal are checked first: a damaged or truncated journal changes " +
+    "nothing (MERGE_JOURNAL_CORRUPT). A merge still running holds the model's lock (.<model>.vera-lock): it is " +
+    "MERGE_BUSY, never rolled back. Symlinks are resolved as the merge resolves them. A model without a journal is " +
+    "left as it is.",
   options: {},
   async run({ positionals }, ctx) {
     const [model, ...rest] = positionals;

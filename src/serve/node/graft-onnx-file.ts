@@ -1,10 +1,10 @@
-import { constants as fsConstants, promises as fsp } from "node:fs";
+import { promises as fsp } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ErrorCode, VeraError } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { loadMergeAdapter } from "../../merge/load-merge-adapter.js";
 import { resolveExternalDataPath } from "../../node/external-data-path.js";
-import { readFileBytes, tempPathFor, writeFileAtomic } from "../../node/files.js";
+import { copyFileAtomic, readFileBytes, writeFileAtomic } from "../../node/files.js";
 import { listLinearWeights } from "../../onnx/list-linear-weights.js";
 import { readOnnxModel } from "../../onnx/read-onnx-model.js";
 import type { OnnxModel, OnnxTensor } from "../../onnx/types.js";
@@ -181,17 +181,7 @@ export async function graftOnnxFile(params: GraftOnnxFileParams): Promise<GraftO
           { path: dest },
         );
       await fsp.mkdir(dirname(dest), { recursive: true });
-      const tmp = tempPathFor(dest);
-      try {
-        await fsp.copyFile(f.path, tmp, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
-        await fsp.rename(tmp, dest);
-      } catch (e) {
-        await fsp.rm(tmp, { force: true }).catch(() => {});
-        throw new VeraError(ErrorCode.IO_ERROR, `cannot copy ${f.path} to ${dest}: ${(e as Error).message}`, {
-          path: dest,
-          cause: e,
-        });
-      }
+      await copyFileAtomic({ source: f.path, dest });
       created.push(dest);
       dataFiles.push({ location, mode: "copied", bytes: f.size });
     }

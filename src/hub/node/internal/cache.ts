@@ -9,10 +9,12 @@
  * once complete and verified, so the cache never holds a partial blob under its final name; links
  * and refs are replaced atomically by rename as well.
  */
-import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { VeraError } from "../../../errors.js";
+import { writeAtomic, writeFileAtomic } from "../../../node/files.js";
+import { errnoOf, ioError } from "../../../node/io-error.js";
+import { isInside } from "../../../node/path-inside.js";
 import { HubErrorCode } from "../../errors.js";
 import { matchesEtag } from "../../internal/util.js";
 
@@ -20,16 +22,6 @@ import { matchesEtag } from "../../internal/util.js";
 export function repoFolder(cacheDir: string, repo: string): string {
   const [ns, name] = repo.split("/");
   return join(cacheDir, `models--${ns}--${name}`);
-}
-
-const rnd = (): string => randomBytes(6).toString("hex");
-
-function isErrno(e: unknown, code: string): boolean {
-  return (e as NodeJS.ErrnoException)?.code === code;
-}
-
-function ioError(e: unknown, path: string, what: string): VeraError {
-  return new VeraError("IO_ERROR", `${what} ${path}: ${(e as Error)?.message ?? String(e)}`, { path });
 }
 
 /** Read a cached blob by etag if present with the right size and digest; undefined otherwise. */
@@ -79,24 +71,9 @@ export async function writeSnapshot(
         have?.isFile() &&
         have.size === e.bytes.length &&
         (await readCachedBlob(cacheDir, repo, e.etag, e.bytes.length)) !== undefined;
-      if (!intact) {
-        const tmp = `${blob}.${rnd()}.incomplete`;
-        try {
-          const fh = await fsp.open(tmp, "wx");
-          try {
-            await fh.writeFile(e.bytes);
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
-          await fsp.rename(tmp, blob);
-        } catch (err) {
-          await fsp.rm(tmp, { force: true }).catch(() => {});
-          throw err;
-        }
-      }
+      if (!intact) await writeFileAtomic(blob, e.bytes);
       const pointer = join(snap, ...e.path.split("/"));
-      if (!inside(snap, pointer))
+      if (!isInside(snap, pointer))
         throw new VeraError("IO_UNSAFE_PATH", `refusing to write outside the snapshot folder: ${e.path}`, {
           path: e.path,
         });
@@ -106,18 +83,16 @@ export async function writeSnapshot(
     }
     if (revision !== commit) {
       const ref = join(root, "refs", ...revision.split("/"));
-      if (!inside(join(root, "refs"), ref))
+      if (!isInside(join(root, "refs"), ref))
         throw new VeraError("IO_UNSAFE_PATH", `refusing to write a ref outside the refs folder: ${revision}`, {
           path: revision,
         });
       await fsp.mkdir(dirname(ref), { recursive: true });
-      const tmp = `${ref}.${rnd()}.tmp`;
-      await fsp.writeFile(tmp, commit, { flag: "wx" });
-      await fsp.rename(tmp, ref);
+      await writeFileAtomic(ref, commit);
     }
   } catch (e) {
     if (e instanceof VeraError) throw e;
-    throw ioError(e, root, "cannot write the Hub cache at");
+    throw ioError({ cause: e, path: root, action: "cannot write the Hub cache at" });
   }
   return out;
 }
@@ -127,24 +102,15 @@ async function linkAtomically(blob: string, pointer: string): Promise<void> {
   const target = relative(dirname(pointer), blob);
   const current = await fsp.readlink(pointer).catch(() => undefined);
   if (current === target) return;
-  const tmp = `${pointer}.${rnd()}.tmp`;
-  try {
-    await fsp.symlink(target, tmp);
-  } catch (e) {
-    if (!isErrno(e, "EPERM") && !isErrno(e, "EACCES") && !isErrno(e, "ENOTSUP")) throw e;
-    await fsp.copyFile(blob, tmp); // like huggingface_hub where symlinks are unavailable
-  }
-  try {
-    await fsp.rename(tmp, pointer);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true }).catch(() => {});
-    throw e;
-  }
-}
-
-function inside(folder: string, path: string): boolean {
-  const r = relative(resolve(folder), resolve(path));
-  return r !== "" && !r.startsWith("..") && !r.startsWith(sep) && !/^[A-Za-z]:/.test(r);
+  await writeAtomic({
+    path: pointer,
+    durable: false,
+    fill: (tmp) =>
+      fsp.symlink(target, tmp).catch((e: unknown) => {
+        if (!["EPERM", "EACCES", "ENOTSUP"].includes(errnoOf(e) ?? "")) throw e;
+        return fsp.copyFile(blob, tmp); // like huggingface_hub where symlinks are unavailable
+      }),
+  });
 }
 
 /** The commit a revision points to in the cache, or undefined. */
@@ -152,7 +118,7 @@ export async function cachedCommit(cacheDir: string, repo: string, revision: str
   if (/^[0-9a-f]{40}$/.test(revision)) return revision;
   const root = repoFolder(cacheDir, repo);
   const ref = join(root, "refs", ...revision.split("/"));
-  if (!inside(join(root, "refs"), ref)) return undefined;
+  if (!isInside(join(root, "refs"), ref)) return undefined;
   try {
     const text = (await fsp.readFile(ref, "utf8")).trim();
     return /^[0-9a-f]{40}$/.test(text) ? text : undefined;
@@ -183,7 +149,7 @@ export async function readSnapshotFile(
   const root = repoFolder(cacheDir, repo);
   const snap = join(root, "snapshots", commit);
   const pointer = join(snap, ...path.split("/"));
-  if (!inside(snap, pointer)) return undefined;
+  if (!isInside(snap, pointer)) return undefined;
   let real: string;
   try {
     real = await fsp.realpath(pointer);
@@ -191,7 +157,7 @@ export async function readSnapshotFile(
     return undefined;
   }
   const realRoot = await fsp.realpath(root).catch(() => root);
-  if (!inside(realRoot, real))
+  if (!isInside(realRoot, real))
     throw new VeraError(
       HubErrorCode.HUB_CACHE,
       `the cached ${path} of ${repo} links outside the cache folder; delete ${snap} and pull again`,
@@ -207,7 +173,7 @@ export async function readSnapshotFile(
     );
   const b = await fsp.readFile(real);
   const bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  const inBlobs = inside(join(realRoot, "blobs"), real);
+  const inBlobs = isInside(join(realRoot, "blobs"), real);
   const etag = inBlobs ? real.slice(real.lastIndexOf(sep) + 1) : undefined;
   if (etag !== undefined && (await matchesEtag(bytes, etag)) === false)
     throw new VeraError(
