@@ -48,15 +48,15 @@ const LAYERS: Record<string, LayerRule> = {
   },
   index: { browser: true, imports: ["format", "numeric", "peft", "projections", "safetensors", "util"] },
   compute: { browser: true, imports: ["format", "onnx", "projections", "numeric", "wasm"] },
-  hub: { browser: true, imports: ["format", "peft", "safetensors"], packages: ["@huggingface/hub"] },
+  hub: { browser: true, imports: ["format", "peft", "safetensors", "util"], packages: ["@huggingface/hub"] },
   "compute/node": { browser: false, imports: ["compute"], packages: ["onnxruntime-node", "webgpu"] },
   node: { browser: false, imports: ["compute/node", "format", "gguf", "onnx", "peft", "safetensors", "util"] },
   merge: {
     browser: false,
-    imports: ["compute", "format", "gguf", "node", "onnx", "peft", "safetensors"],
+    imports: ["compute", "format", "gguf", "node", "onnx", "peft", "safetensors", "util"],
   },
   "serve/node": { browser: false, imports: ["format", "merge", "node", "onnx", "serve"] },
-  "hub/node": { browser: false, imports: ["format", "hub", "node"] },
+  "hub/node": { browser: false, imports: ["format", "hub", "node", "util"] },
   cli: {
     browser: false,
     imports: [
