@@ -10,6 +10,7 @@ import { promises as fsp } from "node:fs";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { parseSafetensorsHeader, type SafetensorsHeader } from "../safetensors/parse.js";
+import { hfBlobsOfSnapshot } from "../util/hf-cache-layout.js";
 import { MergeErrorCode } from "./error-codes.js";
 
 /** A shard of a checkpoint. */
@@ -55,10 +56,7 @@ function inside(dir: string, p: string): boolean {
  * `<cache>/models--ns--name/snapshots/<commit>`; undefined for any other folder.
  */
 function cacheBlobsOf(dir: string): string | undefined {
-  const snapshots = dirname(dir);
-  const repo = dirname(snapshots);
-  if (basename(snapshots) !== "snapshots" || !basename(repo).startsWith("models--")) return undefined;
-  return join(repo, "blobs");
+  return hfBlobsOfSnapshot(dir.split(sep))?.join(sep);
 }
 
 /**

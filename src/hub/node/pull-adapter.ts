@@ -12,6 +12,7 @@ import { drain, eventStream } from "../../util/event-stream.js";
 import { fetchAdapterCore } from "../pull/fetch-core.js";
 import { toHubError } from "../internal/to-hub-error.js";
 import { checkRepoId, checkRepoPath, checkRevision } from "../repo-names.js";
+import { hfSnapshot } from "../../util/hf-cache-layout.js";
 import {
   cachedCommit,
   readCachedBlob,
@@ -86,7 +87,7 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
   const maxBytes = params.maxBytes ?? 2 ** 31 - 1;
   const hubUrl = resolveHubUrl({ ...(params.hubUrl ? { hubUrl: params.hubUrl } : {}), env });
   const token = params.accessToken ?? (await resolveHubToken({ env }))?.token;
-  const snapshotOf = (commit: string): string => join(repoFolder(cacheDir, repo), "snapshots", commit);
+  const snapshotOf = (commit: string): string => join(cacheDir, ...hfSnapshot(repo, commit));
 
   const fromSnapshot = async (why: "offline" | "fallback"): Promise<PullResult | undefined> => {
     if (why === "offline") emit({ type: "phase", phase: "resolving" });

@@ -1,9 +1,6 @@
 /**
- * Internal: the Hub cache layout shared with Python's huggingface_hub.
- *
- *   <cacheDir>/models--<ns>--<name>/blobs/<etag>                       file content (etag = SHA-256 or git SHA-1)
- *   <cacheDir>/models--<ns>--<name>/snapshots/<commit>/<path>          relative symlink to ../../blobs/<etag>
- *   <cacheDir>/models--<ns>--<name>/refs/<revision>                    the commit id (no newline)
+ * Internal: reading and writing the Hub cache shared with Python's huggingface_hub (its layout is
+ * src/util/hf-cache-layout.ts).
  *
  * Blobs are written to `<etag>.<random>.incomplete` in the blobs folder and renamed into place only
  * once complete and verified, so the cache never holds a partial blob under its final name; links
@@ -15,11 +12,11 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { VeraError } from "../../../errors.js";
 import { HubErrorCode } from "../../errors.js";
 import { matchesEtag } from "../../internal/util.js";
+import { hfBlob, hfBlobsFolder, hfRef, hfRefsFolder, hfRepoFolder, hfSnapshot } from "../../../util/hf-cache-layout.js";
 
 /** Folder of one model repo in the cache. */
 export function repoFolder(cacheDir: string, repo: string): string {
-  const [ns, name] = repo.split("/");
-  return join(cacheDir, `models--${ns}--${name}`);
+  return join(cacheDir, hfRepoFolder(repo));
 }
 
 const rnd = (): string => randomBytes(6).toString("hex");
@@ -39,7 +36,7 @@ export async function readCachedBlob(
   etag: string,
   size: number,
 ): Promise<Uint8Array | undefined> {
-  const path = join(repoFolder(cacheDir, repo), "blobs", etag);
+  const path = join(cacheDir, ...hfBlob(repo, etag));
   try {
     const st = await fsp.lstat(path);
     if (!st.isFile() || st.size !== size) return undefined;
@@ -67,8 +64,8 @@ export async function writeSnapshot(
   entries: CacheEntry[],
 ): Promise<string[]> {
   const root = repoFolder(cacheDir, repo);
-  const blobs = join(root, "blobs");
-  const snap = join(root, "snapshots", commit);
+  const blobs = join(cacheDir, ...hfBlobsFolder(repo));
+  const snap = join(cacheDir, ...hfSnapshot(repo, commit));
   const out: string[] = [];
   try {
     await fsp.mkdir(blobs, { recursive: true });
@@ -105,8 +102,8 @@ export async function writeSnapshot(
       out.push(pointer);
     }
     if (revision !== commit) {
-      const ref = join(root, "refs", ...revision.split("/"));
-      if (!inside(join(root, "refs"), ref))
+      const ref = join(cacheDir, ...hfRef(repo, revision));
+      if (!inside(join(cacheDir, ...hfRefsFolder(repo)), ref))
         throw new VeraError("IO_UNSAFE_PATH", `refusing to write a ref outside the refs folder: ${revision}`, {
           path: revision,
         });
@@ -150,9 +147,8 @@ function inside(folder: string, path: string): boolean {
 /** The commit a revision points to in the cache, or undefined. */
 export async function cachedCommit(cacheDir: string, repo: string, revision: string): Promise<string | undefined> {
   if (/^[0-9a-f]{40}$/.test(revision)) return revision;
-  const root = repoFolder(cacheDir, repo);
-  const ref = join(root, "refs", ...revision.split("/"));
-  if (!inside(join(root, "refs"), ref)) return undefined;
+  const ref = join(cacheDir, ...hfRef(repo, revision));
+  if (!inside(join(cacheDir, ...hfRefsFolder(repo)), ref)) return undefined;
   try {
     const text = (await fsp.readFile(ref, "utf8")).trim();
     return /^[0-9a-f]{40}$/.test(text) ? text : undefined;
@@ -181,7 +177,7 @@ export async function readSnapshotFile(
   maxBytes: number,
 ): Promise<SnapshotFile | undefined> {
   const root = repoFolder(cacheDir, repo);
-  const snap = join(root, "snapshots", commit);
+  const snap = join(cacheDir, ...hfSnapshot(repo, commit));
   const pointer = join(snap, ...path.split("/"));
   if (!inside(snap, pointer)) return undefined;
   let real: string;
@@ -207,12 +203,12 @@ export async function readSnapshotFile(
     );
   const b = await fsp.readFile(real);
   const bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  const inBlobs = inside(join(realRoot, "blobs"), real);
+  const inBlobs = inside(join(realRoot, hfBlobsFolder(repo)[1]!), real);
   const etag = inBlobs ? real.slice(real.lastIndexOf(sep) + 1) : undefined;
   if (etag !== undefined && (await matchesEtag(bytes, etag)) === false)
     throw new VeraError(
       HubErrorCode.HUB_CACHE,
-      `the cached ${path} of ${repo} does not match its digest ${etag}: the cache is damaged; delete ${join(root, "blobs", etag)} and pull again`,
+      `the cached ${path} of ${repo} does not match its digest ${etag}: the cache is damaged; delete ${join(cacheDir, ...hfBlob(repo, etag))} and pull again`,
       { path: pointer, expected: etag },
     );
   return { path, pointer, etag, bytes };
