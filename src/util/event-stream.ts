@@ -86,6 +86,20 @@ export async function* eventStream<E, R>(params: EventStreamParams<E, R>): Async
 }
 
 /**
+ * {@link eventStream} for an operation that takes its AbortSignal in its params: `run` gets `params` with a
+ * signal that aborts when the caller's does or when the iteration stops early.
+ */
+export function operationStream<P extends { signal?: AbortSignal }, E, R>(
+  params: P,
+  run: (params: P, emit: (e: E) => void) => Promise<R>,
+): AsyncGenerator<E, R, void> {
+  return eventStream({
+    run: (signal, emit) => run({ ...params, signal }, emit),
+    ...(params.signal ? { signal: params.signal } : {}),
+  });
+}
+
+/**
  * Drive a generator to completion, handing each event to `onEvent`; returns its result. A throwing
  * `onEvent` stops the generator (cancelling an {@link eventStream} job) and is rethrown.
  */

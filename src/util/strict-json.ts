@@ -54,14 +54,9 @@ export function parseJsonWith<V, O, A>(text: string, b: JsonBuilder<V, O, A>, ma
     words.push(["NaN", () => nf(NaN)], ["Infinity", () => nf(Infinity)], ["-Infinity", () => nf(-Infinity)]);
   }
   const parseObject = (depth: number): V => {
-    c.i++;
     const obj = b.object();
-    skipWs(c);
-    if (text[c.i] === "}") {
-      c.i++;
-      return b.finishObject(obj);
-    }
-    for (;;) {
+    if (openEmpty(c, "}")) return b.finishObject(obj);
+    do {
       skipWs(c);
       if (text[c.i] !== '"') failAt(c, "expected a string key");
       const keyPos = c.i;
@@ -71,39 +66,15 @@ export function parseJsonWith<V, O, A>(text: string, b: JsonBuilder<V, O, A>, ma
       if (text[c.i] !== ":") failAt(c, "expected ':'");
       c.i++;
       b.set(obj, key, parseValue(depth + 1));
-      skipWs(c);
-      if (text[c.i] === ",") {
-        c.i++;
-        continue;
-      }
-      if (text[c.i] === "}") {
-        c.i++;
-        return b.finishObject(obj);
-      }
-      failAt(c, "expected ',' or '}'");
-    }
+    } while (!afterItem(c, "}"));
+    return b.finishObject(obj);
   };
   const parseArray = (depth: number): V => {
-    c.i++;
     const arr = b.array();
-    skipWs(c);
-    if (text[c.i] === "]") {
-      c.i++;
-      return b.finishArray(arr);
-    }
-    for (;;) {
-      b.push(arr, parseValue(depth + 1));
-      skipWs(c);
-      if (text[c.i] === ",") {
-        c.i++;
-        continue;
-      }
-      if (text[c.i] === "]") {
-        c.i++;
-        return b.finishArray(arr);
-      }
-      failAt(c, "expected ',' or ']'");
-    }
+    if (openEmpty(c, "]")) return b.finishArray(arr);
+    do b.push(arr, parseValue(depth + 1));
+    while (!afterItem(c, "]"));
+    return b.finishArray(arr);
   };
   const parseValue = (depth: number): V => {
     if (depth > maxDepth) failAt(c, `nesting deeper than ${maxDepth}`);
@@ -159,6 +130,24 @@ function skipWs(c: Cursor): void {
 
 function failAt(c: Cursor, msg: string): never {
   throw new StrictJsonError(`${msg} at position ${c.i}`, c.i);
+}
+
+/** Step over an opening bracket and whitespace; true (its closing bracket consumed too) when the value is empty. */
+function openEmpty(c: Cursor, close: "}" | "]"): boolean {
+  c.i++;
+  skipWs(c);
+  if (c.text[c.i] !== close) return false;
+  c.i++;
+  return true;
+}
+
+/** After an object member or array element: false after a comma, true at the closing bracket (consumed). */
+function afterItem(c: Cursor, close: "}" | "]"): boolean {
+  skipWs(c);
+  const ch = c.text[c.i];
+  if (ch !== "," && ch !== close) failAt(c, `expected ',' or '${close}'`);
+  c.i++;
+  return ch === close;
 }
 
 /** A JSON string at the cursor (which is on its opening quote). */

@@ -184,44 +184,8 @@ export function checkModules(meta: Obj, proj: ProjectionFields, c: Checker): Mod
       }
       const inF = m["in_features"],
         outF = m["out_features"];
-      if (!isPosInt(inF) || inF > MAX_DIM) {
-        c.add(
-          ErrorCode.VERA_MODULE_DIMS,
-          `in_features must be an integer in [1, ${MAX_DIM}]`,
-          `${p}/in_features`,
-          `1..${MAX_DIM}`,
-          inF,
-        );
-        ok = false;
-      } else if (maxIn !== undefined && inF > maxIn) {
-        c.add(
-          ErrorCode.VERA_MODULE_RANGE,
-          `module "${String(name)}" in_features ${inF} exceeds max_in ${maxIn}`,
-          `${p}/in_features`,
-          `<= ${maxIn}`,
-          inF,
-        );
-        ok = false;
-      }
-      if (!isPosInt(outF) || outF > MAX_DIM) {
-        c.add(
-          ErrorCode.VERA_MODULE_DIMS,
-          `out_features must be an integer in [1, ${MAX_DIM}]`,
-          `${p}/out_features`,
-          `1..${MAX_DIM}`,
-          outF,
-        );
-        ok = false;
-      } else if (maxOut !== undefined && outF > maxOut) {
-        c.add(
-          ErrorCode.VERA_MODULE_RANGE,
-          `module "${String(name)}" out_features ${outF} exceeds max_out ${maxOut}`,
-          `${p}/out_features`,
-          `<= ${maxOut}`,
-          outF,
-        );
-        ok = false;
-      }
+      if (!checkFeatures(inF, "in_features", { name, max: maxIn, maxKey: "max_in", p }, c)) ok = false;
+      if (!checkFeatures(outF, "out_features", { name, max: maxOut, maxKey: "max_out", p }, c)) ok = false;
       const layout = m["layout"];
       if (layout !== "linear" && layout !== "conv1d") {
         c.add(ErrorCode.VERA_LAYOUT, 'layout must be "linear" or "conv1d"', `${p}/layout`, "linear|conv1d", layout);
@@ -253,6 +217,36 @@ export function checkModules(meta: Obj, proj: ProjectionFields, c: Checker): Mod
       );
   }
   return modulesMeta;
+}
+
+/** Check a module's `in_features` / `out_features`: an integer in [1, MAX_DIM], at most the projections' bound. */
+function checkFeatures(
+  v: unknown,
+  key: "in_features" | "out_features",
+  at: { name: unknown; max: number | undefined; maxKey: "max_in" | "max_out"; p: string },
+  c: Checker,
+): boolean {
+  if (!isPosInt(v) || v > MAX_DIM) {
+    c.add(
+      ErrorCode.VERA_MODULE_DIMS,
+      `${key} must be an integer in [1, ${MAX_DIM}]`,
+      `${at.p}/${key}`,
+      `1..${MAX_DIM}`,
+      v,
+    );
+    return false;
+  }
+  if (at.max !== undefined && v > at.max) {
+    c.add(
+      ErrorCode.VERA_MODULE_RANGE,
+      `module "${String(at.name)}" ${key} ${v} exceeds ${at.maxKey} ${at.max}`,
+      `${at.p}/${key}`,
+      `<= ${at.max}`,
+      v,
+    );
+    return false;
+  }
+  return true;
 }
 
 /** Check `base_model`, `training` and `extra`; returns the base model when given. */

@@ -68,18 +68,21 @@ function readVector(
       : info.dtype === "F16"
         ? f16ArrayToF32(asUint16(raw))
         : bf16ArrayToF32(asUint16(raw));
-  for (let i = 0; i < v.length; i++)
-    if (!Number.isFinite(v[i]!)) {
-      c.add(
-        ErrorCode.VERA_NONFINITE,
-        `tensor "${tname}" holds ${v[i]} at index ${i}`,
-        tname,
-        "finite values",
-        String(v[i]),
-      );
-      return undefined;
-    }
-  return v;
+  return allFinite(v, tname, c) ? v : undefined;
+}
+
+/** Whether every value of `v` is finite; reports the first that is not (VERA_NONFINITE). */
+function allFinite(v: Float32Array, tname: string, c: Checker): boolean {
+  const bad = v.findIndex((x) => !Number.isFinite(x));
+  if (bad < 0) return true;
+  c.add(
+    ErrorCode.VERA_NONFINITE,
+    `tensor "${tname}" holds ${v[bad]} at index ${bad}`,
+    tname,
+    "finite values",
+    String(v[bad]),
+  );
+  return false;
 }
 
 /**
@@ -150,16 +153,7 @@ export function readStoredProjections(
         );
       else if (rank !== undefined && maxIn !== undefined && maxOut !== undefined) {
         const v = asFloat32(tensorBytes(file, pname)).slice();
-        const bad = v.findIndex((x) => !Number.isFinite(x));
-        if (bad >= 0)
-          c.add(
-            ErrorCode.VERA_NONFINITE,
-            `tensor "${pname}" holds ${v[bad]} at index ${bad}`,
-            pname,
-            "finite values",
-            String(v[bad]),
-          );
-        else
+        if (allFinite(v, pname, c))
           storedProjections = {
             ...(storedProjections ?? { A: new Float32Array(0), B: new Float32Array(0) }),
             [pname === "vera_A" ? "A" : "B"]: v,

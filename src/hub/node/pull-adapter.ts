@@ -8,7 +8,7 @@ import type { HubProgressEvent } from "../events.js";
 import type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "../pull/fetched-adapter.js";
 import { resolveHubUrl } from "../hub-url.js";
 import { decodeAdapterFiles, PEFT_CONFIG, PEFT_WEIGHTS } from "../pull/adapter-files.js";
-import { drain, eventStream } from "../../util/event-stream.js";
+import { drain, operationStream } from "../../util/event-stream.js";
 import { fetchAdapterCore } from "../pull/fetch-core.js";
 import { toHubError } from "../internal/to-hub-error.js";
 import { checkRepoId, checkRepoPath, checkRevision } from "../repo-names.js";
@@ -217,20 +217,17 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
  * cache only; when the Hub cannot be reached, a cached copy of the revision is used. Node only.
  */
 export function pullAdapterIter(params: PullAdapterParams): AsyncGenerator<HubProgressEvent, PullResult> {
-  return eventStream({
-    ...(params.signal ? { signal: params.signal } : {}),
-    run: async (signal, emit) => {
-      try {
-        return await pullCore({ ...params, signal }, emit);
-      } catch (e) {
-        throw toHubError(e, {
-          action: `pulling ${params.repo}`,
-          repo: params.repo,
-          ...(params.revision ? { revision: params.revision } : {}),
-          secrets: [params.accessToken, params.env?.["HF_TOKEN"]],
-        });
-      }
-    },
+  return operationStream(params, async (p, emit) => {
+    try {
+      return await pullCore(p, emit);
+    } catch (e) {
+      throw toHubError(e, {
+        action: `pulling ${params.repo}`,
+        repo: params.repo,
+        ...(params.revision ? { revision: params.revision } : {}),
+        secrets: [params.accessToken, params.env?.["HF_TOKEN"]],
+      });
+    }
   });
 }
 

@@ -1,5 +1,5 @@
 import type { HubProgressEvent } from "../events.js";
-import { drain, eventStream } from "../../util/event-stream.js";
+import { drain, operationStream } from "../../util/event-stream.js";
 import { fetchAdapterCore } from "./fetch-core.js";
 import type { FetchAdapterParams, FetchedAdapter } from "./fetched-adapter.js";
 
@@ -12,10 +12,7 @@ export type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "./fetched-
  * adapter is validated, before this returns. Yields progress events; returns the adapter.
  */
 export function fetchAdapterIter(params: FetchAdapterParams): AsyncGenerator<HubProgressEvent, FetchedAdapter> {
-  return eventStream({
-    run: (signal, emit) => fetchAdapterCore({ ...params, signal }, emit),
-    ...(params.signal ? { signal: params.signal } : {}),
-  });
+  return operationStream(params, fetchAdapterCore);
 }
 
 /** Promise form of {@link fetchAdapterIter}; progress goes to `params.onProgress`. */

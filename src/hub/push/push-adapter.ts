@@ -6,7 +6,7 @@ import { HubErrorCode } from "../errors.js";
 import type { HubProgressEvent } from "../events.js";
 import { backoffDelay, createHubFetch, type RetryOptions } from "../hub-fetch.js";
 import { DEFAULT_HUB_URL, resolveHubUrl } from "../hub-url.js";
-import { drain, eventStream } from "../../util/event-stream.js";
+import { drain, operationStream } from "../../util/event-stream.js";
 import { downloadVerified } from "../internal/download-verified.js";
 import { isHubApiError, loadHubLib, statusOf } from "../internal/hub-lib.js";
 import { exportPeftFiles } from "./export-peft-files.js";
@@ -424,10 +424,7 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
  * retried commit can never land twice. Yields progress events; returns where the files landed.
  */
 export function pushAdapterIter(params: PushAdapterParams): AsyncGenerator<HubProgressEvent, PushResult> {
-  return eventStream({
-    run: (signal, emit) => pushCore({ ...params, signal }, emit),
-    ...(params.signal ? { signal: params.signal } : {}),
-  });
+  return operationStream(params, pushCore);
 }
 
 /** Promise form of {@link pushAdapterIter}; progress goes to `params.onProgress`. */
