@@ -16,6 +16,7 @@ import { loadMergeAdapter } from "../../merge/load-merge-adapter.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../../safetensors/parse.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { UsageError, type Command } from "../command.js";
+import { cliOptions } from "../options.js";
 
 interface Reference {
   adapter: string;
@@ -50,10 +51,7 @@ const command: Command = {
     "unmerged from one grafted model, swapped per run and mixed in one batch.",
   usage: "vera demo [--case NAME | --all] [--backend NAME] [--no-serve] [--json]",
   options: {
-    case: { type: "string" },
-    all: { type: "boolean" },
-    backend: { type: "string" },
-    "no-serve": { type: "boolean" },
+    ...cliOptions({ strings: ["case", "backend"], flags: ["all", "no-serve"] }),
   },
   allowPositionals: false,
   async run({ values }, ctx) {
