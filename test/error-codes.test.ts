@@ -176,7 +176,7 @@ describe("error codes", () => {
       const doc = documentedInSource(t.file, t.name);
       for (const k of Object.keys(t.codes)) if (!doc.has(k) && !spec.has(k)) missing.push(`${t.file}: ${k}`);
     }
-    expect(missing).toEqual([]);
+    expect(missing, "codes without a JSDoc comment in their table").toEqual([]);
   });
 
   it("the README's error code section lists every code (ST_* and VERA_* through the spec) and no other", async () => {
@@ -184,13 +184,19 @@ describe("error codes", () => {
     const all = (await loadTables()).flatMap((t) => Object.keys(t.codes));
     const listed = new Set(section.match(/\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b/g) ?? []);
     const spec = specCodes();
-    expect(all.filter((c) => !listed.has(c) && !(/^(ST|VERA)_/.test(c) && spec.has(c)))).toEqual([]);
-    expect([...listed].filter((c) => !all.includes(c))).toEqual([]);
+    expect(
+      all.filter((c) => !listed.has(c) && !(/^(ST|VERA)_/.test(c) && spec.has(c))),
+      "codes to add to the table under README.md's '### Error codes'",
+    ).toEqual([]);
+    expect(
+      [...listed].filter((c) => !all.includes(c)),
+      "README.md names codes no table has",
+    ).toEqual([]);
   });
 
   it("the exit-code table has exactly the codes of the tables, each exiting 1 or 2", async () => {
     const all = (await loadTables()).flatMap((t) => Object.keys(t.codes)).sort();
-    expect(Object.keys(EXIT_CODES).sort()).toEqual(all);
+    expect(Object.keys(EXIT_CODES).sort(), "src/cli/exit-codes.ts needs one line per code").toEqual(all);
     for (const [k, v] of Object.entries(EXIT_CODES)) expect([1, 2], k).toContain(v);
   });
 

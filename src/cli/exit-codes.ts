@@ -7,7 +7,8 @@ const IO = 2;
 
 /**
  * The CLI's exit status for every error code. Keyed by every {@link ErrorCodeValue}, so a code added to a
- * layer's table without a line here fails to compile (and test/error-codes.test.ts).
+ * layer's table without a line here fails to compile (and test/error-codes.test.ts). A new code is: a line with
+ * its JSDoc in its layer's table, a line here, and its name in README.md's "Error codes" table.
  */
 export const EXIT_CODES = {
   // errors.ts
