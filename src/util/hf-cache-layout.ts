@@ -10,6 +10,9 @@
  * the callers (src/hub/repo-names.ts) before they reach here.
  */
 
+/** The folders inside a repository's cache folder. */
+export const HF_CACHE_FOLDERS = { blobs: "blobs", snapshots: "snapshots", refs: "refs" } as const;
+
 /** The folder of a model repository in the cache: `models--<ns>--<name>`. */
 export function hfRepoFolder(repo: string): string {
   return `models--${repo.split("/").join("--")}`;
@@ -17,7 +20,7 @@ export function hfRepoFolder(repo: string): string {
 
 /** `models--<ns>--<name>/blobs`. */
 export function hfBlobsFolder(repo: string): string[] {
-  return [hfRepoFolder(repo), "blobs"];
+  return [hfRepoFolder(repo), HF_CACHE_FOLDERS.blobs];
 }
 
 /** `models--<ns>--<name>/blobs/<etag>`. */
@@ -27,12 +30,12 @@ export function hfBlob(repo: string, etag: string): string[] {
 
 /** `models--<ns>--<name>/snapshots/<commit>`. */
 export function hfSnapshot(repo: string, commit: string): string[] {
-  return [hfRepoFolder(repo), "snapshots", commit];
+  return [hfRepoFolder(repo), HF_CACHE_FOLDERS.snapshots, commit];
 }
 
 /** `models--<ns>--<name>/refs`. */
 export function hfRefsFolder(repo: string): string[] {
-  return [hfRepoFolder(repo), "refs"];
+  return [hfRepoFolder(repo), HF_CACHE_FOLDERS.refs];
 }
 
 /** `models--<ns>--<name>/refs/<revision>` (a revision `a/b` is the file `refs/a/b`). */
@@ -47,6 +50,7 @@ export function hfRef(repo: string, revision: string): string[] {
  */
 export function hfBlobsOfSnapshot(segments: readonly string[]): string[] | undefined {
   const n = segments.length;
-  if (n < 3 || segments[n - 2] !== "snapshots" || !segments[n - 3]!.startsWith("models--")) return undefined;
-  return [...segments.slice(0, n - 2), "blobs"];
+  if (n < 3 || segments[n - 2] !== HF_CACHE_FOLDERS.snapshots || !segments[n - 3]!.startsWith("models--"))
+    return undefined;
+  return [...segments.slice(0, n - 2), HF_CACHE_FOLDERS.blobs];
 }

@@ -12,7 +12,15 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { VeraError } from "../../../errors.js";
 import { HubErrorCode } from "../../errors.js";
 import { matchesEtag } from "../../internal/util.js";
-import { hfBlob, hfBlobsFolder, hfRef, hfRefsFolder, hfRepoFolder, hfSnapshot } from "../../../util/hf-cache-layout.js";
+import {
+  HF_CACHE_FOLDERS,
+  hfBlob,
+  hfBlobsFolder,
+  hfRef,
+  hfRefsFolder,
+  hfRepoFolder,
+  hfSnapshot,
+} from "../../../util/hf-cache-layout.js";
 
 /** Folder of one model repo in the cache. */
 export function repoFolder(cacheDir: string, repo: string): string {
@@ -203,7 +211,7 @@ export async function readSnapshotFile(
     );
   const b = await fsp.readFile(real);
   const bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  const inBlobs = inside(join(realRoot, hfBlobsFolder(repo)[1]!), real);
+  const inBlobs = inside(join(realRoot, HF_CACHE_FOLDERS.blobs), real);
   const etag = inBlobs ? real.slice(real.lastIndexOf(sep) + 1) : undefined;
   if (etag !== undefined && (await matchesEtag(bytes, etag)) === false)
     throw new VeraError(
