@@ -60,6 +60,7 @@ const LAYERS: Record<string, LayerRule> = {
   cli: {
     browser: false,
     imports: [
+      "compute",
       "compute/node",
       "format",
       "gguf",
