@@ -5,11 +5,14 @@
  * has no import cycle, that every package imported is declared in package.json, that the build's entries and
  * package.json `sideEffects` agree with the table and with the modules' top-level code.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
+import { build } from "esbuild";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
+import { useTempDirs } from "./temp-helpers.js";
 import { browserEntries, cliEntry, entries } from "../tsup.config.js";
 
 const ROOT = resolve(__dirname, "..");
@@ -311,6 +314,7 @@ function filesWithTopLevelEffects(): string[] {
 }
 
 const topLevelEffects = filesWithTopLevelEffects();
+const tempDir = useTempDirs("vera-side-effects-");
 
 describe("package.json sideEffects", () => {
   const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { sideEffects: unknown };
@@ -339,6 +343,29 @@ describe("package.json sideEffects", () => {
     expect([...(pkg.sideEffects as string[])].sort()).toEqual(expected.sort());
     for (const f of Object.keys(EFFECTS_KEPT_WITH_EXPORTS)) expect(topLevelEffects).toContain(f);
   });
+
+  it('a bundler keeps `import "verakit/node"` (the built package, bundled by esbuild, registers node:crypto)', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, "node_modules"));
+    symlinkSync(ROOT, join(dir, "node_modules", "verakit"), "dir");
+    writeFileSync(
+      join(dir, "entry.mjs"),
+      'import "verakit/node";\nimport { sha256Implementation } from "verakit";\nconsole.log(sha256Implementation().name);\n',
+    );
+    const r = await build({
+      entryPoints: [join(dir, "entry.mjs")],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      write: false,
+      logLevel: "silent",
+      external: ["onnxruntime-node", "webgpu", "@huggingface/hub"],
+    });
+    writeFileSync(join(dir, "out.mjs"), r.outputFiles[0]!.text);
+    const run = spawnSync(process.execPath, [join(dir, "out.mjs")], { encoding: "utf8" });
+    expect(run.stderr).toBe("");
+    expect(run.stdout.trim()).toBe("node:crypto");
+  }, 60_000);
 
   it("the built verakit/node registers node:crypto's SHA-256 at its own top level (so importing it alone is enough)", () => {
     for (const out of outputs.get("node/index.ts")!) {
