@@ -4,9 +4,10 @@ import { defineConfig } from "tsup";
 const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
 
 /**
- * Subpath entries. The pure core (index, safetensors, format, projections, peft, onnx, gguf, compute)
- * imports no Node built-ins, so browser bundles of those stay clean; node/, merge/, hub/ and cli/
- * are the edges. A test (test/browser-safety.test.ts) checks the built core for Node imports.
+ * Subpath entries. The browser entries ({@link browserEntries}: index, safetensors, format, projections, peft,
+ * onnx, serve, gguf, compute, hub) import no Node built-ins, so browser bundles of those stay clean; serve/node,
+ * merge, node and hub/node are for Node. test/layers.test.ts checks this list against the layer table, and
+ * test/browser-safety.test.ts (test/hub-browser-safety.test.ts for hub) bundles each browser entry for a browser.
  */
 export const entries = {
   index: "src/index.ts",
@@ -25,6 +26,23 @@ export const entries = {
   "hub/node/index": "src/hub/node/index.ts",
 };
 
+/** The entries that run in a browser (the others need Node). */
+export const browserEntries: ReadonlyArray<string> = [
+  "index",
+  "safetensors/index",
+  "format/index",
+  "projections/index",
+  "peft/index",
+  "onnx/index",
+  "serve/index",
+  "gguf/index",
+  "compute/index",
+  "hub/index",
+];
+
+/** The `vera` executable (ESM only). */
+export const cliEntry = { "cli/index": "src/cli/index.ts" };
+
 export default defineConfig([
   {
     entry: entries,
@@ -38,7 +56,7 @@ export default defineConfig([
     external: ["onnxruntime-node", "webgpu"],
   },
   {
-    entry: { "cli/index": "src/cli/index.ts" },
+    entry: cliEntry,
     format: ["esm"],
     target: "node20",
     sourcemap: true,

@@ -1,3 +1,11 @@
+import type { ComputeErrorCodeValue } from "./compute/error-codes.js";
+import type { GgufErrorCodeValue } from "./gguf/error-codes.js";
+import type { HubErrorCodeValue } from "./hub/errors.js";
+import type { MergeErrorCodeValue } from "./merge/error-codes.js";
+import type { OnnxErrorCodeValue } from "./onnx/error-codes.js";
+import type { PeftErrorCodeValue } from "./peft/error-codes.js";
+import type { ServeErrorCodeValue } from "./serve/error-codes.js";
+
 /**
  * The one error family of verakit. Every failure that comes from input (a file, a folder, a
  * command line, a server) is a {@link VeraError} with a stable `code`; the message says what was
@@ -49,14 +57,33 @@ export const ErrorCode = {
   VERA_DIGEST_MISMATCH: "VERA_DIGEST_MISMATCH",
   VERA_NOT_CANONICAL: "VERA_NOT_CANONICAL",
   // arguments and usage (ARG_*), I/O (IO_*)
+  /** An argument or option value is invalid (a malformed number, a missing required value, a size over a limit). */
   ARG_INVALID: "ARG_INVALID",
+  /** A file system operation failed (permissions, disk full, a folder where a file was expected). */
   IO_ERROR: "IO_ERROR",
+  /** A named file or folder does not exist. */
   IO_NOT_FOUND: "IO_NOT_FOUND",
+  /** A path inside a file (external data, a link, a cache entry) leaves the folder it must stay in. */
   IO_UNSAFE_PATH: "IO_UNSAFE_PATH",
 } as const;
 
-/** A stable error code string. Modules may add their own codes (e.g. `PEFT_*`, `ONNX_*`, `HUB_*`). */
-export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode] | (string & {});
+/** One of the core codes in {@link ErrorCode} (container, file format, arguments, I/O). */
+export type CoreErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * Every error code verakit throws: a closed union of the code tables of every layer (this file's
+ * {@link ErrorCode} and each layer's `error-codes.ts`). A new code is one line in its layer's table; the
+ * CLI's exit-code table (src/cli/exit-codes.ts) then fails to compile until the code has an exit code.
+ */
+export type ErrorCodeValue =
+  | CoreErrorCodeValue
+  | PeftErrorCodeValue
+  | OnnxErrorCodeValue
+  | ServeErrorCodeValue
+  | GgufErrorCodeValue
+  | ComputeErrorCodeValue
+  | MergeErrorCodeValue
+  | HubErrorCodeValue;
 
 /** One problem found in the input: what the validators return and what {@link VeraError} carries. */
 export interface Issue {

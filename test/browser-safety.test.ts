@@ -1,16 +1,12 @@
 import { bundleForBrowser } from "./bundle-helpers.js";
 import { describe, expect, it } from "vitest";
+import { browserEntries as browserEntryNames, entries } from "../tsup.config.js";
 
-// The pure core must bundle for browsers with no Node built-ins (package.json "exports" subpaths).
-const browserEntries = [
-  "src/index.ts",
-  "src/safetensors/index.ts",
-  "src/format/index.ts",
-  "src/projections/index.ts",
-  "src/peft/index.ts",
-  "src/onnx/index.ts",
-  "src/compute/index.ts",
-];
+// The browser entries (tsup.config.ts) must bundle for browsers with no Node built-ins; hub/index has its own test
+// (test/hub-browser-safety.test.ts) with @huggingface/hub's browser build.
+const browserEntries = browserEntryNames
+  .filter((name) => name !== "hub/index")
+  .map((name) => entries[name as keyof typeof entries]);
 
 describe("browser bundles of the core", () => {
   for (const entry of browserEntries) {

@@ -48,9 +48,9 @@ describe("redactSecrets", () => {
     expect(redactSecrets({ text: "nothing secret here" })).toBe("nothing secret here");
   });
   it("redactError keeps the code and scrubs message, stack and issues", () => {
-    const e = new VeraError("HUB_X", `bad ${TOKEN}`, { path: TOKEN, received: { t: TOKEN } });
+    const e = new VeraError("HUB_NETWORK", `bad ${TOKEN}`, { path: TOKEN, received: { t: TOKEN } });
     const r = redactError({ error: e }) as VeraError;
-    expect(r.code).toBe("HUB_X");
+    expect(r.code).toBe("HUB_NETWORK");
     expect(`${r.message}${r.stack}${JSON.stringify(r)}${r.path}${JSON.stringify(r.received)}`).not.toContain(TOKEN);
     const plain = redactError({ error: new Error(`x ${TOKEN}`) });
     expect(`${plain.message}${plain.stack}`).not.toContain(TOKEN);

@@ -1,26 +1,95 @@
 /**
  * The layer rules, checked on the real import graph of src/ (every import, export-from and import() that
- * TypeScript's own scanner finds, type-only imports included):
- * - the pure core never imports the Node/GPU/Hub edges or a Node/GPU package, so it bundles for browsers;
- * - nothing outside src/cli imports src/cli;
- * - src has no import cycle;
- * - every package that src/, test/, bench/ or a config file imports is declared in package.json.
+ * TypeScript's own scanner finds, type-only imports included). One table, {@link LAYERS}, says what each layer
+ * may import and whether it runs in a browser; the tests check every edge of the graph against it, that src
+ * has no import cycle, that every package imported is declared in package.json, that the build's entries and
+ * package.json `sideEffects` agree with the table and with the modules' top-level code.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
+import { build } from "esbuild";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
+import { useTempDirs } from "./temp-helpers.js";
+import { browserEntries, cliEntry, entries } from "../tsup.config.js";
 
 const ROOT = resolve(__dirname, "..");
 const SRC = join(ROOT, "src");
 
-/** The pure core: folders and files under src/ (serve/ and gguf/ included before they exist). */
-const CORE = ["safetensors", "format", "projections", "peft", "onnx", "numeric", "util", "serve", "gguf"];
-const CORE_FILES = ["errors.ts", "index.ts"];
-/** What the core must not import: the edges of src/, and packages that need Node, a GPU or the network. */
-const EDGES = ["node", "hub", "cli", "compute", "merge"];
-const EDGE_PACKAGES = ["onnxruntime-node", "onnxruntime-web", "webgpu", "@huggingface/hub"];
+interface LayerRule {
+  /** Runs in a browser: imports no Node built-in and only the packages below. */
+  browser: boolean;
+  /** The layers it may import besides itself (every layer may import errors.ts, dtypes.ts and any code table). */
+  imports: string[];
+  /** The packages it may import. */
+  packages?: string[];
+}
+
+/**
+ * The layers of src/: a folder, a folder's `node/` subfolder (its Node edge), or a file at the root. Dependencies
+ * point downwards: the pure core (util, numeric, wasm, safetensors, projections, format, onnx, peft, gguf, serve)
+ * imports no edge; nothing imports cli.
+ */
+const LAYERS: Record<string, LayerRule> = {
+  errors: { browser: true, imports: [] },
+  dtypes: { browser: true, imports: [] },
+  util: { browser: true, imports: [] },
+  numeric: { browser: true, imports: [] },
+  wasm: { browser: true, imports: [] },
+  safetensors: { browser: true, imports: ["util"] },
+  projections: { browser: true, imports: ["format", "numeric", "wasm", "util"] },
+  format: { browser: true, imports: ["safetensors", "projections", "numeric", "util"] },
+  onnx: { browser: true, imports: ["util"] },
+  peft: { browser: true, imports: ["format", "safetensors", "projections", "onnx", "numeric", "util"] },
+  gguf: { browser: true, imports: ["format", "peft", "numeric", "util"] },
+  serve: {
+    browser: true,
+    imports: ["format", "onnx", "peft", "projections", "numeric", "util"],
+    packages: ["flatbuffers"],
+  },
+  index: { browser: true, imports: ["format", "numeric", "peft", "projections", "safetensors", "util"] },
+  compute: { browser: true, imports: ["format", "onnx", "projections", "numeric", "wasm"] },
+  hub: { browser: true, imports: ["format", "peft", "safetensors", "util"], packages: ["@huggingface/hub"] },
+  "compute/node": { browser: false, imports: ["compute"], packages: ["onnxruntime-node", "webgpu"] },
+  node: { browser: false, imports: ["compute/node", "format", "gguf", "onnx", "peft", "safetensors", "util"] },
+  merge: {
+    browser: false,
+    imports: ["compute", "format", "gguf", "node", "onnx", "peft", "safetensors", "util"],
+  },
+  "serve/node": { browser: false, imports: ["format", "merge", "node", "onnx", "serve"] },
+  "hub/node": { browser: false, imports: ["format", "hub", "node", "util"] },
+  cli: {
+    browser: false,
+    imports: [
+      "compute",
+      "compute/node",
+      "format",
+      "gguf",
+      "hub",
+      "hub/node",
+      "merge",
+      "node",
+      "onnx",
+      "peft",
+      "projections",
+      "safetensors",
+      "serve",
+      "serve/node",
+    ],
+    packages: ["onnxruntime-node"],
+  },
+};
+/** Files every layer may import: leaves that import nothing of src (checked below). */
+const LEAF_FILES = /^(errors\.ts|dtypes\.ts|[a-z]+\/error-codes\.ts|hub\/errors\.ts)$/;
+/**
+ * Modules with top-level code other than declarations whose effect needs no `sideEffects` entry, each with why.
+ * A build entry with such code is listed in package.json `sideEffects` instead (checked below).
+ */
+const EFFECTS_KEPT_WITH_EXPORTS: Record<string, string> = {
+  "node/files.ts": "registers node:crypto's SHA-256, as node/index.ts does; runs whenever its exports are used",
+};
 /** Known violations, each to be removed when its fix lands. An entry is `from -> to` (paths under src/). */
 const ALLOWED: ReadonlyArray<string> = [];
 /** Known cycles (the files of each, sorted), each to be removed when its fix lands. */
@@ -78,9 +147,12 @@ for (const f of srcFiles) {
   bare.set(rel(f), ext);
 }
 const top = (p: string) => p.split("/")[0]!;
-/** A core folder's `node/` subfolder (e.g. serve/node/) is that folder's Node edge, like hub/node/. */
-const isCore = (p: string) =>
-  p.includes("/") ? CORE.includes(top(p)) && p.split("/")[1] !== "node" : CORE_FILES.includes(p);
+/** The layer of a file under src/: its folder, `<folder>/node` for a folder's Node edge, or the root file's stem. */
+const layerOf = (p: string): string => {
+  const parts = p.split("/");
+  if (parts.length === 1) return parts[0]!.replace(/\.ts$/, "");
+  return parts[1] === "node" && parts.length > 2 ? `${parts[0]}/node` : parts[0]!;
+};
 
 /** The import cycles of src/: Tarjan's strongly connected components of more than one file, as sorted lists. */
 function findCycles(): string[] {
@@ -123,19 +195,48 @@ describe("layer rules from the import graph of src/", () => {
     expect(bare.get("node/files.ts")!.some((s) => s.startsWith("node:"))).toBe(true);
   });
 
-  it("the pure core imports no edge folder and no Node, GPU or Hub package", () => {
+  it("every layer of src is in the table", () => {
+    expect([...new Set([...graph.keys()].map(layerOf))].filter((l) => !(l in LAYERS)).sort()).toEqual([]);
+    for (const [name, rule] of Object.entries(LAYERS))
+      for (const to of rule.imports) expect(LAYERS, `${name} -> ${to}`).toHaveProperty([to]);
+  });
+
+  it("every import follows the table (layers, Node built-ins, packages)", () => {
     const bad: string[] = [];
-    for (const [from, tos] of graph)
-      if (isCore(from))
-        for (const to of tos)
-          if (EDGES.includes(top(to)) && !ALLOWED.includes(`${from} -> ${to}`)) bad.push(`${from} -> ${to}`);
-    for (const [from, specs] of bare)
-      if (isCore(from))
-        for (const s of specs) {
-          const pkg = packageOf(s);
-          if (pkg === undefined || EDGE_PACKAGES.includes(pkg)) bad.push(`${from} -> ${s}`);
-        }
+    for (const [from, tos] of graph) {
+      const layer = layerOf(from);
+      for (const to of tos) {
+        const target = layerOf(to);
+        if (target === layer || LEAF_FILES.test(to) || LAYERS[layer]?.imports.includes(target)) continue;
+        if (!ALLOWED.includes(`${from} -> ${to}`)) bad.push(`${from} -> ${to}`);
+      }
+    }
+    for (const [from, specs] of bare) {
+      const rule = LAYERS[layerOf(from)];
+      for (const s of specs) {
+        const pkg = packageOf(s);
+        if (pkg === undefined ? rule?.browser !== false : !rule?.packages?.includes(pkg)) bad.push(`${from} -> ${s}`);
+      }
+    }
     expect(bad).toEqual([]);
+  });
+
+  it("the files every layer may import are leaves (they import nothing of src)", () => {
+    const leaves = [...graph.keys()].filter((f) => LEAF_FILES.test(f));
+    expect(leaves.length).toBeGreaterThan(7);
+    for (const f of leaves)
+      expect(
+        graph.get(f)!.filter((to) => !LEAF_FILES.test(to)),
+        f,
+      ).toEqual([]);
+  });
+
+  it("the build's browser entries are exactly the entries of browser layers", () => {
+    for (const [name, file] of Object.entries(entries)) {
+      const rule = LAYERS[layerOf(relative(SRC, join(ROOT, file)).split("\\").join("/"))];
+      expect(rule, name).toBeDefined();
+      expect(browserEntries.includes(name), `${name} (${file})`).toBe(rule!.browser);
+    }
   });
 
   it("every allowed violation still exists (remove it from the list when it is fixed)", () => {
@@ -147,6 +248,7 @@ describe("layer rules from the import graph of src/", () => {
   });
 
   it("nothing outside src/cli imports src/cli", () => {
+    expect(Object.entries(LAYERS).filter(([n, r]) => n !== "cli" && r.imports.includes("cli"))).toEqual([]);
     const bad = [...graph].flatMap(([from, tos]) =>
       top(from) === "cli" ? [] : tos.filter((t) => top(t) === "cli").map((t) => `${from} -> ${t}`),
     );
@@ -181,5 +283,99 @@ describe("layer rules from the import graph of src/", () => {
           missing.add(`${name} (${relative(ROOT, f)})`);
       }
     expect([...missing]).toEqual([]);
+  });
+});
+
+/** The files of src/ with top-level statements other than declarations (imports, exports, functions, ...). */
+function filesWithTopLevelEffects(): string[] {
+  const out: string[] = [];
+  for (const f of srcFiles) {
+    const sf = ts.createSourceFile(f, readFileSync(f, "utf8"), ts.ScriptTarget.Latest);
+    const effect = sf.statements.some(
+      (st) =>
+        !(
+          ts.isImportDeclaration(st) ||
+          ts.isImportEqualsDeclaration(st) ||
+          ts.isExportDeclaration(st) ||
+          ts.isExportAssignment(st) ||
+          ts.isFunctionDeclaration(st) ||
+          ts.isClassDeclaration(st) ||
+          ts.isInterfaceDeclaration(st) ||
+          ts.isTypeAliasDeclaration(st) ||
+          ts.isEnumDeclaration(st) ||
+          ts.isModuleDeclaration(st) ||
+          ts.isVariableStatement(st) ||
+          ts.isEmptyStatement(st)
+        ),
+    );
+    if (effect) out.push(rel(f));
+  }
+  return out.sort();
+}
+
+const topLevelEffects = filesWithTopLevelEffects();
+const tempDir = useTempDirs("vera-side-effects-");
+
+describe("package.json sideEffects", () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { sideEffects: unknown };
+  /** The dist files of each build entry, by source file under src/. */
+  const outputs = new Map<string, string[]>();
+  for (const [name, file] of Object.entries(entries))
+    outputs.set(relative(SRC, join(ROOT, file)), [`./dist/${name}.js`, `./dist/${name}.cjs`]);
+  for (const [name, file] of Object.entries(cliEntry))
+    outputs.set(relative(SRC, join(ROOT, file)), [`./dist/${name}.js`]);
+
+  it("finds the modules with top-level effects (a sanity check of the scan)", () => {
+    expect(topLevelEffects).toEqual(expect.arrayContaining(["node/index.ts", "cli/index.ts"]));
+    expect(topLevelEffects).not.toContain("errors.ts");
+  });
+
+  it("lists exactly the build entries whose modules have top-level effects; every other such module says why", () => {
+    expect(Array.isArray(pkg.sideEffects)).toBe(true);
+    const expected: string[] = [];
+    const unexplained: string[] = [];
+    for (const f of topLevelEffects) {
+      const out = outputs.get(f);
+      if (out) expected.push(...out);
+      else if (!(f in EFFECTS_KEPT_WITH_EXPORTS)) unexplained.push(f);
+    }
+    expect(unexplained).toEqual([]);
+    expect([...(pkg.sideEffects as string[])].sort()).toEqual(expected.sort());
+    for (const f of Object.keys(EFFECTS_KEPT_WITH_EXPORTS)) expect(topLevelEffects).toContain(f);
+  });
+
+  it('a bundler keeps `import "verakit/node"` (the built package, bundled by esbuild, registers node:crypto)', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, "node_modules"));
+    symlinkSync(ROOT, join(dir, "node_modules", "verakit"), "dir");
+    writeFileSync(
+      join(dir, "entry.mjs"),
+      'import "verakit/node";\nimport { sha256Implementation } from "verakit";\nconsole.log(sha256Implementation().name);\n',
+    );
+    const r = await build({
+      entryPoints: [join(dir, "entry.mjs")],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      write: false,
+      logLevel: "silent",
+      external: ["onnxruntime-node", "webgpu", "@huggingface/hub"],
+    });
+    writeFileSync(join(dir, "out.mjs"), r.outputFiles[0]!.text);
+    const run = spawnSync(process.execPath, [join(dir, "out.mjs")], { encoding: "utf8" });
+    expect(run.stderr).toBe("");
+    expect(run.stdout.trim()).toBe("node:crypto");
+  }, 60_000);
+
+  it("the built verakit/node registers node:crypto's SHA-256 at its own top level (so importing it alone is enough)", () => {
+    for (const out of outputs.get("node/index.ts")!) {
+      const text = readFileSync(join(ROOT, out), "utf8");
+      const sf = ts.createSourceFile(out, text, ts.ScriptTarget.Latest, true);
+      const calls = sf.statements.filter((st) => ts.isExpressionStatement(st)).map((st) => st.getText(sf));
+      expect(
+        calls.some((c) => /\bregisterNodeSha256\(\)/.test(c)),
+        out,
+      ).toBe(true);
+    }
   });
 });

@@ -2,18 +2,8 @@ import { isVeraError } from "../errors.js";
 import { errnoOf } from "../node/io-error.js";
 import { commands } from "./commands/index.js";
 import { UsageError, type CliContext } from "./command.js";
+import { exitCodeOf } from "./exit-codes.js";
 import { parseCommandArgs } from "./parse-command-args.js";
-
-/** Codes that exit 2 (usage, I/O, transport); every other VeraError is invalid input (exit 1). */
-const IO_CODES = new Set([
-  "IO_ERROR",
-  "IO_NOT_FOUND",
-  "ARG_INVALID",
-  "HUB_NETWORK",
-  "HUB_SERVER_ERROR",
-  "HUB_RATE_LIMITED",
-  "HUB_CACHE",
-]);
 
 /** The top-level help: every command with its one-line summary. */
 async function help(): Promise<string> {
@@ -91,7 +81,7 @@ export async function main(
     }
     if (isVeraError(e)) {
       report(ctx, e.toJSON(), e);
-      return IO_CODES.has(e.code) ? 2 : 1;
+      return exitCodeOf(e.code);
     }
     if (errnoOf(e) !== undefined) {
       report(ctx, { code: "IO_ERROR", message: `${(e as Error).message}` }, e);

@@ -58,48 +58,48 @@ fn half_is_inf_or_nan(h: u32, bf: bool) -> bool {
 }
 `;
 
-/** Parameters shared by the conversion passes: element count and dtype flag (1 = bf16). */
-export const UNPACK_WGSL = /* wgsl */ `
+/**
+ * A conversion pass over 16-bit pairs: one invocation per 32-bit word `w` holding elements `e` and `e + 1`.
+ * `P` is what the passes share: element count and dtype flag (1 = bf16).
+ */
+const conversionPass = (bindings: string, body: string): string => /* wgsl */ `
 ${convert}
 struct P { count: u32, bf: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<storage, read> packed: array<u32>;
-@group(0) @binding(1) var<storage, read_write> wide: array<f32>;
-@group(0) @binding(2) var<uniform> prm: P;
+${bindings}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let w = gid.x + gid.y * nw.x * 256u;
   let e = w * 2u;
   if (e >= prm.count) { return; }
-  let word = packed[w];
   let bf = prm.bf == 1u;
-  wide[e] = half_to_f32(word & 0xffffu, bf);
-  if (e + 1u < prm.count) { wide[e + 1u] = half_to_f32(word >> 16u, bf); }
+${body}
 }
 `;
 
+/** Widens 16-bit values (f16 or bf16, two per word) to float32. */
+export const UNPACK_WGSL = conversionPass(
+  /* wgsl */ `@group(0) @binding(0) var<storage, read> packed: array<u32>;
+@group(0) @binding(1) var<storage, read_write> wide: array<f32>;
+@group(0) @binding(2) var<uniform> prm: P;`,
+  /* wgsl */ `  let word = packed[w];
+  wide[e] = half_to_f32(word & 0xffffu, bf);
+  if (e + 1u < prm.count) { wide[e + 1u] = half_to_f32(word >> 16u, bf); }`,
+);
+
 /** Packs float32 back to 16-bit values, flagging elements that became infinite (overflow). */
-export const PACK_WGSL = /* wgsl */ `
-${convert}
-struct P { count: u32, bf: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<storage, read_write> packed: array<u32>;
+export const PACK_WGSL = conversionPass(
+  /* wgsl */ `@group(0) @binding(0) var<storage, read_write> packed: array<u32>;
 @group(0) @binding(1) var<storage, read> wide: array<f32>;
 @group(0) @binding(2) var<uniform> prm: P;
-@group(0) @binding(3) var<storage, read_write> stats: array<atomic<u32>, 4>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw: vec3u) {
-  let w = gid.x + gid.y * nw.x * 256u;
-  let e = w * 2u;
-  if (e >= prm.count) { return; }
-  let bf = prm.bf == 1u;
-  let old = packed[w];
+@group(0) @binding(3) var<storage, read_write> stats: array<atomic<u32>, 4>;`,
+  /* wgsl */ `  let old = packed[w];
   var lo = f32_to_half(wide[e], bf);
   var hi = old >> 16u;
   if (e + 1u < prm.count) { hi = f32_to_half(wide[e + 1u], bf); }
   if (half_is_inf(lo, bf) && !half_is_inf_or_nan(old & 0xffffu, bf)) { atomicMin(&stats[1], e); }
   if (e + 1u < prm.count && half_is_inf(hi, bf) && !half_is_inf_or_nan(old >> 16u, bf)) { atomicMin(&stats[1], e + 1u); }
-  packed[w] = lo | (hi << 16u);
-}
-`;
+  packed[w] = lo | (hi << 16u);`,
+);
 
 /**
  * Tiled GEMM in place on a float32 row block: Wf[p, q] += sum_k L[p, k] R[k, q], each workgroup a

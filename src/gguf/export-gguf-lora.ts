@@ -1,4 +1,4 @@
-import { VeraError } from "../errors.js";
+import { VeraError, type ErrorCodeValue } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { expandToLoraStream } from "../peft/expand-to-lora.js";
 import { encodeTensor, ggmlTypeOf, type GgufFloatOutType } from "./encode-tensor.js";
@@ -66,7 +66,11 @@ export interface GgufLoraStream {
 
 const FILE_TYPE: Record<GgufFloatOutType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
 
-function fail(code: string, message: string, extra: { path?: string; expected?: unknown; received?: unknown } = {}) {
+function fail(
+  code: ErrorCodeValue,
+  message: string,
+  extra: { path?: string; expected?: unknown; received?: unknown } = {},
+) {
   return new VeraError(code, message, extra);
 }
 

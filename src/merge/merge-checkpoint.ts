@@ -8,10 +8,10 @@ import { baseShapesFromWeights } from "../peft/base-shapes-from-weights.js";
 import { VeraError } from "../errors.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { checkpointContainer } from "./checkpoint-container.js";
-import { eventStream } from "./event-stream.js";
+import { drain, eventStream } from "../util/event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { loadAdapterFile } from "./load-adapter-file.js";
-import { drainMerge, mergeAborted } from "./merge-aborted.js";
+import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
 import { readCheckpoint, type Checkpoint } from "./read-checkpoint.js";
@@ -61,7 +61,7 @@ export async function* mergeCheckpointIter(
 export async function mergeCheckpoint(
   params: MergeCheckpointParams & { onProgress?: (e: MergeEvent) => void },
 ): Promise<MergeReport> {
-  return drainMerge(mergeCheckpointIter(params), params.onProgress);
+  return drain(mergeCheckpointIter(params), params.onProgress);
 }
 
 async function adapterFor(

@@ -9,12 +9,12 @@ import { loraBaseFromGguf } from "../gguf/lora-base.js";
 import { GgufErrorCode } from "../gguf/error-codes.js";
 import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
 import { readFileBytes } from "../node/files.js";
-import { eventStream } from "./event-stream.js";
+import { drain, eventStream } from "../util/event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./gguf-container.js";
 import { ggufSplitOutput } from "./gguf-split-output.js";
 import { loadAdapterFile } from "./load-adapter-file.js";
-import { drainMerge, mergeAborted } from "./merge-aborted.js";
+import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
 import { readGgufModel } from "./read-gguf-model.js";
@@ -71,7 +71,7 @@ export async function* mergeGgufIter(params: MergeGgufParams): AsyncGenerator<Me
 export async function mergeGguf(
   params: MergeGgufParams & { onProgress?: (e: MergeEvent) => void },
 ): Promise<MergeReport> {
-  return drainMerge(mergeGgufIter(params), params.onProgress);
+  return drain(mergeGgufIter(params), params.onProgress);
 }
 
 async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping | undefined> {

@@ -6,10 +6,10 @@ import { basename, dirname, resolve } from "node:path";
 import type { VeraAdapter } from "../format/types.js";
 import { readFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
-import { eventStream } from "./event-stream.js";
+import { drain, eventStream } from "../util/event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { loadMergeAdapter } from "./load-merge-adapter.js";
-import { drainMerge, mergeAborted } from "./merge-aborted.js";
+import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { onnxContainer, readOnnxSource, type OnnxSource } from "./onnx-container.js";
 import { planAndWrite } from "./plan-and-write.js";
@@ -70,7 +70,7 @@ export async function* mergeOnnxIter(params: MergeOnnxParams): AsyncGenerator<Me
 export async function mergeOnnx(
   params: MergeOnnxParams & { onProgress?: (e: MergeEvent) => void },
 ): Promise<MergeReport> {
-  return drainMerge(mergeOnnxIter(params), params.onProgress);
+  return drain(mergeOnnxIter(params), params.onProgress);
 }
 
 /** The adapter to merge, loaded from a path when one is given (a PEFT folder takes its shapes from the model). */

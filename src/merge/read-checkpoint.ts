@@ -7,10 +7,11 @@
  * and the link resolves to a file directly in that repo's own `blobs/` folder (the cache's layout).
  */
 import { promises as fsp } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve, sep } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { isInside } from "../node/path-inside.js";
 import { parseSafetensorsHeader, type SafetensorsHeader } from "../safetensors/parse.js";
+import { hfBlobsOfSnapshot } from "../util/hf-cache-layout.js";
 import { MergeErrorCode } from "./error-codes.js";
 
 /** A shard of a checkpoint. */
@@ -52,10 +53,7 @@ const INDEX = "model.safetensors.index.json";
  * `<cache>/models--ns--name/snapshots/<commit>`; undefined for any other folder.
  */
 function cacheBlobsOf(dir: string): string | undefined {
-  const snapshots = dirname(dir);
-  const repo = dirname(snapshots);
-  if (basename(snapshots) !== "snapshots" || !basename(repo).startsWith("models--")) return undefined;
-  return join(repo, "blobs");
+  return hfBlobsOfSnapshot(dir.split(sep))?.join(sep);
 }
 
 /**

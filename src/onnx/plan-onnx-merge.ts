@@ -1,5 +1,5 @@
 import type { WeightDtype, WeightLayout } from "../dtypes.js";
-import { VeraError, type Issue } from "../errors.js";
+import { VeraError, type ErrorCodeValue, type Issue } from "../errors.js";
 import { OnnxErrorCode } from "./error-codes.js";
 import { indexGraph } from "./graph-index.js";
 import { dtypeSize, numel } from "./inline-values.js";
@@ -209,7 +209,7 @@ export function planOnnxMerge(params: PlanOnnxMergeParams): OnnxMergePlan {
   const issues: Issue[] = [];
   const warnings: string[] = [];
   const skipped: string[] = [];
-  const issue = (code: string, message: string, path: string, expected?: unknown, received?: unknown): void => {
+  const issue = (code: ErrorCodeValue, message: string, path: string, expected?: unknown, received?: unknown): void => {
     const i: Issue = { code, message, path };
     if (expected !== undefined) i.expected = expected;
     if (received !== undefined) i.received = received;

@@ -99,9 +99,28 @@ export function parseSafetensorsHeader(params: ParseHeaderParams): SafetensorsHe
       received: bytes.length,
       path: "header",
     });
+  const json = decodeHeader(bytes.subarray(8, 8 + n));
+  const dataStart = 8 + n;
+  const dataLength = fileSize - dataStart;
+  let metadata: Record<string, string> = {};
+  let hasMetadata = false;
+  const entries: Array<[string, TensorInfo]> = [];
+  for (const key of Object.keys(json)) {
+    const v = json[key];
+    if (key === "__metadata__") {
+      hasMetadata = true;
+      metadata = readMetadata(v);
+    } else entries.push([key, readTensorEntry(key, v)]);
+  }
+  checkCoverage(entries, dataLength);
+  return { metadata, hasMetadata, tensors: new Map(entries), headerLength: n, dataStart, dataLength };
+}
+
+/** The header bytes as a JSON object: UTF-8, starting with `{`, strict JSON without duplicate keys. */
+function decodeHeader(header: Uint8Array): { [k: string]: JsonValue } {
   let text: string;
   try {
-    text = utf8.decode(bytes.subarray(8, 8 + n));
+    text = utf8.decode(header);
   } catch {
     throw new VeraError(ErrorCode.ST_HEADER_UTF8, "header is not valid UTF-8", { path: "header" });
   }
@@ -126,88 +145,84 @@ export function parseSafetensorsHeader(params: ParseHeaderParams): SafetensorsHe
   }
   if (!isObj(json)) throw new VeraError(ErrorCode.ST_HEADER_JSON, "header JSON is not an object", { path: "header" });
 
-  const dataStart = 8 + n;
-  const dataLength = fileSize - dataStart;
-  let metadata: Record<string, string> = {};
-  let hasMetadata = false;
-  const entries: Array<[string, TensorInfo]> = [];
-  for (const key of Object.keys(json)) {
-    const v = json[key];
-    if (key === "__metadata__") {
-      hasMetadata = true;
-      if (!isObj(v))
-        throw new VeraError(ErrorCode.ST_METADATA, "__metadata__ must be an object of strings", {
-          path: "__metadata__",
-          expected: "object",
-          received: Array.isArray(v) ? "array" : typeof v,
-        });
-      const m: Record<string, string> = {};
-      for (const mk of Object.keys(v)) {
-        const mv = v[mk];
-        if (typeof mv !== "string")
-          throw new VeraError(ErrorCode.ST_METADATA, `__metadata__.${mk} must be a string`, {
-            path: `__metadata__/${mk}`,
-            expected: "string",
-            received: mv === null ? "null" : typeof mv,
-          });
-        m[mk] = mv;
-      }
-      metadata = m;
-      continue;
-    }
-    if (!isObj(v))
-      throw new VeraError(ErrorCode.ST_TENSOR_ENTRY, `tensor "${key}" entry is not an object`, { path: key });
-    const extra = Object.keys(v).filter((k) => k !== "dtype" && k !== "shape" && k !== "data_offsets");
-    if (extra.length > 0)
-      throw new VeraError(ErrorCode.ST_TENSOR_ENTRY, `tensor "${key}" has unknown field(s) ${extra.join(", ")}`, {
-        path: key,
-        expected: "dtype, shape, data_offsets",
-        received: Object.keys(v).join(", "),
+  return json;
+}
+
+/** `__metadata__`: an object of strings. */
+function readMetadata(v: JsonValue | undefined): Record<string, string> {
+  if (!isObj(v))
+    throw new VeraError(ErrorCode.ST_METADATA, "__metadata__ must be an object of strings", {
+      path: "__metadata__",
+      expected: "object",
+      received: Array.isArray(v) ? "array" : typeof v,
+    });
+  const m: Record<string, string> = {};
+  for (const mk of Object.keys(v)) {
+    const mv = v[mk];
+    if (typeof mv !== "string")
+      throw new VeraError(ErrorCode.ST_METADATA, `__metadata__.${mk} must be a string`, {
+        path: `__metadata__/${mk}`,
+        expected: "string",
+        received: mv === null ? "null" : typeof mv,
       });
-    const { dtype, shape, data_offsets: offs } = v;
-    if (typeof dtype !== "string" || !Array.isArray(shape) || !Array.isArray(offs))
-      throw new VeraError(
-        ErrorCode.ST_TENSOR_ENTRY,
-        `tensor "${key}" needs dtype (string), shape and data_offsets (arrays)`,
-        {
-          path: key,
-        },
-      );
-    if (!isDtype(dtype))
-      throw new VeraError(ErrorCode.ST_DTYPE, `tensor "${key}" has unknown dtype ${JSON.stringify(dtype)}`, {
+    m[mk] = mv;
+  }
+  return m;
+}
+
+/** One tensor entry: dtype, shape and data_offsets, each checked, the byte size overflow-checked. */
+function readTensorEntry(key: string, v: JsonValue | undefined): TensorInfo {
+  if (!isObj(v))
+    throw new VeraError(ErrorCode.ST_TENSOR_ENTRY, `tensor "${key}" entry is not an object`, { path: key });
+  const extra = Object.keys(v).filter((k) => k !== "dtype" && k !== "shape" && k !== "data_offsets");
+  if (extra.length > 0)
+    throw new VeraError(ErrorCode.ST_TENSOR_ENTRY, `tensor "${key}" has unknown field(s) ${extra.join(", ")}`, {
+      path: key,
+      expected: "dtype, shape, data_offsets",
+      received: Object.keys(v).join(", "),
+    });
+  const { dtype, shape, data_offsets: offs } = v;
+  if (typeof dtype !== "string" || !Array.isArray(shape) || !Array.isArray(offs))
+    throw new VeraError(
+      ErrorCode.ST_TENSOR_ENTRY,
+      `tensor "${key}" needs dtype (string), shape and data_offsets (arrays)`,
+      {
         path: key,
-        expected: Object.keys(DTYPE_SIZES).join("|"),
-        received: dtype,
-      });
-    for (const d of shape)
-      if (typeof d !== "number" || !Number.isInteger(d) || d < 0)
-        throw new VeraError(
-          ErrorCode.ST_SHAPE,
-          `tensor "${key}" has a shape entry that is not a non-negative integer`,
-          {
-            path: key,
-            received: JSON.stringify(shape),
-          },
-        );
-    if (offs.length !== 2 || offs.some((o) => typeof o !== "number" || !Number.isInteger(o) || o < 0))
-      throw new VeraError(ErrorCode.ST_OFFSETS, `tensor "${key}" data_offsets must be two non-negative integers`, {
-        path: key,
-        received: JSON.stringify(offs),
-      });
-    let count = 1n;
-    for (const d of shape as number[]) count *= BigInt(d);
-    const nbytes = count * BigInt(DTYPE_SIZES[dtype]);
-    if (nbytes > BigInt(Number.MAX_SAFE_INTEGER) || (shape as number[]).some((d) => !Number.isSafeInteger(d)))
-      throw new VeraError(ErrorCode.ST_SIZE_OVERFLOW, `tensor "${key}" byte size overflows`, {
+      },
+    );
+  if (!isDtype(dtype))
+    throw new VeraError(ErrorCode.ST_DTYPE, `tensor "${key}" has unknown dtype ${JSON.stringify(dtype)}`, {
+      path: key,
+      expected: Object.keys(DTYPE_SIZES).join("|"),
+      received: dtype,
+    });
+  for (const d of shape)
+    if (typeof d !== "number" || !Number.isInteger(d) || d < 0)
+      throw new VeraError(ErrorCode.ST_SHAPE, `tensor "${key}" has a shape entry that is not a non-negative integer`, {
         path: key,
         received: JSON.stringify(shape),
       });
-    const [b, e] = offs as [number, number];
-    if (!Number.isSafeInteger(b) || !Number.isSafeInteger(e))
-      throw new VeraError(ErrorCode.ST_SIZE_OVERFLOW, `tensor "${key}" offsets overflow`, { path: key });
-    entries.push([key, { dtype, shape: shape as number[], dataOffsets: [b, e] }]);
-    void nbytes;
-  }
+  if (offs.length !== 2 || offs.some((o) => typeof o !== "number" || !Number.isInteger(o) || o < 0))
+    throw new VeraError(ErrorCode.ST_OFFSETS, `tensor "${key}" data_offsets must be two non-negative integers`, {
+      path: key,
+      received: JSON.stringify(offs),
+    });
+  let count = 1n;
+  for (const d of shape as number[]) count *= BigInt(d);
+  const nbytes = count * BigInt(DTYPE_SIZES[dtype]);
+  if (nbytes > BigInt(Number.MAX_SAFE_INTEGER) || (shape as number[]).some((d) => !Number.isSafeInteger(d)))
+    throw new VeraError(ErrorCode.ST_SIZE_OVERFLOW, `tensor "${key}" byte size overflows`, {
+      path: key,
+      received: JSON.stringify(shape),
+    });
+  const [b, e] = offs as [number, number];
+  if (!Number.isSafeInteger(b) || !Number.isSafeInteger(e))
+    throw new VeraError(ErrorCode.ST_SIZE_OVERFLOW, `tensor "${key}" offsets overflow`, { path: key });
+  return { dtype, shape: shape as number[], dataOffsets: [b, e] };
+}
+
+/** The tensors, sorted by offset, cover the data section exactly: contiguous, each its exact size, no trailing bytes. */
+function checkCoverage(entries: Array<[string, TensorInfo]>, dataLength: number): void {
   entries.sort((x, y) => x[1].dataOffsets[0] - y[1].dataOffsets[0] || x[1].dataOffsets[1] - y[1].dataOffsets[1]);
   let pos = 0;
   for (const [name, info] of entries) {
@@ -245,7 +260,6 @@ export function parseSafetensorsHeader(params: ParseHeaderParams): SafetensorsHe
         : `tensors need ${pos} bytes but the data section has ${dataLength} (truncated file)`,
       { path: "data", expected: pos, received: dataLength },
     );
-  return { metadata, hasMetadata, tensors: new Map(entries), headerLength: n, dataStart, dataLength };
 }
 
 /** A parsed safetensors file held in memory. */

@@ -42,78 +42,8 @@ export interface JsonBuilder<V, O, A> {
  * than `maxDepth` are errors. Throws {@link StrictJsonError}. @internal
  */
 export function parseJsonWith<V, O, A>(text: string, b: JsonBuilder<V, O, A>, maxDepth = 64): V {
-  let i = 0;
+  const c: Cursor = { text, i: 0 };
   const n = text.length;
-  const ws = () => {
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++;
-      else break;
-    }
-  };
-  const fail = (msg: string): never => {
-    throw new StrictJsonError(`${msg} at position ${i}`, i);
-  };
-  const parseString = (): string => {
-    // assumes text[i] === '"'
-    i++;
-    let out = "";
-    let start = i;
-    for (;;) {
-      if (i >= n) fail("unterminated string");
-      const c = text.charCodeAt(i);
-      if (c === 0x22) {
-        out += text.slice(start, i);
-        i++;
-        return out;
-      }
-      if (c < 0x20) fail("control character in string");
-      if (c === 0x5c) {
-        out += text.slice(start, i);
-        i++;
-        if (i >= n) fail("unterminated escape");
-        const e = text[i];
-        switch (e) {
-          case '"':
-            out += '"';
-            break;
-          case "\\":
-            out += "\\";
-            break;
-          case "/":
-            out += "/";
-            break;
-          case "b":
-            out += "\b";
-            break;
-          case "f":
-            out += "\f";
-            break;
-          case "n":
-            out += "\n";
-            break;
-          case "r":
-            out += "\r";
-            break;
-          case "t":
-            out += "\t";
-            break;
-          case "u": {
-            const hex = text.slice(i + 1, i + 5);
-            if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail("bad \\u escape");
-            out += String.fromCharCode(parseInt(hex, 16));
-            i += 4;
-            break;
-          }
-          default:
-            fail("bad escape");
-        }
-        i++;
-        start = i;
-      } else i++;
-    }
-  };
-  const numberRe = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
   const words: Array<[string, () => V]> = [
     ["true", () => b.literal(true)],
     ["false", () => b.literal(false)],
@@ -123,79 +53,135 @@ export function parseJsonWith<V, O, A>(text: string, b: JsonBuilder<V, O, A>, ma
     const nf = b.nonFinite.bind(b);
     words.push(["NaN", () => nf(NaN)], ["Infinity", () => nf(Infinity)], ["-Infinity", () => nf(-Infinity)]);
   }
+  const parseObject = (depth: number): V => {
+    const obj = b.object();
+    if (openEmpty(c, "}")) return b.finishObject(obj);
+    do {
+      skipWs(c);
+      if (text[c.i] !== '"') failAt(c, "expected a string key");
+      const keyPos = c.i;
+      const key = parseString(c);
+      if (b.has(obj, key)) throw new StrictJsonError(`duplicate key "${key}" at position ${keyPos}`, keyPos, key);
+      skipWs(c);
+      if (text[c.i] !== ":") failAt(c, "expected ':'");
+      c.i++;
+      b.set(obj, key, parseValue(depth + 1));
+    } while (!afterItem(c, "}"));
+    return b.finishObject(obj);
+  };
+  const parseArray = (depth: number): V => {
+    const arr = b.array();
+    if (openEmpty(c, "]")) return b.finishArray(arr);
+    do b.push(arr, parseValue(depth + 1));
+    while (!afterItem(c, "]"));
+    return b.finishArray(arr);
+  };
   const parseValue = (depth: number): V => {
-    if (depth > maxDepth) fail(`nesting deeper than ${maxDepth}`);
-    ws();
-    if (i >= n) fail("unexpected end of input");
-    const c = text[i];
-    if (c === "{") {
-      i++;
-      const obj = b.object();
-      ws();
-      if (text[i] === "}") {
-        i++;
-        return b.finishObject(obj);
-      }
-      for (;;) {
-        ws();
-        if (text[i] !== '"') fail("expected a string key");
-        const keyPos = i;
-        const key = parseString();
-        if (b.has(obj, key)) throw new StrictJsonError(`duplicate key "${key}" at position ${keyPos}`, keyPos, key);
-        ws();
-        if (text[i] !== ":") fail("expected ':'");
-        i++;
-        b.set(obj, key, parseValue(depth + 1));
-        ws();
-        if (text[i] === ",") {
-          i++;
-          continue;
-        }
-        if (text[i] === "}") {
-          i++;
-          return b.finishObject(obj);
-        }
-        fail("expected ',' or '}'");
-      }
-    }
-    if (c === "[") {
-      i++;
-      const arr = b.array();
-      ws();
-      if (text[i] === "]") {
-        i++;
-        return b.finishArray(arr);
-      }
-      for (;;) {
-        b.push(arr, parseValue(depth + 1));
-        ws();
-        if (text[i] === ",") {
-          i++;
-          continue;
-        }
-        if (text[i] === "]") {
-          i++;
-          return b.finishArray(arr);
-        }
-        fail("expected ',' or ']'");
-      }
-    }
-    if (c === '"') return b.string(parseString());
+    if (depth > maxDepth) failAt(c, `nesting deeper than ${maxDepth}`);
+    skipWs(c);
+    if (c.i >= n) failAt(c, "unexpected end of input");
+    const ch = text[c.i];
+    if (ch === "{") return parseObject(depth);
+    if (ch === "[") return parseArray(depth);
+    if (ch === '"') return b.string(parseString(c));
     for (const [word, make] of words)
-      if (text.startsWith(word, i)) {
-        i += word.length;
+      if (text.startsWith(word, c.i)) {
+        c.i += word.length;
         return make();
       }
-    numberRe.lastIndex = i;
-    const m = numberRe.exec(text);
-    if (!m || m[0].length === 0) fail("unexpected character");
-    i += m![0].length;
+    NUMBER_RE.lastIndex = c.i;
+    const m = NUMBER_RE.exec(text);
+    if (!m || m[0].length === 0) failAt(c, "unexpected character");
+    c.i += m![0].length;
     return b.number(m![0], m![1] !== undefined || m![2] !== undefined);
   };
   const v = parseValue(0);
-  ws();
-  if (i !== n) fail("trailing characters");
+  skipWs(c);
+  if (c.i !== n) failAt(c, "trailing characters");
   return v;
+}
+
+/** Internal: a text and the position the parser is at. */
+interface Cursor {
+  text: string;
+  i: number;
+}
+
+const NUMBER_RE = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+const ESCAPES: Record<string, string> = {
+  '"': '"',
+  "\\": "\\",
+  "/": "/",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+};
+
+function skipWs(c: Cursor): void {
+  const { text } = c;
+  while (c.i < text.length) {
+    const ch = text.charCodeAt(c.i);
+    if (ch === 0x20 || ch === 0x0a || ch === 0x0d || ch === 0x09) c.i++;
+    else break;
+  }
+}
+
+function failAt(c: Cursor, msg: string): never {
+  throw new StrictJsonError(`${msg} at position ${c.i}`, c.i);
+}
+
+/** Step over an opening bracket and whitespace; true (its closing bracket consumed too) when the value is empty. */
+function openEmpty(c: Cursor, close: "}" | "]"): boolean {
+  c.i++;
+  skipWs(c);
+  if (c.text[c.i] !== close) return false;
+  c.i++;
+  return true;
+}
+
+/** After an object member or array element: false after a comma, true at the closing bracket (consumed). */
+function afterItem(c: Cursor, close: "}" | "]"): boolean {
+  skipWs(c);
+  const ch = c.text[c.i];
+  if (ch !== "," && ch !== close) failAt(c, `expected ',' or '${close}'`);
+  c.i++;
+  return ch === close;
+}
+
+/** A JSON string at the cursor (which is on its opening quote). */
+function parseString(c: Cursor): string {
+  const { text } = c;
+  const n = text.length;
+  c.i++;
+  let out = "";
+  let start = c.i;
+  for (;;) {
+    if (c.i >= n) failAt(c, "unterminated string");
+    const ch = text.charCodeAt(c.i);
+    if (ch === 0x22) {
+      out += text.slice(start, c.i);
+      c.i++;
+      return out;
+    }
+    if (ch < 0x20) failAt(c, "control character in string");
+    if (ch === 0x5c) {
+      out += text.slice(start, c.i);
+      c.i++;
+      if (c.i >= n) failAt(c, "unterminated escape");
+      const e = text[c.i]!;
+      if (e === "u") {
+        const hex = text.slice(c.i + 1, c.i + 5);
+        if (!/^[0-9a-fA-F]{4}$/.test(hex)) failAt(c, "bad \\u escape");
+        out += String.fromCharCode(parseInt(hex, 16));
+        c.i += 4;
+      } else if (Object.hasOwn(ESCAPES, e)) out += ESCAPES[e];
+      else failAt(c, "bad escape");
+      c.i++;
+      start = c.i;
+    } else c.i++;
+  }
 }
 
 type JsonObject = { [key: string]: JsonValue };

@@ -16,10 +16,13 @@ export function el(tag: string, text?: string, attrs: Record<string, string> = {
   return e;
 }
 
+/** What the page lists: an issue, or a notice under a label of its own (PEFT_WARNING, which is no error code). */
+type Listed = Omit<Issue, "code"> & { code: string };
+
 const fmt = (v: unknown): string => (typeof v === "string" ? v : JSON.stringify(v));
 
 /** One issue as `vera validate` prints it. */
-export function issueLine(i: Issue): string {
+export function issueLine(i: Listed): string {
   return (
     `${i.code}${i.path ? ` at ${i.path}` : ""}: ${i.message}` +
     (i.expected !== undefined ? ` (expected ${fmt(i.expected)}, found ${fmt(i.received)})` : "")
@@ -27,7 +30,7 @@ export function issueLine(i: Issue): string {
 }
 
 /** Render issues into a list (each `li` carries data-code and data-message for tests and styling). */
-export function showIssues(list: HTMLElement, issues: Issue[], kind: "error" | "warning"): void {
+export function showIssues(list: HTMLElement, issues: Listed[], kind: "error" | "warning"): void {
   for (const i of issues) {
     const li = el("li", issueLine(i), { "data-code": String(i.code), "data-message": i.message, class: kind });
     list.append(li);

@@ -2,7 +2,7 @@ import { ErrorCode, VeraError } from "../../errors.js";
 import { createAdapter, type CreateModuleSpec } from "../../format/create.js";
 import { writeVeraFile } from "../../node/files.js";
 import { UsageError, type Command } from "../command.js";
-import { intOption } from "../options.js";
+import { cliOptions, intOption } from "../options.js";
 
 const command: Command = {
   name: "create",
@@ -12,15 +12,10 @@ const command: Command = {
   usage:
     "vera create -o FILE --rank R [--seed S] [--d-initial X] [--module NAME:OUTxIN[:linear|conv1d]]... [--layers N --target PATH:OUTxIN...] [--base-model ID] [--arithmetic fused|separate]",
   options: {
-    output: { type: "string", short: "o" },
-    rank: { type: "string" },
-    seed: { type: "string" },
-    "d-initial": { type: "string" },
-    module: { type: "string", multiple: true },
-    layers: { type: "string" },
-    target: { type: "string", multiple: true },
-    "base-model": { type: "string" },
-    arithmetic: { type: "string" },
+    ...cliOptions({
+      strings: ["output", "rank", "seed", "d-initial", "layers", "base-model", "arithmetic"],
+      lists: ["module", "target"],
+    }),
   },
   allowPositionals: false,
   async run({ values }, ctx) {

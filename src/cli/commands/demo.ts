@@ -14,8 +14,10 @@ import { adapterFeeds } from "../../serve/adapter-feeds.js";
 import { graftOnnxFile } from "../../serve/node/graft-onnx-file.js";
 import { loadMergeAdapter } from "../../merge/load-merge-adapter.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../../safetensors/parse.js";
+import type { ComputeBackend } from "../../compute/backend.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { UsageError, type Command } from "../command.js";
+import { cliOptions } from "../options.js";
 
 interface Reference {
   adapter: string;
@@ -41,6 +43,117 @@ function findFixtures(): string | undefined {
   return undefined;
 }
 
+type Ort = typeof import("onnxruntime-node");
+
+const rel = (p: string): string => relative(process.cwd(), p) || p;
+
+/** onnxruntime-node, which runs the models (IO_ERROR when it is not installed). */
+async function loadOrt(): Promise<Ort> {
+  try {
+    const m = (await import("onnxruntime-node")) as unknown as { default?: Ort };
+    return (m.default ?? m) as Ort;
+  } catch (e) {
+    throw new VeraError(
+      ErrorCode.IO_ERROR,
+      `the demo runs models in onnxruntime-node, which is not installed: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+}
+
+/** Run the model at `path` on the fixture's inputs; its outputs, in the fixture's order. */
+async function runModel(ort: Ort, path: string, ref: Reference): Promise<Float32Array[]> {
+  const s = await ort.InferenceSession.create(path, { executionProviders: ["cpu"] });
+  try {
+    const feeds: Record<string, import("onnxruntime-node").Tensor> = {};
+    for (const i of ref.inputs)
+      feeds[i.name] =
+        i.dtype === "int64"
+          ? new ort.Tensor(
+              "int64",
+              BigInt64Array.from(i.data, (x) => BigInt(x)),
+              i.shape,
+            )
+          : new ort.Tensor("float32", Float32Array.from(i.data), i.shape);
+    const o = await s.run(feeds);
+    return ref.outputs.map((n) => o[n]!.data as Float32Array);
+  } finally {
+    await s.release();
+  }
+}
+
+/** One fixture case, end to end: import the PEFT folder, validate, merge, run base and merged models. */
+async function mergeCase(c: {
+  name: string;
+  info: Manifest["cases"][string];
+  dir: string;
+  work: string;
+  backend: ComputeBackend;
+  ort: Ort;
+  say: (s: string) => void;
+}): Promise<Record<string, unknown> & { pass: boolean }> {
+  const { dir, say } = c;
+  const ref = JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as Reference;
+  const modelPath = join(dir, "model.onnx");
+  const peftDir = resolve(dir, ref.adapter);
+  const t0 = performance.now();
+  // 1. import the PEFT folder, module shapes from the ONNX model
+  const weights = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(modelPath) }) });
+  const folder = await readPeftFolder({ dir: peftDir });
+  const { adapter, report: imp } = importPeft({
+    config: folder.configText,
+    weights: folder.weights,
+    base: peftBaseFromOnnx({ weights, peftWeights: folder.weights, label: rel(modelPath) }),
+  });
+  const veraPath = join(c.work, c.name, "adapter.vera.safetensors");
+  mkdirSync(dirname(veraPath), { recursive: true });
+  const bytes = await writeVeraFile(veraPath, adapter);
+  // 2. validate the written file
+  const v = validateVera(bytes);
+  // 3. merge
+  const out = join(c.work, c.name, "merged", "model.onnx");
+  const report = await mergeOnnx({
+    model: modelPath,
+    adapter: veraPath,
+    output: out,
+    backend: c.backend,
+    durable: false,
+  });
+  // 4. run base and merged models
+  const want = ref.outputs.length > 1 ? (ref.reference as number[][]) : [ref.reference as number[]];
+  const diff = (got: Float32Array[]): number =>
+    got.reduce((m, g, k) => g.reduce((mm, x, i) => Math.max(mm, Math.abs(x - want[k]![i]!)), m), 0);
+  const baseErr = diff(await runModel(c.ort, modelPath, ref));
+  const mergedErr = diff(await runModel(c.ort, out, ref));
+  const pass = mergedErr < TOLERANCE && v.ok;
+  const ms = performance.now() - t0;
+  say("");
+  say(`[${c.name}] ${c.info.exporter}; ${c.info.notes}`);
+  say(
+    `  import    ${rel(peftDir)} -> adapter.vera.safetensors: ${imp.modules} modules, r=${imp.rank}, seed ${imp.seed}, ${bytes.length} bytes`,
+  );
+  say(`  validate  ${v.ok ? "ok" : `INVALID: ${v.issues.map((i) => i.code).join(", ")}`}`);
+  say(
+    `  merge     ${report.modules.length} modules into ${report.weights} weights of ${rel(modelPath)} ` +
+      `(${[...new Set(report.modules.map((m) => m.storage.split(":")[0]))].join(", ")}; backend ${report.backend}) in ${report.timings.total.toFixed(0)} ms`,
+  );
+  say(`  run       onnxruntime-node, base and merged model on the fixture's inputs`);
+  say(
+    `  result    max |merged - PEFT reference| = ${mergedErr.toExponential(2)}  (base model: ${baseErr.toExponential(2)})  ` +
+      `${pass ? "PASS" : "FAIL"} (tolerance ${TOLERANCE})`,
+  );
+  return {
+    case: c.name,
+    modules: report.modules.length,
+    weights: report.weights,
+    validated: v.ok,
+    maxAbsMergedVsReference: mergedErr,
+    maxAbsBaseVsReference: baseErr,
+    pass,
+    ms: Math.round(ms),
+  };
+}
+
 const command: Command = {
   name: "demo",
   summary: "Run the whole pipeline on the bundled fixtures and check PEFT's logits",
@@ -50,10 +163,7 @@ const command: Command = {
     "unmerged from one grafted model, swapped per run and mixed in one batch.",
   usage: "vera demo [--case NAME | --all] [--backend NAME] [--no-serve] [--json]",
   options: {
-    case: { type: "string" },
-    all: { type: "boolean" },
-    backend: { type: "string" },
-    "no-serve": { type: "boolean" },
+    ...cliOptions({ strings: ["case", "backend"], flags: ["all", "no-serve"] }),
   },
   allowPositionals: false,
   async run({ values }, ctx) {
@@ -69,24 +179,12 @@ const command: Command = {
     const cases = values.all ? all : [(values.case as string | undefined) ?? "llama-dynamo"];
     for (const c of cases)
       if (!all.includes(c)) throw new UsageError(`unknown case "${c}"; choose one of ${all.join(", ")}`);
-    let ort: typeof import("onnxruntime-node");
-    try {
-      const m = (await import("onnxruntime-node")) as unknown as { default?: typeof import("onnxruntime-node") };
-      ort = (m.default ?? m) as typeof import("onnxruntime-node");
-    } catch (e) {
-      throw new VeraError(
-        ErrorCode.IO_ERROR,
-        `the demo runs models in onnxruntime-node, which is not installed: ${(e as Error).message}`,
-        { cause: e },
-      );
-    }
+    const ort = await loadOrt();
     // onnxruntime's CPU backend is what the demo needs (it loads onnxruntime anyway); `auto` if it cannot start
     const backend = await createNodeBackend(
       values.backend ? { name: values.backend as string } : { name: "ort-cpu", fallback: true },
     );
     const work = mkdtempSync(join(tmpdir(), "vera-demo-"));
-    const results: Array<Record<string, unknown>> = [];
-    const rel = (p: string): string => relative(process.cwd(), p) || p;
     const say = (s: string): void => {
       if (!ctx.json) ctx.out(s);
     };
@@ -96,82 +194,11 @@ const command: Command = {
       say(
         `fixtures made by torch ${manifest.tools.torch}, transformers ${manifest.tools.transformers}, peft ${manifest.tools.peft}, legacy torch ${manifest.tools.legacy_torch} (${rel(join(fx, "MANIFEST.json"))})`,
       );
+      const results: Array<Record<string, unknown>> = [];
       for (const c of cases) {
-        const info = manifest.cases[c]!;
-        const dir = join(fx, c);
-        const ref = JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as Reference;
-        const modelPath = join(dir, "model.onnx");
-        const peftDir = resolve(dir, ref.adapter);
-        const t0 = performance.now();
-        // 1. import the PEFT folder, module shapes from the ONNX model
-        const weights = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(modelPath) }) });
-        const folder = await readPeftFolder({ dir: peftDir });
-        const { adapter, report: imp } = importPeft({
-          config: folder.configText,
-          weights: folder.weights,
-          base: peftBaseFromOnnx({ weights, peftWeights: folder.weights, label: rel(modelPath) }),
-        });
-        const veraPath = join(work, c, "adapter.vera.safetensors");
-        mkdirSync(dirname(veraPath), { recursive: true });
-        const bytes = await writeVeraFile(veraPath, adapter);
-        // 2. validate the written file
-        const v = validateVera(bytes);
-        // 3. merge
-        const out = join(work, c, "merged", "model.onnx");
-        const report = await mergeOnnx({ model: modelPath, adapter: veraPath, output: out, backend, durable: false });
-        // 4. run base and merged models
-        const run = async (p: string): Promise<Float32Array[]> => {
-          const s = await ort.InferenceSession.create(p, { executionProviders: ["cpu"] });
-          try {
-            const feeds: Record<string, import("onnxruntime-node").Tensor> = {};
-            for (const i of ref.inputs)
-              feeds[i.name] =
-                i.dtype === "int64"
-                  ? new ort.Tensor(
-                      "int64",
-                      BigInt64Array.from(i.data, (x) => BigInt(x)),
-                      i.shape,
-                    )
-                  : new ort.Tensor("float32", Float32Array.from(i.data), i.shape);
-            const o = await s.run(feeds);
-            return ref.outputs.map((n) => o[n]!.data as Float32Array);
-          } finally {
-            await s.release();
-          }
-        };
-        const want = ref.outputs.length > 1 ? (ref.reference as number[][]) : [ref.reference as number[]];
-        const diff = (got: Float32Array[]): number =>
-          got.reduce((m, g, k) => g.reduce((mm, x, i) => Math.max(mm, Math.abs(x - want[k]![i]!)), m), 0);
-        const baseErr = diff(await run(modelPath));
-        const mergedErr = diff(await run(out));
-        const pass = mergedErr < TOLERANCE && v.ok;
-        ok &&= pass;
-        const ms = performance.now() - t0;
-        results.push({
-          case: c,
-          modules: report.modules.length,
-          weights: report.weights,
-          validated: v.ok,
-          maxAbsMergedVsReference: mergedErr,
-          maxAbsBaseVsReference: baseErr,
-          pass,
-          ms: Math.round(ms),
-        });
-        say("");
-        say(`[${c}] ${info.exporter}; ${info.notes}`);
-        say(
-          `  import    ${rel(peftDir)} -> adapter.vera.safetensors: ${imp.modules} modules, r=${imp.rank}, seed ${imp.seed}, ${bytes.length} bytes`,
-        );
-        say(`  validate  ${v.ok ? "ok" : `INVALID: ${v.issues.map((i) => i.code).join(", ")}`}`);
-        say(
-          `  merge     ${report.modules.length} modules into ${report.weights} weights of ${rel(modelPath)} ` +
-            `(${[...new Set(report.modules.map((m) => m.storage.split(":")[0]))].join(", ")}; backend ${report.backend}) in ${report.timings.total.toFixed(0)} ms`,
-        );
-        say(`  run       onnxruntime-node, base and merged model on the fixture's inputs`);
-        say(
-          `  result    max |merged - PEFT reference| = ${mergedErr.toExponential(2)}  (base model: ${baseErr.toExponential(2)})  ` +
-            `${pass ? "PASS" : "FAIL"} (tolerance ${TOLERANCE})`,
-        );
+        const r = await mergeCase({ name: c, info: manifest.cases[c]!, dir: join(fx, c), work, backend, ort, say });
+        ok &&= r.pass;
+        results.push(r);
       }
       const serve =
         values["no-serve"] === true ? undefined : await serveSection(join(dirname(fx), "serve"), work, ort, say);
@@ -215,7 +242,7 @@ interface ServeDemo {
 async function serveSection(
   dir: string,
   work: string,
-  ort: typeof import("onnxruntime-node"),
+  ort: Ort,
   say: (s: string) => void,
 ): Promise<ServeDemo | undefined> {
   const name = "llama-dynamo";

@@ -3,7 +3,7 @@ import { writePeftFolderStreamed } from "../../node/peft-folder.js";
 import { expandToLoraStream } from "../../peft/expand-to-lora.js";
 import { LORA_ENGINES, planLoraForEngine, type LoraEngine, type LoraEnginePlan } from "../../serve/lora-for-engine.js";
 import { UsageError, type Command } from "../command.js";
-import { intOption } from "../options.js";
+import { cliOptions, intOption } from "../options.js";
 import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
 
 const command: Command = {
@@ -18,11 +18,7 @@ const command: Command = {
     "vera expand-lora FILE -o DIR [--rank K] [--rank-pattern MODULE=K[,MODULE=K...]] [--peft-compat VERSION] " +
     "[--for vllm|tgi|lorax]",
   options: {
-    output: { type: "string", short: "o" },
-    rank: { type: "string" },
-    "rank-pattern": { type: "string", multiple: true },
-    "peft-compat": { type: "string" },
-    for: { type: "string" },
+    ...cliOptions({ strings: ["output", "rank", "peft-compat", "for"], lists: ["rank-pattern"] }),
     ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {

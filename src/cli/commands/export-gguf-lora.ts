@@ -3,7 +3,7 @@ import { exportGgufLoraStream } from "../../gguf/export-gguf-lora.js";
 import type { GgufFloatOutType } from "../../gguf/encode-tensor.js";
 import { loadGgufLoraInputs, writeGgufStreamFile } from "../../node/gguf-file.js";
 import { UsageError, type Command } from "../command.js";
-import { intOption } from "../options.js";
+import { cliOptions, intOption } from "../options.js";
 
 const TYPES = ["f32", "f16", "bf16", "q8_0"];
 
@@ -17,13 +17,7 @@ const command: Command = {
     "vera export-gguf-lora ADAPTER --base MODEL.gguf|config.json -o adapter.gguf [--rank K] [--type f32|f16|bf16|q8_0] " +
     "[--mapping names.json] [--adapter NAME] [--name NAME]",
   options: {
-    output: { type: "string", short: "o" },
-    base: { type: "string" },
-    rank: { type: "string" },
-    type: { type: "string" },
-    mapping: { type: "string" },
-    adapter: { type: "string" },
-    name: { type: "string" },
+    ...cliOptions({ strings: ["output", "base", "rank", "type", "mapping", "adapter", "name"] }),
   },
   async run({ values, positionals }, ctx) {
     const out = values["output"] as string | undefined;

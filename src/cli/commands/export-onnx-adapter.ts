@@ -7,7 +7,7 @@ import { writeOnnxAdapter } from "../../serve/write-onnx-adapter.js";
 import { readOnnxModelInputs, type OnnxModelInput } from "../../serve/write-onnx-adapter-inputs.js";
 import { writeOnnxLoraAdapter } from "../../serve/write-onnx-adapter-lora.js";
 import { UsageError, type Command } from "../command.js";
-import { intOption } from "../options.js";
+import { cliOptions, intOption } from "../options.js";
 import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
 
 function dtypeOption(v: unknown): OnnxAdapterDtype | undefined {
@@ -45,13 +45,10 @@ const command: Command = {
     "vera export-onnx-adapter ADAPTER -o FILE.onnx_adapter [--lora [--rank K]] [--dtype f32|f16] [--model MODEL.onnx] " +
     "[--adapter-version N] [--model-version N]",
   options: {
-    output: { type: "string", short: "o" },
-    lora: { type: "boolean" },
-    rank: { type: "string" },
-    dtype: { type: "string" },
-    model: { type: "string" },
-    "adapter-version": { type: "string" },
-    "model-version": { type: "string" },
+    ...cliOptions({
+      strings: ["output", "rank", "dtype", "model", "adapter-version", "model-version"],
+      flags: ["lora"],
+    }),
     ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {

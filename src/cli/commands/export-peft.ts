@@ -2,6 +2,7 @@ import { writePeftFolder } from "../../node/peft-folder.js";
 import { exportPeft } from "../../peft/export-peft.js";
 import { UsageError, type Command } from "../command.js";
 import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
+import { cliOptions } from "../options.js";
 
 const command: Command = {
   name: "export-peft",
@@ -11,10 +12,7 @@ const command: Command = {
     "projections identical to what PEFT regenerates). --peft-compat VERSION drops config fields that older PEFT rejects.",
   usage: "vera export-peft FILE -o DIR [--save-projection | --no-save-projection] [--peft-compat VERSION]",
   options: {
-    output: { type: "string", short: "o" },
-    "save-projection": { type: "boolean" },
-    "no-save-projection": { type: "boolean" },
-    "peft-compat": { type: "string" },
+    ...cliOptions({ strings: ["output", "peft-compat"], flags: ["save-projection", "no-save-projection"] }),
     ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {

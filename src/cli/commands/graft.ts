@@ -1,5 +1,6 @@
 import { graftOnnxFile } from "../../serve/node/graft-onnx-file.js";
 import { UsageError, type Command } from "../command.js";
+import { cliOptions } from "../options.js";
 
 function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -19,12 +20,7 @@ const command: Command = {
     "vera graft MODEL.onnx ADAPTER -o OUT.onnx [--batched] [--dtype f32|f16] [--no-defaults] [--skip-missing] " +
     "[--adapter-name NAME] [--json]",
   options: {
-    output: { type: "string", short: "o" },
-    batched: { type: "boolean" },
-    dtype: { type: "string" },
-    "no-defaults": { type: "boolean" },
-    "skip-missing": { type: "boolean" },
-    "adapter-name": { type: "string" },
+    ...cliOptions({ strings: ["output", "dtype", "adapter-name"], flags: ["batched", "no-defaults", "skip-missing"] }),
   },
   async run({ values, positionals }, ctx) {
     const [model, adapter, ...rest] = positionals;

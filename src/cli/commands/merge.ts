@@ -16,7 +16,7 @@ import { readFileBytes } from "../../node/files.js";
 import { listLinearWeights, readOnnxModel } from "../../onnx/index.js";
 import { promises as fsp } from "node:fs";
 import { availableParallelism } from "node:os";
-import { intOption } from "../options.js";
+import { cliOptions, intOption } from "../options.js";
 import { UsageError, type CliContext, type Command } from "../command.js";
 
 const command: Command = {
@@ -39,17 +39,10 @@ const command: Command = {
     "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors|ORG/MODEL[@REV]|MODEL.gguf|MODEL-00001-of-0000N.gguf ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
     "[--threads N] [--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
   options: {
-    output: { type: "string", short: "o" },
-    backend: { type: "string" },
-    threads: { type: "string" },
-    "dry-run": { type: "boolean" },
-    "in-place": { type: "boolean" },
-    mapping: { type: "string" },
-    "adapter-name": { type: "string" },
-    memory: { type: "string" },
-    "no-fsync": { type: "boolean" },
-    "skip-missing": { type: "boolean" },
-    untie: { type: "boolean" },
+    ...cliOptions({
+      strings: ["output", "backend", "threads", "mapping", "adapter-name", "memory"],
+      flags: ["dry-run", "in-place", "no-fsync", "skip-missing", "untie"],
+    }),
   },
   async run({ values, positionals }, ctx) {
     const [given, adapter, ...rest] = positionals;

@@ -4,7 +4,7 @@ import { parseSeed } from "../../projections/seed.js";
 import { bytesOf, writeSafetensors } from "../../safetensors/write.js";
 import { writeFileAtomic } from "../../node/files.js";
 import { UsageError, type Command } from "../command.js";
-import { intOption } from "../options.js";
+import { cliOptions, intOption } from "../options.js";
 
 const command: Command = {
   name: "projections",
@@ -14,13 +14,7 @@ const command: Command = {
   usage:
     "vera projections --seed S --rank R --max-in N --max-out M [--arithmetic fused|separate] [--rounding none|bf16|fp16] -o OUT.safetensors",
   options: {
-    seed: { type: "string" },
-    rank: { type: "string" },
-    "max-in": { type: "string" },
-    "max-out": { type: "string" },
-    arithmetic: { type: "string" },
-    rounding: { type: "string" },
-    output: { type: "string", short: "o" },
+    ...cliOptions({ strings: ["seed", "rank", "max-in", "max-out", "arithmetic", "rounding", "output"] }),
   },
   allowPositionals: false,
   async run({ values }, ctx) {

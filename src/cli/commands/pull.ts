@@ -3,6 +3,7 @@ import { isHubOffline } from "../../hub/node/is-hub-offline.js";
 import { pullAdapterIter } from "../../hub/node/pull-adapter.js";
 import { UsageError, type Command } from "../command.js";
 import { drainHubEvents, hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.js";
+import { cliOptions } from "../options.js";
 
 const command: Command = {
   name: "pull",
@@ -11,9 +12,7 @@ const command: Command = {
     "Download an adapter from the Hugging Face Hub into the cache Python's huggingface_hub uses (HF_HUB_CACHE, else HF_HOME/hub), checking every file's digest and validating the adapter first. A PEFT VeRA repo is imported. --offline (or HF_HUB_OFFLINE=1) reads the cache only.",
   usage: "vera pull NS/NAME[@REV] [-o DIR] [--offline] [--file NAME] [--hub-url URL] [--token TOKEN] [--json]",
   options: {
-    output: { type: "string", short: "o" },
-    offline: { type: "boolean" },
-    file: { type: "string" },
+    ...cliOptions({ strings: ["output", "file"], flags: ["offline"] }),
     ...hubOptions,
   },
   async run({ values, positionals }, ctx) {

@@ -2,6 +2,7 @@ import { pushAdapterIter } from "../../hub/push/push-adapter.js";
 import { readFileBytes } from "../../node/files.js";
 import { UsageError, type Command } from "../command.js";
 import { drainHubEvents, hubOptions, hubSettingsFrom, withTokenRedacted } from "../hub-options.js";
+import { cliOptions } from "../options.js";
 
 const command: Command = {
   name: "push",
@@ -11,15 +12,11 @@ const command: Command = {
   usage:
     "vera push FILE --repo NS/NAME [--revision BRANCH] [--create] [--private] [--with-peft] [--message MSG] [--overwrite-card | --skip-card] [--base-model ID] [--hub-url URL] [--token TOKEN] [--json]",
   options: {
-    repo: { type: "string" },
-    revision: { type: "string" },
-    create: { type: "boolean" },
-    private: { type: "boolean" },
-    "with-peft": { type: "boolean" },
+    ...cliOptions({
+      strings: ["repo", "revision", "base-model"],
+      flags: ["create", "private", "with-peft", "overwrite-card", "skip-card"],
+    }),
     message: { type: "string", short: "m" },
-    "overwrite-card": { type: "boolean" },
-    "skip-card": { type: "boolean" },
-    "base-model": { type: "string" },
     ...hubOptions,
   },
   async run({ values, positionals }, ctx) {

@@ -1,5 +1,5 @@
 /** Internal: turn whatever a Hub call threw into a VeraError with a HUB_* code and a redacted message. */
-import { isVeraError, VeraError } from "../../errors.js";
+import { isVeraError, VeraError, type ErrorCodeValue } from "../../errors.js";
 import { HubErrorCode } from "../errors.js";
 import type { HubFetch } from "../hub-fetch.js";
 import { redactError, redactSecrets } from "../redact.js";
@@ -37,8 +37,11 @@ export function toHubError(e: unknown, ctx: HubErrorContext): VeraError {
   if (isVeraError(e)) return redactError({ error: e, secrets: ctx.secrets }) as VeraError;
   const where = ctx.path ?? ctx.repo;
   const at = [ctx.repo, ctx.revision ? `@${ctx.revision}` : "", ctx.path ? `/${ctx.path}` : ""].join("");
-  const mk = (code: string, message: string, extra: { expected?: unknown; received?: unknown } = {}): VeraError =>
-    new VeraError(code, red(message), { ...(where !== undefined ? { path: red(where) } : {}), ...extra });
+  const mk = (
+    code: ErrorCodeValue,
+    message: string,
+    extra: { expected?: unknown; received?: unknown } = {},
+  ): VeraError => new VeraError(code, red(message), { ...(where !== undefined ? { path: red(where) } : {}), ...extra });
 
   if (isAbort(e)) return mk(HubErrorCode.HUB_ABORTED, `${ctx.action}: aborted`);
 

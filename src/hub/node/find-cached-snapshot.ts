@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { VeraError } from "../../errors.js";
 import { HubErrorCode } from "../errors.js";
 import { checkRepoId, checkRevision } from "../repo-names.js";
-import { cachedCommit, repoFolder } from "./internal/cache.js";
+import { hfRef, hfSnapshot } from "../../util/hf-cache-layout.js";
+import { cachedCommit } from "./internal/cache.js";
 import { resolveHubCacheDir } from "./resolve-hub-cache-dir.js";
 
 /** Parameters of {@link findCachedSnapshot}. */
@@ -45,7 +46,7 @@ export async function findCachedSnapshot(params: FindCachedSnapshotParams): Prom
     ...(params.env !== undefined ? { env: params.env } : {}),
   });
   const commit = await cachedCommit(cacheDir, repo, revision);
-  const snapshotPath = commit === undefined ? undefined : join(repoFolder(cacheDir, repo), "snapshots", commit);
+  const snapshotPath = commit === undefined ? undefined : join(cacheDir, ...hfSnapshot(repo, commit));
   const st = snapshotPath === undefined ? undefined : await fsp.stat(snapshotPath).catch(() => undefined);
   if (commit === undefined || snapshotPath === undefined || !st?.isDirectory()) {
     const rev = params.revision === undefined ? "" : ` --revision ${revision}`;
@@ -54,7 +55,7 @@ export async function findCachedSnapshot(params: FindCachedSnapshotParams): Prom
       `${repo}@${revision} is not in the Hub cache at ${cacheDir}; download it first ` +
         `(e.g. \`huggingface-cli download ${repo}${rev}\`), or set HF_HUB_CACHE / HF_HOME to the cache that holds it`,
       {
-        path: snapshotPath ?? join(repoFolder(cacheDir, repo), "refs", ...revision.split("/")),
+        path: snapshotPath ?? join(cacheDir, ...hfRef(repo, revision)),
         expected: `${repo}@${revision} in the Hub cache`,
         received: "not cached",
       },

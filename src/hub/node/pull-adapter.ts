@@ -8,10 +8,11 @@ import type { HubProgressEvent } from "../events.js";
 import type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "../pull/fetched-adapter.js";
 import { resolveHubUrl } from "../hub-url.js";
 import { decodeAdapterFiles, PEFT_CONFIG, PEFT_WEIGHTS } from "../pull/adapter-files.js";
-import { channel, drain } from "../internal/channel.js";
+import { drain, operationStream } from "../../util/event-stream.js";
 import { fetchAdapterCore } from "../pull/fetch-core.js";
 import { toHubError } from "../internal/to-hub-error.js";
 import { checkRepoId, checkRepoPath, checkRevision } from "../repo-names.js";
+import { hfSnapshot } from "../../util/hf-cache-layout.js";
 import {
   cachedCommit,
   readCachedBlob,
@@ -86,7 +87,7 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
   const maxBytes = params.maxBytes ?? 2 ** 31 - 1;
   const hubUrl = resolveHubUrl({ ...(params.hubUrl ? { hubUrl: params.hubUrl } : {}), env });
   const token = params.accessToken ?? (await resolveHubToken({ env }))?.token;
-  const snapshotOf = (commit: string): string => join(repoFolder(cacheDir, repo), "snapshots", commit);
+  const snapshotOf = (commit: string): string => join(cacheDir, ...hfSnapshot(repo, commit));
 
   const fromSnapshot = async (why: "offline" | "fallback"): Promise<PullResult | undefined> => {
     if (why === "offline") emit({ type: "phase", phase: "resolving" });
@@ -216,9 +217,9 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
  * cache only; when the Hub cannot be reached, a cached copy of the revision is used. Node only.
  */
 export function pullAdapterIter(params: PullAdapterParams): AsyncGenerator<HubProgressEvent, PullResult> {
-  return channel(async (emit) => {
+  return operationStream(params, async (p, emit) => {
     try {
-      return await pullCore(params, emit);
+      return await pullCore(p, emit);
     } catch (e) {
       throw toHubError(e, {
         action: `pulling ${params.repo}`,

@@ -1,5 +1,5 @@
 import type { HubProgressEvent } from "../events.js";
-import { channel, drain } from "../internal/channel.js";
+import { drain, operationStream } from "../../util/event-stream.js";
 import { fetchAdapterCore } from "./fetch-core.js";
 import type { FetchAdapterParams, FetchedAdapter } from "./fetched-adapter.js";
 
@@ -12,7 +12,7 @@ export type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "./fetched-
  * adapter is validated, before this returns. Yields progress events; returns the adapter.
  */
 export function fetchAdapterIter(params: FetchAdapterParams): AsyncGenerator<HubProgressEvent, FetchedAdapter> {
-  return channel((emit) => fetchAdapterCore(params, emit));
+  return operationStream(params, fetchAdapterCore);
 }
 
 /** Promise form of {@link fetchAdapterIter}; progress goes to `params.onProgress`. */

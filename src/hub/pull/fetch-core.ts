@@ -6,7 +6,7 @@ import { createHubFetch, type HubFetch } from "../hub-fetch.js";
 import { DEFAULT_HUB_URL, resolveHubUrl } from "../hub-url.js";
 import { checkRepoId, checkRepoPath, checkRevision } from "../repo-names.js";
 import { decodeAdapterFiles, resolveAdapterFiles, resolveRepoFile, type AdapterFileRef } from "./adapter-files.js";
-import { drain } from "../internal/channel.js";
+import { drain } from "../../util/event-stream.js";
 import { downloadVerified } from "../internal/download-verified.js";
 import { toHubError } from "../internal/to-hub-error.js";
 import { checkToken } from "../internal/token.js";

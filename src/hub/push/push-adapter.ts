@@ -6,7 +6,7 @@ import { HubErrorCode } from "../errors.js";
 import type { HubProgressEvent } from "../events.js";
 import { backoffDelay, createHubFetch, type RetryOptions } from "../hub-fetch.js";
 import { DEFAULT_HUB_URL, resolveHubUrl } from "../hub-url.js";
-import { channel, drain } from "../internal/channel.js";
+import { drain, operationStream } from "../../util/event-stream.js";
 import { downloadVerified } from "../internal/download-verified.js";
 import { isHubApiError, loadHubLib, statusOf } from "../internal/hub-lib.js";
 import { exportPeftFiles } from "./export-peft-files.js";
@@ -89,7 +89,28 @@ export interface PushResult {
 
 const README = "README.md";
 
-async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) => void): Promise<PushResult> {
+/** What every stage of a push shares: the checked parameters, the transport and the progress callback. */
+interface PushContext {
+  params: PushAdapterParams;
+  repo: string;
+  branch: string;
+  filename: string;
+  hubUrl: string;
+  token: string;
+  hubFetch: ReturnType<typeof createHubFetch>;
+  cred: { accessToken: string; hubUrl: string; fetch: typeof fetch };
+  lib: Awaited<ReturnType<typeof loadHubLib>>;
+  emit: (e: HubProgressEvent) => void;
+}
+
+/** A branch head: its commit and whether the repository is private. */
+interface Head {
+  sha: string;
+  private: boolean;
+}
+
+/** The checked names of a push (repo, branch, file name), before anything is sent. */
+function checkNames(params: PushAdapterParams): { repo: string; branch: string; filename: string } {
   const repo = checkRepoId(params.repo);
   const branch = checkRevision(params.branch ?? "main", "branch");
   const filename = checkRepoPath(params.filename ?? DEFAULT_FILE_NAME, "filename");
@@ -97,12 +118,12 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
     throw new VeraError("ARG_INVALID", `filename: "${filename}" is reserved for the model card or the PEFT copy`, {
       path: "filename",
     });
-  const hubUrl = resolveHubUrl({ hubUrl: params.hubUrl ?? DEFAULT_HUB_URL });
-  const token = checkToken(params.accessToken, true, `pushing to ${repo}`)!;
-  const modelCard = params.modelCard ?? "auto";
+  return { repo, branch, filename };
+}
 
-  emit({ type: "phase", phase: "validating" });
-  const v = validateVera(params.file);
+/** The adapter in the file, or a VeraError carrying every issue: an invalid file sends nothing. */
+function validateForPush(file: Uint8Array): VeraAdapter {
+  const v = validateVera(file);
   if (!v.ok || !v.adapter) {
     const first = v.issues[0];
     throw VeraError.fromIssues(
@@ -110,8 +131,246 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
       `not pushing: the file is not a valid verakit file: ${first?.message ?? "invalid"}${v.issues.length > 1 ? ` (and ${v.issues.length - 1} more issue(s))` : ""}`,
     );
   }
-  const adapter: VeraAdapter = v.adapter;
+  return v.adapter;
+}
 
+/** The files to upload (the verakit file, with `withPeft` the PEFT copy), prepared before any network call. */
+async function filesToUpload(c: PushContext, adapter: VeraAdapter): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>([[c.filename, c.params.file]]);
+  if (c.params.withPeft) {
+    const peft = await exportPeftFiles(adapter);
+    for (const w of peft.warnings) c.emit({ type: "notice", message: `PEFT copy: ${w}` });
+    files.set("adapter_config.json", peft.config);
+    files.set("adapter_model.safetensors", peft.weights);
+  }
+  return files;
+}
+
+/** The head commit of the branch. */
+async function headOf(c: PushContext): Promise<Head> {
+  const info = await c.lib.modelInfo({ name: c.repo, revision: c.branch, additionalFields: ["sha"], ...c.cred });
+  const sha = (info as { sha?: unknown }).sha;
+  if (typeof sha !== "string" || !/^[0-9a-f]{40}$/.test(sha))
+    throw new VeraError(
+      HubErrorCode.HUB_BAD_RESPONSE,
+      `the Hub did not give the head commit of ${c.repo}@${c.branch}`,
+      {
+        path: c.repo,
+      },
+    );
+  return { sha, private: info.private };
+}
+
+/** Create the repository (with `create`), then the branch when it is missing; returns the branch head. */
+async function openBranch(c: PushContext): Promise<{ head: Head; repoCreated: boolean; branchCreated: boolean }> {
+  const { params, repo, branch, cred, emit } = c;
+  let repoCreated = false;
+  let branchCreated = false;
+  if (params.create) {
+    emit({ type: "phase", phase: "creating-repo" });
+    try {
+      await c.lib.createRepo({
+        repo,
+        ...cred,
+        ...(params.private !== undefined ? { visibility: params.private ? "private" : "public" } : {}),
+      });
+      repoCreated = true;
+    } catch (e) {
+      if (statusOf(e) !== 409) throw e;
+      emit({ type: "notice", message: `${repo} already exists; pushing to it` });
+    }
+  }
+  let head: Head;
+  try {
+    head = await headOf(c);
+  } catch (e) {
+    if (
+      !(
+        params.create &&
+        statusOf(e) === 404 &&
+        isHubApiError(e) &&
+        c.hubFetch.errorInfo(e.url)?.errorCode === "RevisionNotFound"
+      )
+    )
+      throw e;
+    emit({ type: "phase", phase: "creating-branch" });
+    try {
+      await c.lib.createBranch({ repo, branch, ...cred });
+      branchCreated = true;
+    } catch (e2) {
+      if (statusOf(e2) !== 409) throw e2;
+    }
+    head = await headOf(c);
+  }
+  if (params.private === true && !head.private && !repoCreated)
+    emit({
+      type: "notice",
+      message: `${repo} exists and is public; private only applies to a repository this push creates`,
+    });
+  return { head, repoCreated, branchCreated };
+}
+
+/** Decide what happens to README.md (adding the card to `files` when it is to be written). */
+async function planModelCard(
+  c: PushContext,
+  adapter: VeraAdapter,
+  head: Head,
+  files: Map<string, Uint8Array>,
+): Promise<PushResult["modelCard"]> {
+  const { params, repo, emit } = c;
+  const modelCard = params.modelCard ?? "auto";
+  if (modelCard === "skip") return "skipped";
+  emit({ type: "phase", phase: "checking-card" });
+  const [existing] = await c.lib.pathsInfo({ repo, paths: [README], revision: head.sha, ...c.cred });
+  let existingText: string | undefined;
+  if (existing && existing.path === README) {
+    const etag = existing.lfs?.oid ?? existing.oid ?? "";
+    const bytes = await drain(
+      downloadVerified({
+        repo,
+        path: README,
+        revision: head.sha,
+        hubUrl: c.hubUrl,
+        accessToken: c.token,
+        hubFetch: c.hubFetch,
+        expected: { size: existing.size, etag },
+        ...(params.signal ? { signal: params.signal } : {}),
+      }),
+      emit,
+    );
+    existingText = new TextDecoder().decode(bytes);
+  }
+  const card = renderModelCard({
+    adapter,
+    repo,
+    filename: c.filename,
+    withPeft: params.withPeft ?? false,
+    ...(params.baseModel !== undefined ? { baseModel: params.baseModel } : {}),
+  });
+  let cardAction: PushResult["modelCard"];
+  if (existingText === undefined) cardAction = "created";
+  else if (isGeneratedModelCard({ text: existingText })) cardAction = existingText === card ? "kept" : "updated";
+  else if (modelCard === "overwrite") cardAction = "overwritten";
+  else {
+    cardAction = "kept";
+    emit({
+      type: "notice",
+      message: `kept the existing ${README} (written by a person); use modelCard: "overwrite" (--overwrite-card) to replace it`,
+    });
+  }
+  if (cardAction !== "kept") files.set(README, new TextEncoder().encode(card));
+  return cardAction;
+}
+
+/** The uploaded files' records, and each file's digests as the Hub reports them (LFS SHA-256, git SHA-1). */
+async function digestFiles(
+  files: Map<string, Uint8Array>,
+): Promise<{ pushed: PushedFile[]; digests: Map<string, { sha256: string; git: string }> }> {
+  const pushed: PushedFile[] = [];
+  const digests = new Map<string, { sha256: string; git: string }>();
+  for (const [path, bytes] of files) {
+    const sha256 = await sha256Of(bytes);
+    digests.set(path, { sha256, git: await gitBlobSha1Of(bytes) });
+    pushed.push({ path, size: bytes.length, sha256 });
+  }
+  return { pushed, digests };
+}
+
+/**
+ * Send the commit on top of `head`, retrying within bounds. A commit that failed in transit is checked
+ * first: when the branch moved and holds exactly these files, the commit landed. Returns the commit and
+ * whether it was found that way.
+ */
+async function commitWithRecovery(
+  c: PushContext,
+  files: Map<string, Uint8Array>,
+  digests: Map<string, { sha256: string; git: string }>,
+  head: Head,
+): Promise<{ commit: string; commitUrl: string; recovered: boolean }> {
+  const { params, repo, branch, hubUrl, emit } = c;
+  const operations: CommitOperation[] = [...files].map(([path, bytes]) => ({
+    operation: "addOrUpdate",
+    path,
+    content: new Blob([bytes as Uint8Array<ArrayBuffer>]),
+  }));
+  const filesAt = async (commit: string): Promise<boolean> => {
+    const infos = await c.lib.pathsInfo({ repo, paths: [...files.keys()], revision: commit, ...c.cred });
+    if (infos.length !== files.size) return false;
+    return infos.every((i) => {
+      const d = digests.get(i.path);
+      return d !== undefined && (i.lfs ? i.lfs.oid === d.sha256 : i.oid === d.git);
+    });
+  };
+  const retry = c.hubFetch.retry;
+  let recovering = false;
+  for (let attempt = 0; ; attempt++) {
+    const seen = { phase: "" };
+    try {
+      const out = await drain(
+        c.lib.commitIter({
+          repo,
+          operations,
+          title: params.message ?? "Upload VeRA adapter with verakit",
+          ...(params.description !== undefined ? { description: params.description } : {}),
+          branch,
+          parentCommit: head.sha,
+          useXet: false,
+          ...c.cred,
+          ...(params.signal ? { abortSignal: params.signal } : {}),
+        }),
+        (e) => {
+          if (e.event === "phase") {
+            seen.phase = e.phase;
+            emit({ type: "phase", phase: e.phase === "uploadingLargeFiles" ? "uploading" : e.phase });
+          } else if (e.state !== "error") emit({ type: "upload", path: e.path, state: e.state, progress: e.progress });
+        },
+      );
+      if (!out)
+        throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, "the Hub did not answer the commit with a commit id");
+      return { commit: out.commit.oid, commitUrl: out.commit.url, recovered: recovering };
+    } catch (e) {
+      const status = statusOf(e);
+      const uncertain =
+        seen.phase === "committing" &&
+        !isAbort(e) &&
+        (status === undefined ? e instanceof TypeError : status >= 500 || status === 409 || status === 412);
+      if (!uncertain) throw e;
+      recovering = true;
+      emit({ type: "phase", phase: "verifying-commit" });
+      const now = await headOf(c);
+      if (now.sha !== head.sha && (await filesAt(now.sha)))
+        return { commit: now.sha, commitUrl: `${hubUrl}/${repo}/commit/${now.sha}`, recovered: true };
+      if (attempt >= retry.maxRetries) {
+        if (status === 409 || status === 412)
+          throw new VeraError(
+            HubErrorCode.HUB_CONFLICT,
+            `pushing to ${repo}: ${branch} kept moving during the push (${attempt + 1} tries); nothing of this push landed`,
+            { path: repo },
+          );
+        throw e;
+      }
+      const delay = (status === 409 || status === 412 ? 0 : backoffDelay(attempt + 1, retry)) * retry.delayScale;
+      emit({
+        type: "retry",
+        attempt: attempt + 1,
+        maxRetries: retry.maxRetries,
+        delayMs: delay,
+        reason: status ? `commit HTTP ${status}` : "commit connection failed",
+        method: "POST",
+        url: `${hubUrl}/api/models/${repo}/commit/${branch}`,
+      });
+      await retry.sleep(delay, params.signal);
+      head = now;
+    }
+  }
+}
+
+async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) => void): Promise<PushResult> {
+  const { repo, branch, filename } = checkNames(params);
+  const hubUrl = resolveHubUrl({ hubUrl: params.hubUrl ?? DEFAULT_HUB_URL });
+  const token = checkToken(params.accessToken, true, `pushing to ${repo}`)!;
+  emit({ type: "phase", phase: "validating" });
+  const adapter = validateForPush(params.file);
   const hubFetch = createHubFetch({
     ...(params.fetch ? { fetch: params.fetch } : {}),
     ...(params.retry ? { retry: params.retry } : {}),
@@ -119,7 +378,7 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
     onRetry: emit,
   });
   const cred = { accessToken: token, hubUrl, fetch: hubFetch.fetch };
-  const ctx = {
+  const errorContext = {
     action: `pushing to ${repo}`,
     repo,
     revision: branch,
@@ -132,218 +391,28 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
           revisionMissingHint: "pass create: true (vera push --create) to create the branch",
         }),
   };
-
   try {
-    const { commitIter, createBranch, createRepo, modelInfo, pathsInfo } = await loadHubLib();
-    // Files to upload, prepared before any network call.
-    const files = new Map<string, Uint8Array>([[filename, params.file]]);
-    if (params.withPeft) {
-      const peft = await exportPeftFiles(adapter);
-      for (const w of peft.warnings) emit({ type: "notice", message: `PEFT copy: ${w}` });
-      files.set("adapter_config.json", peft.config);
-      files.set("adapter_model.safetensors", peft.weights);
-    }
-
-    let repoCreated = false;
-    let branchCreated = false;
-    if (params.create) {
-      emit({ type: "phase", phase: "creating-repo" });
-      try {
-        await createRepo({
-          repo,
-          ...cred,
-          ...(params.private !== undefined ? { visibility: params.private ? "private" : "public" } : {}),
-        });
-        repoCreated = true;
-      } catch (e) {
-        if (statusOf(e) !== 409) throw e;
-        emit({ type: "notice", message: `${repo} already exists; pushing to it` });
-      }
-    }
-
-    const headOf = async (): Promise<{ sha: string; private: boolean }> => {
-      const info = await modelInfo({ name: repo, revision: branch, additionalFields: ["sha"], ...cred });
-      const sha = (info as { sha?: unknown }).sha;
-      if (typeof sha !== "string" || !/^[0-9a-f]{40}$/.test(sha))
-        throw new VeraError(
-          HubErrorCode.HUB_BAD_RESPONSE,
-          `the Hub did not give the head commit of ${repo}@${branch}`,
-          { path: repo },
-        );
-      return { sha, private: info.private };
-    };
-
-    let head: { sha: string; private: boolean };
-    try {
-      head = await headOf();
-    } catch (e) {
-      if (
-        !(
-          params.create &&
-          statusOf(e) === 404 &&
-          isHubApiError(e) &&
-          hubFetch.errorInfo(e.url)?.errorCode === "RevisionNotFound"
-        )
-      )
-        throw e;
-      emit({ type: "phase", phase: "creating-branch" });
-      try {
-        await createBranch({ repo, branch, ...cred });
-        branchCreated = true;
-      } catch (e2) {
-        if (statusOf(e2) !== 409) throw e2;
-      }
-      head = await headOf();
-    }
-    if (params.private === true && !head.private && !repoCreated)
-      emit({
-        type: "notice",
-        message: `${repo} exists and is public; private only applies to a repository this push creates`,
-      });
-
-    // Model card.
-    let cardAction: PushResult["modelCard"] = "skipped";
-    if (modelCard !== "skip") {
-      emit({ type: "phase", phase: "checking-card" });
-      const [existing] = await pathsInfo({ repo, paths: [README], revision: head.sha, ...cred });
-      let existingText: string | undefined;
-      if (existing && existing.path === README) {
-        const etag = existing.lfs?.oid ?? existing.oid ?? "";
-        const bytes = await drain(
-          downloadVerified({
-            repo,
-            path: README,
-            revision: head.sha,
-            hubUrl,
-            accessToken: token,
-            hubFetch,
-            expected: { size: existing.size, etag },
-            ...(params.signal ? { signal: params.signal } : {}),
-          }),
-          emit,
-        );
-        existingText = new TextDecoder().decode(bytes);
-      }
-      const card = renderModelCard({
-        adapter,
-        repo,
-        filename,
-        withPeft: params.withPeft ?? false,
-        ...(params.baseModel !== undefined ? { baseModel: params.baseModel } : {}),
-      });
-      if (existingText === undefined) cardAction = "created";
-      else if (isGeneratedModelCard({ text: existingText })) cardAction = existingText === card ? "kept" : "updated";
-      else if (modelCard === "overwrite") cardAction = "overwritten";
-      else {
-        cardAction = "kept";
-        emit({
-          type: "notice",
-          message: `kept the existing ${README} (written by a person); use modelCard: "overwrite" (--overwrite-card) to replace it`,
-        });
-      }
-      if (cardAction !== "kept") files.set(README, new TextEncoder().encode(card));
-    }
-
-    const pushed: PushedFile[] = [];
-    const digests = new Map<string, { sha256: string; git: string }>();
-    for (const [path, bytes] of files) {
-      const sha256 = await sha256Of(bytes);
-      digests.set(path, { sha256, git: await gitBlobSha1Of(bytes) });
-      pushed.push({ path, size: bytes.length, sha256 });
-    }
-    const operations: CommitOperation[] = [...files].map(([path, bytes]) => ({
-      operation: "addOrUpdate",
-      path,
-      content: new Blob([bytes as Uint8Array<ArrayBuffer>]),
-    }));
-
-    const filesAt = async (commit: string): Promise<boolean> => {
-      const infos = await pathsInfo({ repo, paths: [...files.keys()], revision: commit, ...cred });
-      if (infos.length !== files.size) return false;
-      return infos.every((i) => {
-        const d = digests.get(i.path);
-        return d !== undefined && (i.lfs ? i.lfs.oid === d.sha256 : i.oid === d.git);
-      });
-    };
-
-    const result = (commit: string, commitUrl: string, recovered: boolean): PushResult => ({
+    const lib = await loadHubLib();
+    const c: PushContext = { params, repo, branch, filename, hubUrl, token, hubFetch, cred, lib, emit };
+    const files = await filesToUpload(c, adapter);
+    const { head, repoCreated, branchCreated } = await openBranch(c);
+    const modelCard = await planModelCard(c, adapter, head, files);
+    const { pushed, digests } = await digestFiles(files);
+    const { commit, commitUrl, recovered } = await commitWithRecovery(c, files, digests, head);
+    return {
       repo,
       branch,
       commit,
       commitUrl,
       repoUrl: `${hubUrl}/${repo}`,
       files: pushed,
-      modelCard: cardAction,
+      modelCard,
       repoCreated,
       branchCreated,
       recoveredAfterFailure: recovered,
-    });
-
-    const retry = hubFetch.retry;
-    let recovering = false;
-    for (let attempt = 0; ; attempt++) {
-      const seen = { phase: "" };
-      try {
-        const out = await drain(
-          commitIter({
-            repo,
-            operations,
-            title: params.message ?? "Upload VeRA adapter with verakit",
-            ...(params.description !== undefined ? { description: params.description } : {}),
-            branch,
-            parentCommit: head.sha,
-            useXet: false,
-            ...cred,
-            ...(params.signal ? { abortSignal: params.signal } : {}),
-          }),
-          (e) => {
-            if (e.event === "phase") {
-              seen.phase = e.phase;
-              emit({ type: "phase", phase: e.phase === "uploadingLargeFiles" ? "uploading" : e.phase });
-            } else if (e.state !== "error")
-              emit({ type: "upload", path: e.path, state: e.state, progress: e.progress });
-          },
-        );
-        if (!out)
-          throw new VeraError(HubErrorCode.HUB_BAD_RESPONSE, "the Hub did not answer the commit with a commit id");
-        return result(out.commit.oid, out.commit.url, recovering);
-      } catch (e) {
-        const status = statusOf(e);
-        const uncertain =
-          seen.phase === "committing" &&
-          !isAbort(e) &&
-          (status === undefined ? e instanceof TypeError : status >= 500 || status === 409 || status === 412);
-        if (!uncertain) throw e;
-        recovering = true;
-        emit({ type: "phase", phase: "verifying-commit" });
-        const now = await headOf();
-        if (now.sha !== head.sha && (await filesAt(now.sha)))
-          return result(now.sha, `${hubUrl}/${repo}/commit/${now.sha}`, true);
-        if (attempt >= retry.maxRetries) {
-          if (status === 409 || status === 412)
-            throw new VeraError(
-              HubErrorCode.HUB_CONFLICT,
-              `pushing to ${repo}: ${branch} kept moving during the push (${attempt + 1} tries); nothing of this push landed`,
-              { path: repo },
-            );
-          throw e;
-        }
-        const delay = (status === 409 || status === 412 ? 0 : backoffDelay(attempt + 1, retry)) * retry.delayScale;
-        emit({
-          type: "retry",
-          attempt: attempt + 1,
-          maxRetries: retry.maxRetries,
-          delayMs: delay,
-          reason: status ? `commit HTTP ${status}` : "commit connection failed",
-          method: "POST",
-          url: `${hubUrl}/api/models/${repo}/commit/${branch}`,
-        });
-        await retry.sleep(delay, params.signal);
-        head = now;
-      }
-    }
+    };
   } catch (e) {
-    throw toHubError(e, ctx);
+    throw toHubError(e, errorContext);
   }
 }
 
@@ -355,7 +424,7 @@ async function pushCore(params: PushAdapterParams, emit: (e: HubProgressEvent) =
  * retried commit can never land twice. Yields progress events; returns where the files landed.
  */
 export function pushAdapterIter(params: PushAdapterParams): AsyncGenerator<HubProgressEvent, PushResult> {
-  return channel((emit) => pushCore(params, emit));
+  return operationStream(params, pushCore);
 }
 
 /** Promise form of {@link pushAdapterIter}; progress goes to `params.onProgress`. */

@@ -1,9 +1,6 @@
 /**
- * Internal: the Hub cache layout shared with Python's huggingface_hub.
- *
- *   <cacheDir>/models--<ns>--<name>/blobs/<etag>                       file content (etag = SHA-256 or git SHA-1)
- *   <cacheDir>/models--<ns>--<name>/snapshots/<commit>/<path>          relative symlink to ../../blobs/<etag>
- *   <cacheDir>/models--<ns>--<name>/refs/<revision>                    the commit id (no newline)
+ * Internal: reading and writing the Hub cache shared with Python's huggingface_hub (its layout is
+ * src/util/hf-cache-layout.ts).
  *
  * Blobs are written to `<etag>.<random>.incomplete` in the blobs folder and renamed into place only
  * once complete and verified, so the cache never holds a partial blob under its final name; links
@@ -17,11 +14,19 @@ import { errnoOf, ioError } from "../../../node/io-error.js";
 import { isInside } from "../../../node/path-inside.js";
 import { HubErrorCode } from "../../errors.js";
 import { matchesEtag } from "../../internal/util.js";
+import {
+  HF_CACHE_FOLDERS,
+  hfBlob,
+  hfBlobsFolder,
+  hfRef,
+  hfRefsFolder,
+  hfRepoFolder,
+  hfSnapshot,
+} from "../../../util/hf-cache-layout.js";
 
 /** Folder of one model repo in the cache. */
 export function repoFolder(cacheDir: string, repo: string): string {
-  const [ns, name] = repo.split("/");
-  return join(cacheDir, `models--${ns}--${name}`);
+  return join(cacheDir, hfRepoFolder(repo));
 }
 
 /** Read a cached blob by etag if present with the right size and digest; undefined otherwise. */
@@ -31,7 +36,7 @@ export async function readCachedBlob(
   etag: string,
   size: number,
 ): Promise<Uint8Array | undefined> {
-  const path = join(repoFolder(cacheDir, repo), "blobs", etag);
+  const path = join(cacheDir, ...hfBlob(repo, etag));
   try {
     const st = await fsp.lstat(path);
     if (!st.isFile() || st.size !== size) return undefined;
@@ -59,8 +64,8 @@ export async function writeSnapshot(
   entries: CacheEntry[],
 ): Promise<string[]> {
   const root = repoFolder(cacheDir, repo);
-  const blobs = join(root, "blobs");
-  const snap = join(root, "snapshots", commit);
+  const blobs = join(cacheDir, ...hfBlobsFolder(repo));
+  const snap = join(cacheDir, ...hfSnapshot(repo, commit));
   const out: string[] = [];
   try {
     await fsp.mkdir(blobs, { recursive: true });
@@ -82,8 +87,8 @@ export async function writeSnapshot(
       out.push(pointer);
     }
     if (revision !== commit) {
-      const ref = join(root, "refs", ...revision.split("/"));
-      if (!isInside(join(root, "refs"), ref))
+      const ref = join(cacheDir, ...hfRef(repo, revision));
+      if (!isInside(join(cacheDir, ...hfRefsFolder(repo)), ref))
         throw new VeraError("IO_UNSAFE_PATH", `refusing to write a ref outside the refs folder: ${revision}`, {
           path: revision,
         });
@@ -116,9 +121,8 @@ async function linkAtomically(blob: string, pointer: string): Promise<void> {
 /** The commit a revision points to in the cache, or undefined. */
 export async function cachedCommit(cacheDir: string, repo: string, revision: string): Promise<string | undefined> {
   if (/^[0-9a-f]{40}$/.test(revision)) return revision;
-  const root = repoFolder(cacheDir, repo);
-  const ref = join(root, "refs", ...revision.split("/"));
-  if (!isInside(join(root, "refs"), ref)) return undefined;
+  const ref = join(cacheDir, ...hfRef(repo, revision));
+  if (!isInside(join(cacheDir, ...hfRefsFolder(repo)), ref)) return undefined;
   try {
     const text = (await fsp.readFile(ref, "utf8")).trim();
     return /^[0-9a-f]{40}$/.test(text) ? text : undefined;
@@ -147,7 +151,7 @@ export async function readSnapshotFile(
   maxBytes: number,
 ): Promise<SnapshotFile | undefined> {
   const root = repoFolder(cacheDir, repo);
-  const snap = join(root, "snapshots", commit);
+  const snap = join(cacheDir, ...hfSnapshot(repo, commit));
   const pointer = join(snap, ...path.split("/"));
   if (!isInside(snap, pointer)) return undefined;
   let real: string;
@@ -173,12 +177,12 @@ export async function readSnapshotFile(
     );
   const b = await fsp.readFile(real);
   const bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  const inBlobs = isInside(join(realRoot, "blobs"), real);
+  const inBlobs = isInside(join(realRoot, HF_CACHE_FOLDERS.blobs), real);
   const etag = inBlobs ? real.slice(real.lastIndexOf(sep) + 1) : undefined;
   if (etag !== undefined && (await matchesEtag(bytes, etag)) === false)
     throw new VeraError(
       HubErrorCode.HUB_CACHE,
-      `the cached ${path} of ${repo} does not match its digest ${etag}: the cache is damaged; delete ${join(root, "blobs", etag)} and pull again`,
+      `the cached ${path} of ${repo} does not match its digest ${etag}: the cache is damaged; delete ${join(cacheDir, ...hfBlob(repo, etag))} and pull again`,
       { path: pointer, expected: etag },
     );
   return { path, pointer, etag, bytes };

@@ -1,7 +1,9 @@
 /**
- * Internal: runs a job that reports events through a callback as an async generator of those
- * events whose return value is the job's result. Stopping the iteration early cancels the job
- * (its AbortSignal) and waits for it to settle.
+ * Internal: the one callback-to-async-iterator of verakit. {@link eventStream} runs a job that reports
+ * events through a callback as an async generator of those events whose return value is the job's result;
+ * stopping the iteration early cancels the job (its AbortSignal) and waits for it to settle. {@link drain}
+ * is the promise form: events go to a callback, and a throwing callback cancels the job. Every long
+ * operation with progress events (merges, Hub push and pull) uses them.
  */
 
 /** A small async queue turning callbacks into an async iterator. */
@@ -80,5 +82,36 @@ export async function* eventStream<E, R>(params: EventStreamParams<E, R>): Async
       inner.abort();
       await job;
     }
+  }
+}
+
+/**
+ * {@link eventStream} for an operation that takes its AbortSignal in its params: `run` gets `params` with a
+ * signal that aborts when the caller's does or when the iteration stops early.
+ */
+export function operationStream<P extends { signal?: AbortSignal }, E, R>(
+  params: P,
+  run: (params: P, emit: (e: E) => void) => Promise<R>,
+): AsyncGenerator<E, R, void> {
+  return eventStream({
+    run: (signal, emit) => run({ ...params, signal }, emit),
+    ...(params.signal ? { signal: params.signal } : {}),
+  });
+}
+
+/**
+ * Drive a generator to completion, handing each event to `onEvent`; returns its result. A throwing
+ * `onEvent` stops the generator (cancelling an {@link eventStream} job) and is rethrown.
+ */
+export async function drain<E, R>(it: AsyncGenerator<E, R, void>, onEvent?: (e: E) => void): Promise<R> {
+  try {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+      onEvent?.(r.value);
+    }
+  } catch (e) {
+    await it.return(undefined as never).catch(() => {});
+    throw e;
   }
 }
