@@ -6,6 +6,7 @@ import { basename, dirname, resolve } from "node:path";
 import type { VeraAdapter } from "../format/types.js";
 import { readFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
+import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { loadMergeAdapter } from "./load-merge-adapter.js";
@@ -115,6 +116,7 @@ async function runMerge(
     modules: loaded.adapter.modules,
     skipMissing: params.skipMissing ?? false,
     untie: params.untie ?? false,
+    carried: carriedTensorTargets({ adapter: loaded.adapter }),
     ...(mapping ? { mapping } : {}),
   });
   const inPlace = params.inPlace ?? false;
@@ -130,6 +132,7 @@ async function runMerge(
     dryRun,
     reportModules: (plan) => container.reportModules(dryRun ? undefined : plan.targets),
     skipped: container.skipped,
+    carried: container.reportCarried(),
     warnings: [...loaded.warnings, ...container.warnings],
     timings,
     started: t0,

@@ -25,6 +25,24 @@ export interface MergeReportModule {
   maxAbsDelta?: number;
 }
 
+/** One base-model tensor a carried adapter tensor replaced (a modules_to_save parameter, a trainable bias). */
+export interface MergeReportCarried {
+  /** The adapter's tensor (its PEFT key). */
+  tensor: string;
+  kind: "modules_to_save" | "bias";
+  /** The base parameter it replaces (transformers name). */
+  param: string;
+  /** The model's tensor that now holds it (for ONNX, a new initializer when the original had other users). */
+  target: string;
+  /** Set when the model's tensor had other users: the original's name (`target` is the copy). */
+  untiedFrom?: string;
+  /** How the model's tensor was found. */
+  matchedBy: string;
+  dtype: "F32" | "F16" | "BF16";
+  /** Stored transposed against the adapter's layout. */
+  transposed: boolean;
+}
+
 /** Busy time per phase, milliseconds (phases overlap: sums may exceed the total). */
 export interface MergeTimings {
   readModel: number;
@@ -51,6 +69,8 @@ export interface MergeReport {
   backend: string | null;
   adapterSource: "vera" | "peft" | "object";
   modules: MergeReportModule[];
+  /** Base-model tensors replaced by tensors the adapter carries (modules_to_save, trainable biases). */
+  carried: MergeReportCarried[];
   /** Adapter modules left out (not in this model; only with `skipMissing`). */
   skipped: string[];
   /** Weights patched. */

@@ -16,7 +16,11 @@ import { tensorByteLength, type OnnxModel, type OnnxTensor } from "../onnx/types
 import { untieEdits } from "../onnx/untie-edits.js";
 import type { WeightMapping } from "../onnx/weight-mapping.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer, MergedTarget } from "./container.js";
-import type { MergeReportModule } from "./merge-report.js";
+import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
+import { carriedReportRows } from "./carried-values.js";
+import { placeOnnxCarried, type OnnxCarried } from "./onnx-carried.js";
+import { indexGraph } from "../onnx/graph-index.js";
+import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
 
 /** A parsed ONNX model file. */
 export interface OnnxSource {
@@ -61,6 +65,8 @@ export interface OnnxContainer extends MergeContainer<OnnxContainerWeight> {
    * copy's storage is where it goes; without targets, as for a dry run, where its original is).
    */
   reportModules(targets?: ReadonlyMap<OnnxContainerWeight, MergedTarget>): MergeReportModule[];
+  /** The report's rows of replaced tensors. */
+  reportCarried(): MergeReportCarried[];
 }
 
 /** Parameters of {@link onnxContainer}. */
@@ -71,6 +77,8 @@ export interface OnnxContainerParams {
   mapping?: WeightMapping;
   skipMissing: boolean;
   untie: boolean;
+  /** Tensors the adapter carries that replace the model's (`carriedTensorTargets`). @default none */
+  carried?: readonly CarriedTensorTarget[];
 }
 
 /** Every tensor of the model (initializers of all graphs and Constant-node tensors). */
@@ -137,7 +145,15 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
     f.tensors.push({ tensor: t.name, start: s.offset, end: s.offset + len });
   }
 
-  const weights: OnnxContainerWeight[] = plan.weights.map((p) => {
+  const carried = placeOnnxCarried({
+    model,
+    index: indexGraph(model),
+    linear: source.linear,
+    planned: plan.weights,
+    carried: params.carried ?? [],
+    label: source.path,
+  });
+  const toWeight = (p: PlannedWeight, c?: OnnxCarried): OnnxContainerWeight => {
     const s = p.tensor.storage;
     if (s.kind === "external" && s.checksum !== undefined)
       warnings.push(
@@ -163,8 +179,13 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
         outEnd: m.outEnd,
       })),
       planned: p,
+      ...(c ? { carried: { values: c.values, placement: c.placement } } : {}),
     };
-  });
+  };
+  const weights: OnnxContainerWeight[] = [
+    ...plan.weights.map((p) => toWeight(p)),
+    ...carried.map((c) => toWeight(c.planned, c)),
+  ];
 
   const edits: ByteEdit[] = [];
   return {
@@ -175,6 +196,9 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
     skipped: plan.skipped,
     warnings,
     readInline: (w) => readInlineValues(bytes, w.planned.tensor, w.dtype),
+    prepare: (w, values) => {
+      if (w.carried) values.set(w.carried.values);
+    },
     merged(w, values, target) {
       const p = w.planned;
       const s = p.tensor.storage;
@@ -195,6 +219,7 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
     },
     headChanged: () => weights.some((w) => w.storage.kind === "inline" || w.planned.untie),
     head: () => applyEdits({ bytes, edits }).chunks,
+    reportCarried: () => carriedReportRows(weights, (w) => w.planned.untie?.name),
     reportModules(targets) {
       const rows: MergeReportModule[] = [];
       for (const w of weights) {

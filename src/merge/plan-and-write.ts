@@ -9,7 +9,7 @@ import type { ContainerWeight, MergeContainer } from "./container.js";
 import { kernelCopier } from "./file-copier.js";
 import { mergeAborted } from "./merge-aborted.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
+import type { MergeEvent, MergeReport, MergeReportCarried, MergeReportModule, MergeTimings } from "./merge-report.js";
 import { planDataFiles, type DataFilePlan } from "./plan-data-files.js";
 import { refuseInterrupted } from "./undo-journal.js";
 import { writeInPlace } from "./write-in-place.js";
@@ -36,6 +36,8 @@ export interface PlanAndWriteParams<W extends ContainerWeight> {
   reportModules: (plan: DataFilePlan<W>) => MergeReportModule[];
   /** Adapter modules left out (`skipMissing`). */
   skipped: string[];
+  /** Base tensors replaced by tensors the adapter carries. @default none */
+  carried?: MergeReportCarried[];
   warnings: string[];
   timings: MergeTimings;
   /** When the merge started and when planning started (performance.now()). */
@@ -58,6 +60,7 @@ export async function planAndWrite<W extends ContainerWeight>(params: PlanAndWri
     backend: null,
     adapterSource: params.loaded.source,
     modules: params.reportModules(plan),
+    carried: params.carried ?? [],
     skipped: params.skipped,
     weights: container.weights.length,
     bytesMerged: plan.mergedBytes,
