@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { mergeCheckpoint, mergeOnnx, type MergeReport } from "../src/merge/index.js";
-import { parseSafetensors } from "../src/safetensors/parse.js";
+import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 import { maxAbsDiff, runModel } from "./onnx-helpers.js";
 
 const FAMILIES = join(__dirname, "../fixtures/families");
@@ -48,6 +48,50 @@ describe("ONNX merge of real PEFT adapters with heads, biases and fused modules"
       const merged = await logits(out, ref);
       expect(maxAbsDiff([merged], [ref.reference])).toBeLessThan(1e-4);
       const carried = ref.adapterKeys.filter((k) => !/vera_(lambda_[bd]|A|B)$/.test(k));
+      expect(report.carried.map((r) => r.tensor).sort()).toEqual(carried.sort());
+    });
+});
+
+/** Every tensor of two safetensors files as float32 values, by name. */
+function f32Tensors(path: string): Map<string, Float32Array> {
+  const f = parseSafetensors(new Uint8Array(readFileSync(path)));
+  const out = new Map<string, Float32Array>();
+  for (const [name, info] of f.tensors) {
+    expect(info.dtype).toBe("F32");
+    const b = tensorBytes(f, name).slice();
+    out.set(name, new Float32Array(b.buffer, 0, b.byteLength / 4));
+  }
+  return out;
+}
+
+describe("checkpoint merge of real PEFT adapters with heads, biases and fused modules", () => {
+  for (const c of CASES)
+    it(`${c}: every merged tensor equals PEFT's merge_and_unload (float rounding)`, async () => {
+      const out = join(work, c, "checkpoint");
+      const report = await mergeCheckpoint({
+        model: join(FAMILIES, c, "base"),
+        adapter: join(FAMILIES, c, "adapter"),
+        output: out,
+      });
+      const ours = f32Tensors(join(out, "model.safetensors"));
+      const peft = f32Tensors(join(FAMILIES, c, "merged.safetensors"));
+      const base = f32Tensors(join(FAMILIES, c, "base", "model.safetensors"));
+      expect([...ours.keys()].sort()).toEqual([...peft.keys()].sort());
+      let changed = 0;
+      for (const [name, want] of peft) {
+        const got = ours.get(name)!;
+        const b = base.get(name)!;
+        let err = 0;
+        let moved = 0;
+        for (let i = 0; i < want.length; i++) {
+          err = Math.max(err, Math.abs(got[i]! - want[i]!));
+          moved = Math.max(moved, Math.abs(want[i]! - b[i]!));
+        }
+        expect(err, name).toBeLessThan(1e-6);
+        if (moved > 0) changed++;
+      }
+      expect(changed).toBe(report.weights);
+      const carried = reference(c).adapterKeys.filter((k) => !/vera_(lambda_[bd]|A|B)$/.test(k));
       expect(report.carried.map((r) => r.tensor).sort()).toEqual(carried.sort());
     });
 });

@@ -8,9 +8,7 @@ import { VeraError } from "../errors.js";
 import type { ExtraTensor } from "../format/types.js";
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../numeric/half.js";
 import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
-import type { ContainerWeight } from "./container.js";
 import { MergeErrorCode } from "./error-codes.js";
-import type { MergeReportCarried } from "./merge-report.js";
 
 /** Parameters of {@link carriedValues}. */
 export interface CarriedValuesParams {
@@ -115,28 +113,4 @@ export function refuseCarried(refusals: readonly CarriedRefusal[], label: string
 /** A shape as text. */
 export function shapeText(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
-}
-
-/** The report's rows of the carried tensors among a container's weights (`copyName`: an untied copy's name). */
-export function carriedReportRows<W extends ContainerWeight>(
-  weights: readonly W[],
-  copyName: (w: W) => string | undefined = () => undefined,
-): MergeReportCarried[] {
-  const rows: MergeReportCarried[] = [];
-  for (const w of weights) {
-    const c = w.carried?.placement;
-    if (!c || c.target.kind === "other") continue;
-    const copy = copyName(w);
-    rows.push({
-      tensor: c.target.tensor.name,
-      kind: c.target.kind,
-      param: c.target.param,
-      target: copy ?? c.tensor,
-      ...(copy !== undefined ? { untiedFrom: c.tensor } : {}),
-      matchedBy: c.matchedBy,
-      dtype: c.dtype,
-      transposed: c.transposed,
-    });
-  }
-  return rows.sort((a, b) => (a.tensor < b.tensor ? -1 : a.tensor > b.tensor ? 1 : 0));
 }

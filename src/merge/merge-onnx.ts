@@ -4,8 +4,8 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import type { VeraAdapter } from "../format/types.js";
-import { readFileBytes } from "../node/files.js";
-import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
+import type { WeightMapping } from "../weight-mapping.js";
+import { readWeightMapping } from "./read-weight-mapping.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
@@ -88,11 +88,6 @@ async function adapterFor(
   });
 }
 
-async function mappingFor(mapping: MergeOnnxParams["mapping"]): Promise<WeightMapping | undefined> {
-  if (typeof mapping !== "string") return mapping;
-  return parseWeightMapping({ source: new TextDecoder().decode(await readFileBytes(mapping)) });
-}
-
 async function runMerge(
   params: MergeOnnxParams,
   signal: AbortSignal,
@@ -110,7 +105,7 @@ async function runMerge(
 
   const t1 = performance.now();
   const loaded = await adapterFor(params, source);
-  const mapping = await mappingFor(params.mapping);
+  const mapping = await readWeightMapping(params.mapping);
   const container = await onnxContainer({
     source,
     modules: loaded.adapter.modules,

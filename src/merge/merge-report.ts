@@ -8,7 +8,8 @@ export interface MergeReportModule {
   initializer: string;
   /** The model-side path that matched. */
   matched: string;
-  matchedBy: "exact" | "suffix" | "mapping";
+  /** `renamed`: a checkpoint tensor found under the name transformers loads it as. */
+  matchedBy: "exact" | "suffix" | "mapping" | "renamed";
   /** How the weight's path was found in the model. */
   source: string;
   layout: "in_out" | "out_in";

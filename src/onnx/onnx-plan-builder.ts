@@ -9,7 +9,7 @@ import { OnnxErrorCode } from "./error-codes.js";
 import type { GraphIndex } from "./graph-index.js";
 import { dtypeSize, numel } from "./inline-values.js";
 import { weightDtypeOf, type LinearWeight } from "./list-linear-weights.js";
-import type { MatchKind, ModuleShape, PlannedWeight, PlanOnnxMergeParams, WeightHit } from "./plan-onnx-merge.js";
+import type { MatchKind, ModuleShape, PlannedWeight, PlanOnnxMergeParams, WeightHit } from "./merge-plan-types.js";
 import { dataTypeName, type OnnxTensor } from "./types.js";
 import type { WeightMappingEntry } from "./weight-mapping.js";
 
