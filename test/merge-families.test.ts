@@ -11,6 +11,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { mergeCheckpoint, mergeOnnx, type MergeReport } from "../src/merge/index.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 import { maxAbsDiff, runModel } from "./onnx-helpers.js";
+import { bytesSource, decodeTensor, readGguf } from "../src/gguf/index.js";
+import { mergeGguf } from "../src/merge/index.js";
 
 const FAMILIES = join(__dirname, "../fixtures/families");
 const work = mkdtempSync(join(tmpdir(), "vera-families-"));
@@ -94,4 +96,38 @@ describe("checkpoint merge of real PEFT adapters with heads, biases and fused mo
       const carried = reference(c).adapterKeys.filter((k) => !/vera_(lambda_[bd]|A|B)$/.test(k));
       expect(report.carried.map((r) => r.tensor).sort()).toEqual(carried.sort());
     });
+});
+
+describe("GGUF merge of a real PEFT adapter with trainable biases and a saved lm_head", () => {
+  it("qwen2: q/v weights merged, their biases and output.weight replaced, each as PEFT's merge_and_unload", async () => {
+    const dir = join(FAMILIES, "qwen2-gguf");
+    const out = join(work, "qwen2.gguf");
+    const report = await mergeGguf({
+      model: join(FAMILIES, "..", "gguf", "qwen2", "base-f32.gguf"),
+      adapter: join(dir, "adapter"),
+      output: out,
+    });
+    expect(report.carried.map((c) => c.target).sort()).toEqual([
+      "blk.0.attn_q.bias",
+      "blk.0.attn_v.bias",
+      "blk.1.attn_q.bias",
+      "blk.1.attn_v.bias",
+      "output.weight",
+    ]);
+    const bytes = new Uint8Array(readFileSync(out));
+    const gguf = await readGguf({ source: bytesSource(bytes) });
+    const peft = f32Tensors(join(dir, "merged.safetensors"));
+    const name = (hf: string): string => {
+      if (hf === "lm_head.weight") return "output.weight";
+      const m = /^model\.layers\.(\d+)\.self_attn\.([qv])_proj\.(weight|bias)$/.exec(hf)!;
+      return `blk.${m[1]}.attn_${m[2]}.${m[3]}`;
+    };
+    expect(peft.size).toBe(9);
+    for (const [hf, want] of peft) {
+      const t = gguf.tensors.find((x) => x.name === name(hf))!;
+      const start = gguf.dataOffset + t.offset;
+      const got = decodeTensor(bytes.subarray(start, start + t.byteLength), t.type);
+      expect(maxAbsDiff([got], [want]), hf).toBeLessThan(1e-6);
+    }
+  });
 });
