@@ -4,11 +4,14 @@
  * and MANIFEST.json): into the dynamo ONNX export (run in onnxruntime-node against PEFT's logits) and
  * into the safetensors checkpoint (against PEFT's merge_and_unload + save_pretrained tensors).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { mergeCheckpoint, mergeOnnx, type MergeReport } from "../src/merge/index.js";
+import { loadAdapterFile, mergeCheckpoint, MergeErrorCode, mergeOnnx, type MergeReport } from "../src/merge/index.js";
+import type { ExtraTensor, VeraAdapter } from "../src/format/types.js";
+import { baseShapesFromWeights } from "../src/peft/base-shapes-from-weights.js";
+import { veraError } from "./error-helpers.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 import { maxAbsDiff, runModel } from "./onnx-helpers.js";
 import { bytesSource, decodeTensor, readGguf } from "../src/gguf/index.js";
@@ -129,5 +132,163 @@ describe("GGUF merge of a real PEFT adapter with trainable biases and a saved lm
       const got = decodeTensor(bytes.subarray(start, start + t.byteLength), t.type);
       expect(maxAbsDiff([got], [want]), hf).toBeLessThan(1e-6);
     }
+  });
+});
+
+/** The roberta-seqcls adapter as an object, loaded against its checkpoint's shapes, to alter in a test. */
+async function robertaAdapter(): Promise<VeraAdapter> {
+  const tensors = [
+    ...parseSafetensors(new Uint8Array(readFileSync(join(FAMILIES, "roberta-seqcls", "base", "model.safetensors"))))
+      .tensors,
+  ].map(([name, t]) => ({ name, shape: t.shape }));
+  const loaded = await loadAdapterFile({
+    path: join(FAMILIES, "roberta-seqcls", "adapter"),
+    base: baseShapesFromWeights({ tensors }),
+  });
+  return loaded.adapter;
+}
+
+function withExtra(adapter: VeraAdapter, change: (t: ExtraTensor[]) => ExtraTensor[]): VeraAdapter {
+  return { ...adapter, extraTensors: change((adapter.extraTensors ?? []).map((t) => ({ ...t }))) };
+}
+
+describe("carried tensors that cannot be placed are refused by name, before anything is written", () => {
+  const cases: Array<[string, (t: ExtraTensor[]) => ExtraTensor[], RegExp]> = [
+    [
+      "a saved module's parameter the model does not have",
+      (t) => [
+        ...t,
+        { ...t.find((x) => x.name.endsWith("classifier.dense.bias"))!, name: "base_model.model.classifier.extra.bias" },
+      ],
+      /classifier\.extra\.bias/,
+    ],
+    [
+      "a saved tensor of another shape",
+      (t) =>
+        t.map((x) =>
+          x.name.endsWith("classifier.out_proj.bias") ? { ...x, shape: [4], data: new Uint8Array(16) } : x,
+        ),
+      /classifier\.out_proj\.bias/,
+    ],
+    [
+      "a tensor no path knows (kind other)",
+      (t) => [...t, { name: "mystery", dtype: "F32", shape: [1], data: new Uint8Array(4) }],
+      /mystery/,
+    ],
+  ];
+  for (const [what, change, names] of cases) {
+    it(`ONNX and checkpoint: ${what}`, async () => {
+      const adapter = withExtra(await robertaAdapter(), change);
+      const outOnnx = join(work, "refused", "model.onnx");
+      const e1 = await veraError(
+        mergeOnnx({ model: join(FAMILIES, "roberta-seqcls", "model.onnx"), adapter, output: outOnnx }),
+      );
+      expect(e1.code).toBe(MergeErrorCode.MERGE_CARRIED_TENSOR);
+      expect(e1.message).toMatch(names);
+      const outCk = join(work, "refused", "ck");
+      const e2 = await veraError(
+        mergeCheckpoint({ model: join(FAMILIES, "roberta-seqcls", "base"), adapter, output: outCk }),
+      );
+      expect(e2.code).toBe(MergeErrorCode.MERGE_CARRIED_TENSOR);
+      expect(e2.message).toMatch(names);
+      expect(existsSync(outOnnx)).toBe(false);
+      expect(existsSync(outCk)).toBe(false);
+    });
+  }
+
+  it("checkpoint: a tied lm_head the checkpoint does not store", async () => {
+    const adapter = withExtra(await robertaAdapter(), (t) => [
+      ...t,
+      { ...t.find((x) => x.name.endsWith("classifier.dense.weight"))!, name: "base_model.model.lm_head.weight" },
+    ]);
+    const e = await veraError(
+      mergeCheckpoint({
+        model: join(FAMILIES, "roberta-seqcls", "base"),
+        adapter: { ...adapter, training: { ...adapter.training, modules_to_save: ["classifier", "lm_head"] } },
+        dryRun: true,
+      }),
+    );
+    expect(e.code).toBe(MergeErrorCode.MERGE_CARRIED_TENSOR);
+    expect(e.message).toMatch(/lm_head\.weight/);
+  });
+
+  it("GGUF: a saved embedding llama.cpp's names do not cover", async () => {
+    const dir = join(FAMILIES, "qwen2-gguf");
+    const e = await veraError(
+      mergeGguf({
+        model: join(FAMILIES, "..", "gguf", "qwen2", "base-f32.gguf"),
+        adapter: await (async () => {
+          const gg = await loadAdapterFile({
+            path: join(dir, "adapter"),
+            base: baseShapesFromWeights({
+              tensors: [
+                ...parseSafetensors(
+                  new Uint8Array(readFileSync(join(FAMILIES, "..", "gguf", "qwen2", "model.safetensors"))),
+                ).tensors,
+              ].map(([name, t]) => ({ name, shape: t.shape })),
+            }),
+          });
+          const a = withExtra(gg.adapter, (t) => [
+            ...t,
+            { name: "base_model.model.model.embed_tokens.weight", dtype: "F32", shape: [2], data: new Uint8Array(8) },
+          ]);
+          return { ...a, training: { ...a.training, modules_to_save: ["lm_head", "embed_tokens"] } };
+        })(),
+        output: join(work, "refused.gguf"),
+      }),
+    );
+    expect(e.code).toBe(MergeErrorCode.MERGE_CARRIED_TENSOR);
+    expect(e.message).toMatch(/embed_tokens/);
+    expect(existsSync(join(work, "refused.gguf"))).toBe(false);
+  });
+});
+
+describe("a dry run and the real merge make one plan", () => {
+  const strip = (r: MergeReport): unknown => ({
+    modules: r.modules.map(({ maxAbsDelta: _, storage: __, ...m }) => m),
+    carried: r.carried,
+    weights: r.weights,
+    bytesMerged: r.bytesMerged,
+    skipped: r.skipped,
+  });
+  for (const c of CASES)
+    it(`${c}: ONNX and checkpoint`, async () => {
+      const adapter = join(FAMILIES, c, "adapter");
+      const onnx = join(FAMILIES, c, "model.onnx");
+      const dryOnnx = await mergeOnnx({ model: onnx, adapter, dryRun: true });
+      const realOnnx = await mergeOnnx({ model: onnx, adapter, output: join(work, "plan", c, "model.onnx") });
+      expect(strip(dryOnnx)).toEqual(strip(realOnnx));
+      const ck = join(FAMILIES, c, "base");
+      const dryCk = await mergeCheckpoint({ model: ck, adapter, dryRun: true });
+      const realCk = await mergeCheckpoint({ model: ck, adapter, output: join(work, "plan", c, "ck") });
+      expect(strip(dryCk)).toEqual(strip(realCk));
+      expect(dryCk.modules.map((m) => m.module)).toEqual(dryOnnx.modules.map((m) => m.module));
+    });
+  it("qwen2-gguf: GGUF", async () => {
+    const model = join(FAMILIES, "..", "gguf", "qwen2", "base-f32.gguf");
+    const adapter = join(FAMILIES, "qwen2-gguf", "adapter");
+    const dry = await mergeGguf({ model, adapter, dryRun: true });
+    const real = await mergeGguf({ model, adapter, output: join(work, "plan", "qwen2.gguf") });
+    expect(strip(dry)).toEqual(strip(real));
+  });
+});
+
+describe("in place: carried tensors are written and journaled like merged weights", () => {
+  it("roberta-seqcls checkpoint merged in place equals PEFT's merge", async () => {
+    const dir = join(work, "inplace");
+    cpSync(join(FAMILIES, "roberta-seqcls", "base"), dir, { recursive: true });
+    const before = readFileSync(join(dir, "model.safetensors"));
+    const report = await mergeCheckpoint({
+      model: dir,
+      adapter: join(FAMILIES, "roberta-seqcls", "adapter"),
+      inPlace: true,
+    });
+    expect(report.carried.length).toBe(8);
+    const ours = f32Tensors(join(dir, "model.safetensors"));
+    for (const [name, want] of f32Tensors(join(FAMILIES, "roberta-seqcls", "merged.safetensors")))
+      expect(maxAbsDiff([ours.get(name)!], [want]), name).toBeLessThan(1e-6);
+    // the undo journal is gone once the merge is committed; the original bytes differ from the merged ones
+    expect(readdirSync(dir).filter((f) => f.includes("vera-undo"))).toEqual([]);
+    expect(Buffer.compare(before, readFileSync(join(dir, "model.safetensors")))).not.toBe(0);
   });
 });
