@@ -4,7 +4,7 @@
  * and MANIFEST.json): into the dynamo ONNX export (run in onnxruntime-node against PEFT's logits) and
  * into the safetensors checkpoint (against PEFT's merge_and_unload + save_pretrained tensors).
  */
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import { loadAdapterFile, mergeCheckpoint, MergeErrorCode, mergeOnnx, type Merge
 import type { ExtraTensor, VeraAdapter } from "../src/format/types.js";
 import { baseShapesFromWeights } from "../src/peft/base-shapes-from-weights.js";
 import { veraError } from "./error-helpers.js";
+import { runCli } from "./cli-helpers.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 import { maxAbsDiff, runModel } from "./onnx-helpers.js";
 import { bytesSource, decodeTensor, readGguf } from "../src/gguf/index.js";
@@ -290,5 +291,57 @@ describe("in place: carried tensors are written and journaled like merged weight
     // the undo journal is gone once the merge is committed; the original bytes differ from the merged ones
     expect(readdirSync(dir).filter((f) => f.includes("vera-undo"))).toEqual([]);
     expect(Buffer.compare(before, readFileSync(join(dir, "model.safetensors")))).not.toBe(0);
+  });
+});
+
+describe("one mapping format for every container", () => {
+  it("checkpoint (CLI): --mapping places a module, the report says so, the result is PEFT's", async () => {
+    const map = join(work, "vit-map.json");
+    writeFileSync(
+      map,
+      JSON.stringify({
+        modules: { "vit.layers.0.attention.q_proj": { initializer: "vit.encoder.layer.0.attention.attention.query" } },
+      }),
+    );
+    const out = join(work, "vit-mapped");
+    const r = await runCli([
+      "merge",
+      join(FAMILIES, "vit-cls", "base"),
+      join(FAMILIES, "vit-cls", "adapter"),
+      "--mapping",
+      map,
+      "-o",
+      out,
+      "--backend",
+      "reference",
+      "--json",
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout) as MergeReport;
+    const by = Object.fromEntries(report.modules.map((m) => [m.module, m.matchedBy]));
+    expect(by["vit.layers.0.attention.q_proj"]).toBe("mapping");
+    expect(by["vit.layers.0.attention.v_proj"]).toBe("renamed");
+    expect(report.carried.map((c) => c.param).sort()).toEqual(["classifier.bias", "classifier.weight"]);
+    const ours = f32Tensors(join(out, "model.safetensors"));
+    for (const [name, want] of f32Tensors(join(FAMILIES, "vit-cls", "merged.safetensors")))
+      expect(maxAbsDiff([ours.get(name)!], [want]), name).toBeLessThan(1e-6);
+  });
+
+  it("GGUF: the shared format, {bid} for the block number", async () => {
+    const map = join(work, "qwen2-map.json");
+    writeFileSync(
+      map,
+      JSON.stringify({ modules: { "model.layers.{bid}.self_attn.q_proj": "blk.{bid}.attn_q.weight" } }),
+    );
+    const report = await mergeGguf({
+      model: join(FAMILIES, "..", "gguf", "qwen2", "base-f32.gguf"),
+      adapter: join(FAMILIES, "qwen2-gguf", "adapter"),
+      mapping: map,
+      dryRun: true,
+    });
+    const by = Object.fromEntries(report.modules.map((m) => [m.module, [m.initializer, m.matchedBy]]));
+    expect(by["model.layers.1.self_attn.q_proj"]).toEqual(["blk.1.attn_q.weight", "mapping"]);
+    expect(by["model.layers.1.self_attn.v_proj"]).toEqual(["blk.1.attn_v.weight", "exact"]);
   });
 });

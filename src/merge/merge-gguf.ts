@@ -9,7 +9,6 @@ import { loraBaseFromGguf } from "../gguf/lora-base.js";
 import { GgufErrorCode } from "../gguf/error-codes.js";
 import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
 import { readFileBytes } from "../node/files.js";
-import { parseWeightMapping } from "../weight-mapping.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
@@ -76,25 +75,10 @@ export async function mergeGguf(
   return drainMerge(mergeGgufIter(params), params.onProgress);
 }
 
-/**
- * The mapping file of a GGUF merge: the format every container shares (`{"modules": {MODULE: TENSOR}}`,
- * `parseWeightMapping`; `{bid}` in a module path stands for the block number), or the older flat object
- * of module -> tensor name.
- */
+/** The mapping of a GGUF merge: as given, or read from a file (`parseGgufNameMapping`: the shared format too). */
 async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping | undefined> {
   if (m === undefined || typeof m !== "string") return m;
-  const text = new TextDecoder().decode(await readFileBytes(m));
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    return parseGgufNameMapping(text, m); // names the JSON error
-  }
-  if (typeof doc !== "object" || doc === null || !("modules" in doc)) return parseGgufNameMapping(text, m);
-  const shared = parseWeightMapping({ source: doc });
-  return Object.fromEntries(
-    Object.entries(shared).map(([k, e]) => [k.replace(/\.weight$/, ""), e.initializer.replace(/\.weight$/, "")]),
-  );
+  return parseGgufNameMapping(new TextDecoder().decode(await readFileBytes(m)), m);
 }
 
 async function runMerge(
