@@ -1,15 +1,12 @@
 /**
  * Internal: the carried tensors of an adapter (modules_to_save parameters, trainable biases) placed in
- * an ONNX model: each one's initializer located (`locateOnnxParameter`), and where the initializer has
+ * an ONNX model: each one's initializer located (the locator's `parameter`), and where the initializer has
  * other users too (an exporter folds equal tensors into one; a tied weight), a copy of its own for the
  * parameter's node input, so no other module changes (PEFT's saved module is its own copy as well).
  */
-import type { GraphIndex } from "../onnx/graph-index.js";
 import { dtypeSize, numel } from "../onnx/inline-values.js";
-import type { LinearWeight } from "../onnx/list-linear-weights.js";
-import { locateOnnxParameter } from "../onnx/locate-onnx-parameter.js";
+import type { OnnxWeightLocator } from "../onnx/onnx-weight-locator.js";
 import type { PlannedWeight } from "../onnx/plan-onnx-merge.js";
-import type { OnnxModel } from "../onnx/types.js";
 import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
 import { carriedValues, refuseCarried, type CarriedPlacement, type CarriedRefusal } from "./carried-values.js";
 
@@ -24,9 +21,8 @@ export interface OnnxCarried {
 
 /** Parameters of {@link placeOnnxCarried}. */
 export interface PlaceOnnxCarriedParams {
-  model: OnnxModel;
-  index: GraphIndex;
-  linear: readonly LinearWeight[];
+  /** The model's weight locator (`onnxWeightLocator`). */
+  locator: OnnxWeightLocator;
   /** The weights the VeRA merge patches (a carried tensor may not land on one of them). */
   planned: readonly PlannedWeight[];
   carried: readonly CarriedTensorTarget[];
@@ -40,7 +36,7 @@ export interface PlaceOnnxCarriedParams {
  * @throws VeraError `MERGE_CARRIED_TENSOR` naming each tensor that cannot be placed.
  */
 export function placeOnnxCarried(params: PlaceOnnxCarriedParams): OnnxCarried[] {
-  const { model, index } = params;
+  const { index } = params.locator;
   const taken = new Set([...index.initializers.keys(), ...index.producer.keys()]);
   for (const p of params.planned) if (p.untie) taken.add(p.untie.name);
   const merged = new Set(params.planned.filter((p) => !p.untie).map((p) => p.initializer));
@@ -53,13 +49,7 @@ export function placeOnnxCarried(params: PlaceOnnxCarriedParams): OnnxCarried[] 
       refuse("not a modules_to_save parameter or a trainable bias: no merge knows where it belongs");
       continue;
     }
-    const loc = locateOnnxParameter({
-      model,
-      index,
-      weights: params.linear,
-      param: target.param,
-      shape: target.tensor.shape,
-    });
+    const loc = params.locator.parameter({ param: target.param, shape: target.tensor.shape });
     if (typeof loc === "string") {
       refuse(loc);
       continue;

@@ -10,7 +10,8 @@ import { readFileBytes } from "../node/files.js";
 import { applyEdits, type ByteEdit } from "../onnx/apply-edits.js";
 import { inlineValueEdits, readInlineValues } from "../onnx/inline-values.js";
 import { listLinearWeights, type LinearWeight } from "../onnx/list-linear-weights.js";
-import { planOnnxMerge, type PlannedWeight } from "../onnx/plan-onnx-merge.js";
+import type { PlannedWeight } from "../onnx/plan-onnx-merge.js";
+import { onnxWeightLocator } from "../onnx/onnx-weight-locator.js";
 import { readOnnxModel } from "../onnx/read-onnx-model.js";
 import { tensorByteLength, type OnnxModel, type OnnxTensor } from "../onnx/types.js";
 import { untieEdits } from "../onnx/untie-edits.js";
@@ -19,7 +20,6 @@ import type { ContainerDataFile, ContainerWeight, MergeContainer, MergedTarget }
 import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
 import { carriedReportRows } from "./carried-report.js";
 import { placeOnnxCarried, type OnnxCarried } from "./onnx-carried.js";
-import { indexGraph } from "../onnx/graph-index.js";
 import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
 
 /** A parsed ONNX model file. */
@@ -108,14 +108,13 @@ function storageLabel(t: OnnxTensor): string {
 export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxContainer> {
   const { source } = params;
   const { model, bytes } = source;
-  const plan = planOnnxMerge({
+  const locator = onnxWeightLocator({
     model,
-    modules: params.modules,
     weights: source.linear,
-    skipMissing: params.skipMissing,
     untie: params.untie,
     ...(params.mapping ? { mapping: params.mapping } : {}),
   });
+  const plan = locator.plan({ modules: params.modules, skipMissing: params.skipMissing });
   const warnings = [...plan.warnings];
 
   const files = new Map<string, ContainerDataFile>();
@@ -146,9 +145,7 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
   }
 
   const carried = placeOnnxCarried({
-    model,
-    index: indexGraph(model),
-    linear: source.linear,
+    locator,
     planned: plan.weights,
     carried: params.carried ?? [],
     label: source.path,
