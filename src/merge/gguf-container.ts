@@ -8,9 +8,8 @@
  */
 import { VeraError } from "../errors.js";
 import type { VeraModule } from "../format/types.js";
-import { locateGgufWeights, ggufRangesByName, ggufTensorRanges } from "../gguf/locate-gguf-weights.js";
-import { locateGgufParameter } from "../gguf/locate-gguf-parameter.js";
-import { loraBaseFromGguf } from "../gguf/lora-base.js";
+import { ggufTensorRanges } from "../gguf/locate-gguf-weights.js";
+import { ggufWeightLocator, type GgufWeightLocator } from "../gguf/gguf-weight-locator.js";
 import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
 import { carriedReportRows } from "./carried-report.js";
 import { carriedValues, refuseCarried, type CarriedRefusal } from "./carried-values.js";
@@ -101,18 +100,12 @@ function permuteRows(values: Uint8Array, rows: number, rowBytes: number, nHead: 
  */
 function carriedGgufWeights(
   params: GgufContainerParams,
-  architecture: string,
+  locator: GgufWeightLocator,
   merged: readonly GgufWeight[],
   keyOf: (part: number) => string,
   partName: (part: number) => string,
 ): GgufWeight[] {
   if (!params.carried?.length) return [];
-  const ranges = ggufRangesByName(
-    params.file,
-    params.parts?.map((p) => p.file),
-    params.path,
-  );
-  const base = loraBaseFromGguf(params.file, params.path);
   const used = new Set(merged.map((w) => w.name));
   const refusals: CarriedRefusal[] = [];
   const out: GgufWeight[] = [];
@@ -120,15 +113,7 @@ function carriedGgufWeights(
     const loc =
       target.kind === "other"
         ? "not a modules_to_save parameter or a trainable bias: no merge knows where it belongs"
-        : locateGgufParameter({
-            architecture,
-            ranges,
-            param: target.param,
-            shape: target.tensor.shape,
-            nHead: base.nHead ?? 0,
-            nHeadKv: base.nHeadKv ?? base.nHead ?? 0,
-            ...(params.mapping ? { mapping: params.mapping } : {}),
-          });
+        : locator.parameter({ param: target.param, shape: target.tensor.shape });
     if (typeof loc !== "string" && used.has(loc.name)) {
       refusals.push({ target, reason: `${loc.name} also takes another change of this merge` });
       continue;
@@ -178,13 +163,13 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
     return { file: p.file, path: p.path, name, outputName: p.outputName ?? name };
   });
   const keyOf = (i: number): string => (params.parts === undefined ? KEY : parts[i]!.name);
-  const plan = locateGgufWeights({
+  const locator = ggufWeightLocator({
     file,
-    modules: [...params.modules],
     label: path,
     ...(params.parts !== undefined ? { parts: parts.map((p) => p.file) } : {}),
     ...(params.mapping ? { mapping: params.mapping } : {}),
   });
+  const plan = locator.plan({ modules: params.modules });
   const byTensor = new Map<string, string>();
   const weights: GgufWeight[] = plan.weights.map((w): GgufWeight => {
     const other = byTensor.get(w.name);
@@ -213,7 +198,7 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
       ...(w.permuteHeads !== undefined ? { permuteHeads: w.permuteHeads } : {}),
     };
   });
-  weights.push(...carriedGgufWeights(params, plan.architecture, weights, keyOf, (i) => parts[i]!.name));
+  weights.push(...carriedGgufWeights(params, locator, weights, keyOf, (i) => parts[i]!.name));
   const dataFiles: ContainerDataFile[] = parts.map((p, i) => ({
     key: keyOf(i),
     parts: [p.outputName],

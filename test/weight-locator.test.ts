@@ -1,0 +1,105 @@
+/**
+ * The weight locator interface: each container's implementation (ONNX graph, safetensors checkpoint,
+ * GGUF) answers for the same model alike: the same modules with the same shapes, the same parameters.
+ * Real models from fixtures/families and fixtures/gguf.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { bytesSource, readGguf } from "../src/gguf/index.js";
+import { ggufWeightLocator } from "../src/gguf/gguf-weight-locator.js";
+import { checkpointWeightLocator } from "../src/merge/checkpoint-locator.js";
+import { onnxWeightLocator } from "../src/onnx/onnx-weight-locator.js";
+import { readOnnxModel } from "../src/onnx/read-onnx-model.js";
+import { parseSafetensors } from "../src/safetensors/parse.js";
+import type { LocatedModule, ModuleQuery, WeightLocator } from "../src/weight-locator.js";
+
+const FX = join(__dirname, "../fixtures");
+
+function checkpoint(path: string, modelType?: string): WeightLocator {
+  const f = parseSafetensors(new Uint8Array(readFileSync(path)));
+  return checkpointWeightLocator({ tensors: f.tensors, ...(modelType ? { modelType } : {}) });
+}
+
+/** A located module in the (out, in) view: what must agree across containers. */
+const view = (m: LocatedModule): unknown => ({
+  module: m.module,
+  out: m.outRange[1] - m.outRange[0],
+  in: m.inFeatures,
+  dtype: m.dtype,
+});
+
+describe("one weight locator, one answer per model", () => {
+  it("RoBERTa: the dynamo ONNX export and the checkpoint", () => {
+    const dir = join(FX, "families", "roberta-seqcls");
+    const onnx = onnxWeightLocator({
+      model: readOnnxModel({ bytes: new Uint8Array(readFileSync(join(dir, "model.onnx"))) }),
+    });
+    const ck = checkpoint(join(dir, "base", "model.safetensors"), "roberta");
+    const modules: ModuleQuery[] = [0, 1].flatMap((i) =>
+      ["query", "value"].map((m) => ({
+        name: `roberta.encoder.layer.${i}.attention.self.${m}`,
+        inFeatures: 32,
+        outFeatures: 32,
+      })),
+    );
+    const a = onnx.locateModules({ modules });
+    const b = ck.locateModules({ modules });
+    expect(a.modules.map(view)).toEqual(b.modules.map(view));
+    expect(a.modules.every((m) => m.layout === "in_out")).toBe(true); // MatMul's (in, out)
+    expect(b.modules.every((m) => m.layout === "out_in")).toBe(true);
+    for (const [param, shape] of [
+      ["classifier.dense.weight", [32, 32]],
+      ["classifier.out_proj.weight", [3, 32]],
+      ["classifier.out_proj.bias", [3]],
+      ["roberta.encoder.layer.1.attention.self.value.bias", [32]],
+    ] as const) {
+      const x = onnx.locateParameter({ param, shape });
+      const y = ck.locateParameter({ param, shape });
+      expect(typeof x, param).toBe("object");
+      expect(typeof y, param).toBe("object");
+    }
+    expect(onnx.locateParameter({ param: "classifier.nothing.weight", shape: [3, 32] })).toMatch(/no tensor/);
+    expect(ck.locateParameter({ param: "classifier.nothing.weight", shape: [3, 32] })).toMatch(/no tensor/);
+    expect(ck.locateParameter({ param: "classifier.out_proj.weight", shape: [4, 32] })).toMatch(/shape/);
+    expect(onnx.locateParameter({ param: "classifier.out_proj.weight", shape: [4, 32] })).toMatch(/dims/);
+  });
+
+  it("Phi-3: a fused module found as itself in ONNX and in the checkpoint", () => {
+    const dir = join(FX, "families", "phi3");
+    const onnx = onnxWeightLocator({
+      model: readOnnxModel({ bytes: new Uint8Array(readFileSync(join(dir, "model.onnx"))) }),
+    });
+    const ck = checkpoint(join(dir, "base", "model.safetensors"), "phi3");
+    const modules: ModuleQuery[] = [
+      { name: "model.layers.0.self_attn.qkv_proj", inFeatures: 32, outFeatures: 64 },
+      { name: "model.layers.1.mlp.gate_up_proj", inFeatures: 32, outFeatures: 96 },
+    ];
+    expect(onnx.locateModules({ modules }).modules.map(view)).toEqual(ck.locateModules({ modules }).modules.map(view));
+  });
+
+  it("Qwen2: the checkpoint and its GGUF (llama.cpp names)", async () => {
+    const dir = join(FX, "gguf", "qwen2");
+    const gguf = ggufWeightLocator({
+      file: await readGguf({ source: bytesSource(new Uint8Array(readFileSync(join(dir, "base-f32.gguf")))) }),
+    });
+    const ck = checkpoint(join(dir, "model.safetensors"), "qwen2");
+    const modules: ModuleQuery[] = [
+      { name: "model.layers.0.self_attn.q_proj", inFeatures: 32, outFeatures: 32 },
+      { name: "model.layers.1.mlp.down_proj", inFeatures: 48, outFeatures: 32 },
+    ];
+    const a = gguf.locateModules({ modules });
+    expect(a.modules.map((m) => m.tensor)).toEqual(["blk.0.attn_q.weight", "blk.1.ffn_down.weight"]);
+    expect(a.modules.map(view)).toEqual(ck.locateModules({ modules }).modules.map(view));
+    for (const [param, shape] of [
+      ["lm_head.weight", [288, 32]],
+      ["model.layers.0.self_attn.q_proj.bias", [32]],
+    ] as const) {
+      expect(typeof gguf.locateParameter({ param, shape }), param).toBe("object");
+      expect(typeof ck.locateParameter({ param, shape }), param).toBe("object");
+    }
+    expect(gguf.locateParameter({ param: "model.embed_tokens.weight", shape: [288, 32] })).toMatch(
+      /no qwen2 tensor name/,
+    );
+  });
+});
