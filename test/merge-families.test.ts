@@ -38,7 +38,7 @@ async function logits(model: string, ref: FamilyReference): Promise<Float32Array
   return out!;
 }
 
-const CASES = ["roberta-seqcls", "vit-cls", "phi3", "gpt-neox"];
+const CASES = ["roberta-seqcls", "vit-cls", "phi3", "gpt-neox", "roberta-shared-bias"];
 
 describe("ONNX merge of real PEFT adapters with heads, biases and fused modules", () => {
   for (const c of CASES)
@@ -55,6 +55,9 @@ describe("ONNX merge of real PEFT adapters with heads, biases and fused modules"
       expect(maxAbsDiff([merged], [ref.reference])).toBeLessThan(1e-4);
       const carried = ref.adapterKeys.filter((k) => !/vera_(lambda_[bd]|A|B)$/.test(k));
       expect(report.carried.map((r) => r.tensor).sort()).toEqual(carried.sort());
+      // one zero bias shared by many Add nodes: each trained bias gets a copy of its own for its node
+      const own = report.carried.filter((r) => r.untiedFrom !== undefined);
+      expect(own.length).toBe(c === "roberta-shared-bias" ? 4 : 0);
     });
 });
 
@@ -275,6 +278,20 @@ describe("a dry run and the real merge make one plan", () => {
 });
 
 describe("in place: carried tensors are written and journaled like merged weights", () => {
+  it("roberta-shared-bias ONNX merged in place: PEFT's logits (own copies appended to the data file)", async () => {
+    const dir = join(work, "inplace-onnx");
+    cpSync(join(FAMILIES, "roberta-shared-bias"), dir, { recursive: true });
+    const ref = reference("roberta-shared-bias");
+    const report = await mergeOnnx({
+      model: join(dir, "model.onnx"),
+      adapter: join(dir, "adapter"),
+      inPlace: true,
+    });
+    expect(report.carried.filter((c) => c.untiedFrom).length).toBe(4);
+    expect(maxAbsDiff([await logits(join(dir, "model.onnx"), ref)], [ref.reference])).toBeLessThan(1e-4);
+    expect(readdirSync(dir).filter((f) => f.includes("vera-undo"))).toEqual([]);
+  });
+
   it("roberta-seqcls checkpoint merged in place equals PEFT's merge", async () => {
     const dir = join(work, "inplace");
     cpSync(join(FAMILIES, "roberta-seqcls", "base"), dir, { recursive: true });

@@ -99,27 +99,15 @@ function storageLabel(t: OnnxTensor): string {
 }
 
 /**
- * Locate the adapter's weights in the model and resolve every external data file it names (each
- * one is read or copied, so each one is checked).
- *
- * @throws VeraError `ONNX_*` (locating weights), `IO_UNSAFE_PATH` (a location outside the model's
- *   folder, or two locations naming one file through a symlink), `IO_NOT_FOUND`.
+ * Every external data file the model names, resolved inside its folder (each one is read or copied, so
+ * each one is checked), with the tensors it stores; and the file of each location.
  */
-export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxContainer> {
-  const { source } = params;
-  const { model, bytes } = source;
-  const locator = onnxWeightLocator({
-    model,
-    weights: source.linear,
-    untie: params.untie,
-    ...(params.mapping ? { mapping: params.mapping } : {}),
-  });
-  const plan = locator.plan({ modules: params.modules, skipMissing: params.skipMissing });
-  const warnings = [...plan.warnings];
-
+async function externalDataFiles(
+  source: OnnxSource,
+): Promise<{ files: Map<string, ContainerDataFile>; byLocation: Map<string, ContainerDataFile> }> {
   const files = new Map<string, ContainerDataFile>();
   const byLocation = new Map<string, ContainerDataFile>();
-  for (const t of allTensors(model)) {
+  for (const t of allTensors(source.model)) {
     const s = t.storage;
     if (s.kind !== "external") continue;
     let f = byLocation.get(s.location);
@@ -143,6 +131,30 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
     const len = s.length ?? tensorByteLength(t) ?? 0;
     f.tensors.push({ tensor: t.name, start: s.offset, end: s.offset + len });
   }
+
+  return { files, byLocation };
+}
+
+/**
+ * Locate the adapter's weights in the model and resolve every external data file it names (each
+ * one is read or copied, so each one is checked).
+ *
+ * @throws VeraError `ONNX_*` (locating weights), `IO_UNSAFE_PATH` (a location outside the model's
+ *   folder, or two locations naming one file through a symlink), `IO_NOT_FOUND`.
+ */
+export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxContainer> {
+  const { source } = params;
+  const { model, bytes } = source;
+  const locator = onnxWeightLocator({
+    model,
+    weights: source.linear,
+    untie: params.untie,
+    ...(params.mapping ? { mapping: params.mapping } : {}),
+  });
+  const plan = locator.plan({ modules: params.modules, skipMissing: params.skipMissing });
+  const warnings = [...plan.warnings];
+
+  const { files, byLocation } = await externalDataFiles(source);
 
   const carried = placeOnnxCarried({
     locator,
