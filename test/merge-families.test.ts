@@ -292,6 +292,28 @@ describe("in place: carried tensors are written and journaled like merged weight
     expect(readdirSync(dir).filter((f) => f.includes("vera-undo"))).toEqual([]);
   });
 
+  it("a cancelled in-place merge puts the carried tensors' original bytes back", async () => {
+    const dir = join(work, "inplace-cancel");
+    cpSync(join(FAMILIES, "roberta-seqcls", "base"), dir, { recursive: true });
+    const before = readFileSync(join(dir, "model.safetensors"));
+    let seen = 0;
+    // a throwing onProgress cancels the merge, which rethrows it once the journal has put every byte back
+    await expect(
+      mergeCheckpoint({
+        model: dir,
+        adapter: join(FAMILIES, "roberta-seqcls", "adapter"),
+        inPlace: true,
+        onProgress: (ev) => {
+          // the classifier's tensors come first in the file: several carried tensors are written by now
+          if (ev.type === "progress" && ev.tensorsDone >= 3 && seen++ === 0) throw new Error("stop");
+        },
+      }),
+    ).rejects.toThrow("stop");
+    expect(seen).toBe(1);
+    expect(Buffer.compare(before, readFileSync(join(dir, "model.safetensors")))).toBe(0);
+    expect(readdirSync(dir).filter((f) => f.includes("vera-undo"))).toEqual([]);
+  });
+
   it("roberta-seqcls checkpoint merged in place equals PEFT's merge", async () => {
     const dir = join(work, "inplace");
     cpSync(join(FAMILIES, "roberta-seqcls", "base"), dir, { recursive: true });
