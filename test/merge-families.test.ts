@@ -14,7 +14,7 @@ import { baseShapesFromWeights } from "../src/peft/base-shapes-from-weights.js";
 import { veraError } from "./error-helpers.js";
 import { runCli } from "./cli-helpers.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
-import { maxAbsDiff, runModel } from "./onnx-helpers.js";
+import { fixtureManifest, FIXTURES, loadReference, maxAbsDiff, runModel } from "./onnx-helpers.js";
 import { bytesSource, decodeTensor, readGguf } from "../src/gguf/index.js";
 import { mergeGguf } from "../src/merge/index.js";
 
@@ -275,6 +275,25 @@ describe("a dry run and the real merge make one plan", () => {
     const real = await mergeGguf({ model, adapter, output: join(work, "plan", "qwen2.gguf") });
     expect(strip(dry)).toEqual(strip(real));
   });
+});
+
+describe("a dry run and the real merge make one plan, on every ONNX merge fixture", () => {
+  const manifest = fixtureManifest();
+  for (const c of Object.keys(manifest.cases).filter((x) => x !== "quantized"))
+    it(c, async () => {
+      const dir = join(FIXTURES, c);
+      const ref = loadReference(c);
+      const params = { model: join(dir, "model.onnx"), adapter: join(dir, ref.adapter) };
+      const dry = await mergeOnnx({ ...params, dryRun: true });
+      const real = await mergeOnnx({ ...params, output: join(work, "onnx-plan", c, "model.onnx"), durable: false });
+      const strip = (r: MergeReport): unknown => ({
+        modules: r.modules.map(({ maxAbsDelta: _, ...m }) => m),
+        carried: r.carried,
+        weights: r.weights,
+        bytesMerged: r.bytesMerged,
+      });
+      expect(strip(dry)).toEqual(strip(real));
+    });
 });
 
 describe("in place: carried tensors are written and journaled like merged weights", () => {

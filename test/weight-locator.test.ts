@@ -11,6 +11,7 @@ import { ggufWeightLocator } from "../src/gguf/gguf-weight-locator.js";
 import { checkpointWeightLocator } from "../src/merge/checkpoint-locator.js";
 import { onnxWeightLocator } from "../src/onnx/onnx-weight-locator.js";
 import { readOnnxModel } from "../src/onnx/read-onnx-model.js";
+import { readInlineValues } from "../src/onnx/inline-values.js";
 import { parseSafetensors } from "../src/safetensors/parse.js";
 import type { LocatedModule, ModuleQuery, WeightLocator } from "../src/weight-locator.js";
 
@@ -101,5 +102,46 @@ describe("one weight locator, one answer per model", () => {
     expect(gguf.locateParameter({ param: "model.embed_tokens.weight", shape: [288, 32] })).toMatch(
       /no qwen2 tensor name/,
     );
+  });
+});
+
+describe("legacy TorchScript exports: the same parameter, renamed and transposed by constant folding", () => {
+  it("every Linear weight of legacy-llama-folded (onnx::MatMul_N, (in, out)) is the unfolded export's named one", () => {
+    const load = (c: string) => {
+      const bytes = new Uint8Array(readFileSync(join(FX, "onnx", c, "model.onnx")));
+      return { dir: join(FX, "onnx", c), bytes, locator: onnxWeightLocator({ model: readOnnxModel({ bytes }) }) };
+    };
+    const folded = load("legacy-llama-folded");
+    const unfolded = load("legacy-llama-unfolded-wrapped");
+    const values = (m: ReturnType<typeof load>, loc: Exclude<ReturnType<typeof m.locator.parameter>, string>) => {
+      const s = loc.tensor.storage;
+      const raw =
+        s.kind === "external"
+          ? readFileSync(join(m.dir, s.location)).subarray(s.offset, s.offset + (s.length ?? 0))
+          : readInlineValues(m.bytes, loc.tensor, loc.dtype);
+      return new Float32Array(Uint8Array.from(raw).buffer);
+    };
+    const modules = folded.locator.weights.filter((w) => !w.quantized).map((w) => w.module);
+    expect(modules.length).toBeGreaterThan(10);
+    const renamed: string[] = [];
+    for (const module of modules) {
+      const w = folded.locator.weights.find((x) => x.module === module)!;
+      const shape = [w.outFeatures, w.inFeatures];
+      const a = folded.locator.parameter({ param: `${module}.weight`, shape });
+      const b = unfolded.locator.parameter({ param: `${module}.weight`, shape });
+      if (typeof a === "string" || typeof b === "string") throw new Error(`${module}: ${String(a)} / ${String(b)}`);
+      if (/^onnx::MatMul_\d+$/.test(a.tensor.name)) renamed.push(module);
+      const torchLayout = (m: ReturnType<typeof load>, loc: typeof a): number[] => {
+        const v = values(m, loc);
+        const [out, inF] = shape as [number, number];
+        if (!loc.transposed) return [...v];
+        const t: number[] = [];
+        for (let i = 0; i < out; i++) for (let j = 0; j < inF; j++) t.push(v[j * out + i]!);
+        return t;
+      };
+      expect(torchLayout(folded, a)).toEqual(torchLayout(unfolded, b));
+    }
+    // constant folding renamed and transposed most of them: (in, out) initializers named onnx::MatMul_N
+    expect(renamed.length).toBeGreaterThan(modules.length / 2);
   });
 });
