@@ -12,10 +12,19 @@ import { checkpointWeightLocator } from "../src/merge/checkpoint-locator.js";
 import { onnxWeightLocator } from "../src/onnx/onnx-weight-locator.js";
 import { readOnnxModel } from "../src/onnx/read-onnx-model.js";
 import { readInlineValues } from "../src/onnx/inline-values.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { afterAll } from "vitest";
+import { loadAdapterFile, mergeOnnx, peftBaseFromOnnx } from "../src/merge/index.js";
+import type { ExtraTensor, VeraAdapter } from "../src/format/types.js";
+import { f32ToF16Bits } from "../src/numeric/half.js";
+import { rng } from "./onnx-helpers.js";
 import { parseSafetensors } from "../src/safetensors/parse.js";
 import type { LocatedModule, ModuleQuery, WeightLocator } from "../src/weight-locator.js";
 
 const FX = join(__dirname, "../fixtures");
+const work = mkdtempSync(join(tmpdir(), "vera-locator-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function checkpoint(path: string, modelType?: string): WeightLocator {
   const f = parseSafetensors(new Uint8Array(readFileSync(path)));
@@ -143,5 +152,56 @@ describe("legacy TorchScript exports: the same parameter, renamed and transposed
     }
     // constant folding renamed and transposed most of them: (in, out) initializers named onnx::MatMul_N
     expect(renamed.length).toBeGreaterThan(modules.length / 2);
+  });
+});
+
+describe("a carried tensor into a float16 ONNX model, every storage kind", () => {
+  it("legacy-llama-fp16: saved Linear weights replace raw_data and int32_data fp16 and float_data fp32 initializers, rounded to nearest even", async () => {
+    const dir = join(FX, "onnx", "legacy-llama-fp16");
+    const bytes = new Uint8Array(readFileSync(join(dir, "model.onnx")));
+    const locator = onnxWeightLocator({ model: readOnnxModel({ bytes }) });
+    const shapes = new Map(locator.weights.map((w) => [w.module, [w.outFeatures, w.inFeatures]]));
+    const loaded = await loadAdapterFile({
+      path: join(FX, "onnx", "adapters", "tiny-llama"),
+      base: (peft) => peftBaseFromOnnx({ weights: locator.weights, peftWeights: peft }),
+    });
+    // one module per storage kind becomes a saved (modules_to_save) module instead of a VeRA one
+    const byKind = new Map<string, string>();
+    for (const w of locator.weights) {
+      const kind = locator.index.initializers.get(w.initializer)!.storage.kind;
+      if (!byKind.has(kind) && w.dtype !== undefined) byKind.set(kind, w.module);
+    }
+    expect([...byKind.keys()].sort()).toEqual(["float_data", "int32_data", "raw"]);
+    const saved = [...byKind.values()];
+    const rand = rng(5);
+    const extra: ExtraTensor[] = saved.map((m) => {
+      const [o, i] = shapes.get(m)!;
+      const v = Float32Array.from({ length: o! * i! }, () => rand() * 2 - 1);
+      return { name: `base_model.model.${m}.weight`, dtype: "F32", shape: [o!, i!], data: new Uint8Array(v.buffer) };
+    });
+    const adapter: VeraAdapter = {
+      ...loaded.adapter,
+      modules: loaded.adapter.modules.filter((m) => !saved.includes(m.name)),
+      extraTensors: extra,
+      training: { ...loaded.adapter.training, modules_to_save: saved },
+    };
+    const out = join(work, "fp16", "model.onnx");
+    const report = await mergeOnnx({ model: join(dir, "model.onnx"), adapter, output: out, durable: false });
+    expect(report.carried.map((c) => c.dtype).sort()).toEqual(["F16", "F16", "F32"]);
+    const merged = new Uint8Array(readFileSync(out));
+    const after = onnxWeightLocator({ model: readOnnxModel({ bytes: merged }) });
+    for (const t of extra) {
+      const loc = after.parameter({ param: t.name.replace("base_model.model.", ""), shape: t.shape });
+      if (typeof loc === "string") throw new Error(loc);
+      const raw = readInlineValues(merged, loc.tensor, loc.dtype).buffer.slice(0);
+      const got = loc.dtype === "F16" ? new Uint16Array(raw) : new Float32Array(raw);
+      const src = new Float32Array(t.data.buffer);
+      const [o, i] = t.shape as [number, number];
+      for (let r = 0; r < o; r++)
+        for (let c = 0; c < i; c++) {
+          const stored = loc.transposed ? got[c * o + r] : got[r * i + c];
+          expect(stored).toBe(loc.dtype === "F16" ? f32ToF16Bits(src[r * i + c]!) : src[r * i + c]);
+        }
+    }
   });
 });
