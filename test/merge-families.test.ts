@@ -296,6 +296,35 @@ describe("a dry run and the real merge make one plan, on every ONNX merge fixtur
     });
 });
 
+describe("a dry run and the real merge make one plan, on the checkpoint and GGUF merge fixtures", () => {
+  const strip = (r: MergeReport): unknown => ({
+    modules: r.modules.map(({ maxAbsDelta: _, ...m }) => m),
+    carried: r.carried,
+    weights: r.weights,
+    bytesMerged: r.bytesMerged,
+  });
+  for (const c of ["gpt2-f32", "llama-bf16", "llama-f32"])
+    it(`checkpoint ${c}`, async () => {
+      const dir = join(FAMILIES, "..", "safetensors", c);
+      const params = { model: join(dir, "base"), adapter: join(dir, "adapter") };
+      const dry = await mergeCheckpoint({ ...params, dryRun: true });
+      const real = await mergeCheckpoint({ ...params, output: join(work, "ck-plan", c), durable: false });
+      expect(strip(dry)).toEqual(strip(real));
+    });
+  for (const [c, model, adapter] of [
+    ["llama", "llama/base-f32.gguf", "vera"],
+    ["llama-split", "llama-split/base-f32-00001-of-00003.gguf", "vera"],
+    ["qwen2", "qwen2/base-f32.gguf", "qwen2/vera"],
+  ] as const)
+    it(`GGUF ${c}`, async () => {
+      const gguf = join(FAMILIES, "..", "gguf");
+      const params = { model: join(gguf, model), adapter: join(gguf, adapter) };
+      const dry = await mergeGguf({ ...params, dryRun: true });
+      const real = await mergeGguf({ ...params, output: join(work, "gguf-plan", c) + "/", durable: false });
+      expect(strip(dry)).toEqual(strip(real));
+    });
+});
+
 describe("in place: carried tensors are written and journaled like merged weights", () => {
   it("roberta-shared-bias ONNX merged in place: PEFT's logits (own copies appended to the data file)", async () => {
     const dir = join(work, "inplace-onnx");
