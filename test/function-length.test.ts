@@ -19,7 +19,6 @@ const DIRS = ["src", "web/src"];
  */
 const BEING_SPLIT: ReadonlyArray<string> = [
   "src/gguf/export-gguf-lora.ts: exportGgufLoraStream", // being split
-  "src/onnx/plan-onnx-merge.ts: planOnnxMerge", // being split
   "src/peft/expand-to-lora.ts: expandToLoraStream", // being split
   "src/peft/export-peft.ts: exportPeft", // being split
   "src/serve/graft-onnx.ts: graftOnnx", // being split

@@ -12,3 +12,5 @@ export * from "./base-shapes-from-gguf.js";
 export * from "./locate-gguf-weights.js";
 export * from "./split-name.js";
 export * from "./check-gguf-split.js";
+export * from "./locate-gguf-parameter.js";
+export * from "./gguf-weight-locator.js";

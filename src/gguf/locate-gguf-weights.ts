@@ -31,6 +31,30 @@ export function ggufTensorRanges(file: GgufFile): GgufTensorRange[] {
   }));
 }
 
+/**
+ * Every tensor of a GGUF model (all parts of a split GGUF) by name, with the index of the part holding it.
+ *
+ * @throws VeraError `GGUF_DUPLICATE` (a name in two parts).
+ */
+export function ggufRangesByName(
+  file: GgufFile,
+  parts: readonly GgufFile[] | undefined,
+  label: string,
+): Map<string, GgufTensorRange & { part: number }> {
+  const ranges = new Map<string, GgufTensorRange & { part: number }>();
+  for (const [part, f] of (parts ?? [file]).entries())
+    for (const r of ggufTensorRanges(f)) {
+      if (ranges.has(r.name))
+        throw new VeraError(
+          GgufErrorCode.GGUF_DUPLICATE,
+          `${label}: tensor "${r.name}" is in parts ${ranges.get(r.name)!.part + 1} and ${part + 1}`,
+          { path: r.name },
+        );
+      ranges.set(r.name, { ...r, part });
+    }
+  return ranges;
+}
+
 /** An adapted module as the merge sees it. */
 export interface GgufModuleRef {
   name: string;
@@ -89,17 +113,7 @@ export function locateGgufWeights(params: LocateGgufWeightsParams): GgufWeightPl
       `${label}: architecture "${base.architecture}" has no built-in llama.cpp tensor names; give a mapping file`,
       { path: "general.architecture", received: base.architecture },
     );
-  const ranges = new Map<string, GgufTensorRange & { part: number }>();
-  for (const [part, f] of (params.parts ?? [params.file]).entries())
-    for (const r of ggufTensorRanges(f)) {
-      if (ranges.has(r.name))
-        throw new VeraError(
-          GgufErrorCode.GGUF_DUPLICATE,
-          `${label}: tensor "${r.name}" is in parts ${ranges.get(r.name)!.part + 1} and ${part + 1}`,
-          { path: r.name },
-        );
-      ranges.set(r.name, { ...r, part });
-    }
+  const ranges = ggufRangesByName(params.file, params.parts, label);
   const missing: string[] = [];
   const quantized: string[] = [];
   const weights: GgufWeightLocation[] = [];

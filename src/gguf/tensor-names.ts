@@ -1,4 +1,5 @@
 import { VeraError } from "../errors.js";
+import { parseWeightMapping } from "../locate/weight-mapping.js";
 import { GgufErrorCode } from "./error-codes.js";
 
 const LLAMA_LIKE: Record<string, string> = {
@@ -61,7 +62,11 @@ export function ggufArchitectureOfModelType(modelType: string): string | undefin
  */
 export type GgufNameMapping = Record<string, string>;
 
-/** Parse a mapping file's text (a JSON object of string -> string). */
+/**
+ * Parse a mapping file's text: the format every container shares (`{"modules": {MODULE: TENSOR | {"initializer":
+ * TENSOR}}}`, see `parseWeightMapping`), or the older flat JSON object of module -> tensor name. Module paths
+ * and tensor names may hold `{bid}` for the block number; a trailing `.weight` is dropped from both.
+ */
 export function parseGgufNameMapping(text: string, label = "mapping"): GgufNameMapping {
   let v: unknown;
   try {
@@ -73,8 +78,12 @@ export function parseGgufNameMapping(text: string, label = "mapping"): GgufNameM
     throw new VeraError(GgufErrorCode.GGUF_MAPPING, `${label}: expected a JSON object of module -> tensor name`, {
       path: label,
     });
+  const entries =
+    "modules" in v
+      ? Object.entries(parseWeightMapping({ source: v })).map(([k, e]) => [k, e.initializer] as const)
+      : Object.entries(v);
   const out: GgufNameMapping = {};
-  for (const [k, x] of Object.entries(v)) {
+  for (const [k, x] of entries) {
     if (typeof x !== "string" || x.length === 0)
       throw new VeraError(GgufErrorCode.GGUF_MAPPING, `${label}: "${k}" must map to a tensor name string`, {
         path: `${label}/${k}`,

@@ -4,18 +4,21 @@
  * copied as it is); the folder's other files (config.json, tokenizer files, the index) are copied
  * unchanged. There is no head file: nothing but data changes.
  */
-import type { WeightDtype, WeightLayout } from "../dtypes.js";
-import { VeraError } from "../errors.js";
 import type { VeraModule } from "../format/types.js";
-import { MergeErrorCode } from "./error-codes.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer } from "./container.js";
-import type { MergeReportModule } from "./merge-report.js";
+import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
+import type { WeightMapping } from "../locate/weight-mapping.js";
+import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
+import { carriedReportRows } from "./carried-report.js";
+import { carriedValues, refuseCarried, type CarriedRefusal } from "./carried-values.js";
+import { checkpointWeightLocator } from "./checkpoint-locator.js";
+import type { WeightLocator } from "../locate/weight-locator.js";
 import type { Checkpoint, CheckpointShard } from "./read-checkpoint.js";
 
 /** A weight of a checkpoint. */
 export interface CheckpointWeight extends ContainerWeight {
   shard: string;
-  matchedBy: "exact" | "suffix";
+  matchedBy: "exact" | "suffix" | "renamed" | "mapping";
 }
 
 /** A checkpoint ready to merge. */
@@ -24,6 +27,8 @@ export interface CheckpointContainer extends MergeContainer<CheckpointWeight> {
   readonly skipped: string[];
   /** The report's rows, by module path. */
   reportModules(): MergeReportModule[];
+  /** The report's rows of replaced tensors. */
+  reportCarried(): MergeReportCarried[];
 }
 
 /** Parameters of {@link checkpointContainer}. */
@@ -35,115 +40,120 @@ export interface CheckpointContainerParams {
   outputName?: string;
   /** Leave out modules with no weight in the checkpoint instead of refusing. @default false */
   skipMissing?: boolean;
+  /** Module path -> tensor (the `--mapping` file, `parseWeightMapping`), consulted first. @default none */
+  mapping?: WeightMapping;
+  /** Tensors the adapter carries that replace the checkpoint's (`carriedTensorTargets`). @default none */
+  carried?: readonly CarriedTensorTarget[];
 }
 
-/** transformers' Conv1D modules (GPT-2 family) store their weight (in, out). */
-const CONV1D = new Set(["c_attn", "c_proj", "c_fc", "q_attn"]);
-
-const MERGEABLE = new Set<string>(["F32", "F16", "BF16"]);
-
-interface Located {
-  name: string;
-  shard: CheckpointShard;
-  matchedBy: "exact" | "suffix";
+/** Where a tensor's bytes are. */
+function storageOf(
+  tensors: Map<string, CheckpointShard>,
+  name: string,
+): { shard: CheckpointShard; byteLength: number; offset: number } {
+  const shard = tensors.get(name)!;
+  const info = shard.header.tensors.get(name)!;
+  return {
+    shard,
+    byteLength: info.dataOffsets[1] - info.dataOffsets[0],
+    offset: shard.header.dataStart + info.dataOffsets[0],
+  };
 }
 
-/** The tensor `<module>.weight`, by exact name or (when unique) by a suffix at a `.` boundary either way. */
-function locate(module: string, tensors: Map<string, CheckpointShard>): Located | undefined {
-  const want = `${module}.weight`;
-  const exact = tensors.get(want);
-  if (exact) return { name: want, shard: exact, matchedBy: "exact" };
-  const hits: string[] = [];
-  for (const name of tensors.keys())
-    if (name.endsWith(`.${want}`) || want.endsWith(`.${name}`)) if (name.endsWith(".weight")) hits.push(name);
-  if (hits.length > 1)
-    throw new VeraError(
-      MergeErrorCode.MERGE_WEIGHT_NOT_FOUND,
-      `adapter module ${JSON.stringify(module)} matches several checkpoint tensors: ${hits.join(", ")}`,
-      { path: module, expected: "one tensor", received: hits },
-    );
-  return hits.length === 1 ? { name: hits[0]!, shard: tensors.get(hits[0]!)!, matchedBy: "suffix" } : undefined;
-}
-
-/** The stored layout of a weight, from its shape and the module's kind. */
-function layoutOf(module: VeraModule, shape: number[], tensor: string): WeightLayout {
-  const [d0, d1] = shape;
-  const outIn = shape.length === 2 && d0 === module.outFeatures && d1 === module.inFeatures;
-  const inOut = shape.length === 2 && d0 === module.inFeatures && d1 === module.outFeatures;
-  const conv1d = CONV1D.has(module.name.split(".").pop()!);
-  if (inOut && (conv1d || !outIn)) return "in_out";
-  if (outIn) return "out_in";
-  throw new VeraError(
-    MergeErrorCode.MERGE_WEIGHT_SHAPE,
-    `checkpoint tensor ${JSON.stringify(tensor)} has shape [${shape.join(", ")}], but adapter module ${JSON.stringify(module.name)} is ${module.inFeatures} -> ${module.outFeatures}`,
-    {
-      path: tensor,
-      expected: `[${module.outFeatures}, ${module.inFeatures}] (or [${module.inFeatures}, ${module.outFeatures}] for Conv1D)`,
-      received: `[${shape.join(", ")}]`,
-    },
-  );
+/** The weights the adapter's modules merge into, by the locator (modules without one listed in `skipped`). */
+function moduleWeights(
+  params: CheckpointContainerParams,
+  locator: WeightLocator,
+  tensors: Map<string, CheckpointShard>,
+  skipped: string[],
+): CheckpointWeight[] {
+  const found = locator.locateModules({ modules: params.modules, skipMissing: params.skipMissing ?? false });
+  skipped.push(...found.skipped);
+  const weights = new Map<string, CheckpointWeight>();
+  for (const m of found.modules) {
+    const module = {
+      module: m.module,
+      inFeatures: m.inFeatures,
+      outFeatures: m.outRange[1] - m.outRange[0],
+      outStart: m.outRange[0],
+      outEnd: m.outRange[1],
+    };
+    const same = weights.get(m.tensor);
+    if (same) {
+      same.modules.push(module);
+      same.modules.sort((a, b) => a.outStart - b.outStart);
+      continue;
+    }
+    const { shard, byteLength, offset } = storageOf(tensors, m.tensor);
+    weights.set(m.tensor, {
+      name: m.tensor,
+      dtype: m.dtype,
+      layout: m.layout,
+      inFeatures: m.inFeatures,
+      outFeatures: m.outFeatures,
+      byteLength,
+      storage: { kind: "data", file: shard.name, offset },
+      modules: [module],
+      shard: shard.name,
+      matchedBy: m.matchedBy,
+    });
+  }
+  return [...weights.values()];
 }
 
 /**
- * Locate every adapter module's weight in the checkpoint.
+ * The checkpoint tensors the adapter's carried tensors replace (the locator's `locateParameter`), none
+ * of them a tensor the merge also changes.
  *
- * @throws VeraError `MERGE_WEIGHT_NOT_FOUND`, `MERGE_WEIGHT_SHAPE`, `MERGE_WEIGHT_DTYPE`.
+ * @throws VeraError `MERGE_CARRIED_TENSOR` naming every tensor that cannot be placed.
  */
-export function checkpointContainer(params: CheckpointContainerParams): CheckpointContainer {
-  const { checkpoint } = params;
-  const tensors = new Map<string, CheckpointShard>();
-  for (const s of checkpoint.shards) for (const t of s.header.tensors.keys()) tensors.set(t, s);
-  const weights: CheckpointWeight[] = [];
-  const skipped: string[] = [];
-  const byTensor = new Map<string, string>();
-  for (const m of params.modules) {
-    const hit = locate(m.name, tensors);
-    if (!hit) {
-      if (params.skipMissing) {
-        skipped.push(m.name);
-        continue;
-      }
-      throw new VeraError(
-        MergeErrorCode.MERGE_WEIGHT_NOT_FOUND,
-        `adapter module ${JSON.stringify(m.name)} has no weight ${JSON.stringify(`${m.name}.weight`)} in the checkpoint (${checkpoint.main})`,
-        { path: m.name, expected: `${m.name}.weight`, received: "no such tensor" },
-      );
+function carriedWeights(
+  params: CheckpointContainerParams,
+  locator: WeightLocator,
+  tensors: Map<string, CheckpointShard>,
+  merged: readonly CheckpointWeight[],
+): CheckpointWeight[] {
+  const refusals: CarriedRefusal[] = [];
+  const out: CheckpointWeight[] = [];
+  const used = new Set(merged.map((w) => w.name));
+  for (const target of params.carried ?? []) {
+    const loc =
+      target.kind === "other"
+        ? "not a modules_to_save parameter or a trainable bias: no merge knows where it belongs"
+        : locator.locateParameter({ param: target.param, shape: target.tensor.shape });
+    if (typeof loc === "string" || used.has(loc.tensor)) {
+      const reason =
+        typeof loc === "string" ? loc : `the checkpoint's ${loc.tensor} also takes another change of this merge`;
+      refusals.push({ target, reason });
+      continue;
     }
-    const other = byTensor.get(hit.name);
-    if (other !== undefined)
-      throw new VeraError(
-        MergeErrorCode.MERGE_WEIGHT_NOT_FOUND,
-        `adapter modules ${JSON.stringify(other)} and ${JSON.stringify(m.name)} both match checkpoint tensor ${JSON.stringify(hit.name)}`,
-        { path: hit.name, received: [other, m.name] },
-      );
-    byTensor.set(hit.name, m.name);
-    const info = hit.shard.header.tensors.get(hit.name)!;
-    if (!MERGEABLE.has(info.dtype))
-      throw new VeraError(
-        MergeErrorCode.MERGE_WEIGHT_DTYPE,
-        `checkpoint tensor ${JSON.stringify(hit.name)} is ${info.dtype}; only F32, F16 and BF16 weights can be merged`,
-        { path: hit.name, expected: "F32 | F16 | BF16", received: info.dtype },
-      );
-    const layout = layoutOf(m, info.shape, hit.name);
-    weights.push({
-      name: hit.name,
-      dtype: info.dtype as WeightDtype,
-      layout,
-      inFeatures: m.inFeatures,
-      outFeatures: m.outFeatures,
-      byteLength: info.dataOffsets[1] - info.dataOffsets[0],
-      storage: { kind: "data", file: hit.shard.name, offset: hit.shard.header.dataStart + info.dataOffsets[0] },
-      modules: [
-        { module: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures, outStart: 0, outEnd: m.outFeatures },
-      ],
-      shard: hit.shard.name,
-      matchedBy: hit.matchedBy,
+    used.add(loc.tensor);
+    const { shard, byteLength, offset } = storageOf(tensors, loc.tensor);
+    const placement = { target, tensor: loc.tensor, dtype: loc.dtype, transposed: false, matchedBy: loc.matchedBy };
+    out.push({
+      name: loc.tensor,
+      dtype: loc.dtype,
+      layout: "out_in",
+      inFeatures: 0,
+      outFeatures: 0,
+      byteLength,
+      storage: { kind: "data", file: shard.name, offset },
+      modules: [],
+      shard: shard.name,
+      matchedBy: loc.matchedBy === "renamed" ? "renamed" : loc.matchedBy === "suffix" ? "suffix" : "exact",
+      carried: { values: carriedValues({ tensor: target.tensor, dtype: loc.dtype }), placement },
     });
   }
-  const dataFiles: ContainerDataFile[] = [
+  refuseCarried(refusals, params.checkpoint.main);
+  return out;
+}
+
+/** Every shard and every other file of the checkpoint as data files. */
+function dataFilesOf(checkpoint: Checkpoint, outputName: string | undefined): ContainerDataFile[] {
+  return [
     ...checkpoint.shards.map((s) => ({
       key: s.name,
-      parts: [checkpoint.single ? (params.outputName ?? s.name) : s.name],
+      parts: [checkpoint.single ? (outputName ?? s.name) : s.name],
       path: s.path,
       size: s.size,
       label: s.name,
@@ -162,33 +172,59 @@ export function checkpointContainer(params: CheckpointContainerParams): Checkpoi
       tensors: [],
     })),
   ];
+}
+
+/**
+ * Locate every adapter module's weight, and every tensor the adapter carries, in the checkpoint.
+ *
+ * @throws VeraError `MERGE_WEIGHT_NOT_FOUND`, `MERGE_WEIGHT_SHAPE`, `MERGE_WEIGHT_DTYPE`, `MERGE_CARRIED_TENSOR`.
+ */
+export function checkpointContainer(params: CheckpointContainerParams): CheckpointContainer {
+  const { checkpoint } = params;
+  const tensors = new Map<string, CheckpointShard>();
+  for (const s of checkpoint.shards) for (const t of s.header.tensors.keys()) tensors.set(t, s);
+  const locator = checkpointWeightLocator({
+    tensors: new Map([...tensors].map(([name, shard]) => [name, shard.header.tensors.get(name)!])),
+    label: checkpoint.main,
+    ...(checkpoint.modelType !== undefined ? { modelType: checkpoint.modelType } : {}),
+    ...(params.mapping ? { mapping: params.mapping } : {}),
+  });
+  const skipped: string[] = [];
+  const merged = moduleWeights(params, locator, tensors, skipped);
+  const weights = [...merged, ...carriedWeights(params, locator, tensors, merged)];
   return {
     kind: "safetensors",
     weights,
     headSize: 0,
-    dataFiles,
+    dataFiles: dataFilesOf(checkpoint, params.outputName),
     skipped,
     readInline: () => {
       throw new Error("internal: a checkpoint has no inline weights");
     },
+    prepare: (w, values) => {
+      if (w.carried) values.set(w.carried.values);
+    },
     merged: () => {},
     headChanged: () => false,
     head: () => null,
+    reportCarried: () => carriedReportRows(weights),
     reportModules: () =>
-      weights
-        .map((w) => ({
-          module: w.modules[0]!.module,
-          initializer: w.name,
-          matched: w.name,
-          matchedBy: w.matchedBy,
-          source: "safetensors",
-          layout: w.layout,
-          dtype: w.dtype,
-          storage: `${w.shard}@${(w.storage as { offset: number }).offset}`,
-          inFeatures: w.inFeatures,
-          outFeatures: w.outFeatures,
-          outRange: [0, w.outFeatures] as [number, number],
-        }))
+      merged
+        .flatMap((w) =>
+          w.modules.map((m) => ({
+            module: m.module,
+            initializer: w.name,
+            matched: w.name,
+            matchedBy: w.matchedBy,
+            source: "safetensors",
+            layout: w.layout,
+            dtype: w.dtype,
+            storage: `${w.shard}@${(w.storage as { offset: number }).offset}`,
+            inFeatures: m.inFeatures,
+            outFeatures: m.outFeatures,
+            outRange: [m.outStart, m.outEnd] as [number, number],
+          })),
+        )
         .sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0)),
   };
 }

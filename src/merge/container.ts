@@ -4,6 +4,7 @@
  * only this interface, never a container's format.
  */
 import type { WeightDtype, WeightLayout } from "../dtypes.js";
+import type { CarriedPlacement } from "./carried-values.js";
 
 /** One tensor's bytes inside a data file, [start, end). */
 export interface ContainerTensorRange {
@@ -69,8 +70,13 @@ export interface ContainerWeight {
    * @default false
    */
   append?: boolean;
-  /** Modules merged into this weight, by outStart. */
+  /** Modules merged into this weight, by outStart (none for a carried tensor). */
   modules: ContainerWeightModule[];
+  /**
+   * Set for a tensor the adapter carries (a modules_to_save parameter, a trainable bias): its stored
+   * bytes are replaced by `values` (the container's `prepare` puts them in), nothing is merged into it.
+   */
+  carried?: { values: Uint8Array; placement: CarriedPlacement };
 }
 
 /** Where a merged weight's bytes go in the output: a data file and offset, or the head file. */

@@ -28,6 +28,13 @@ export const MergeErrorCode = {
   MERGE_CONTAINER_UNKNOWN: "MERGE_CONTAINER_UNKNOWN",
   /** An adapter module has no `<module>.weight` in the checkpoint (or several tensors match it). */
   MERGE_WEIGHT_NOT_FOUND: "MERGE_WEIGHT_NOT_FOUND",
+  /**
+   * A tensor the adapter carries besides its VeRA vectors (a `modules_to_save` module's parameter, a
+   * trainable bias, an unknown extra tensor) cannot be placed in the base model: no such tensor, a shape
+   * that differs, a quantized tensor, a tied tensor whose change would reach another module. Refused
+   * before anything is written; the message names every such tensor.
+   */
+  MERGE_CARRIED_TENSOR: "MERGE_CARRIED_TENSOR",
   /** A checkpoint weight's shape disagrees with the adapter module's (in, out) features. */
   MERGE_WEIGHT_SHAPE: "MERGE_WEIGHT_SHAPE",
   /** A checkpoint weight's dtype cannot be merged (only F32, F16 and BF16 can). */

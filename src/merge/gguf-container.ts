@@ -8,13 +8,17 @@
  */
 import { VeraError } from "../errors.js";
 import type { VeraModule } from "../format/types.js";
-import { locateGgufWeights, ggufTensorRanges } from "../gguf/locate-gguf-weights.js";
+import { ggufTensorRanges } from "../gguf/locate-gguf-weights.js";
+import { ggufWeightLocator, type GgufWeightLocator } from "../gguf/gguf-weight-locator.js";
+import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
+import { carriedReportRows } from "./carried-report.js";
+import { carriedValues, refuseCarried, type CarriedRefusal } from "./carried-values.js";
 import { ggufTensorName, type GgufNameMapping } from "../gguf/tensor-names.js";
 import type { GgufFile } from "../gguf/types.js";
 import { weightDtypeSize } from "../dtypes.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer } from "./container.js";
 import { MergeErrorCode } from "./error-codes.js";
-import type { MergeReportModule } from "./merge-report.js";
+import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
 
 /** A weight of a GGUF model. */
 export interface GgufWeight extends ContainerWeight {
@@ -31,6 +35,8 @@ export interface GgufContainer extends MergeContainer<GgufWeight> {
   readonly architecture: string;
   /** The report's rows, by module path. */
   reportModules(): MergeReportModule[];
+  /** The report's rows of replaced tensors. */
+  reportCarried(): MergeReportCarried[];
 }
 
 /** One part of a split GGUF. */
@@ -62,6 +68,8 @@ export interface GgufContainerParams {
   mapping?: GgufNameMapping;
   /** File name of the output copy of a single file (a split GGUF's parts have their own). @default the input's */
   outputName?: string;
+  /** Tensors the adapter carries that replace the model's (`carriedTensorTargets`). @default none */
+  carried?: readonly CarriedTensorTarget[];
 }
 
 /** The key the single data file goes by (a split GGUF's parts go by their file names). */
@@ -86,6 +94,59 @@ function permuteRows(values: Uint8Array, rows: number, rowBytes: number, nHead: 
 }
 
 /**
+ * The GGUF tensors the adapter's carried tensors replace (llama.cpp names; `locateGgufParameter`).
+ *
+ * @throws VeraError `MERGE_CARRIED_TENSOR` naming every tensor that cannot be placed.
+ */
+function carriedGgufWeights(
+  params: GgufContainerParams,
+  locator: GgufWeightLocator,
+  merged: readonly GgufWeight[],
+  keyOf: (part: number) => string,
+  partName: (part: number) => string,
+): GgufWeight[] {
+  if (!params.carried?.length) return [];
+  const used = new Set(merged.map((w) => w.name));
+  const refusals: CarriedRefusal[] = [];
+  const out: GgufWeight[] = [];
+  for (const target of params.carried) {
+    const loc =
+      target.kind === "other"
+        ? "not a modules_to_save parameter or a trainable bias: no merge knows where it belongs"
+        : locator.parameter({ param: target.param, shape: target.tensor.shape });
+    if (typeof loc !== "string" && used.has(loc.name)) {
+      refusals.push({ target, reason: `${loc.name} also takes another change of this merge` });
+      continue;
+    }
+    if (typeof loc === "string") {
+      refusals.push({ target, reason: loc });
+      continue;
+    }
+    used.add(loc.name);
+    const shape = target.tensor.shape;
+    out.push({
+      name: loc.name,
+      dtype: loc.dtype,
+      layout: "out_in",
+      inFeatures: shape.length === 2 ? shape[1]! : 1,
+      outFeatures: shape[0] ?? 1,
+      byteLength: loc.end - loc.start,
+      storage: { kind: "data", file: keyOf(loc.part), offset: loc.start },
+      modules: [],
+      matchedBy: loc.matchedBy,
+      part: partName(loc.part),
+      ...(loc.permuteHeads !== undefined ? { permuteHeads: loc.permuteHeads } : {}),
+      carried: {
+        values: carriedValues({ tensor: target.tensor, dtype: loc.dtype }),
+        placement: { target, tensor: loc.name, dtype: loc.dtype, transposed: false, matchedBy: loc.matchedBy },
+      },
+    });
+  }
+  refuseCarried(refusals, params.path);
+  return out;
+}
+
+/**
  * Locate every adapter module's weight in a GGUF model.
  *
  * @throws VeraError `GGUF_UNKNOWN_ARCHITECTURE` (give a mapping), `GGUF_MODULE_UNSUPPORTED` (no
@@ -102,15 +163,15 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
     return { file: p.file, path: p.path, name, outputName: p.outputName ?? name };
   });
   const keyOf = (i: number): string => (params.parts === undefined ? KEY : parts[i]!.name);
-  const plan = locateGgufWeights({
+  const locator = ggufWeightLocator({
     file,
-    modules: [...params.modules],
     label: path,
     ...(params.parts !== undefined ? { parts: parts.map((p) => p.file) } : {}),
     ...(params.mapping ? { mapping: params.mapping } : {}),
   });
+  const plan = locator.plan({ modules: params.modules });
   const byTensor = new Map<string, string>();
-  const weights: GgufWeight[] = plan.weights.map((w) => {
+  const weights: GgufWeight[] = plan.weights.map((w): GgufWeight => {
     const other = byTensor.get(w.name);
     if (other !== undefined)
       throw new VeraError(
@@ -137,6 +198,7 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
       ...(w.permuteHeads !== undefined ? { permuteHeads: w.permuteHeads } : {}),
     };
   });
+  weights.push(...carriedGgufWeights(params, locator, weights, keyOf, (i) => parts[i]!.name));
   const dataFiles: ContainerDataFile[] = parts.map((p, i) => ({
     key: keyOf(i),
     parts: [p.outputName],
@@ -158,12 +220,17 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
     readInline: () => {
       throw new Error("internal: a GGUF model has no inline weights");
     },
-    prepare: (w, values) => permute(w, values, false),
+    prepare: (w, values) => {
+      permute(w, values, false);
+      if (w.carried) values.set(w.carried.values);
+    },
     merged: (w, values) => permute(w, values, true),
     headChanged: () => false,
     head: () => null,
+    reportCarried: () => carriedReportRows(weights),
     reportModules: () =>
       weights
+        .filter((w) => !w.carried)
         .map((w) => ({
           module: w.modules[0]!.module,
           initializer: w.name,

@@ -12,3 +12,4 @@ export * from "./merge-onnx.js";
 export * from "./plan-data-files.js";
 export * from "./merge-params.js";
 export * from "./recover-merge.js";
+export * from "./checkpoint-locator.js";

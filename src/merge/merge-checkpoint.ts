@@ -9,6 +9,10 @@ import { VeraError } from "../errors.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { checkpointContainer } from "./checkpoint-container.js";
 import { drain, eventStream } from "../util/event-stream.js";
+import { loadedName } from "./checkpoint-names.js";
+import { carriedTensorTargets } from "../peft/carried-tensors.js";
+import type { WeightMapping } from "../locate/weight-mapping.js";
+import { readWeightMapping } from "./read-weight-mapping.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { loadAdapterFile } from "./load-adapter-file.js";
 import { mergeAborted } from "./merge-aborted.js";
@@ -36,6 +40,11 @@ export interface MergeCheckpointParams extends MergeCommonParams {
   inPlace?: boolean;
   /** Leave out adapter modules that have no weight in this checkpoint (listed in the report). @default false */
   skipMissing?: boolean;
+  /**
+   * Module path -> checkpoint tensor (the mapping object, or the path of a mapping file: `parseWeightMapping`'s
+   * format, the same for every container), for names the automatic matching does not find. @default none
+   */
+  mapping?: string | WeightMapping;
 }
 
 /**
@@ -74,7 +83,11 @@ async function adapterFor(
   );
   return loadAdapterFile({
     path: params.adapter,
-    base: baseShapesFromWeights({ tensors, label: `${checkpoint.main} (header)` }),
+    base: baseShapesFromWeights({
+      tensors,
+      label: `${checkpoint.main} (header)`,
+      loadedName: (n) => loadedName(n, checkpoint.modelType),
+    }),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
 }
@@ -102,6 +115,7 @@ async function runMerge(
       `${checkpoint.dir} is a Hub cache snapshot: merging in place would change the cached revision; give -o OUT instead`,
       { path: checkpoint.dir, expected: "an output folder (-o)", received: "--in-place" },
     );
+  const mapping = await readWeightMapping(params.mapping);
   const output =
     params.output === undefined
       ? undefined
@@ -112,6 +126,8 @@ async function runMerge(
     checkpoint,
     modules: loaded.adapter.modules,
     skipMissing: params.skipMissing ?? false,
+    carried: carriedTensorTargets({ adapter: loaded.adapter }),
+    ...(mapping ? { mapping } : {}),
     ...(output !== undefined ? { outputName: basename(output) } : {}),
   });
   const input = join(checkpoint.dir, checkpoint.main);
@@ -127,6 +143,7 @@ async function runMerge(
     dryRun,
     reportModules: () => container.reportModules(),
     skipped: container.skipped,
+    carried: container.reportCarried(),
     warnings: loaded.warnings,
     timings,
     started: t0,

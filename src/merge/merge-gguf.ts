@@ -10,6 +10,7 @@ import { GgufErrorCode } from "../gguf/error-codes.js";
 import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
 import { readFileBytes } from "../node/files.js";
 import { drain, eventStream } from "../util/event-stream.js";
+import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./gguf-container.js";
 import { ggufSplitOutput } from "./gguf-split-output.js";
@@ -74,6 +75,7 @@ export async function mergeGguf(
   return drain(mergeGgufIter(params), params.onProgress);
 }
 
+/** The mapping of a GGUF merge: as given, or read from a file (`parseGgufNameMapping`: the shared format too). */
 async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping | undefined> {
   if (m === undefined || typeof m !== "string") return m;
   return parseGgufNameMapping(new TextDecoder().decode(await readFileBytes(m)), m);
@@ -133,6 +135,7 @@ async function runMerge(
     file,
     path: real,
     modules: loaded.adapter.modules,
+    carried: carriedTensorTargets({ adapter: loaded.adapter }),
     ...(mapping ? { mapping } : {}),
     ...(model.split
       ? {
@@ -158,6 +161,7 @@ async function runMerge(
     dryRun,
     reportModules: () => container.reportModules(),
     skipped: [],
+    carried: container.reportCarried(),
     warnings: loaded.warnings,
     timings,
     started: t0,

@@ -4,9 +4,10 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import type { VeraAdapter } from "../format/types.js";
-import { readFileBytes } from "../node/files.js";
-import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
 import { drain, eventStream } from "../util/event-stream.js";
+import type { WeightMapping } from "../locate/weight-mapping.js";
+import { readWeightMapping } from "./read-weight-mapping.js";
+import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { loadMergeAdapter } from "./load-merge-adapter.js";
 import { mergeAborted } from "./merge-aborted.js";
@@ -87,11 +88,6 @@ async function adapterFor(
   });
 }
 
-async function mappingFor(mapping: MergeOnnxParams["mapping"]): Promise<WeightMapping | undefined> {
-  if (typeof mapping !== "string") return mapping;
-  return parseWeightMapping({ source: new TextDecoder().decode(await readFileBytes(mapping)) });
-}
-
 async function runMerge(
   params: MergeOnnxParams,
   signal: AbortSignal,
@@ -109,12 +105,13 @@ async function runMerge(
 
   const t1 = performance.now();
   const loaded = await adapterFor(params, source);
-  const mapping = await mappingFor(params.mapping);
+  const mapping = await readWeightMapping(params.mapping);
   const container = await onnxContainer({
     source,
     modules: loaded.adapter.modules,
     skipMissing: params.skipMissing ?? false,
     untie: params.untie ?? false,
+    carried: carriedTensorTargets({ adapter: loaded.adapter }),
     ...(mapping ? { mapping } : {}),
   });
   const inPlace = params.inPlace ?? false;
@@ -130,6 +127,7 @@ async function runMerge(
     dryRun,
     reportModules: (plan) => container.reportModules(dryRun ? undefined : plan.targets),
     skipped: container.skipped,
+    carried: container.reportCarried(),
     warnings: [...loaded.warnings, ...container.warnings],
     timings,
     started: t0,

@@ -8,7 +8,8 @@ export interface MergeReportModule {
   initializer: string;
   /** The model-side path that matched. */
   matched: string;
-  matchedBy: "exact" | "suffix" | "mapping";
+  /** `renamed`: a checkpoint tensor found under the name transformers loads it as. */
+  matchedBy: "exact" | "suffix" | "mapping" | "renamed";
   /** How the weight's path was found in the model. */
   source: string;
   layout: "in_out" | "out_in";
@@ -23,6 +24,24 @@ export interface MergeReportModule {
   untiedFrom?: string;
   /** max |delta| (float32), once merged. */
   maxAbsDelta?: number;
+}
+
+/** One base-model tensor a carried adapter tensor replaced (a modules_to_save parameter, a trainable bias). */
+export interface MergeReportCarried {
+  /** The adapter's tensor (its PEFT key). */
+  tensor: string;
+  kind: "modules_to_save" | "bias";
+  /** The base parameter it replaces (transformers name). */
+  param: string;
+  /** The model's tensor that now holds it (for ONNX, a new initializer when the original had other users). */
+  target: string;
+  /** Set when the model's tensor had other users: the original's name (`target` is the copy). */
+  untiedFrom?: string;
+  /** How the model's tensor was found. */
+  matchedBy: string;
+  dtype: "F32" | "F16" | "BF16";
+  /** Stored transposed against the adapter's layout. */
+  transposed: boolean;
 }
 
 /** Busy time per phase, milliseconds (phases overlap: sums may exceed the total). */
@@ -51,6 +70,8 @@ export interface MergeReport {
   backend: string | null;
   adapterSource: "vera" | "peft" | "object";
   modules: MergeReportModule[];
+  /** Base-model tensors replaced by tensors the adapter carries (modules_to_save, trainable biases). */
+  carried: MergeReportCarried[];
   /** Adapter modules left out (not in this model; only with `skipMissing`). */
   skipped: string[];
   /** Weights patched. */

@@ -10,13 +10,17 @@ import { readFileBytes } from "../node/files.js";
 import { applyEdits, type ByteEdit } from "../onnx/apply-edits.js";
 import { inlineValueEdits, readInlineValues } from "../onnx/inline-values.js";
 import { listLinearWeights, type LinearWeight } from "../onnx/list-linear-weights.js";
-import { planOnnxMerge, type PlannedWeight } from "../onnx/plan-onnx-merge.js";
+import type { PlannedWeight } from "../onnx/plan-onnx-merge.js";
+import { onnxWeightLocator } from "../onnx/onnx-weight-locator.js";
 import { readOnnxModel } from "../onnx/read-onnx-model.js";
 import { tensorByteLength, type OnnxModel, type OnnxTensor } from "../onnx/types.js";
 import { untieEdits } from "../onnx/untie-edits.js";
-import type { WeightMapping } from "../onnx/weight-mapping.js";
+import type { WeightMapping } from "../locate/weight-mapping.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer, MergedTarget } from "./container.js";
-import type { MergeReportModule } from "./merge-report.js";
+import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
+import { carriedReportRows } from "./carried-report.js";
+import { placeOnnxCarried, type OnnxCarried } from "./onnx-carried.js";
+import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
 
 /** A parsed ONNX model file. */
 export interface OnnxSource {
@@ -61,6 +65,8 @@ export interface OnnxContainer extends MergeContainer<OnnxContainerWeight> {
    * copy's storage is where it goes; without targets, as for a dry run, where its original is).
    */
   reportModules(targets?: ReadonlyMap<OnnxContainerWeight, MergedTarget>): MergeReportModule[];
+  /** The report's rows of replaced tensors. */
+  reportCarried(): MergeReportCarried[];
 }
 
 /** Parameters of {@link onnxContainer}. */
@@ -71,6 +77,8 @@ export interface OnnxContainerParams {
   mapping?: WeightMapping;
   skipMissing: boolean;
   untie: boolean;
+  /** Tensors the adapter carries that replace the model's (`carriedTensorTargets`). @default none */
+  carried?: readonly CarriedTensorTarget[];
 }
 
 /** Every tensor of the model (initializers of all graphs and Constant-node tensors). */
@@ -91,28 +99,15 @@ function storageLabel(t: OnnxTensor): string {
 }
 
 /**
- * Locate the adapter's weights in the model and resolve every external data file it names (each
- * one is read or copied, so each one is checked).
- *
- * @throws VeraError `ONNX_*` (locating weights), `IO_UNSAFE_PATH` (a location outside the model's
- *   folder, or two locations naming one file through a symlink), `IO_NOT_FOUND`.
+ * Every external data file the model names, resolved inside its folder (each one is read or copied, so
+ * each one is checked), with the tensors it stores; and the file of each location.
  */
-export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxContainer> {
-  const { source } = params;
-  const { model, bytes } = source;
-  const plan = planOnnxMerge({
-    model,
-    modules: params.modules,
-    weights: source.linear,
-    skipMissing: params.skipMissing,
-    untie: params.untie,
-    ...(params.mapping ? { mapping: params.mapping } : {}),
-  });
-  const warnings = [...plan.warnings];
-
+async function externalDataFiles(
+  source: OnnxSource,
+): Promise<{ files: Map<string, ContainerDataFile>; byLocation: Map<string, ContainerDataFile> }> {
   const files = new Map<string, ContainerDataFile>();
   const byLocation = new Map<string, ContainerDataFile>();
-  for (const t of allTensors(model)) {
+  for (const t of allTensors(source.model)) {
     const s = t.storage;
     if (s.kind !== "external") continue;
     let f = byLocation.get(s.location);
@@ -137,7 +132,37 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
     f.tensors.push({ tensor: t.name, start: s.offset, end: s.offset + len });
   }
 
-  const weights: OnnxContainerWeight[] = plan.weights.map((p) => {
+  return { files, byLocation };
+}
+
+/**
+ * Locate the adapter's weights in the model and resolve every external data file it names (each
+ * one is read or copied, so each one is checked).
+ *
+ * @throws VeraError `ONNX_*` (locating weights), `IO_UNSAFE_PATH` (a location outside the model's
+ *   folder, or two locations naming one file through a symlink), `IO_NOT_FOUND`.
+ */
+export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxContainer> {
+  const { source } = params;
+  const { model, bytes } = source;
+  const locator = onnxWeightLocator({
+    model,
+    weights: source.linear,
+    untie: params.untie,
+    ...(params.mapping ? { mapping: params.mapping } : {}),
+  });
+  const plan = locator.plan({ modules: params.modules, skipMissing: params.skipMissing });
+  const warnings = [...plan.warnings];
+
+  const { files, byLocation } = await externalDataFiles(source);
+
+  const carried = placeOnnxCarried({
+    locator,
+    planned: plan.weights,
+    carried: params.carried ?? [],
+    label: source.path,
+  });
+  const toWeight = (p: PlannedWeight, c?: OnnxCarried): OnnxContainerWeight => {
     const s = p.tensor.storage;
     if (s.kind === "external" && s.checksum !== undefined)
       warnings.push(
@@ -163,8 +188,13 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
         outEnd: m.outEnd,
       })),
       planned: p,
+      ...(c ? { carried: { values: c.values, placement: c.placement } } : {}),
     };
-  });
+  };
+  const weights: OnnxContainerWeight[] = [
+    ...plan.weights.map((p) => toWeight(p)),
+    ...carried.map((c) => toWeight(c.planned, c)),
+  ];
 
   const edits: ByteEdit[] = [];
   return {
@@ -175,6 +205,9 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
     skipped: plan.skipped,
     warnings,
     readInline: (w) => readInlineValues(bytes, w.planned.tensor, w.dtype),
+    prepare: (w, values) => {
+      if (w.carried) values.set(w.carried.values);
+    },
     merged(w, values, target) {
       const p = w.planned;
       const s = p.tensor.storage;
@@ -195,6 +228,7 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
     },
     headChanged: () => weights.some((w) => w.storage.kind === "inline" || w.planned.untie),
     head: () => applyEdits({ bytes, edits }).chunks,
+    reportCarried: () => carriedReportRows(weights, (w) => w.planned.untie?.name),
     reportModules(targets) {
       const rows: MergeReportModule[] = [];
       for (const w of weights) {

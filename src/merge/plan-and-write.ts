@@ -10,7 +10,7 @@ import { guardMerge } from "./guard-merge.js";
 import { kernelCopier } from "./file-copier.js";
 import { mergeAborted } from "./merge-aborted.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
+import type { MergeEvent, MergeReport, MergeReportCarried, MergeReportModule, MergeTimings } from "./merge-report.js";
 import { planDataFiles, type DataFilePlan } from "./plan-data-files.js";
 import { writeInPlace } from "./write-in-place.js";
 import { writeMergedModel } from "./write-merged-model.js";
@@ -36,6 +36,8 @@ export interface PlanAndWriteParams<W extends ContainerWeight> {
   reportModules: (plan: DataFilePlan<W>) => MergeReportModule[];
   /** Adapter modules left out (`skipMissing`). */
   skipped: string[];
+  /** Base tensors replaced by tensors the adapter carries. @default none */
+  carried?: MergeReportCarried[];
   warnings: string[];
   timings: MergeTimings;
   /** When the merge started and when planning started (performance.now()). */
@@ -61,6 +63,7 @@ async function planAndWriteGuarded<W extends ContainerWeight>(params: PlanAndWri
     backend: null,
     adapterSource: params.loaded.source,
     modules: params.reportModules(plan),
+    carried: params.carried ?? [],
     skipped: params.skipped,
     weights: container.weights.length,
     bytesMerged: plan.mergedBytes,

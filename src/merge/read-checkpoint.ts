@@ -38,6 +38,8 @@ export interface Checkpoint {
   others: Array<{ name: string; path: string; size: number }>;
   /** True when some file is a Hub cache link into the repo's `blobs/` folder (the folder is a cache snapshot). */
   cached: boolean;
+  /** config.json's `model_type` (beside the checkpoint), when there is one: it names the rules that rename older tensor names. */
+  modelType?: string;
 }
 
 /** Parameters of {@link readCheckpoint}. */
@@ -250,5 +252,25 @@ export async function readCheckpoint(params: ReadCheckpointParams): Promise<Chec
     cached ||= linked;
     others.push({ name: n, ...f });
   }
-  return { dir, main, single: false, shards: shards.map(({ cached: _, ...s }) => s), others, cached };
+  const modelType = await modelTypeOf(others.find((o) => o.name === "config.json"));
+  return {
+    dir,
+    main,
+    single: false,
+    shards: shards.map(({ cached: _, ...s }) => s),
+    others,
+    cached,
+    ...(modelType !== undefined ? { modelType } : {}),
+  };
+}
+
+/** config.json's `model_type`, or undefined (no such file, over 1 MiB, not JSON, no string field). */
+async function modelTypeOf(config: { path: string; size: number } | undefined): Promise<string | undefined> {
+  if (!config || config.size > 1024 * 1024) return undefined;
+  try {
+    const v = (JSON.parse(await fsp.readFile(config.path, "utf8")) as { model_type?: unknown } | null)?.model_type;
+    return typeof v === "string" ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -9,3 +9,7 @@ export * from "./apply-edits.js";
 export * from "./inline-values.js";
 export * from "./external-location.js";
 export * from "./untie-edits.js";
+export * from "./locate-onnx-parameter.js";
+export * from "./onnx-weight-locator.js";
+export type * from "../locate/weight-locator.js";
+export * from "../locate/module-path.js";

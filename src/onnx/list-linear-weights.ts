@@ -1,5 +1,6 @@
 import type { WeightDtype, WeightLayout } from "../dtypes.js";
 import { indexGraph, intAttr, intsAttr, type GraphIndex } from "./graph-index.js";
+import { fusedPartsOf } from "../locate/module-path.js";
 import { dataTypeName, OnnxDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from "./types.js";
 
 /** How a weight's module path was found. */
@@ -13,7 +14,11 @@ export type ModulePathSource =
   /** The consumer node's scope name `/model/layers.0/self_attn/q_proj/MatMul` (legacy TorchScript exporter). */
   | "node_name";
 
-/** A fused projection (onnxruntime-genai `qkv_proj`): several modules in row blocks of one weight. */
+/**
+ * A weight whose module path names a fused projection (`qkv_proj`, `gate_up_proj`): onnxruntime-genai's
+ * fusion of several modules in row blocks of one weight, or a model's own fused module (Phi-3), which an
+ * adapter targets by the whole path.
+ */
 export interface FusedWeight {
   /** Path prefix of the parts, e.g. `model.layers.0.attn.`. */
   base: string;
@@ -222,9 +227,8 @@ function pathsFor(
 }
 
 function fusedOf(module: string): FusedWeight | undefined {
-  const m = /^(.*?)(qkv_proj)$/.exec(module);
-  if (!m) return undefined;
-  return { base: m[1]!, parts: ["q_proj", "k_proj", "v_proj"] };
+  const f = fusedPartsOf(module);
+  return f ? { base: f.prefix, parts: [...f.parts] } : undefined;
 }
 
 /**

@@ -12,6 +12,11 @@ export interface BaseShapesFromWeightsParams {
   tensors: Iterable<WeightEntry>;
   /** Where they came from, for messages. @default "weights" */
   label?: string;
+  /**
+   * The name a stored tensor goes by once loaded (transformers 5 renames older checkpoints' tensors), so
+   * a module is also known by the path PEFT uses. @default the stored name
+   */
+  loadedName?: (stored: string) => string;
 }
 
 /**
@@ -26,8 +31,12 @@ export function baseShapesFromWeights(params: BaseShapesFromWeightsParams): Base
     if (!t.name.endsWith(".weight") || t.shape.length !== 2) continue;
     const [d0, d1] = t.shape as [number, number];
     if (!(d0 > 0 && d1 > 0)) continue;
+    const loaded = params.loadedName?.(t.name);
+    const alias =
+      loaded !== undefined && loaded !== t.name && loaded.endsWith(".weight") ? loaded.slice(0, -7) : undefined;
     modules.push({
       path: t.name.slice(0, -".weight".length),
+      ...(alias !== undefined ? { aliases: [alias] } : {}),
       shapes: [
         { inFeatures: d1, outFeatures: d0, layout: "linear" },
         { inFeatures: d0, outFeatures: d1, layout: "conv1d" },

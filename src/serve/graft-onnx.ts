@@ -3,8 +3,9 @@ import type { VeraAdapter } from "../format/types.js";
 import { f32ToF16Bits } from "../numeric/half.js";
 import { applyEdits, concatEdited, type ByteEdit } from "../onnx/apply-edits.js";
 import { indexGraph, intAttr, type GraphIndex } from "../onnx/graph-index.js";
-import { listLinearWeights, type LinearWeight } from "../onnx/list-linear-weights.js";
-import { findWeightsForModule, planOnnxMerge } from "../onnx/plan-onnx-merge.js";
+import type { LinearWeight } from "../onnx/list-linear-weights.js";
+import { onnxWeightLocator } from "../onnx/onnx-weight-locator.js";
+import { findWeightsForModule } from "../onnx/plan-onnx-merge.js";
 import { OnnxErrorCode } from "../onnx/error-codes.js";
 import { dataTypeName, OnnxDataType, type MessageSpan, type OnnxModel, type OnnxNode } from "../onnx/types.js";
 import type { WeightMapping } from "../onnx/weight-mapping.js";
@@ -213,7 +214,14 @@ export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
   if (adapter.storedProjections)
     throw unsupported("the adapter keeps explicit projections (not regenerable from its seed): it cannot be grafted");
 
-  const weights = listLinearWeights({ model });
+  // the weight locator of `vera merge` (one set of rules: a dry run, a merge and a graft find the same weights);
+  // a branch is added to one node's output, so a weight shared with other nodes is never changed (untie)
+  const locator = onnxWeightLocator({
+    model,
+    untie: true,
+    ...(params.mapping !== undefined ? { mapping: params.mapping } : {}),
+  });
+  const weights = locator.weights;
   const index = indexGraph(model);
   // 4-bit MatMulNBits weights: a merge cannot change them exactly, but a branch on the node's output needs no change
   // to the weight, so they are grafted like float weights (activations: the type of the node's scales, as A's).
@@ -229,14 +237,9 @@ export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
   const plan =
     planned.length === 0
       ? { weights: [], skipped: [] as string[] }
-      : planOnnxMerge({
-          model,
+      : locator.plan({
           modules: planned.map((m) => ({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures })),
-          weights,
-          // A branch is added to one node's output: a weight shared with other nodes is never changed.
-          untie: true,
           ...(params.skipMissing !== undefined ? { skipMissing: params.skipMissing } : {}),
-          ...(params.mapping !== undefined ? { mapping: params.mapping } : {}),
         });
   const issues: Issue[] = [];
   interface Target {

@@ -26,7 +26,10 @@ const command: Command = {
     "Merge a VeRA adapter (verakit file or PEFT folder) into an ONNX model, a safetensors checkpoint (a transformers " +
     "folder, sharded or not, or one .safetensors file; -o names the output folder or file; or a Hub repo id ORG/MODEL[@REVISION] " +
     "already in the local Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub), read offline) or a GGUF model file (F32/F16/BF16 " +
-    "weights; --mapping for architectures llama.cpp's names do not cover): only the adapted weights' bytes change. " +
+    "weights): only the adapted weights' bytes change, and the tensors the adapter carries (modules_to_save heads, " +
+    "trainable biases) replace the model's (refused by name when one cannot be placed). --mapping FILE.json (one format " +
+    'for every container: {"modules": {MODULE: TENSOR | {"initializer": TENSOR, "layout", "outRange"}}}) places modules ' +
+    "the automatic matching does not find. " +
     "A split GGUF (llama.cpp's gguf-split parts NAME-00001-of-0000N.gguf, ...) is given by any part, the others beside it; " +
     "-o is then a folder (the parts keep their names) or PREFIX-00001-of-0000N.gguf (the same N: the parts become " +
     "PREFIX-0000k-of-0000N.gguf); every part is written. " +
@@ -62,8 +65,6 @@ const command: Command = {
     }
     const gguf = !onnx && (await isGgufFile(model));
     if (!onnx && values.untie === true) throw new UsageError("--untie applies to ONNX models only");
-    if (!onnx && !gguf && values.mapping !== undefined)
-      throw new UsageError("--mapping applies to ONNX and GGUF models only");
     if (gguf && values["skip-missing"] === true) throw new UsageError("--skip-missing does not apply to GGUF models");
     if (!dryRun && !inPlace && !output)
       throw new UsageError("give -o OUT.onnx, or --in-place to replace the model's files");
@@ -116,7 +117,7 @@ const command: Command = {
           })
         : gguf
           ? mergeGgufIter({ ...common, ...(values.mapping ? { mapping: values.mapping as string } : {}) })
-          : mergeCheckpointIter(common);
+          : mergeCheckpointIter({ ...common, ...(values.mapping ? { mapping: values.mapping as string } : {}) });
       for (;;) {
         const r = await it.next();
         if (r.done) {
@@ -225,7 +226,7 @@ async function listWeights(model: string, ctx: CliContext): Promise<number> {
         [
           w.quantized ? `quantized (${w.quantized})` : "",
           w.uses > 1 ? `shared x${w.uses}` : "",
-          w.fused ? "fused q/k/v" : "",
+          w.fused ? `fused ${w.fused.parts.join("/")} (or the module itself)` : "",
           w.via.length ? `via ${w.via.join(">")}` : "",
         ]
           .filter(Boolean)
@@ -260,17 +261,35 @@ function printReport(ctx: CliContext, r: MergeReport, device: string | undefined
     ...(r.dryRun ? [] : ["max|delta|"]),
   ];
   ctx.out(table(head, rows));
+  if (r.carried.length > 0) {
+    ctx.out(`${r.dryRun ? "to replace" : "replaced"}: ${r.carried.length} tensor(s) the adapter carries`);
+    ctx.out(
+      table(
+        ["adapter tensor", "kind", "model tensor", "dtype", "found by", "note"],
+        r.carried.map((c) => [
+          c.tensor,
+          c.kind,
+          c.target,
+          c.dtype,
+          c.matchedBy,
+          [c.transposed ? "transposed" : "", c.untiedFrom ? `own copy of ${c.untiedFrom}` : ""]
+            .filter(Boolean)
+            .join(", "),
+        ]),
+      ),
+    );
+  }
   for (const w of r.warnings) ctx.out(`warning: ${w}`);
   if (r.dryRun) {
     ctx.out(
-      `dry run: ${r.modules.length} modules -> ${r.weights} weights (${fmtBytes(r.bytesMerged)}); nothing written`,
+      `dry run: ${r.modules.length} modules -> ${r.weights - r.carried.length} weights, ${r.carried.length} carried tensors (${fmtBytes(r.bytesMerged)}); nothing written`,
     );
     return;
   }
   const t = r.timings;
   const max = r.modules.reduce((m, x) => Math.max(m, x.maxAbsDelta ?? 0), 0);
   ctx.out(
-    `merged ${r.modules.length} modules into ${r.weights} weights (${fmtBytes(r.bytesMerged)}), max |delta| ${max.toExponential(2)}, ` +
+    `merged ${r.modules.length} modules into ${r.weights - r.carried.length} weights${r.carried.length ? `, replaced ${r.carried.length} carried tensors` : ""} (${fmtBytes(r.bytesMerged)}), max |delta| ${max.toExponential(2)}, ` +
       `backend ${r.backend}${device ? ` (${device})` : ""}`,
   );
   const [first, ...others] = r.files;
