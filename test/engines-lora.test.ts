@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { VeraAdapter } from "../src/format/types.js";
-import { loadAdapter } from "../src/node/load-adapter.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
 import { expandToLora } from "../src/peft/expand-to-lora.js";
 import { LORA_CONFIG_FIELDS_0_11 } from "../src/peft/internal.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
@@ -20,7 +20,7 @@ const tempDir = useTempDirs("vera-el-");
 const PEFT = join(__dirname, "../fixtures/peft");
 const load = async () =>
   (
-    await loadAdapter({
+    await loadAdapterFromPath({
       path: join(PEFT, "adapters/llama-gqa-sp"),
       base: join(PEFT, "bases/llama/config.json"),
     })

@@ -10,7 +10,7 @@ import { MergeErrorCode } from "./error-codes.js";
 import { checkpointContainer } from "./checkpoint-container.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { loadAdapterFile } from "./load-adapter-file.js";
+import { loadAdapterFromPath } from "../node/load-adapter.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
@@ -72,11 +72,12 @@ async function adapterFor(
   const tensors = checkpoint.shards.flatMap((s) =>
     [...s.header.tensors].map(([name, t]) => ({ name, shape: t.shape })),
   );
-  return loadAdapterFile({
+  const loaded = await loadAdapterFromPath({
     path: params.adapter,
     base: baseShapesFromWeights({ tensors, label: `${checkpoint.main} (header)` }),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
+  return { adapter: loaded.adapter, source: loaded.format, warnings: loaded.warnings };
 }
 
 async function runMerge(

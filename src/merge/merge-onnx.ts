@@ -8,7 +8,8 @@ import { readFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { loadMergeAdapter } from "./load-merge-adapter.js";
+import { loadAdapterFromPath } from "../node/load-adapter.js";
+import { peftBaseFromOnnx } from "../peft/base-shapes-from-onnx.js";
 import { drainMerge, mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { onnxContainer, readOnnxSource, type OnnxSource } from "./onnx-container.js";
@@ -79,12 +80,12 @@ async function adapterFor(
   source: OnnxSource,
 ): Promise<{ adapter: VeraAdapter; source: MergeReport["adapterSource"]; warnings: string[] }> {
   if (typeof params.adapter !== "string") return { adapter: params.adapter, source: "object", warnings: [] };
-  return loadMergeAdapter({
+  const loaded = await loadAdapterFromPath({
     path: params.adapter,
-    weights: source.linear,
-    modelLabel: basename(source.path),
+    base: (peftWeights) => peftBaseFromOnnx({ weights: source.linear, peftWeights, label: basename(source.path) }),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
+  return { adapter: loaded.adapter, source: loaded.format, warnings: loaded.warnings };
 }
 
 async function mappingFor(mapping: MergeOnnxParams["mapping"]): Promise<WeightMapping | undefined> {
