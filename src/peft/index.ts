@@ -15,3 +15,4 @@ export * from "./load/read-adapter-source.js";
 export * from "./load/load-adapter.js";
 export * from "./peft-module-paths.js";
 export * from "./load/read-base-shapes-from.js";
+export * from "./refuse-carried-tensors.js";

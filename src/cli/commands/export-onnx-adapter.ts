@@ -43,7 +43,7 @@ const command: Command = {
     "--model checks names, types and shapes against the model (and, for a grafted model, the adapter against its graft record).",
   usage:
     "vera export-onnx-adapter ADAPTER -o FILE.onnx_adapter [--lora [--rank K]] [--dtype f32|f16] [--model MODEL.onnx] " +
-    "[--adapter-version N] [--model-version N]",
+    "[--adapter-version N] [--model-version N] [--drop-carried]",
   options: {
     output: { type: "string", short: "o" },
     lora: { type: "boolean" },
@@ -52,6 +52,7 @@ const command: Command = {
     model: { type: "string" },
     "adapter-version": { type: "string" },
     "model-version": { type: "string" },
+    "drop-carried": { type: "boolean" },
     ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {
@@ -61,6 +62,8 @@ const command: Command = {
     const lora = values["lora"] === true;
     const rank = intOption(values, "rank");
     if (rank !== undefined && !lora) throw new UsageError("--rank applies to --lora only");
+    const dropCarried = values["drop-carried"] === true;
+    if (dropCarried && !lora) throw new UsageError("--drop-carried applies to --lora only");
     const dtype = dtypeOption(values["dtype"]);
     const versions = {
       ...(versionOption(values, "adapter-version") !== undefined
@@ -86,6 +89,7 @@ const command: Command = {
         ...(dtype ? { dtype } : {}),
         ...(inputs ? { inputs } : {}),
         ...versions,
+        ...(dropCarried ? { dropCarried } : {}),
       });
     } else {
       let spec;
@@ -124,6 +128,7 @@ const command: Command = {
           `${r.dtype}), ${r.bytes} bytes` +
           (r.dtype === "float16" ? `, largest float16 rounding ${r.maxRoundingError.toExponential(2)}` : ""),
       );
+      if (r.form === "lora" && r.dropped.length > 0) ctx.out(`  dropped (--drop-carried): ${r.dropped.join(", ")}`);
       if (r.form === "lora" && !r.exact)
         ctx.out(
           `  rank ${r.rank} < ${adapter.rank}: relative Frobenius error ${r.totalRelativeError.toExponential(3)}`,
