@@ -16,3 +16,6 @@ export * from "./load/load-adapter.js";
 export * from "./peft-module-paths.js";
 export * from "./load/read-base-shapes-from.js";
 export * from "./refuse-carried-tensors.js";
+export * from "./describe-peft-adapter.js";
+export * from "./validate-peft-adapter.js";
+export * from "./load/check-adapter-source.js";
