@@ -1,6 +1,7 @@
 import { ErrorCode, VeraError } from "verakit";
 import { validateVera, type ValidationResult, type VeraAdapter } from "verakit/format";
 import {
+  checkAdapterSource,
   decodeAdapter,
   pathFileAccess,
   readAdapterSource,
@@ -9,6 +10,8 @@ import {
   type BaseShapes,
   type CarriedTensorTarget,
   type ImportPeftReport,
+  type PeftAdapterDescription,
+  type PeftValidationResult,
 } from "verakit/peft";
 import { stripCommonFolder, type InputFile } from "./input-files.js";
 
@@ -96,4 +99,24 @@ export async function loadAdapterFiles(params: LoadAdapterFilesParams): Promise<
  */
 export function readBaseFiles(input: InputFile[]): Promise<BaseShapes> {
   return readBaseShapesFrom({ files: pathFileAccess(input), path: chosenPath(input) });
+}
+
+/**
+ * What the chosen files are when they do not load (a PEFT folder without a base, a lone adapter_model.safetensors):
+ * the description and check `vera inspect` gives, or undefined when they are no PEFT adapter either.
+ */
+export async function describeAdapterFiles(params: {
+  files: InputFile[];
+  adapterName?: string;
+}): Promise<{ description: PeftAdapterDescription; validation: PeftValidationResult } | undefined> {
+  if (params.files.length === 0) return undefined;
+  try {
+    const r = await checkAdapterSource({
+      source: { files: pathFileAccess(params.files), path: chosenPath(params.files) },
+      ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+    });
+    return r.format === "peft" ? { description: r.description, validation: r.validation } : undefined;
+  } catch {
+    return undefined; // the load's own error is what the page shows
+  }
 }
