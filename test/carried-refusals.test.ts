@@ -55,25 +55,26 @@ describe("the loader names what an adapter carries", () => {
   });
 });
 
+type Json = Record<string, { dropped?: unknown } | undefined>;
+
 /** Each command that writes a LoRA-only output, with the output path it is given. */
-const COMMANDS: Array<{ name: string; args: (out: string) => string[]; report: (j: Record<string, any>) => unknown }> =
-  [
-    {
-      name: "export-gguf-lora",
-      args: (out) => ["export-gguf-lora", HEAD, "--base", LLAMA, "-o", join(out, "a.gguf")],
-      report: (j) => j["report"].dropped,
-    },
-    ...(["vllm", "tgi", "lorax"] as const).map((engine) => ({
-      name: `expand-lora --for ${engine}`,
-      args: (out: string) => ["expand-lora", HEAD, "--base", LLAMA, "--for", engine, "-o", join(out, "lora")],
-      report: (j: Record<string, any>) => j["target"].dropped,
-    })),
-    {
-      name: "export-onnx-adapter --lora",
-      args: (out) => ["export-onnx-adapter", HEAD, "--base", LLAMA, "--lora", "-o", join(out, "a.onnx_adapter")],
-      report: (j) => j["report"].dropped,
-    },
-  ];
+const COMMANDS: Array<{ name: string; args: (out: string) => string[]; report: (j: Json) => unknown }> = [
+  {
+    name: "export-gguf-lora",
+    args: (out) => ["export-gguf-lora", HEAD, "--base", LLAMA, "-o", join(out, "a.gguf")],
+    report: (j) => j["report"]!.dropped,
+  },
+  ...(["vllm", "tgi", "lorax"] as const).map((engine) => ({
+    name: `expand-lora --for ${engine}`,
+    args: (out: string) => ["expand-lora", HEAD, "--base", LLAMA, "--for", engine, "-o", join(out, "lora")],
+    report: (j: Json) => j["target"]!.dropped,
+  })),
+  {
+    name: "export-onnx-adapter --lora",
+    args: (out) => ["export-onnx-adapter", HEAD, "--base", LLAMA, "--lora", "-o", join(out, "a.onnx_adapter")],
+    report: (j) => j["report"]!.dropped,
+  },
+];
 
 describe("LoRA-only outputs refuse a modules_to_save head unless --drop-carried", () => {
   for (const c of COMMANDS)

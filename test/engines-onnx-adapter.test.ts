@@ -34,8 +34,12 @@ const CASES = [
 ];
 const file = (c: string, f: string) => new Uint8Array(readFileSync(join(ENGINES, c, f)));
 const load = async (c: (typeof CASES)[number]) =>
-  (await loadAdapterFromPath({ path: join(PEFT, "adapters", c.name), base: join(PEFT, "bases", c.base, "config.json") }))
-    .adapter;
+  (
+    await loadAdapterFromPath({
+      path: join(PEFT, "adapters", c.name),
+      base: join(PEFT, "bases", c.base, "config.json"),
+    })
+  ).adapter;
 interface FormCheck {
   max_abs_diff_vs_numpy_float64: number;
   max_abs_diff_no_adapter_vs_base: number;

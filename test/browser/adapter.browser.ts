@@ -121,7 +121,7 @@ describe.skipIf(!ready)("the page in Chromium: inspect, validate, convert", () =
     await page.setInputFiles("#adapter-folder", adapter);
     await page.waitForSelector('#summary td:has-text("vera import-peft")');
     const rows = await page.$$eval("#summary tr", (trs) =>
-      trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)),
+      trs.map((tr) => Array.from(tr.querySelectorAll("td")).map((td) => td.textContent)),
     );
     expect(rows).toContainEqual([
       "import",

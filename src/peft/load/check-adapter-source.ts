@@ -88,7 +88,7 @@ export async function checkAdapterSource(params: CheckAdapterSourceParams): Prom
     validation: validatePeftAdapter({
       configText: undefined,
       weights: peft,
-      configLabel: `${PEFT_CONFIG_NAME} beside ${read.path}`,
+      configLabel: joinPath(files, dirnamePath(files, read.path), PEFT_CONFIG_NAME),
     }),
   };
 }
