@@ -50,7 +50,7 @@ export function peftBaseFromOnnx(params: PeftBaseFromOnnxParams): BaseShapes {
   const fused = params.weights.filter((w) => w.fused);
   if (fused.length === 0) return base;
   for (const [key, info] of params.peftWeights.tensors) {
-    const m = /^base_model\.model\.(.+)\.vera_lambda_b$/.exec(key);
+    const m = /^base_model\.model\.(.+)\.p?vera_lambda_b$/.exec(key);
     if (!m || info.shape.length !== 1) continue;
     const hits = findWeightsForModule({ module: m[1]!, weights: fused }).filter((h) => h.part !== undefined);
     if (hits.length !== 1) continue;

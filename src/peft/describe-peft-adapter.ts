@@ -93,7 +93,7 @@ export function describePeftAdapter(params: DescribePeftAdapterParams): PeftAdap
   const modules: PeftAdapterDescription["modules"] = [];
   const carried: PeftAdapterDescription["carried"] = [];
   for (const [name, info] of [...params.weights.tensors].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const lambda = /^(.+)\.vera_lambda_([bd])$/.exec(name);
+    const lambda = /^(.+)\.p?vera_lambda_([bd])$/.exec(name);
     if (lambda) {
       if (lambda[2] === "b")
         modules.push({
@@ -102,7 +102,7 @@ export function describePeftAdapter(params: DescribePeftAdapterParams): PeftAdap
         });
       continue;
     }
-    if (name === KEY_VERA_A || name === KEY_VERA_B) continue;
+    if (name === KEY_VERA_A || name === KEY_VERA_B || /^base_model\.pvera_[AB]$/.test(name)) continue;
     carried.push({
       name,
       ...carriedTensorKind({ name, modulesToSave, bias }),
@@ -110,8 +110,8 @@ export function describePeftAdapter(params: DescribePeftAdapterParams): PeftAdap
       shape: [...info.shape],
     });
   }
-  const a = params.weights.tensors.get(KEY_VERA_A);
-  const b = params.weights.tensors.get(KEY_VERA_B);
+  const a = params.weights.tensors.get(KEY_VERA_A) ?? params.weights.tensors.get("base_model.pvera_A");
+  const b = params.weights.tensors.get(KEY_VERA_B) ?? params.weights.tensors.get("base_model.pvera_B");
   const sp = field(cfg, "save_projection");
   const folder = params.configText === undefined ? "FOLDER" : shellWord(params.path);
   const adapterName = params.adapterName ?? "default";

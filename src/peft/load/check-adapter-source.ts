@@ -38,7 +38,7 @@ function peftWeightsOf(bytes: Uint8Array): SafetensorsFile | undefined {
     return undefined;
   }
   const keys = [...file.tensors.keys()];
-  return keys.some((k) => /^base_model\.model\..+\.vera_lambda_[bd]$/.test(k) || k === "base_model.vera_A")
+  return keys.some((k) => /^base_model\.model\..+\.p?vera_lambda_[bd]$/.test(k) || k === "base_model.vera_A")
     ? file
     : undefined;
 }
