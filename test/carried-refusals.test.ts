@@ -8,6 +8,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { refuseCarriedTensors } from "../src/peft/refuse-carried-tensors.js";
 import { runCli as run } from "./cli-helpers.js";
 import { errorCode as code } from "./error-helpers.js";
@@ -21,19 +22,19 @@ const LM_HEAD = "base_model.model.lm_head.weight";
 
 describe("the loader names what an adapter carries", () => {
   it("a modules_to_save lm_head (llama-lm-head), a classifier (bert-seqcls), a score head and biases (gpt2-seqcls-bias)", async () => {
-    const head = await loadAdapterFromPath({ path: HEAD, base: LLAMA });
+    const head = await loadAdapterFromPath({ path: HEAD, readBase: () => readBaseShapes({ path: LLAMA }) });
     expect(head.carried.map((c) => [c.tensor.name, c.kind, c.param])).toEqual([
       [LM_HEAD, "modules_to_save", "lm_head.weight"],
     ]);
     const bert = await loadAdapterFromPath({
       path: join(PEFT, "adapters/bert-seqcls"),
-      base: join(PEFT, "bases/bert-seqcls"),
+      readBase: () => readBaseShapes({ path: join(PEFT, "bases/bert-seqcls") }),
     });
     expect(new Set(bert.carried.map((c) => c.kind))).toEqual(new Set(["modules_to_save"]));
     expect(bert.carried.map((c) => c.param)).toContain("classifier.weight");
     const gpt2 = await loadAdapterFromPath({
       path: join(PEFT, "adapters/gpt2-seqcls-bias"),
-      base: join(PEFT, "bases/gpt2-seqcls"),
+      readBase: () => readBaseShapes({ path: join(PEFT, "bases/gpt2-seqcls") }),
     });
     expect(new Set(gpt2.carried.map((c) => c.kind))).toEqual(new Set(["modules_to_save", "bias"]));
     // the library refusal lists every one of them, as issues with the same code

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { VeraAdapter } from "../src/format/types.js";
 import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { expandToLora } from "../src/peft/expand-to-lora.js";
 import { LORA_CONFIG_FIELDS_0_11 } from "../src/peft/internal.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
@@ -22,7 +23,7 @@ const load = async () =>
   (
     await loadAdapterFromPath({
       path: join(PEFT, "adapters/llama-gqa-sp"),
-      base: join(PEFT, "bases/llama/config.json"),
+      readBase: () => readBaseShapes({ path: join(PEFT, "bases/llama/config.json") }),
     })
   ).adapter;
 

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { VeraAdapter } from "../src/format/types.js";
 import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { projectionsFor } from "../src/projections/for-adapter.js";
 import { f16BitsToF32 } from "../src/numeric/half.js";
 import { GRAFT_METADATA_KEY, graftSpecOf, parseGraftSpec, type GraftSpec } from "../src/serve/graft-spec.js";
@@ -37,7 +38,7 @@ const load = async (c: (typeof CASES)[number]) =>
   (
     await loadAdapterFromPath({
       path: join(PEFT, "adapters", c.name),
-      base: join(PEFT, "bases", c.base, "config.json"),
+      readBase: () => readBaseShapes({ path: join(PEFT, "bases", c.base, "config.json") }),
     })
   ).adapter;
 interface FormCheck {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { VeraAdapter } from "../src/format/types.js";
 import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { writeVera } from "../src/format/write.js";
 import { readVera } from "../src/format/validate.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
@@ -40,7 +41,10 @@ function delta(a: VeraAdapter, name: string): Float64Array {
 describe("PVeRA (PEFT 0.21) imports as VeRA", () => {
   for (const name of ["pvera-llama-sp", "pvera-llama-nosp"])
     it(`${name}: every module's delta is merge_and_unload()'s within 1e-6`, async () => {
-      const { adapter, imported } = await loadAdapterFromPath({ path: A(name), base: BASE });
+      const { adapter, imported } = await loadAdapterFromPath({
+        path: A(name),
+        readBase: () => readBaseShapes({ path: BASE }),
+      });
       expect(imported!.method).toBe("PVERA");
       expect(imported!.projections.storage).toBe("stored");
       expect(imported!.warnings.join(" ")).toMatch(/PVeRA/);
@@ -78,8 +82,12 @@ describe("PVeRA (PEFT 0.21) imports as VeRA", () => {
   });
 
   it("projections drawn for a file without them equal those PEFT stored, bit for bit", async () => {
-    const sp = (await loadAdapterFromPath({ path: A("pvera-llama-sp"), base: BASE })).adapter;
-    const nosp = (await loadAdapterFromPath({ path: A("pvera-llama-nosp"), base: BASE })).adapter;
+    const sp = (
+      await loadAdapterFromPath({ path: A("pvera-llama-sp"), readBase: () => readBaseShapes({ path: BASE }) })
+    ).adapter;
+    const nosp = (
+      await loadAdapterFromPath({ path: A("pvera-llama-nosp"), readBase: () => readBaseShapes({ path: BASE }) })
+    ).adapter;
     expect(Buffer.from(nosp.storedProjections!.A.buffer).equals(Buffer.from(sp.storedProjections!.A.buffer))).toBe(
       true,
     );

@@ -1,4 +1,5 @@
 import { loadAdapterFromPath } from "../node/load-adapter.js";
+import { readBaseShapes } from "../node/read-base-shapes.js";
 
 /** Options of commands that read an adapter given as a verakit file or a PEFT folder. */
 export const adapterInputOptions = {
@@ -13,7 +14,7 @@ export function loadAdapterFromArgs(
 ): ReturnType<typeof loadAdapterFromPath> {
   return loadAdapterFromPath({
     path,
-    ...(values["base"] !== undefined ? { base: String(values["base"]) } : {}),
+    ...(values["base"] !== undefined ? { readBase: () => readBaseShapes({ path: String(values["base"]) }) } : {}),
     ...(values["adapter"] !== undefined ? { adapterName: String(values["adapter"]) } : {}),
   });
 }

@@ -13,6 +13,8 @@ import type { LoadedAdapter } from "../peft/load/load-adapter.js";
 import { peftModulePaths } from "../peft/peft-module-paths.js";
 import { readFileBytes, writeFileAtomicStream } from "./files.js";
 import { loadAdapterFromPath } from "./load-adapter.js";
+import { readBaseShapes } from "./read-base-shapes.js";
+import type { SafetensorsFile } from "../safetensors/parse.js";
 import { readRange } from "./ranged-io.js";
 
 function ioError(e: unknown, path: string): VeraError {
@@ -111,9 +113,12 @@ export async function loadGgufLoraInputs(params: LoadGgufLoraInputsParams): Prom
   const loaded = await loadAdapterFromPath({
     path: params.adapter,
     // a PEFT folder is sized by the same base: the GGUF's tensor shapes, or config.json
-    base: isGguf
-      ? (peft) => baseShapesFromGguf({ base, modules: peftModulePaths(peft), ...(mapping ? { mapping } : {}) })
-      : basePath,
+    ...(isGguf
+      ? {
+          base: (peft: SafetensorsFile) =>
+            baseShapesFromGguf({ base, modules: peftModulePaths(peft), ...(mapping ? { mapping } : {}) }),
+        }
+      : { readBase: () => readBaseShapes({ path: basePath }) }),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
   return {

@@ -1,25 +1,30 @@
 import { decodeAdapter, type AdapterBase, type LoadedAdapter } from "../peft/load/load-adapter.js";
 import { readAdapterSource } from "../peft/load/read-adapter-source.js";
 import { nodeFileAccess } from "./node-file-access.js";
-import { readBaseShapes } from "./read-base-shapes.js";
+import type { BaseShapes } from "../peft/base-shapes.js";
 
 /** Parameters of {@link loadAdapterFromPath}. */
 export interface LoadAdapterFromPathParams {
   /** A verakit file, or a PEFT VeRA adapter folder (or its adapter_config.json). */
   path: string;
   /**
-   * The base model for a PEFT folder: a path `readBaseShapes` reads (config.json, a safetensors header or index,
-   * an .onnx, or a folder holding one), its shapes, or a function of the PEFT weights giving them.
+   * The base model's shapes for a PEFT folder, or a function of the PEFT weights giving them.
    * @default undefined
    */
-  base?: string | AdapterBase;
+  base?: AdapterBase;
+  /**
+   * Reads the base's shapes, called only for a PEFT folder (a verakit file records its shapes), e.g.
+   * `() => readBaseShapes({ path })`. Ignored when `base` is given.
+   * @default undefined
+   */
+  readBase?: () => Promise<BaseShapes>;
   /** Named adapter of a PEFT folder holding several. @default the folder's adapter */
   adapterName?: string;
 }
 
 /**
  * `loadAdapter` over the local file system: the Node door to the one adapter loader (verakit/peft), its two stages
- * (readAdapterSource, decodeAdapter) with a base given as a path read by `readBaseShapes` in between.
+ * (readAdapterSource, decodeAdapter), with the base read in between only for a PEFT folder.
  */
 export async function loadAdapterFromPath(params: LoadAdapterFromPathParams): Promise<LoadedAdapter> {
   const files = nodeFileAccess();
@@ -27,12 +32,6 @@ export async function loadAdapterFromPath(params: LoadAdapterFromPathParams): Pr
     source: { files, path: params.path },
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
-  // a base given as a path is read only for a PEFT folder (a verakit file records its shapes)
-  const base =
-    typeof params.base === "string"
-      ? read.format === "peft"
-        ? await readBaseShapes({ path: params.base })
-        : undefined
-      : params.base;
+  const base = params.base ?? (read.format === "peft" && params.readBase ? await params.readBase() : undefined);
   return decodeAdapter({ files: read, ...(base !== undefined ? { base } : {}), join: files.join! });
 }
