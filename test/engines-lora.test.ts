@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { VeraAdapter } from "../src/format/types.js";
-import { loadAdapter } from "../src/node/load-adapter.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { expandToLora } from "../src/peft/expand-to-lora.js";
 import { LORA_CONFIG_FIELDS_0_11 } from "../src/peft/internal.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
@@ -20,9 +21,9 @@ const tempDir = useTempDirs("vera-el-");
 const PEFT = join(__dirname, "../fixtures/peft");
 const load = async () =>
   (
-    await loadAdapter({
+    await loadAdapterFromPath({
       path: join(PEFT, "adapters/llama-gqa-sp"),
-      base: join(PEFT, "bases/llama/config.json"),
+      readBase: () => readBaseShapes({ path: join(PEFT, "bases/llama/config.json") }),
     })
   ).adapter;
 
@@ -62,15 +63,19 @@ describe("planLoraForEngine", () => {
     expect(code(() => at(1024, 600))).toBe("PEFT_LORA_RANK");
     for (const r of [1, 7, 9, 257, 321, 511]) expect(VLLM_MAX_LORA_RANKS).toContain(at(r).fileRank);
   });
-  it("vLLM refuses carried tensors (modules_to_save, biases); TGI writes them and says they are not applied", async () => {
+  it("every engine refuses carried tensors (modules_to_save, biases) by name unless dropCarried drops them", async () => {
     const a: VeraAdapter = {
       ...(await load()),
       extraTensors: [{ name: "base_model.model.score.weight", dtype: "F32", shape: [1], data: new Uint8Array(4) }],
     };
-    expect(code(() => planLoraForEngine({ adapter: a, engine: "vllm" }))).toBe("PEFT_COMPAT");
-    const tgi = planLoraForEngine({ adapter: a, engine: "tgi" });
-    expect(tgi.expand.peftCompat).toBe("0.11.0");
-    expect(tgi.notes.join(" ")).toMatch(/score\.weight/);
+    for (const engine of ["vllm", "tgi", "lorax"] as const) {
+      expect(code(() => planLoraForEngine({ adapter: a, engine }))).toBe("ADAPTER_CARRIED_TENSORS");
+      const p = planLoraForEngine({ adapter: a, engine, dropCarried: true });
+      expect(p.dropped).toEqual(["base_model.model.score.weight"]);
+      expect(p.expand.adapter.extraTensors).toBeUndefined();
+      expect(p.notes.join(" ")).toMatch(/dropped.*score\.weight/);
+    }
+    expect(planLoraForEngine({ adapter: a, engine: "tgi", dropCarried: true }).expand.peftCompat).toBe("0.11.0");
   });
   it("TGI/LoRAX name the modules outside their LoRA layer types", async () => {
     const a = await load();

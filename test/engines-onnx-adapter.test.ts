@@ -9,7 +9,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { VeraAdapter } from "../src/format/types.js";
-import { loadAdapter } from "../src/node/load-adapter.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { projectionsFor } from "../src/projections/for-adapter.js";
 import { f16BitsToF32 } from "../src/numeric/half.js";
 import { GRAFT_METADATA_KEY, graftSpecOf, parseGraftSpec, type GraftSpec } from "../src/serve/graft-spec.js";
@@ -34,8 +35,12 @@ const CASES = [
 ];
 const file = (c: string, f: string) => new Uint8Array(readFileSync(join(ENGINES, c, f)));
 const load = async (c: (typeof CASES)[number]) =>
-  (await loadAdapter({ path: join(PEFT, "adapters", c.name), base: join(PEFT, "bases", c.base, "config.json") }))
-    .adapter;
+  (
+    await loadAdapterFromPath({
+      path: join(PEFT, "adapters", c.name),
+      readBase: () => readBaseShapes({ path: join(PEFT, "bases", c.base, "config.json") }),
+    })
+  ).adapter;
 interface FormCheck {
   max_abs_diff_vs_numpy_float64: number;
   max_abs_diff_no_adapter_vs_base: number;

@@ -59,7 +59,7 @@ const LAYERS: Record<string, LayerRule> = {
     browser: false,
     imports: ["compute", "format", "gguf", "locate", "node", "numeric", "onnx", "peft", "safetensors", "util"],
   },
-  "serve/node": { browser: false, imports: ["format", "merge", "node", "onnx", "serve"] },
+  "serve/node": { browser: false, imports: ["format", "merge", "node", "onnx", "peft", "serve"] },
   "hub/node": { browser: false, imports: ["format", "hub", "node", "util"] },
   cli: {
     browser: false,

@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createAdapter } from "../src/format/create.js";
-import { loadAdapterFile, mergeCheckpoint, MergeErrorCode } from "../src/merge/index.js";
+import { mergeCheckpoint, MergeErrorCode } from "../src/merge/index.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
 import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { bf16BitsToF32 } from "../src/numeric/half.js";
 import { parseSafetensors, tensorBytes, type SafetensorsFile } from "../src/safetensors/parse.js";
@@ -115,7 +116,7 @@ describe("vera merge into a sharded transformers checkpoint", () => {
     const out = join(fresh(), "merged.safetensors");
     const shard = join(FIX, "llama-f32", "base", "model-00001-of-00003.safetensors");
     // the adapter's module shapes come from the whole checkpoint; the file alone holds only some of them
-    const { adapter } = await loadAdapterFile({
+    const { adapter } = await loadAdapterFromPath({
       path: join(FIX, "llama-f32", "adapter"),
       base: await readBaseShapes({ path: join(FIX, "llama-f32", "base") }),
     });

@@ -8,7 +8,8 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadAdapterFile, mergeCheckpoint, MergeErrorCode, mergeOnnx, type MergeReport } from "../src/merge/index.js";
+import { mergeCheckpoint, MergeErrorCode, mergeOnnx, type MergeReport } from "../src/merge/index.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
 import type { ExtraTensor, VeraAdapter } from "../src/format/types.js";
 import { baseShapesFromWeights } from "../src/peft/base-shapes-from-weights.js";
 import { veraError } from "./error-helpers.js";
@@ -145,7 +146,7 @@ async function robertaAdapter(): Promise<VeraAdapter> {
     ...parseSafetensors(new Uint8Array(readFileSync(join(FAMILIES, "roberta-seqcls", "base", "model.safetensors"))))
       .tensors,
   ].map(([name, t]) => ({ name, shape: t.shape }));
-  const loaded = await loadAdapterFile({
+  const loaded = await loadAdapterFromPath({
     path: join(FAMILIES, "roberta-seqcls", "adapter"),
     base: baseShapesFromWeights({ tensors }),
   });
@@ -222,7 +223,7 @@ describe("carried tensors that cannot be placed are refused by name, before anyt
       mergeGguf({
         model: join(FAMILIES, "..", "gguf", "qwen2", "base-f32.gguf"),
         adapter: await (async () => {
-          const gg = await loadAdapterFile({
+          const gg = await loadAdapterFromPath({
             path: join(dir, "adapter"),
             base: baseShapesFromWeights({
               tensors: [

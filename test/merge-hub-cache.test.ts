@@ -11,7 +11,8 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ErrorCode, isVeraError, type VeraError } from "../src/errors.js";
 import { HubErrorCode } from "../src/hub/errors.js";
 import { findCachedSnapshot } from "../src/hub/node/find-cached-snapshot.js";
-import { loadAdapterFile, mergeCheckpoint, MergeErrorCode } from "../src/merge/index.js";
+import { mergeCheckpoint, MergeErrorCode } from "../src/merge/index.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
 import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { runCli } from "./cli-helpers.js";
 import { useTempDirs } from "./temp-helpers.js";
@@ -127,7 +128,7 @@ describe("merging a Hub cache snapshot", () => {
 
   it("a single shard of a snapshot, named by its link, is read from its blob", async () => {
     const { snap } = fakeCache();
-    const { adapter } = await loadAdapterFile({ path: ADAPTER, base: await readBaseShapes({ path: BASE }) });
+    const { adapter } = await loadAdapterFromPath({ path: ADAPTER, base: await readBaseShapes({ path: BASE }) });
     const shard = join(snap, "model-00001-of-00003.safetensors");
     const r = await mergeCheckpoint({ model: shard, adapter, dryRun: true, skipMissing: true });
     expect(r.weights).toBeGreaterThan(0);

@@ -6,7 +6,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { f16BitsToF32 } from "../src/numeric/half.js";
 import type { VeraAdapter } from "../src/format/types.js";
-import { loadMergeAdapter } from "../src/merge/load-merge-adapter.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { peftBaseFromOnnx } from "../src/peft/base-shapes-from-onnx.js";
 import { listLinearWeights, readOnnxModel } from "../src/onnx/index.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 import type { FeedTensor } from "../src/serve/index.js";
@@ -41,7 +42,11 @@ export function peftLogits(name: string): Record<string, Float32Array> {
 /** A fixture adapter (PEFT folder) imported against the case's model. */
 export async function caseAdapter(c: { modelPath: string; adapterDir: string }, name: string): Promise<VeraAdapter> {
   const model = readOnnxModel({ bytes: new Uint8Array(readFileSync(c.modelPath)) });
-  const loaded = await loadMergeAdapter({ path: join(c.adapterDir, name), weights: listLinearWeights({ model }) });
+  const weights = listLinearWeights({ model });
+  const loaded = await loadAdapterFromPath({
+    path: join(c.adapterDir, name),
+    base: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights }),
+  });
   return loaded.adapter;
 }
 

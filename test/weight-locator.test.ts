@@ -15,7 +15,9 @@ import { readInlineValues } from "../src/onnx/inline-values.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { afterAll } from "vitest";
-import { loadAdapterFile, mergeOnnx, peftBaseFromOnnx } from "../src/merge/index.js";
+import { mergeOnnx } from "../src/merge/index.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { peftBaseFromOnnx } from "../src/peft/base-shapes-from-onnx.js";
 import type { ExtraTensor, VeraAdapter } from "../src/format/types.js";
 import { f32ToF16Bits } from "../src/numeric/half.js";
 import { rng } from "./onnx-helpers.js";
@@ -161,7 +163,7 @@ describe("a carried tensor into a float16 ONNX model, every storage kind", () =>
     const bytes = new Uint8Array(readFileSync(join(dir, "model.onnx")));
     const locator = onnxWeightLocator({ model: readOnnxModel({ bytes }) });
     const shapes = new Map(locator.weights.map((w) => [w.module, [w.outFeatures, w.inFeatures]]));
-    const loaded = await loadAdapterFile({
+    const loaded = await loadAdapterFromPath({
       path: join(FX, "onnx", "adapters", "tiny-llama"),
       base: (peft) => peftBaseFromOnnx({ weights: locator.weights, peftWeights: peft }),
     });

@@ -17,7 +17,8 @@ import type { GgufFile } from "../src/gguf/types.js";
 import { mergeCheckpoint, mergeGguf, mergeOnnx } from "../src/merge/index.js";
 import { loadGgufLoraInputs, readGgufFile } from "../src/node/gguf-file.js";
 import { readVeraFile, writeVeraFile } from "../src/node/files.js";
-import { loadAdapter } from "../src/node/load-adapter.js";
+import { loadAdapterFromPath } from "../src/node/load-adapter.js";
+import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { expandToLora } from "../src/peft/expand-to-lora.js";
 import { exportPeft } from "../src/peft/export-peft.js";
 import { asFloat32, parseSafetensors, tensorBytes, type SafetensorsFile } from "../src/safetensors/parse.js";
@@ -113,7 +114,8 @@ async function runLogits(path: string, c: ZooCase, feeds: Record<string, FeedTen
 
 /** The adapter as `vera import-peft DIR --base BASE` reads it: BASE the checkpoint folder, or the ONNX export served. */
 async function imported(c: { dir: string }, base = "base"): Promise<VeraAdapter> {
-  return (await loadAdapter({ path: join(c.dir, "adapter"), base: join(c.dir, base) })).adapter;
+  const path = join(c.dir, "adapter");
+  return (await loadAdapterFromPath({ path, readBase: () => readBaseShapes({ path: join(c.dir, base) }) })).adapter;
 }
 
 /** Logits within 1e-4 of PEFT's; the measured error is kept for the report. */

@@ -1,6 +1,7 @@
 import { VeraError, type ErrorCodeValue } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { expandToLoraStream } from "../peft/expand-to-lora.js";
+import { refuseCarriedTensors } from "../peft/refuse-carried-tensors.js";
 import { encodeTensor, ggmlTypeOf, type GgufFloatOutType } from "./encode-tensor.js";
 import { GgufErrorCode } from "./error-codes.js";
 import type { GgufLoraBase } from "./lora-base.js";
@@ -29,6 +30,12 @@ export interface ExportGgufLoraParams {
   mapping?: GgufNameMapping;
   /** general.name of the adapter file. @default undefined (not written) */
   name?: string;
+  /**
+   * Drop the tensors the adapter carries besides its VeRA vectors (modules_to_save heads, biases), which a GGUF
+   * LoRA cannot hold, instead of refusing (`ADAPTER_CARRIED_TENSORS`); the report lists them in `dropped`.
+   * @default false
+   */
+  dropCarried?: boolean;
 }
 
 /** One adapted module in the GGUF LoRA. */
@@ -53,6 +60,8 @@ export interface GgufLoraReport {
   exact: boolean;
   totalRelativeError: number;
   modules: GgufLoraModuleReport[];
+  /** Carried tensors left out (dropCarried): the model this adapter gives differs from PEFT's where they matter. */
+  dropped: string[];
 }
 
 /** The streamed form: the planned file and a function producing each tensor's bytes, in plan order. */
@@ -83,7 +92,7 @@ function fail(
  * named and present in a GGUF base with its shape, the rank, q8_0 block sizes.
  */
 export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStream {
-  const { adapter: a, base } = params;
+  const { base } = params;
   const type = params.type ?? "f32";
   if (!Object.hasOwn(FILE_TYPE, type))
     throw fail(GgufErrorCode.GGUF_VALUE_TYPE, `output type must be f32, f16, bf16 or q8_0, found ${String(type)}`, {
@@ -97,14 +106,11 @@ export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStre
         `(JSON: {"model.layers.{bid}.<module>": "blk.{bid}.<tensor>"})`,
       { path: "general.architecture", received: base.architecture },
     );
-  if (a.extraTensors?.length)
-    throw fail(
-      GgufErrorCode.GGUF_MODULE_UNSUPPORTED,
-      `llama.cpp LoRA adapters hold only lora_a/lora_b pairs; the adapter also carries ${a.extraTensors
-        .map((t) => t.name)
-        .join(", ")}`,
-      { path: a.extraTensors[0]!.name, received: a.extraTensors.map((t) => t.name) },
-    );
+  const { adapter: a, dropped } = refuseCarriedTensors({
+    adapter: params.adapter,
+    target: "a llama.cpp GGUF LoRA adapter",
+    ...(params.dropCarried !== undefined ? { dropCarried: params.dropCarried } : {}),
+  });
   const stream = expandToLoraStream({ adapter: a, ...(params.rank !== undefined ? { rank: params.rank } : {}) });
   const k = params.rank ?? a.rank;
 
@@ -238,6 +244,7 @@ export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStre
         rank: k,
         relativeError: byName.get(j.module.name)?.relativeError ?? NaN,
       })),
+      dropped,
     };
   };
   return { plan, tensorBytes, report };

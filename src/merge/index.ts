@@ -4,8 +4,6 @@ export * from "./error-codes.js";
 export * from "./file-copier.js";
 export * from "./gguf-container.js";
 export * from "./gguf-magic.js";
-export * from "./load-adapter-file.js";
-export * from "./load-merge-adapter.js";
 export * from "./merge-checkpoint.js";
 export * from "./merge-gguf.js";
 export * from "./merge-onnx.js";

@@ -14,7 +14,7 @@ import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { WeightMapping } from "../locate/weight-mapping.js";
 import { readWeightMapping } from "./read-weight-mapping.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { loadAdapterFile } from "./load-adapter-file.js";
+import { loadAdapterFromPath } from "../node/load-adapter.js";
 import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
@@ -81,7 +81,7 @@ async function adapterFor(
   const tensors = checkpoint.shards.flatMap((s) =>
     [...s.header.tensors].map(([name, t]) => ({ name, shape: t.shape })),
   );
-  return loadAdapterFile({
+  const loaded = await loadAdapterFromPath({
     path: params.adapter,
     base: baseShapesFromWeights({
       tensors,
@@ -90,6 +90,7 @@ async function adapterFor(
     }),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
+  return { adapter: loaded.adapter, source: loaded.format, warnings: loaded.warnings };
 }
 
 async function runMerge(

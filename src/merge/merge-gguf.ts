@@ -14,7 +14,8 @@ import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./gguf-container.js";
 import { ggufSplitOutput } from "./gguf-split-output.js";
-import { loadAdapterFile } from "./load-adapter-file.js";
+import { loadAdapterFromPath } from "../node/load-adapter.js";
+import { peftModulePaths } from "../peft/peft-module-paths.js";
 import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
@@ -111,18 +112,11 @@ async function runMerge(
   const loaded =
     typeof params.adapter !== "string"
       ? { adapter: params.adapter, source: "object" as const, warnings: [] }
-      : await loadAdapterFile({
+      : await loadAdapterFromPath({
           path: params.adapter,
-          base: (peft) =>
-            baseShapesFromGguf({
-              base,
-              modules: [...peft.tensors.keys()]
-                .filter((k) => k.endsWith(".vera_lambda_b"))
-                .map((k) => k.replace(/^base_model\.model\./, "").replace(/\.vera_lambda_b$/, "")),
-              ...(mapping ? { mapping } : {}),
-            }),
+          base: (peft) => baseShapesFromGguf({ base, modules: peftModulePaths(peft), ...(mapping ? { mapping } : {}) }),
           ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
-        });
+        }).then((l) => ({ adapter: l.adapter, source: l.format, warnings: l.warnings }));
   const inPlace = params.inPlace ?? false;
   const dryRun = params.dryRun ?? false;
   const names = model.parts.map((p) => p.name);

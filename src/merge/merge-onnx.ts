@@ -9,7 +9,8 @@ import type { WeightMapping } from "../locate/weight-mapping.js";
 import { readWeightMapping } from "./read-weight-mapping.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { loadMergeAdapter } from "./load-merge-adapter.js";
+import { loadAdapterFromPath } from "../node/load-adapter.js";
+import { peftBaseFromOnnx } from "../peft/base-shapes-from-onnx.js";
 import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { onnxContainer, readOnnxSource, type OnnxSource } from "./onnx-container.js";
@@ -80,12 +81,12 @@ async function adapterFor(
   source: OnnxSource,
 ): Promise<{ adapter: VeraAdapter; source: MergeReport["adapterSource"]; warnings: string[] }> {
   if (typeof params.adapter !== "string") return { adapter: params.adapter, source: "object", warnings: [] };
-  return loadMergeAdapter({
+  const loaded = await loadAdapterFromPath({
     path: params.adapter,
-    weights: source.linear,
-    modelLabel: basename(source.path),
+    base: (peftWeights) => peftBaseFromOnnx({ weights: source.linear, peftWeights, label: basename(source.path) }),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
+  return { adapter: loaded.adapter, source: loaded.format, warnings: loaded.warnings };
 }
 
 async function runMerge(

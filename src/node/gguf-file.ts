@@ -8,12 +8,15 @@ import { loraBaseFromConfig, loraBaseFromGguf, type GgufLoraBase } from "../gguf
 import { readGguf } from "../gguf/read-gguf.js";
 import { parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
 import type { GgufByteSource, GgufFile } from "../gguf/types.js";
-import { importPeft, type ImportPeftReport } from "../peft/import-peft.js";
-import { readFileBytes, readVeraFile, writeFileAtomicStream } from "./files.js";
-import { readPeftFolder } from "./peft-folder.js";
+import type { ImportPeftReport } from "../peft/import-peft.js";
+import type { LoadedAdapter } from "../peft/load/load-adapter.js";
+import { peftModulePaths } from "../peft/peft-module-paths.js";
+import { readFileBytes, writeFileAtomicStream } from "./files.js";
+import { loadAdapterFromPath } from "./load-adapter.js";
+import { readBaseShapes } from "./read-base-shapes.js";
+import type { SafetensorsFile } from "../safetensors/parse.js";
 import { ioError } from "./io-error.js";
 import { readRange } from "./ranged-io.js";
-import { readBaseShapes } from "./read-base-shapes.js";
 
 /**
  * Read a GGUF file's header, metadata and tensor table by positioned reads (the tensor data is not
@@ -70,6 +73,8 @@ export interface LoadGgufLoraInputsParams {
 /** What {@link loadGgufLoraInputs} read: the adapter, the base description, and the mapping. */
 export interface GgufLoraInputs {
   adapter: VeraAdapter;
+  /** The adapter as `loadAdapter` gave it (carried tensors included). */
+  loaded: LoadedAdapter;
   base: GgufLoraBase;
   mapping?: GgufNameMapping;
   imported?: ImportPeftReport;
@@ -100,29 +105,22 @@ export async function loadGgufLoraInputs(params: LoadGgufLoraInputsParams): Prom
   const base = isGguf
     ? loraBaseFromGguf(await readGgufFile(basePath), basePath)
     : loraBaseFromConfig(new TextDecoder().decode(await readFileBytes(basePath)), basePath);
-  let isDir = false;
-  try {
-    isDir = (await fsp.stat(params.adapter)).isDirectory();
-  } catch {
-    /* readVeraFile reports the missing file */
-  }
-  if (!isDir) return { adapter: await readVeraFile(params.adapter), base, ...(mapping ? { mapping } : {}) };
-  const folder = await readPeftFolder({
-    dir: params.adapter,
+  const loaded = await loadAdapterFromPath({
+    path: params.adapter,
+    // a PEFT folder is sized by the same base: the GGUF's tensor shapes, or config.json
+    ...(isGguf
+      ? {
+          base: (peft: SafetensorsFile) =>
+            baseShapesFromGguf({ base, modules: peftModulePaths(peft), ...(mapping ? { mapping } : {}) }),
+        }
+      : { readBase: () => readBaseShapes({ path: basePath }) }),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
-  const modules = [...folder.weights.tensors.keys()]
-    .filter((k) => k.endsWith(".vera_lambda_b"))
-    .map((k) => k.replace(/^base_model\.model\./, "").replace(/\.vera_lambda_b$/, ""));
-  const shapes = isGguf
-    ? baseShapesFromGguf({ base, modules, ...(mapping ? { mapping } : {}) })
-    : await readBaseShapes({ path: basePath });
-  const { adapter, report } = importPeft({
-    config: folder.configText,
-    weights: folder.weights,
-    adapterName: folder.adapterName,
-    configLabel: `${folder.dir}/adapter_config.json`,
-    base: shapes,
-  });
-  return { adapter, base, imported: report, ...(mapping ? { mapping } : {}) };
+  return {
+    adapter: loaded.adapter,
+    base,
+    loaded,
+    ...(loaded.imported ? { imported: loaded.imported } : {}),
+    ...(mapping ? { mapping } : {}),
+  };
 }

@@ -13,3 +13,4 @@ export * from "./read-base-shapes.js";
 export * from "./load-adapter.js";
 export * from "./gguf-file.js";
 export * from "../compute/node/index.js";
+export * from "./node-file-access.js";

@@ -1,162 +1,24 @@
 import { promises as fsp } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
-import { PeftErrorCode } from "../peft/error-codes.js";
-import { parseSafetensors, type SafetensorsFile } from "../safetensors/parse.js";
-import { readFileBytes, writeFileAtomic, writeFileAtomicStream } from "./files.js";
-import { errnoOf, ioError } from "./io-error.js";
+import { readPeftFolderFiles, type PeftFolder } from "../peft/load/read-peft-folder.js";
+import { PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME } from "../peft/load/read-peft-folder.js";
+import { writeFileAtomic, writeFileAtomicStream } from "./files.js";
+import { nodeFileAccess } from "./node-file-access.js";
 
-/** File names of a PEFT adapter folder. */
-export const PEFT_CONFIG_NAME = "adapter_config.json";
-export const PEFT_WEIGHTS_NAME = "adapter_model.safetensors";
-export const PEFT_PICKLE_NAME = "adapter_model.bin";
+export { PEFT_CONFIG_NAME, PEFT_PICKLE_NAME, PEFT_WEIGHTS_NAME } from "../peft/load/read-peft-folder.js";
 
 /** Parameters of {@link readPeftFolder}. */
 export interface ReadPeftFolderParams {
   /** The folder save_pretrained wrote. */
   dir: string;
-  /**
-   * Which adapter: "default" is the folder itself, any other name its sub-folder (as PEFT saves named
-   * adapters). When omitted: the folder itself if it holds an adapter, else its only adapter sub-folder.
-   * @default undefined
-   */
+  /** Which adapter (see readPeftFolderFiles). @default undefined */
   adapterName?: string;
 }
 
-/** A PEFT adapter read from disk. */
-export interface PeftFolder {
-  /** The folder the files were read from. */
-  dir: string;
-  /** "default" for the folder itself, else the sub-folder's name. */
-  adapterName: string;
-  /** adapter_config.json as text (kept verbatim). */
-  configText: string;
-  /** The parsed adapter_model.safetensors. */
-  weights: SafetensorsFile;
-  /** Other adapters found in sub-folders. */
-  otherAdapters: string[];
-}
-
-async function isFile(p: string): Promise<boolean> {
-  try {
-    return (await fsp.stat(p)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-async function adapterSubfolders(dir: string): Promise<string[]> {
-  let entries: import("node:fs").Dirent[];
-  try {
-    entries = await fsp.readdir(dir, { withFileTypes: true });
-  } catch (e) {
-    if (errnoOf(e) === "ENOTDIR")
-      throw new VeraError(
-        ErrorCode.ARG_INVALID,
-        `${dir} is not a folder (a PEFT adapter is a folder with ${PEFT_CONFIG_NAME})`,
-        { path: dir, cause: e },
-      );
-    throw ioError({ cause: e, path: dir, action: "cannot list" });
-  }
-  const out: string[] = [];
-  for (const e of entries) if (e.isDirectory() && (await isFile(join(dir, e.name, PEFT_CONFIG_NAME)))) out.push(e.name);
-  return out.sort();
-}
-
-/** A sub-folder name from the user or a file: one plain path component. */
-function checkAdapterName(name: string): void {
-  if (name === "" || name === "." || name === ".." || /[\\/\0]/.test(name))
-    throw new VeraError(ErrorCode.IO_UNSAFE_PATH, `adapter name "${name}" is not a plain folder name`, {
-      path: name,
-      expected: "a folder name without / or \\",
-    });
-}
-
-/**
- * Read a PEFT adapter folder: adapter_config.json (as text) and adapter_model.safetensors. A pickled
- * adapter_model.bin is refused (never unpickled) with a message saying how to convert it.
- */
-export async function readPeftFolder(params: ReadPeftFolderParams): Promise<PeftFolder> {
-  const { dir } = params;
-  const subs = await adapterSubfolders(dir);
-  let adapterName: string;
-  let folder: string;
-  if (params.adapterName !== undefined && params.adapterName !== "default") {
-    checkAdapterName(params.adapterName);
-    if (!subs.includes(params.adapterName))
-      throw new VeraError(
-        PeftErrorCode.PEFT_ADAPTER_NOT_FOUND,
-        `no adapter "${params.adapterName}" in ${dir} (found: ${["default", ...subs].join(", ")})`,
-        {
-          path: join(dir, params.adapterName),
-          expected: ["default", ...subs],
-          received: params.adapterName,
-        },
-      );
-    adapterName = params.adapterName;
-    folder = join(dir, adapterName);
-  } else if (
-    params.adapterName === "default" ||
-    (await isFile(join(dir, PEFT_CONFIG_NAME))) ||
-    (await isFile(join(dir, PEFT_PICKLE_NAME)))
-  ) {
-    adapterName = "default";
-    folder = dir;
-  } else if (subs.length === 1) {
-    adapterName = subs[0]!;
-    folder = join(dir, adapterName);
-  } else if (subs.length > 1) {
-    throw new VeraError(
-      PeftErrorCode.PEFT_ADAPTER_NOT_FOUND,
-      `${dir} holds several adapters (${subs.join(", ")}): choose one with --adapter NAME`,
-      {
-        path: dir,
-        expected: subs,
-      },
-    );
-  } else {
-    throw new VeraError(
-      PeftErrorCode.PEFT_CONFIG_MISSING,
-      `${dir} has no ${PEFT_CONFIG_NAME}: not a PEFT adapter folder`,
-      {
-        path: join(dir, PEFT_CONFIG_NAME),
-        expected: PEFT_CONFIG_NAME,
-        received: "missing",
-      },
-    );
-  }
-  const cfgPath = join(folder, PEFT_CONFIG_NAME);
-  const stPath = join(folder, PEFT_WEIGHTS_NAME);
-  const hasSt = await isFile(stPath);
-  if (!hasSt && (await isFile(join(folder, PEFT_PICKLE_NAME))))
-    throw new VeraError(
-      PeftErrorCode.PEFT_PICKLE_REFUSED,
-      `${join(folder, PEFT_PICKLE_NAME)} is a pickle, which verakit never loads (it can run code). Convert it once in Python: ` +
-        `PeftModel.from_pretrained(base, "${folder}").save_pretrained("OUT", safe_serialization=True), or ` +
-        `safetensors.torch.save_file(torch.load("adapter_model.bin", weights_only=True), "adapter_model.safetensors", metadata={"format": "pt"})`,
-      { path: join(folder, PEFT_PICKLE_NAME), expected: PEFT_WEIGHTS_NAME, received: PEFT_PICKLE_NAME },
-    );
-  if (!(await isFile(cfgPath)))
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_MISSING, `${folder} has no ${PEFT_CONFIG_NAME}`, {
-      path: cfgPath,
-      expected: PEFT_CONFIG_NAME,
-      received: "missing",
-    });
-  if (!hasSt)
-    throw new VeraError(PeftErrorCode.PEFT_WEIGHTS_MISSING, `${folder} has no ${PEFT_WEIGHTS_NAME}`, {
-      path: stPath,
-      expected: PEFT_WEIGHTS_NAME,
-      received: "missing",
-    });
-  const cfgBytes = await readFileBytes(cfgPath);
-  let configText: string;
-  try {
-    configText = new TextDecoder("utf-8", { fatal: true }).decode(cfgBytes);
-  } catch (e) {
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${cfgPath} is not UTF-8 text`, { path: cfgPath, cause: e });
-  }
-  const weights = parseSafetensors(await readFileBytes(stPath));
-  return { dir: folder, adapterName, configText, weights, otherAdapters: subs.filter((s) => s !== adapterName) };
+/** `readPeftFolderFiles` over the local file system. */
+export function readPeftFolder(params: ReadPeftFolderParams): Promise<PeftFolder> {
+  return readPeftFolderFiles({ files: nodeFileAccess(), ...params });
 }
 
 /** Parameters of {@link writePeftFolder}. */

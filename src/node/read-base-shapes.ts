@@ -1,16 +1,6 @@
-import { promises as fsp } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import { ErrorCode, VeraError } from "../errors.js";
-import { listLinearWeights } from "../onnx/list-linear-weights.js";
-import { readOnnxModel } from "../onnx/read-onnx-model.js";
 import type { BaseShapes } from "../peft/base-shapes.js";
-import { baseShapesFromConfig } from "../peft/base-shapes-from-config.js";
-import { baseShapesFromOnnx } from "../peft/base-shapes-from-onnx.js";
-import { baseShapesFromWeights, type WeightEntry } from "../peft/base-shapes-from-weights.js";
-import { PeftErrorCode } from "../peft/error-codes.js";
-import { parseSafetensorsHeader } from "../safetensors/parse.js";
-import { readFileBytes } from "./files.js";
-import { ioError } from "./io-error.js";
+import { readBaseShapesFrom } from "../peft/load/read-base-shapes-from.js";
+import { nodeFileAccess } from "./node-file-access.js";
 
 /** Parameters of {@link readBaseShapes}. */
 export interface ReadBaseShapesParams {
@@ -22,125 +12,7 @@ export interface ReadBaseShapesParams {
   path: string;
 }
 
-/** Read only the header of a safetensors file: 8 bytes, then the JSON header; no weight bytes. */
-async function readSafetensorsEntries(path: string): Promise<WeightEntry[]> {
-  let fh: import("node:fs/promises").FileHandle | undefined;
-  try {
-    fh = await fsp.open(path, "r");
-    const size = (await fh.stat()).size;
-    const head = new Uint8Array(8);
-    await fh.read(head, 0, 8, 0);
-    const n =
-      size >= 8
-        ? new DataView(head.buffer).getUint32(0, true) + new DataView(head.buffer).getUint32(4, true) * 2 ** 32
-        : 0;
-    const want = Math.min(size, 8 + Math.min(n, 100_000_000));
-    const bytes = new Uint8Array(want);
-    await fh.read(bytes, 0, want, 0);
-    const header = parseSafetensorsHeader({ bytes, fileSize: size });
-    return [...header.tensors].map(([name, info]) => ({ name, shape: info.shape }));
-  } catch (e) {
-    if (e instanceof VeraError) throw e;
-    throw ioError({ cause: e, path, action: "cannot read" });
-  } finally {
-    await fh?.close().catch(() => {});
-  }
-}
-
-function parseJson(bytes: Uint8Array, path: string): unknown {
-  try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${path} is not valid JSON: ${(e as Error).message}`, {
-      path,
-      cause: e,
-    });
-  }
-}
-
-/** A shard file name from an index: one plain file name in the index's folder (never a path). */
-function checkShardName(name: unknown, indexPath: string): string {
-  if (
-    typeof name !== "string" ||
-    name === "" ||
-    name === "." ||
-    name === ".." ||
-    /[\\/\0]/.test(name) ||
-    !name.endsWith(".safetensors")
-  )
-    throw new VeraError(
-      ErrorCode.IO_UNSAFE_PATH,
-      `${indexPath} names shard ${JSON.stringify(name)}, which is not a plain .safetensors file name in the same folder`,
-      {
-        path: indexPath,
-        expected: "a file name like model-00001-of-00002.safetensors",
-        received: name,
-      },
-    );
-  return name;
-}
-
-/**
- * Read a base model's module shapes for {@link importPeft}, touching as little as possible: a
- * config.json, the header of a safetensors file (or of every shard of an index), or an ONNX graph.
- */
-export async function readBaseShapes(params: ReadBaseShapesParams): Promise<BaseShapes> {
-  let path = params.path;
-  let st: import("node:fs").Stats;
-  try {
-    st = await fsp.stat(path);
-  } catch (e) {
-    throw new VeraError(ErrorCode.IO_NOT_FOUND, `base model not found: ${path}`, { path, cause: e });
-  }
-  if (st.isDirectory()) {
-    const candidates = ["model.safetensors.index.json", "model.safetensors", "config.json", "model.onnx"];
-    let found: string | undefined;
-    for (const c of candidates) {
-      try {
-        if ((await fsp.stat(join(path, c))).isFile()) {
-          found = join(path, c);
-          break;
-        }
-      } catch {
-        /* next */
-      }
-    }
-    if (!found)
-      throw new VeraError(PeftErrorCode.PEFT_BASE_UNSUPPORTED, `${path} holds none of ${candidates.join(", ")}`, {
-        path,
-        expected: candidates.join(" | "),
-      });
-    path = found;
-  }
-  const name = basename(path);
-  if (name.endsWith(".onnx")) {
-    const model = readOnnxModel({ bytes: await readFileBytes(path) });
-    return baseShapesFromOnnx({ weights: listLinearWeights({ model }), label: name });
-  }
-  if (name.endsWith(".safetensors"))
-    return baseShapesFromWeights({ tensors: await readSafetensorsEntries(path), label: `${name} (header)` });
-  if (name.endsWith(".json")) {
-    const json = parseJson(await readFileBytes(path), path);
-    if (typeof json === "object" && json !== null && "weight_map" in json) {
-      const map = (json as { weight_map: unknown }).weight_map;
-      if (typeof map !== "object" || map === null || Array.isArray(map))
-        throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${path}: weight_map must be an object`, { path });
-      const shards = [
-        ...new Set(Object.values(map as Record<string, unknown>).map((s) => checkShardName(s, path))),
-      ].sort();
-      const entries: WeightEntry[] = [];
-      for (const s of shards) entries.push(...(await readSafetensorsEntries(join(dirname(path), s))));
-      return baseShapesFromWeights({ tensors: entries, label: `${name} (${shards.length} shard header(s))` });
-    }
-    return baseShapesFromConfig({ config: json, label: name });
-  }
-  throw new VeraError(
-    PeftErrorCode.PEFT_BASE_UNSUPPORTED,
-    `base ${path}: expected a config.json, .safetensors, model.safetensors.index.json or .onnx file`,
-    {
-      path,
-      expected: "config.json | *.safetensors | *.safetensors.index.json | *.onnx",
-      received: name,
-    },
-  );
+/** `readBaseShapesFrom` over the local file system: a base model's module shapes for importing a PEFT adapter. */
+export function readBaseShapes(params: ReadBaseShapesParams): Promise<BaseShapes> {
+  return readBaseShapesFrom({ files: nodeFileAccess(), path: params.path });
 }

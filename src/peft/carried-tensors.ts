@@ -43,17 +43,34 @@ export function carriedTensorTargets(params: CarriedTensorTargetsParams): Carrie
     ? (training["modules_to_save"] as unknown[]).filter((x): x is string => typeof x === "string")
     : [];
   const bias = typeof training["bias"] === "string" ? training["bias"] : "none";
-  return (adapter.extraTensors ?? []).map((tensor) => {
-    if (!tensor.name.startsWith(MODEL_PREFIX)) return { tensor, kind: "other", param: "" };
-    const param = tensor.name
-      .slice(MODEL_PREFIX.length)
-      .split(".")
-      .filter((s, i, all) => s !== "modules_to_save" && !(s === "base_layer" && i === all.length - 2))
-      .join(".");
-    if (savedByModule(param, mts)) return { tensor, kind: "modules_to_save", param };
-    if (bias !== "none" && param.endsWith(".bias")) return { tensor, kind: "bias", param };
-    return { tensor, kind: "other", param };
-  });
+  return (adapter.extraTensors ?? []).map((tensor) => ({
+    tensor,
+    ...carriedTensorKind({ name: tensor.name, modulesToSave: mts, bias }),
+  }));
+}
+
+/** Parameters of {@link carriedTensorKind}. */
+export interface CarriedTensorKindParams {
+  /** The PEFT key of the tensor. */
+  name: string;
+  /** adapter_config.json's modules_to_save. */
+  modulesToSave: readonly string[];
+  /** adapter_config.json's bias ("none", "all", "vera_only"). */
+  bias: string;
+}
+
+/** What one carried PEFT key is and the base parameter it replaces (see {@link carriedTensorTargets}). */
+export function carriedTensorKind(params: CarriedTensorKindParams): { kind: CarriedTensorKind; param: string } {
+  const { name } = params;
+  if (!name.startsWith(MODEL_PREFIX)) return { kind: "other", param: "" };
+  const param = name
+    .slice(MODEL_PREFIX.length)
+    .split(".")
+    .filter((s, i, all) => s !== "modules_to_save" && !(s === "base_layer" && i === all.length - 2))
+    .join(".");
+  if (savedByModule(param, params.modulesToSave)) return { kind: "modules_to_save", param };
+  if (params.bias !== "none" && param.endsWith(".bias")) return { kind: "bias", param };
+  return { kind: "other", param };
 }
 
 /** PEFT wraps a module whose path ends with a modules_to_save entry; its parameters lie below that path. */

@@ -45,6 +45,12 @@ export const PeftErrorCode = {
   PEFT_COMPAT: "PEFT_COMPAT",
   /** The requested LoRA rank is not a positive integer <= r. */
   PEFT_LORA_RANK: "PEFT_LORA_RANK",
+  /**
+   * The adapter carries tensors besides its VeRA vectors (modules_to_save heads, trainable biases) and the output
+   * cannot hold them (GGUF LoRA, vLLM/TGI/LoRAX folders, a LoRA .onnx_adapter); `dropCarried` / `--drop-carried`
+   * drops them knowingly.
+   */
+  ADAPTER_CARRIED_TENSORS: "ADAPTER_CARRIED_TENSORS",
 } as const;
 
 /** One of {@link PeftErrorCode}'s values. */

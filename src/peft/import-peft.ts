@@ -9,6 +9,7 @@ import { readVeraVectors, type VeraVectors } from "./import/read-vera-vectors.js
 import { resolveDimensions, type ResolvedDimensions } from "./import/resolve-dimensions.js";
 import type { PeftOrigin } from "./internal.js";
 import { pyToPlain } from "./py-json.js";
+import { pveraAsVera, pveraProjections, withProjections, type PveraAsVera } from "./import/pvera.js";
 
 export type { ProjectionMatch } from "./import/match-projections.js";
 
@@ -36,6 +37,11 @@ export interface ImportPeftParams {
 /** What {@link importPeft} found and decided. */
 export interface ImportPeftReport {
   adapterName: string;
+  /**
+   * "PVERA" when the adapter was PEFT's PVeRA, read as the VeRA adapter its inference computes (lambda_d's mean half,
+   * A's first r rows, projections stored explicitly).
+   */
+  method?: "PVERA";
   /** peft_version of the config, when written (PEFT >= 0.18). */
   peftVersion?: string;
   rank: number;
@@ -182,6 +188,38 @@ function assemble(params: {
  * projection match -> assembly.
  */
 export function importPeft(params: ImportPeftParams): ImportPeftResult {
+  const label = params.configLabel ?? "adapter_config.json";
+  const pvera =
+    typeof params.config === "string"
+      ? pveraAsVera({ configText: params.config, weights: params.weights, label })
+      : undefined;
+  if (pvera) return importPvera(params, pvera);
+  return importVera(params);
+}
+
+/**
+ * A PVeRA adapter, imported as the VeRA adapter its inference computes (see src/peft/import/pvera.ts): when the file
+ * does not store its projections, a first pass sizes the modules, then PVeRA's projections are drawn for those
+ * dimensions and stored explicitly.
+ */
+function importPvera(params: ImportPeftParams, pvera: PveraAsVera): ImportPeftResult {
+  let config = pvera.configText;
+  let weights = pvera.weights;
+  if (!pvera.stored) {
+    const sized = importVera({ ...params, config, weights }).adapter;
+    const dims = { rank: pvera.rank, maxIn: sized.maxIn, maxOut: sized.maxOut };
+    const proj = pveraProjections({ seed: pvera.seed, ...dims, arithmetic: sized.prng.arithmetic });
+    weights = withProjections(weights, proj, dims);
+    config = pvera.configTextStored;
+  }
+  const result = importVera({ ...params, config, weights });
+  result.report.method = "PVERA";
+  result.report.warnings.push(...pvera.warnings);
+  return result;
+}
+
+/** The VeRA import itself, in the stages below. */
+function importVera(params: ImportPeftParams): ImportPeftResult {
   const config = readImportConfig(params.config, params.configLabel ?? "adapter_config.json");
   const file = params.weights;
   const vectors = readVeraVectors({

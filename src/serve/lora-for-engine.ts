@@ -2,9 +2,12 @@ import { VeraError } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { PeftErrorCode } from "../peft/error-codes.js";
 import type { ExpandToLoraParams } from "../peft/expand-to-lora.js";
+import { refuseCarriedTensors } from "../peft/refuse-carried-tensors.js";
 
 /** Engines with a LoRA loader of their own: what each reads is written down in the README ("Serving engines"). */
 export type LoraEngine = "vllm" | "tgi" | "lorax";
+const ENGINE_NAMES: Record<LoraEngine, string> = { vllm: "vLLM", tgi: "TGI", lorax: "LoRAX" };
+
 /** Every {@link LoraEngine}. */
 export const LORA_ENGINES: readonly LoraEngine[] = ["vllm", "tgi", "lorax"];
 
@@ -29,6 +32,12 @@ export interface PlanLoraForEngineParams {
    * @default the VeRA rank, or for vLLM 512 when r is larger
    */
   rank?: number;
+  /**
+   * Leave out the tensors the adapter carries besides its VeRA vectors (modules_to_save heads, biases), which these
+   * engines do not apply, instead of refusing (`ADAPTER_CARRIED_TENSORS`); the plan lists them in `dropped`.
+   * @default false
+   */
+  dropCarried?: boolean;
 }
 
 /** How to expand an adapter for an engine, and what to tell the user. */
@@ -42,30 +51,32 @@ export interface LoraEnginePlan {
   fileRank: number;
   /** vLLM: the `--max-lora-rank` to serve it with. */
   maxLoraRank?: number;
-  /** Things the user must know (truncation, modules the engine skips, carried tensors it ignores). */
+  /** Things the user must know (truncation, modules the engine skips, carried tensors dropped). */
   notes: string[];
+  /** Carried tensors left out of the folder (dropCarried): the served model differs from PEFT's where they matter. */
+  dropped: string[];
 }
 
 /**
  * Decide how a VeRA adapter becomes a LoRA folder a given engine loads:
  * - vLLM (PEFTHelper): r is padded with zeros to the next `--max-lora-rank` value (exact), or, above 512, truncated to
- *   512 (the error is in expandToLora's report); lora_alpha = the padded r keeps the scale 1. vLLM refuses
- *   modules_to_save and adapter biases, so an adapter that carries them is refused here (`PEFT_COMPAT`).
+ *   512 (the error is in expandToLora's report); lora_alpha = the padded r keeps the scale 1.
  * - TGI and LoRAX (PEFT's LoraConfig.from_pretrained, then their own rank padding): the config keeps only fields PEFT
  *   0.11 knows (older PEFT in a server image rejects unknown keys); modules outside their LoRA layer types are noted.
+ * None of them applies modules_to_save heads or adapter biases (vLLM refuses them, TGI and LoRAX ignore them): an
+ * adapter that carries such tensors is refused (`ADAPTER_CARRIED_TENSORS`) unless `dropCarried` drops them knowingly.
  * A rank above what the engine takes is `PEFT_LORA_RANK`.
  */
 export function planLoraForEngine(params: PlanLoraForEngineParams): LoraEnginePlan {
-  const { adapter, engine } = params;
+  const { engine } = params;
   const notes: string[] = [];
-  const carried = (adapter.extraTensors ?? []).map((t) => t.name);
+  const { adapter, dropped } = refuseCarriedTensors({
+    adapter: params.adapter,
+    target: `a ${ENGINE_NAMES[engine]} LoRA folder`,
+    ...(params.dropCarried !== undefined ? { dropCarried: params.dropCarried } : {}),
+  });
+  if (dropped.length > 0) notes.push(`dropped (--drop-carried): ${dropped.join(", ")}`);
   if (engine === "vllm") {
-    if (carried.length > 0)
-      throw new VeraError(
-        PeftErrorCode.PEFT_COMPAT,
-        `vLLM refuses adapters with modules_to_save or biases; this adapter carries ${carried.join(", ")}`,
-        { path: "extraTensors", received: carried },
-      );
     const max = VLLM_MAX_LORA_RANKS[VLLM_MAX_LORA_RANKS.length - 1];
     const rank = params.rank ?? Math.min(adapter.rank, max);
     if (rank > max)
@@ -90,6 +101,7 @@ export function planLoraForEngine(params: PlanLoraForEngineParams): LoraEnginePl
       fileRank,
       maxLoraRank: fileRank,
       notes,
+      dropped,
     };
   }
   const rank = params.rank ?? adapter.rank;
@@ -101,6 +113,5 @@ export function planLoraForEngine(params: PlanLoraForEngineParams): LoraEnginePl
       `${engine === "tgi" ? "TGI" : "LoRAX"} applies LoRA to ${TGI_LORA_LAYERS.join(", ")} layers of its llama-family ` +
         `models; it skips (with a warning) ${other.join(", ")}`,
     );
-  if (carried.length > 0) notes.push(`tensors ${carried.join(", ")} are written but not applied by the server`);
-  return { engine, expand: { adapter, rank, peftCompat: "0.11.0" }, rank, fileRank: rank, notes };
+  return { engine, expand: { adapter, rank, peftCompat: "0.11.0" }, rank, fileRank: rank, notes, dropped };
 }

@@ -1,3 +1,4 @@
+import { refuseCarriedTensors } from "../peft/refuse-carried-tensors.js";
 import { VeraError, type Issue } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { expandToLoraStream, type LoraModuleReport } from "../peft/expand-to-lora.js";
@@ -70,6 +71,12 @@ export interface WriteOnnxLoraAdapterParams {
   adapterVersion?: number;
   /** @default 0 */
   modelVersion?: number;
+  /**
+   * Leave out the tensors the adapter carries besides its VeRA vectors (modules_to_save heads, biases), which a
+   * LoRA-ready graph has no inputs for, instead of refusing (`ADAPTER_CARRIED_TENSORS`); the report lists them.
+   * @default false
+   */
+  dropCarried?: boolean;
 }
 
 /** What {@link writeOnnxLoraAdapter} wrote. */
@@ -86,6 +93,8 @@ export interface WriteOnnxLoraAdapterReport {
   bytes: number;
   /** Largest |value - stored value| (0 for float32). */
   maxRoundingError: number;
+  /** Carried tensors left out (dropCarried): the served model differs from PEFT's where they matter. */
+  dropped: string[];
 }
 
 /**
@@ -99,7 +108,11 @@ export function writeOnnxLoraAdapter(params: WriteOnnxLoraAdapterParams): {
   bytes: Uint8Array;
   report: WriteOnnxLoraAdapterReport;
 } {
-  const { adapter } = params;
+  const { adapter, dropped } = refuseCarriedTensors({
+    adapter: params.adapter,
+    target: "a LoRA .onnx_adapter file",
+    ...(params.dropCarried !== undefined ? { dropCarried: params.dropCarried } : {}),
+  });
   let dtype = params.dtype;
   const names = new Map<string, { a: string; b: string }>();
   const issues: Issue[] = [];
@@ -133,7 +146,7 @@ export function writeOnnxLoraAdapter(params: WriteOnnxLoraAdapterParams): {
   stream.tensors.forEach((t, index) => {
     const match = /^(.*)\.(lora_A|lora_B)\.weight$/.exec(t.name.slice(MODEL_PREFIX.length));
     const m = match && t.name.startsWith(MODEL_PREFIX) ? byName.get(match[1]!) : undefined;
-    if (!m) return; // a carried tensor (modules_to_save, biases): not part of a LoRA-ready graph's inputs
+    if (!m) throw new RangeError(`expansion tensor ${t.name} has no module`); // carried tensors were refused or dropped above
     const raw = new Uint8Array(t.byteLength);
     stream.fill(index, raw);
     const dv = new DataView(raw.buffer);
@@ -168,6 +181,7 @@ export function writeOnnxLoraAdapter(params: WriteOnnxLoraAdapterParams): {
       parameters: parameters.length,
       bytes: bytes.length,
       maxRoundingError,
+      dropped,
     },
   };
 }

@@ -115,6 +115,25 @@ describe.skipIf(!ready)("the page in Chromium: inspect, validate, convert", () =
     expect(errors).toEqual([]);
   });
 
+  it("a PEFT folder that needs a base, or its weights alone, is described with the import-peft command", async () => {
+    const { page } = await openPage(s);
+    const adapter = join(PEFT, "gpt2-seqcls-bias");
+    await page.setInputFiles("#adapter-folder", adapter);
+    await page.waitForSelector('#summary td:has-text("vera import-peft")');
+    const rows = await page.$$eval("#summary tr", (trs) =>
+      trs.map((tr) => Array.from(tr.querySelectorAll("td")).map((td) => td.textContent)),
+    );
+    expect(rows).toContainEqual([
+      "import",
+      "vera import-peft gpt2-seqcls-bias -o adapter.vera.safetensors --base BASE",
+    ]);
+    expect(rows).toContainEqual(["carried", "base_model.model.score.weight (modules_to_save, replaces score.weight)"]);
+    // the weights file alone: described, and import-peft's refusal named
+    const weights = readFileSync(join(adapter, "adapter_model.safetensors"));
+    await dropFiles(page, "#adapter-drop", [{ name: "adapter_model.safetensors", bytes: weights }]);
+    await page.waitForSelector('#summary td:has-text("import-peft refuses")');
+  });
+
   it("refusals show the CLI's codes and messages", async () => {
     const { page } = await openPage(s);
     // no base model: in_features cannot be inferred

@@ -7,16 +7,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createReferenceBackend, type ComputeBackend } from "../../src/compute/index.js";
 import { VeraError } from "../../src/errors.js";
-import { importPeft } from "../../src/peft/index.js";
+import { importPeft, peftBaseFromOnnx } from "../../src/peft/index.js";
 import { parseSafetensors } from "../../src/safetensors/index.js";
 import { listLinearWeights, readOnnxModel } from "../../src/onnx/index.js";
 import { cliReady, ROOT, tmp, vera } from "./page.js";
 import type { InputFile } from "../../web/src/input-files.js";
 
-import type { LinearWeight } from "../../src/onnx/index.js";
-import type { BaseShapes } from "../../src/peft/index.js";
 import type { VeraAdapter } from "../../src/format/index.js";
-import type { SafetensorsFile } from "../../src/safetensors/index.js";
 
 // The page's modules import `verakit/...` (resolved by this suite's vitest config, not by the project's
 // tsconfig): loaded by a computed path, with the part of their types used here.
@@ -29,13 +26,6 @@ const { mergeOnnxBlobs } = (await page("merge/merge-onnx-blobs.js")) as {
     backend: ComputeBackend;
     signal?: AbortSignal;
   }): Promise<unknown>;
-};
-const { peftBaseFromOnnx } = (await page("peft-base-from-onnx.js")) as {
-  peftBaseFromOnnx(params: {
-    weights: readonly LinearWeight[];
-    peftWeights: SafetensorsFile;
-    label: string;
-  }): BaseShapes;
 };
 
 const ONNX = join(ROOT, "fixtures", "onnx");

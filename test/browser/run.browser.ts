@@ -5,7 +5,8 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadMergeAdapter } from "../../src/merge/load-merge-adapter.js";
+import { loadAdapterFromPath } from "../../src/node/load-adapter.js";
+import { peftBaseFromOnnx } from "../../src/peft/base-shapes-from-onnx.js";
 import { listLinearWeights, readOnnxModel } from "../../src/onnx/index.js";
 import { adapterFeeds, graftOnnx } from "../../src/serve/index.js";
 import { loadOrt, maxAbsDiff, runModel } from "../onnx-helpers.js";
@@ -98,7 +99,9 @@ async function nodeSwapDistances(graftWith: string, adapters: string[]): Promise
   const weights = listLinearWeights({ model: parsed });
   const g = graftOnnx({
     model: parsed,
-    adapter: (await loadMergeAdapter({ path: graftWith, weights })).adapter,
+    adapter: (
+      await loadAdapterFromPath({ path: graftWith, base: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights }) })
+    ).adapter,
     defaults: false,
   });
   const dir = tmp();
@@ -119,7 +122,9 @@ async function nodeSwapDistances(graftWith: string, adapters: string[]): Promise
     for (const a of adapters) {
       const { feeds } = adapterFeeds({
         spec: g.spec,
-        adapter: (await loadMergeAdapter({ path: a, weights })).adapter,
+        adapter: (
+          await loadAdapterFromPath({ path: a, base: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights }) })
+        ).adapter,
         sessionInputs: session.inputNames,
       });
       const inputs: Record<string, import("onnxruntime-node").Tensor> = { input_ids: ids };
@@ -219,11 +224,21 @@ describe.skipIf(!ready)("the page in Chromium: one grafted model, adapters swapp
     );
     const parsed = readOnnxModel({ bytes: new Uint8Array(readFileSync(join(SERVE, "model.onnx"))) });
     const weights = listLinearWeights({ model: parsed });
-    const a1 = (await loadMergeAdapter({ path: join(SERVE, "adapters", "a1"), weights })).adapter;
+    const a1 = (
+      await loadAdapterFromPath({
+        path: join(SERVE, "adapters", "a1"),
+        base: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights }),
+      })
+    ).adapter;
     const g = graftOnnx({ model: parsed, adapter: a1, defaults: false });
     let want: { code: string; message: string } | undefined;
     try {
-      adapterFeeds({ spec: g.spec, adapter: (await loadMergeAdapter({ path: r4, weights })).adapter });
+      adapterFeeds({
+        spec: g.spec,
+        adapter: (
+          await loadAdapterFromPath({ path: r4, base: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights }) })
+        ).adapter,
+      });
     } catch (e) {
       want = { code: (e as { code: string }).code, message: (e as Error).message };
     }

@@ -73,8 +73,3 @@ export function stripCommonFolder(files: InputFile[]): { root: string | undefine
   if (!first || !files.every((f) => f.path.startsWith(`${first}/`))) return { root: undefined, files };
   return { root: first, files: files.map((f) => ({ path: f.path.slice(first.length + 1), file: f.file })) };
 }
-
-/** Read a whole Blob (only for small files: adapters, configs, an .onnx without its data). */
-export async function readAll(file: Blob): Promise<Uint8Array> {
-  return new Uint8Array(await file.arrayBuffer());
-}

@@ -1,5 +1,6 @@
 import { summarizeAdapter, type AdapterSummary, type ValidationResult, type VeraAdapter } from "verakit/format";
 import type { Issue } from "verakit";
+import type { PeftAdapterDescription, PeftValidationResult } from "verakit/peft";
 
 /** What `vera inspect --json --modules` prints for a file, computed the same way. */
 export interface InspectInfo extends AdapterSummary {
@@ -31,4 +32,24 @@ export function inspectInfo(params: { file: string; fileBytes: number; validatio
     warnings: r.warnings,
     ...s,
   };
+}
+
+/** The rows the page shows for a PEFT adapter described without importing it (as `vera inspect` prints them). */
+export function peftDescriptionRows(d: PeftAdapterDescription, v: PeftValidationResult): Array<[string, string]> {
+  const rows: Array<[string, string]> = [
+    [
+      "PEFT adapter",
+      `${d.peftType ?? "(no adapter_config.json)"}${d.peftVersion ? `, written by peft ${d.peftVersion}` : ""}`,
+    ],
+    ["base model", `${d.baseModel ?? "(not recorded)"}${d.taskType ? `, task type ${d.taskType}` : ""}`],
+    [
+      "rank",
+      `${d.rank ?? "?"}, seed ${d.seed ?? "?"}, projections ${d.projections.stored ? "stored" : "not stored (regenerated from the seed)"}`,
+    ],
+    ["targets", JSON.stringify(d.targetModules)],
+    ["modules", String(d.modules.length)],
+  ];
+  for (const c of d.carried) rows.push(["carried", `${c.name} (${c.kind}${c.param ? `, replaces ${c.param}` : ""})`]);
+  rows.push(["import", v.ok ? d.importCommand : "import-peft refuses it as it is"]);
+  return rows;
 }

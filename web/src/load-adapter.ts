@@ -1,22 +1,19 @@
 import { ErrorCode, VeraError } from "verakit";
 import { validateVera, type ValidationResult, type VeraAdapter } from "verakit/format";
-import { listLinearWeights, readOnnxModel } from "verakit/onnx";
 import {
-  PeftErrorCode,
-  baseShapesFromConfig,
-  baseShapesFromOnnx,
-  baseShapesFromWeights,
-  importPeft,
+  checkAdapterSource,
+  decodeAdapter,
+  pathFileAccess,
+  readAdapterSource,
+  readBaseShapesFrom,
+  type AdapterBase,
   type BaseShapes,
+  type CarriedTensorTarget,
   type ImportPeftReport,
+  type PeftAdapterDescription,
+  type PeftValidationResult,
 } from "verakit/peft";
-import { parseSafetensors, parseSafetensorsHeader, type SafetensorsFile } from "verakit/safetensors";
-import { readAll, stripCommonFolder, type InputFile } from "./input-files.js";
-
-/** File names of a PEFT adapter folder (as `verakit/node` names them). */
-export const PEFT_CONFIG_NAME = "adapter_config.json";
-export const PEFT_WEIGHTS_NAME = "adapter_model.safetensors";
-export const PEFT_PICKLE_NAME = "adapter_model.bin";
+import { stripCommonFolder, type InputFile } from "./input-files.js";
 
 /** What the page loaded from the adapter input. */
 export type LoadedAdapter =
@@ -36,6 +33,7 @@ export type LoadedAdapter =
       otherAdapters: string[];
       adapter: VeraAdapter;
       imported: ImportPeftReport;
+      carried: CarriedTensorTarget[];
     };
 
 /** Parameters of {@link loadAdapterFiles}. */
@@ -47,25 +45,21 @@ export interface LoadAdapterFilesParams {
   /** Named adapter of a PEFT folder holding several. @default the folder's adapter */
   adapterName?: string;
   /** Module shapes from elsewhere (an ONNX model being merged into), given the PEFT weights. @default none */
-  baseFor?: (weights: SafetensorsFile) => BaseShapes;
+  baseFor?: AdapterBase;
 }
 
-const has = (files: InputFile[], path: string): InputFile | undefined => files.find((f) => f.path === path);
-
-/** Adapter sub-folders: `NAME/adapter_config.json`, as PEFT saves named adapters. */
-function adapterSubfolders(files: InputFile[]): string[] {
-  const out = new Set<string>();
-  for (const f of files) {
-    const m = /^([^/]+)\/adapter_config\.json$/.exec(f.path);
-    if (m) out.add(m[1]!);
-  }
-  return [...out].sort();
+/** The path the chosen files name: their common folder, the one file given, or the root of a loose set. */
+function chosenPath(files: InputFile[]): string {
+  const { root } = stripCommonFolder(files);
+  if (root !== undefined) return root;
+  return files.length === 1 ? files[0]!.path : ".";
 }
 
 /**
- * Load what the user gave as an adapter: a single verakit file is validated (every issue kept),
- * a PEFT folder is read and imported, with the same error codes and messages as `vera` (PEFT_*,
- * ST_*, VERA_*). A pickled adapter_model.bin is refused, never read.
+ * Load what the user gave as an adapter, with the library's loader (readAdapterSource, then decodeAdapter) over
+ * the chosen Blobs: a single verakit file is validated (every issue kept, as `vera validate` shows them), a PEFT
+ * folder is imported, with the same error codes and messages as `vera`. A pickled adapter_model.bin is refused,
+ * never read.
  */
 export async function loadAdapterFiles(params: LoadAdapterFilesParams): Promise<LoadedAdapter> {
   if (params.files.length === 0)
@@ -77,161 +71,52 @@ export async function loadAdapterFiles(params: LoadAdapterFilesParams): Promise<
         received: "nothing",
       },
     );
-  const { root, files } = stripCommonFolder(params.files);
-  const dir = root ?? ".";
-  const isPeft =
-    files.length > 1 ||
-    root !== undefined ||
-    files.some((f) => [PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME, PEFT_PICKLE_NAME].includes(f.path));
-  if (!isPeft) {
-    const f = files[0]!;
-    const bytes = await readAll(f.file);
-    return { kind: "vera", label: f.path, fileBytes: bytes.length, validation: validateVera(bytes) };
-  }
-  const subs = adapterSubfolders(files);
-  let adapterName: string;
-  let prefix: string;
-  if (params.adapterName !== undefined && params.adapterName !== "default") {
-    if (!subs.includes(params.adapterName))
-      throw new VeraError(
-        PeftErrorCode.PEFT_ADAPTER_NOT_FOUND,
-        `no adapter "${params.adapterName}" in ${dir} (found: ${["default", ...subs].join(", ")})`,
-        { path: `${dir}/${params.adapterName}`, expected: ["default", ...subs], received: params.adapterName },
-      );
-    adapterName = params.adapterName;
-    prefix = `${adapterName}/`;
-  } else if (params.adapterName === "default" || has(files, PEFT_CONFIG_NAME) || has(files, PEFT_PICKLE_NAME)) {
-    adapterName = "default";
-    prefix = "";
-  } else if (subs.length === 1) {
-    adapterName = subs[0]!;
-    prefix = `${adapterName}/`;
-  } else if (subs.length > 1) {
-    throw new VeraError(
-      PeftErrorCode.PEFT_ADAPTER_NOT_FOUND,
-      `${dir} holds several adapters (${subs.join(", ")}): choose one with --adapter NAME`,
-      { path: dir, expected: subs },
-    );
-  } else {
-    throw new VeraError(
-      PeftErrorCode.PEFT_CONFIG_MISSING,
-      `${dir} has no ${PEFT_CONFIG_NAME}: not a PEFT adapter folder`,
-      { path: `${dir}/${PEFT_CONFIG_NAME}`, expected: PEFT_CONFIG_NAME, received: "missing" },
-    );
-  }
-  const folder = prefix ? `${dir}/${adapterName}` : dir;
-  const cfg = has(files, prefix + PEFT_CONFIG_NAME);
-  const st = has(files, prefix + PEFT_WEIGHTS_NAME);
-  if (!st && has(files, prefix + PEFT_PICKLE_NAME))
-    throw new VeraError(
-      PeftErrorCode.PEFT_PICKLE_REFUSED,
-      `${folder}/${PEFT_PICKLE_NAME} is a pickle, which verakit never loads (it can run code). Convert it once in Python: ` +
-        `PeftModel.from_pretrained(base, "${folder}").save_pretrained("OUT", safe_serialization=True), or ` +
-        `safetensors.torch.save_file(torch.load("adapter_model.bin", weights_only=True), "adapter_model.safetensors", metadata={"format": "pt"})`,
-      { path: `${folder}/${PEFT_PICKLE_NAME}`, expected: PEFT_WEIGHTS_NAME, received: PEFT_PICKLE_NAME },
-    );
-  if (!cfg)
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_MISSING, `${folder} has no ${PEFT_CONFIG_NAME}`, {
-      path: `${folder}/${PEFT_CONFIG_NAME}`,
-      expected: PEFT_CONFIG_NAME,
-      received: "missing",
-    });
-  if (!st)
-    throw new VeraError(PeftErrorCode.PEFT_WEIGHTS_MISSING, `${folder} has no ${PEFT_WEIGHTS_NAME}`, {
-      path: `${folder}/${PEFT_WEIGHTS_NAME}`,
-      expected: PEFT_WEIGHTS_NAME,
-      received: "missing",
-    });
-  let configText: string;
-  try {
-    configText = new TextDecoder("utf-8", { fatal: true }).decode(await readAll(cfg.file));
-  } catch (e) {
-    throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${folder}/${PEFT_CONFIG_NAME} is not UTF-8 text`, {
-      path: `${folder}/${PEFT_CONFIG_NAME}`,
-      cause: e,
-    });
-  }
-  const weights = parseSafetensors(await readAll(st.file));
-  const base = params.baseFor
-    ? params.baseFor(weights)
-    : params.base && params.base.length > 0
-      ? await readBaseFiles(params.base)
-      : undefined;
-  const { adapter, report } = importPeft({
-    config: configText,
-    weights,
-    adapterName,
-    configLabel: `${folder}/${PEFT_CONFIG_NAME}`,
-    ...(base ? { base } : {}),
+  const path = chosenPath(params.files);
+  const read = await readAdapterSource({
+    source: { files: pathFileAccess(params.files), path },
+    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
+  if (read.format === "vera")
+    return { kind: "vera", label: path, fileBytes: read.bytes.length, validation: validateVera(read.bytes) };
+  const base = params.baseFor ?? (params.base && params.base.length > 0 ? await readBaseFiles(params.base) : undefined);
+  const loaded = decodeAdapter({ files: read, ...(base ? { base } : {}) });
   return {
     kind: "peft",
-    label: root ?? adapterName,
-    adapterName,
-    otherAdapters: subs.filter((s) => s !== adapterName),
-    adapter,
-    imported: report,
+    label: stripCommonFolder(params.files).root ?? read.folder.adapterName,
+    adapterName: read.folder.adapterName,
+    otherAdapters: read.folder.otherAdapters,
+    adapter: loaded.adapter,
+    imported: loaded.imported!,
+    carried: loaded.carried,
   };
 }
 
 /**
- * Module shapes of a base model from the files the user gave: a transformers config.json, a
- * safetensors file (only its header is read) or an ONNX graph (its external data is not read).
- * The first found of model.safetensors, config.json, model.onnx when a folder was given.
+ * Module shapes of a base model from the files the user gave, with the library's reader: a transformers
+ * config.json, a safetensors file (only its header is read), a sharded index, or an ONNX graph (its external
+ * data is not read); the first found of model.safetensors.index.json, model.safetensors, config.json, model.onnx
+ * when a folder was given.
  */
-export async function readBaseFiles(input: InputFile[]): Promise<BaseShapes> {
-  const { files } = stripCommonFolder(input);
-  const pick =
-    files.length === 1
-      ? files[0]!
-      : (["model.safetensors", "config.json", "model.onnx"].map((n) => has(files, n)).find((f) => f) ??
-        files.find((f) => /\.(onnx|safetensors|json)$/.test(f.path)));
-  const label = files.length === 1 ? files[0]!.path : "base";
-  if (!pick)
-    throw new VeraError(
-      PeftErrorCode.PEFT_BASE_UNSUPPORTED,
-      `${label} holds none of model.safetensors, config.json, model.onnx`,
-      {
-        path: label,
-        expected: "model.safetensors | config.json | model.onnx",
-      },
-    );
-  const name = pick.path.split("/").pop()!;
-  if (name.endsWith(".onnx")) {
-    const model = readOnnxModel({ bytes: await readAll(pick.file) });
-    return baseShapesFromOnnx({ weights: listLinearWeights({ model }), label: name });
+export function readBaseFiles(input: InputFile[]): Promise<BaseShapes> {
+  return readBaseShapesFrom({ files: pathFileAccess(input), path: chosenPath(input) });
+}
+
+/**
+ * What the chosen files are when they do not load (a PEFT folder without a base, a lone adapter_model.safetensors):
+ * the description and check `vera inspect` gives, or undefined when they are no PEFT adapter either.
+ */
+export async function describeAdapterFiles(params: {
+  files: InputFile[];
+  adapterName?: string;
+}): Promise<{ description: PeftAdapterDescription; validation: PeftValidationResult } | undefined> {
+  if (params.files.length === 0) return undefined;
+  try {
+    const r = await checkAdapterSource({
+      source: { files: pathFileAccess(params.files), path: chosenPath(params.files) },
+      ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+    });
+    return r.format === "peft" ? { description: r.description, validation: r.validation } : undefined;
+  } catch {
+    return undefined; // the load's own error is what the page shows
   }
-  if (name.endsWith(".safetensors")) {
-    const head = new DataView(await pick.file.slice(0, 8).arrayBuffer());
-    const n = pick.file.size >= 8 ? head.getUint32(0, true) + head.getUint32(4, true) * 2 ** 32 : 0;
-    const bytes = await readAll(pick.file.slice(0, Math.min(pick.file.size, 8 + Math.min(n, 100_000_000))));
-    const header = parseSafetensorsHeader({ bytes, fileSize: pick.file.size });
-    const tensors = [...header.tensors].map(([tname, info]) => ({ name: tname, shape: info.shape }));
-    return baseShapesFromWeights({ tensors, label: `${name} (header)` });
-  }
-  if (name.endsWith(".json")) {
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(await readAll(pick.file)));
-    } catch (e) {
-      throw new VeraError(
-        PeftErrorCode.PEFT_CONFIG_INVALID,
-        `${pick.path} is not valid JSON: ${(e as Error).message}`,
-        {
-          path: pick.path,
-          cause: e,
-        },
-      );
-    }
-    return baseShapesFromConfig({ config: json, label: name });
-  }
-  throw new VeraError(
-    PeftErrorCode.PEFT_BASE_UNSUPPORTED,
-    `base ${pick.path}: expected a config.json, .safetensors, model.safetensors.index.json or .onnx file`,
-    {
-      path: pick.path,
-      expected: "config.json | *.safetensors | *.safetensors.index.json | *.onnx",
-      received: name,
-    },
-  );
 }

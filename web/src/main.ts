@@ -5,8 +5,8 @@
 import { summarizeAdapter, type VeraAdapter } from "verakit/format";
 import { toLoraZip, toPeftZip, toVeraFile, type OutputFile } from "./convert.js";
 import { filesFromDrop, filesFromList, type InputFile } from "./input-files.js";
-import { inspectInfo, vectorBytesOf } from "./inspect-info.js";
-import { loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
+import { inspectInfo, peftDescriptionRows, vectorBytesOf } from "./inspect-info.js";
+import { describeAdapterFiles, loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
 import { $, download, el, showError, showIssues, size } from "./show.js";
 
 let adapterFiles: InputFile[] = [];
@@ -76,6 +76,15 @@ function showSummary(adapter: VeraAdapter, extra: Array<[string, string]>): void
 
 let loads = 0;
 
+/** A PEFT adapter that did not load (no base, a lone weights file): what `vera inspect` says of it, and the command. */
+async function showPeftDescription(load: number, name: string | undefined): Promise<void> {
+  const d = await describeAdapterFiles({ files: adapterFiles, ...(name ? { adapterName: name } : {}) });
+  if (!d || load !== loads) return;
+  const t = $("summary");
+  for (const [k, v] of peftDescriptionRows(d.description, d.validation)) row(t, [k, v]);
+  $("inspect-json").textContent = JSON.stringify({ ...d.description, validation: d.validation }, null, 2);
+}
+
 async function loadAdapter(): Promise<void> {
   const load = ++loads;
   clearAdapterView();
@@ -97,6 +106,7 @@ async function loadAdapter(): Promise<void> {
     status.dataset["state"] = "error";
     showError($("adapter-issues"), e);
     setConvertEnabled();
+    await showPeftDescription(load, name);
     return;
   }
   if (loaded.kind === "vera") {
@@ -106,6 +116,7 @@ async function loadAdapter(): Promise<void> {
       status.dataset["state"] = "invalid";
       showIssues($("adapter-issues"), r.issues, "error");
       showIssues($("adapter-issues"), r.warnings, "warning");
+      await showPeftDescription(load, name);
     } else {
       const info = inspectInfo({ file: loaded.label, fileBytes: loaded.fileBytes, validation: r });
       status.textContent = `${loaded.label}: verakit adapter, format ${r.version}`;

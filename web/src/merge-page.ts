@@ -2,10 +2,10 @@
 import { createBackend, createWasmBackend, type ComputeBackend } from "verakit/compute";
 import { VeraError } from "verakit";
 import { parseWeightMapping } from "verakit/onnx";
+import { peftBaseFromOnnx } from "verakit/peft";
 import { filesFromList, stripCommonFolder, type InputFile } from "./input-files.js";
 import { loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
 import { mergeOnnxBlobs, type MergedFile } from "./merge/merge-onnx-blobs.js";
-import { peftBaseFromOnnx } from "./peft-base-from-onnx.js";
 import { $, download, el, showError, size } from "./show.js";
 import { ZIP_MAX_BYTES, zipBlobs } from "./zip-blobs.js";
 

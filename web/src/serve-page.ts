@@ -6,11 +6,11 @@
 import { ErrorCode, VeraError } from "verakit";
 import type { VeraAdapter } from "verakit/format";
 import { listLinearWeights, readOnnxModel, type LinearWeight } from "verakit/onnx";
+import { peftBaseFromOnnx } from "verakit/peft";
 import { adapterFeeds, graftOnnx } from "verakit/serve";
 import type { InputFile } from "./input-files.js";
 import { loadAdapterFiles } from "./load-adapter.js";
 import type { AdapterInput } from "./merge-page.js";
-import { peftBaseFromOnnx } from "./peft-base-from-onnx.js";
 import { maxAbsDistance, openModel, parseInputIds, runLogits, textFeeds, type ModelSession } from "./run/run-onnx.js";
 import { $, el, showError } from "./show.js";
 

@@ -5,14 +5,13 @@ import { fileURLToPath } from "node:url";
 import { createNodeBackend } from "../../compute/node/create-node-backend.js";
 import { ErrorCode, VeraError } from "../../errors.js";
 import { validateVera } from "../../format/validate.js";
-import { mergeOnnx, peftBaseFromOnnx } from "../../merge/index.js";
+import { mergeOnnx } from "../../merge/index.js";
 import { readFileBytes, writeVeraFile } from "../../node/files.js";
-import { readPeftFolder } from "../../node/peft-folder.js";
+import { loadAdapterFromPath } from "../../node/load-adapter.js";
 import { listLinearWeights, readOnnxModel } from "../../onnx/index.js";
-import { importPeft } from "../../peft/import-peft.js";
+import { peftBaseFromOnnx } from "../../peft/base-shapes-from-onnx.js";
 import { adapterFeeds } from "../../serve/adapter-feeds.js";
 import { graftOnnxFile } from "../../serve/node/graft-onnx-file.js";
-import { loadMergeAdapter } from "../../merge/load-merge-adapter.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../../safetensors/parse.js";
 import type { ComputeBackend } from "../../compute/backend.js";
 import type { VeraAdapter } from "../../format/types.js";
@@ -99,12 +98,11 @@ async function mergeCase(c: {
   const t0 = performance.now();
   // 1. import the PEFT folder, module shapes from the ONNX model
   const weights = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(modelPath) }) });
-  const folder = await readPeftFolder({ dir: peftDir });
-  const { adapter, report: imp } = importPeft({
-    config: folder.configText,
-    weights: folder.weights,
-    base: peftBaseFromOnnx({ weights, peftWeights: folder.weights, label: rel(modelPath) }),
+  const { adapter, imported } = await loadAdapterFromPath({
+    path: peftDir,
+    base: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights, label: rel(modelPath) }),
   });
+  const imp = imported!;
   const veraPath = join(c.work, c.name, "adapter.vera.safetensors");
   mkdirSync(dirname(veraPath), { recursive: true });
   const bytes = await writeVeraFile(veraPath, adapter);
@@ -256,7 +254,14 @@ async function serveSection(
   const weights = listLinearWeights({ model: readOnnxModel({ bytes: await readFileBytes(modelPath) }) });
   const adapters: VeraAdapter[] = [];
   for (const n of names)
-    adapters.push((await loadMergeAdapter({ path: join(caseDir, "adapters", n), weights })).adapter);
+    adapters.push(
+      (
+        await loadAdapterFromPath({
+          path: join(caseDir, "adapters", n),
+          base: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights, label: "model.onnx" }),
+        })
+      ).adapter,
+    );
   const out = join(work, "serve", "model.onnx");
   // Plain inputs (no defaults): onnxruntime-node feeds only inputs that have no initializer.
   const g = await graftOnnxFile({

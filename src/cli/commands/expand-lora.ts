@@ -13,12 +13,17 @@ const command: Command = {
     "Expand a VeRA adapter into an equivalent PEFT LoRA folder (for vLLM, TGI, llama.cpp, onnxruntime-genai, Olive): exact " +
     "at the VeRA rank (lora_alpha = r). --rank K < r writes the best rank-K approximation and reports the relative " +
     "Frobenius error per module; --rank-pattern MODULE=K,... sets ranks per module. --for vllm|tgi|lorax writes what " +
-    "that server's loader accepts (vLLM: r padded to a --max-lora-rank value, or truncated above 512).",
+    "that server's loader accepts (vLLM: r padded to a --max-lora-rank value, or truncated above 512); these engines do " +
+    "not apply modules_to_save heads or biases, so an adapter carrying them is refused unless --drop-carried leaves them out.",
   usage:
     "vera expand-lora FILE -o DIR [--rank K] [--rank-pattern MODULE=K[,MODULE=K...]] [--peft-compat VERSION] " +
-    "[--for vllm|tgi|lorax]",
+    "[--for vllm|tgi|lorax [--drop-carried]]",
   options: {
-    ...cliOptions({ strings: ["output", "rank", "peft-compat", "for"], lists: ["rank-pattern"] }),
+    ...cliOptions({
+      strings: ["output", "rank", "peft-compat", "for"],
+      lists: ["rank-pattern"],
+      flags: ["drop-carried"],
+    }),
     ...adapterInputOptions,
   },
   async run({ values, positionals }, ctx) {
@@ -48,10 +53,18 @@ const command: Command = {
       throw new UsageError(
         "--for sets the ranks and the config fields itself: leave out --rank-pattern and --peft-compat",
       );
+    const dropCarried = values["drop-carried"] === true;
+    if (dropCarried && engine === undefined)
+      throw new UsageError("--drop-carried goes with --for: a PEFT LoRA folder keeps the tensors the adapter carries");
     const { adapter } = await loadAdapterFromArgs(positionals[0]!, values);
     let plan: LoraEnginePlan | undefined;
     if (engine !== undefined)
-      plan = planLoraForEngine({ adapter, engine: engine as LoraEngine, ...(rank !== undefined ? { rank } : {}) });
+      plan = planLoraForEngine({
+        adapter,
+        engine: engine as LoraEngine,
+        ...(rank !== undefined ? { rank } : {}),
+        ...(dropCarried ? { dropCarried } : {}),
+      });
     const stream = expandToLoraStream(
       plan?.expand ?? {
         adapter,
@@ -70,6 +83,7 @@ const command: Command = {
           fileRank: plan.fileRank,
           maxLoraRank: plan.maxLoraRank,
           notes: plan.notes,
+          dropped: plan.dropped,
         }
       : undefined;
     if (ctx.json)

@@ -12,12 +12,16 @@ const command: Command = {
   summary: "Write a VeRA adapter as a llama.cpp / ollama GGUF LoRA adapter (exact)",
   description:
     "Write a VeRA adapter as a llama.cpp GGUF LoRA adapter (llama-cli --lora, ollama ADAPTER): exact at the VeRA rank " +
-    "(alpha = r), llama.cpp's tensor names and q/k permutation; --rank K truncates and reports the error.",
+    "(alpha = r), llama.cpp's tensor names and q/k permutation; --rank K truncates and reports the error. A GGUF LoRA " +
+    "holds no modules_to_save head or bias: an adapter carrying them is refused unless --drop-carried leaves them out.",
   usage:
     "vera export-gguf-lora ADAPTER --base MODEL.gguf|config.json -o adapter.gguf [--rank K] [--type f32|f16|bf16|q8_0] " +
-    "[--mapping names.json] [--adapter NAME] [--name NAME]",
+    "[--mapping names.json] [--adapter NAME] [--name NAME] [--drop-carried]",
   options: {
-    ...cliOptions({ strings: ["output", "base", "rank", "type", "mapping", "adapter", "name"] }),
+    ...cliOptions({
+      strings: ["output", "base", "rank", "type", "mapping", "adapter", "name"],
+      flags: ["drop-carried"],
+    }),
   },
   async run({ values, positionals }, ctx) {
     const out = values["output"] as string | undefined;
@@ -46,6 +50,7 @@ const command: Command = {
       ...(rank !== undefined ? { rank } : {}),
       ...(inputs.mapping ? { mapping: inputs.mapping } : {}),
       ...(values["name"] !== undefined ? { name: String(values["name"]) } : {}),
+      ...(values["drop-carried"] === true ? { dropCarried: true } : {}),
     });
     await writeGgufStreamFile(out, stream);
     const report = stream.report();
@@ -59,6 +64,7 @@ const command: Command = {
       if (!report.exact)
         for (const m of report.modules)
           ctx.out(`  ${m.module} -> ${m.tensor}: relative error ${m.relativeError.toExponential(3)}`);
+      if (report.dropped.length > 0) ctx.out(`  dropped (--drop-carried): ${report.dropped.join(", ")}`);
     }
     return 0;
   },

@@ -43,11 +43,11 @@ const command: Command = {
     "--model checks names, types and shapes against the model (and, for a grafted model, the adapter against its graft record).",
   usage:
     "vera export-onnx-adapter ADAPTER -o FILE.onnx_adapter [--lora [--rank K]] [--dtype f32|f16] [--model MODEL.onnx] " +
-    "[--adapter-version N] [--model-version N]",
+    "[--adapter-version N] [--model-version N] [--drop-carried]",
   options: {
     ...cliOptions({
       strings: ["output", "rank", "dtype", "model", "adapter-version", "model-version"],
-      flags: ["lora"],
+      flags: ["lora", "drop-carried"],
     }),
     ...adapterInputOptions,
   },
@@ -58,6 +58,8 @@ const command: Command = {
     const lora = values["lora"] === true;
     const rank = intOption(values, "rank");
     if (rank !== undefined && !lora) throw new UsageError("--rank applies to --lora only");
+    const dropCarried = values["drop-carried"] === true;
+    if (dropCarried && !lora) throw new UsageError("--drop-carried applies to --lora only");
     const dtype = dtypeOption(values["dtype"]);
     const versions = {
       ...(versionOption(values, "adapter-version") !== undefined
@@ -83,6 +85,7 @@ const command: Command = {
         ...(dtype ? { dtype } : {}),
         ...(inputs ? { inputs } : {}),
         ...versions,
+        ...(dropCarried ? { dropCarried } : {}),
       });
     } else {
       let spec;
@@ -121,6 +124,7 @@ const command: Command = {
           `${r.dtype}), ${r.bytes} bytes` +
           (r.dtype === "float16" ? `, largest float16 rounding ${r.maxRoundingError.toExponential(2)}` : ""),
       );
+      if (r.form === "lora" && r.dropped.length > 0) ctx.out(`  dropped (--drop-carried): ${r.dropped.join(", ")}`);
       if (r.form === "lora" && !r.exact)
         ctx.out(
           `  rank ${r.rank} < ${adapter.rank}: relative Frobenius error ${r.totalRelativeError.toExponential(3)}`,

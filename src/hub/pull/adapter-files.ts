@@ -1,7 +1,6 @@
 /** Internal: find which adapter files a repository revision holds, and decode downloaded files. */
-import { VeraError } from "../../errors.js";
+import { isVeraError, VeraError } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
-import { validateVera } from "../../format/validate.js";
 import { HubErrorCode } from "../errors.js";
 import type { HubFetch } from "../hub-fetch.js";
 import { checkRepoPath } from "../repo-names.js";
@@ -171,7 +170,7 @@ export interface DecodedAdapter {
   bytes: Uint8Array;
 }
 
-/** Validate (verakit) or import (PEFT) downloaded files. Throws VeraError with every issue found. */
+/** Decode downloaded files with the one adapter loader: validate (verakit) or import (PEFT). Throws VeraError with every issue found. */
 export async function decodeAdapterFiles(
   format: "vera" | "peft",
   files: Map<string, Uint8Array>,
@@ -181,15 +180,18 @@ export async function decodeAdapterFiles(
 ): Promise<DecodedAdapter> {
   if (format === "vera") {
     const bytes = files.get(filename)!;
-    const r = validateVera(bytes);
-    if (!r.ok || !r.adapter) {
-      const first = r.issues[0];
+    const { decodeAdapter } = await import("../../peft/load/load-adapter.js");
+    try {
+      const loaded = decodeAdapter({ files: { format: "vera", path: `${repo}/${filename}`, bytes } });
+      return { adapter: loaded.adapter, bytes };
+    } catch (e) {
+      const issues = isVeraError(e) ? e.issues : [];
+      if (issues.length === 0) throw e;
       throw VeraError.fromIssues(
-        r.issues,
-        `${repo}/${filename} is not a valid verakit file: ${first?.message ?? "invalid"}${r.issues.length > 1 ? ` (and ${r.issues.length - 1} more issue(s))` : ""}`,
+        issues,
+        `${repo}/${filename} is not a valid verakit file: ${issues[0]!.message}${issues.length > 1 ? ` (and ${issues.length - 1} more issue(s))` : ""}`,
       );
     }
-    return { adapter: r.adapter, bytes };
   }
   return importPeftFiles({
     config: files.get(PEFT_CONFIG)!,

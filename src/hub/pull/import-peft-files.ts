@@ -1,11 +1,10 @@
 /**
- * Internal: a PEFT VeRA repo pulled as a verakit adapter. src/peft is loaded lazily so a plain verakit
- * pull does not load the converter.
+ * Internal: a PEFT VeRA repo pulled as a verakit adapter, through the one adapter loader. src/peft is loaded
+ * lazily so a plain verakit pull does not load the converter.
  */
 import { isVeraError, VeraError } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { writeVera } from "../../format/write.js";
-import { parseSafetensors } from "../../safetensors/parse.js";
 
 /** Fetches a base model's parsed config.json (from the Hub or the cache), or undefined. */
 export type BaseConfigProvider = (baseRepo: string, revision: string) => Promise<unknown | undefined>;
@@ -33,9 +32,10 @@ export function peftBaseOf(config: Uint8Array): { repo: string; revision: string
 }
 
 /**
- * Import a PEFT VeRA adapter. When the module dimensions cannot be inferred from the adapter alone
- * (PEFT_BASE_REQUIRED), the base model's config.json named by base_model_name_or_path is asked from
- * `baseConfig` and the import is repeated with its shapes.
+ * Import a PEFT VeRA adapter downloaded into memory, with `loadAdapter` over the downloaded files (the repo is
+ * the folder). When the module dimensions cannot be inferred from the adapter alone (PEFT_BASE_REQUIRED), the
+ * base model's config.json named by base_model_name_or_path is asked from `baseConfig` and the load is repeated
+ * with its shapes.
  */
 export async function importPeftFiles(p: {
   config: Uint8Array;
@@ -43,13 +43,16 @@ export async function importPeftFiles(p: {
   repo: string;
   baseConfig?: BaseConfigProvider;
 }): Promise<{ adapter: VeraAdapter; bytes: Uint8Array }> {
-  const { importPeft } = await import("../../peft/import-peft.js");
+  const { loadAdapter, pathFileAccess, PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME } = await import("../../peft/index.js");
   const { baseShapesFromConfig } = await import("../../peft/base-shapes-from-config.js");
-  const configText = new TextDecoder("utf-8", { fatal: false }).decode(p.config);
-  const weights = parseSafetensors(p.weights);
+  const files = pathFileAccess([
+    { path: `${p.repo}/${PEFT_CONFIG_NAME}`, file: p.config },
+    { path: `${p.repo}/${PEFT_WEIGHTS_NAME}`, file: p.weights },
+  ]);
+  const source = { files, path: p.repo };
   let adapter: VeraAdapter;
   try {
-    adapter = importPeft({ config: configText, weights, configLabel: `${p.repo}/adapter_config.json` }).adapter;
+    adapter = (await loadAdapter({ source })).adapter;
   } catch (e) {
     const base = peftBaseOf(p.config);
     if (!isVeraError(e) || e.code !== "PEFT_BASE_REQUIRED" || !base || !p.baseConfig) throw e;
@@ -66,12 +69,7 @@ export async function importPeftFiles(p: {
     }
     if (cfg === undefined) throw e;
     const shapes = baseShapesFromConfig({ config: cfg, label: `${base.repo}/config.json` });
-    adapter = importPeft({
-      config: configText,
-      weights,
-      base: shapes,
-      configLabel: `${p.repo}/adapter_config.json`,
-    }).adapter;
+    adapter = (await loadAdapter({ source, base: shapes })).adapter;
   }
   return { adapter, bytes: writeVera({ adapter }) };
 }

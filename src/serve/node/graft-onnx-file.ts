@@ -2,7 +2,8 @@ import { promises as fsp } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ErrorCode, VeraError } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
-import { loadMergeAdapter } from "../../merge/load-merge-adapter.js";
+import { loadAdapterFromPath } from "../../node/load-adapter.js";
+import { peftBaseFromOnnx } from "../../peft/base-shapes-from-onnx.js";
 import { resolveExternalDataPath } from "../../node/external-data-path.js";
 import { copyFileAtomic, readFileBytes, writeFileAtomic } from "../../node/files.js";
 import { listLinearWeights } from "../../onnx/list-linear-weights.js";
@@ -119,14 +120,14 @@ export async function graftOnnxFile(params: GraftOnnxFileParams): Promise<GraftO
   let adapterSource: GraftOnnxFileReport["adapterSource"] = "object";
   const warnings: string[] = [];
   if (typeof params.adapter === "string") {
-    const loaded = await loadMergeAdapter({
+    const weights = listLinearWeights({ model });
+    const loaded = await loadAdapterFromPath({
       path: params.adapter,
-      weights: listLinearWeights({ model }),
-      modelLabel: modelPath,
+      base: (peftWeights) => peftBaseFromOnnx({ weights, peftWeights, label: modelPath }),
       ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
     });
     adapter = loaded.adapter;
-    adapterSource = loaded.source;
+    adapterSource = loaded.format;
     warnings.push(...loaded.warnings);
   } else adapter = params.adapter;
 
