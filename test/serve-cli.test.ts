@@ -54,11 +54,10 @@ describe("vera graft", { timeout: 30_000 }, () => {
       join(llama, "adapters", "a1"),
       "-o",
       join(work, "a", "g2.onnx"),
-      "--no-defaults",
     ]);
     expect(t.status, t.stderr).toBe(0);
     expect(t.stdout).toMatch(
-      /14 modules grafted \(seed 1592590337, r 8, one adapter per run, branch f32, inputs must be fed\)/,
+      /14 modules grafted \(seed 1592590337, r 8, one adapter per run, branch f32, inputs fed on every run\)/,
     );
     expect(t.stdout).toMatch(/each adapter is 2\.2 KiB of inputs/);
     expect(t.stdout).toMatch(/data model\.onnx\.data: existing/);

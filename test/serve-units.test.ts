@@ -84,8 +84,8 @@ describe("graftOnnx", () => {
     expect(g.modules.every((m) => m.activations === "FLOAT")).toBe(true);
   });
 
-  it("declares d and b as inputs with defaults (d = ones, b = zeros), or without them", () => {
-    const g = graftOnnx({ model, adapter: a1, batched: true });
+  it("declares d and b as plain inputs; with defaults: true, also initializers (d = ones, b = zeros)", () => {
+    const g = graftOnnx({ model, adapter: a1, batched: true, defaults: true });
     const m = readOnnxModel({ bytes: g.bytes });
     const { d, b } = graftInputNames(a1.modules[0]!.name);
     expect(m.graphs[0]!.inputs).toEqual(expect.arrayContaining([d, b]));
@@ -99,7 +99,7 @@ describe("graftOnnx", () => {
         : new Float32Array();
     expect([...raw(dt)].every((x) => x === 1)).toBe(true);
     expect([...raw(bt)].every((x) => Object.is(x, 0))).toBe(true);
-    const plain = readOnnxModel({ bytes: graftOnnx({ model, adapter: a1, defaults: false }).bytes });
+    const plain = readOnnxModel({ bytes: graftOnnx({ model, adapter: a1 }).bytes });
     expect(plain.graphs[0]!.inputs).toEqual(expect.arrayContaining([d, b]));
     expect(plain.graphs[0]!.initializers.some((t) => t.name === d || t.name === b)).toBe(false);
   });

@@ -1,5 +1,6 @@
 import { promises as fsp } from "node:fs";
 import type { VeraAdapter } from "../format/types.js";
+import type { BaseShapes } from "../peft/base-shapes.js";
 import { importPeft, type ImportPeftReport } from "../peft/import-peft.js";
 import { readVeraFile } from "./files.js";
 import { readPeftFolder } from "./peft-folder.js";
@@ -11,6 +12,8 @@ export interface LoadAdapterParams {
   path: string;
   /** Base model for a PEFT folder (see readBaseShapes). @default undefined */
   base?: string;
+  /** Base shapes known already (e.g. from a grafted model's record), used when `base` is not given. @default undefined */
+  baseShapes?: BaseShapes;
   /** Named adapter of a PEFT folder (see readPeftFolder). @default undefined */
   adapterName?: string;
 }
@@ -30,7 +33,7 @@ export async function loadAdapter(
     dir: params.path,
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
-  const base = params.base !== undefined ? await readBaseShapes({ path: params.base }) : undefined;
+  const base = params.base !== undefined ? await readBaseShapes({ path: params.base }) : params.baseShapes;
   const { adapter, report } = importPeft({
     config: folder.configText,
     weights: folder.weights,
