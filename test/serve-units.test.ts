@@ -10,6 +10,8 @@ import { VeraError } from "../src/errors.js";
 import type { VeraAdapter } from "../src/format/types.js";
 import { OnnxErrorCode, readOnnxModel, type OnnxModel } from "../src/onnx/index.js";
 import {
+  baseFeeds,
+  checkFeeds,
   adapterFeeds,
   encodeGraftSpec,
   GRAFT_METADATA_KEY,
@@ -197,5 +199,33 @@ describe("the serving core bundles for browsers", () => {
     expect(
       Object.keys(r.metafile!.inputs).filter((i) => i.startsWith("node:") || i.includes("onnxruntime-node")),
     ).toEqual([]);
+  });
+});
+
+describe("checkFeeds and baseFeeds", () => {
+  it("refuse (SERVE_FEEDS) a missing vector, a wrong shape, mixed batch sizes and a feed the session does not take", () => {
+    const spec = graftOnnx({ model, adapter: a1, batched: true }).spec;
+    const good = adapterFeeds({ adapters: [a1, null], spec }).feeds;
+    expect(() => checkFeeds({ spec, feeds: good })).not.toThrow();
+    expect(baseFeeds({ spec, batch: 2 }).feeds).toEqual(adapterFeeds({ adapters: [null, null], spec }).feeds);
+    const { d, b } = graftInputNames(spec.modules[0]!.name);
+    const without = { ...good };
+    delete without[d];
+    const paths = (f: () => unknown): string[] => {
+      try {
+        f();
+      } catch (e) {
+        expect((e as VeraError).code).toBe(ServeErrorCode.SERVE_FEEDS);
+        return (e as VeraError).issues.map((i) => i.path ?? "");
+      }
+      return [];
+    };
+    expect(paths(() => checkFeeds({ spec, feeds: without }))).toEqual([d]);
+    expect(paths(() => checkFeeds({ spec, feeds: { ...good, [b]: { dims: [2, 3] } } }))).toEqual([b]);
+    expect(
+      paths(() => checkFeeds({ spec, feeds: { ...good, [b]: { dims: [3, spec.modules[0]!.outFeatures] } } })),
+    ).toEqual([b]);
+    expect(paths(() => checkFeeds({ spec, feeds: good, sessionInputs: ["input_ids"] }))).toHaveLength(1);
+    expect(codeOf(() => baseFeeds({ spec: { ...spec, batched: false }, batch: 2 }))).toBe(ServeErrorCode.SERVE_FEEDS);
   });
 });
