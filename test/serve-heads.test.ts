@@ -112,3 +112,53 @@ describe("roberta-seq-cls: two classifiers from one grafted graph (default flags
     }
   });
 });
+
+describe(
+  "roberta-seq-cls with --defaults: the heads through onnxruntime-web's LoraAdapter",
+  { timeout: 120_000 },
+  () => {
+    it("an .onnx_adapter file carrying a head gives that classifier's PEFT logits", async () => {
+      const path = join(work, `g${n++}`, "model.onnx");
+      const r = await graftOnnxFile({
+        model: c.modelPath,
+        adapter: join(c.adapterDir, "a1"),
+        output: path,
+        defaults: true,
+      });
+      const web = await import("onnxruntime-web");
+      web.env.wasm.numThreads = 1;
+      const s = await web.InferenceSession.create(new Uint8Array(readFileSync(path)), {
+        executionProviders: ["wasm"],
+        logSeverityLevel: 3,
+        externalData: [
+          { path: "model.onnx.data", data: new Uint8Array(readFileSync(join(path, "..", "model.onnx.data"))) },
+        ],
+      });
+      try {
+        expect(s.inputNames).toEqual(["input_ids"]);
+        const row = peft.base!.length / c.input_ids.length;
+        const ids = new web.Tensor(
+          "int64",
+          BigInt64Array.from(c.input_ids[1]!, (x) => BigInt(x)),
+          [1, c.input_ids[1]!.length],
+        );
+        for (const [i, name] of [
+          [0, "a1"],
+          [1, "a2"],
+        ] as const) {
+          const lora = await web.LoraAdapter.create(writeOnnxAdapter({ adapter: adapters[i]!, spec: r.spec }).bytes);
+          try {
+            const got = (await s.run({ input_ids: ids }, { activeLoraAdapters: [lora] })).logits!.data as Float32Array;
+            expect(maxDiffRows(got, peft[name]!, row, 0, 1)).toBeLessThan(1e-4);
+          } finally {
+            await lora.release();
+          }
+        }
+        const none = (await s.run({ input_ids: ids })).logits!.data as Float32Array;
+        expect(maxDiffRows(none, peft.base!, row, 0, 1)).toBeLessThan(1e-5);
+      } finally {
+        await s.release();
+      }
+    });
+  },
+);

@@ -181,7 +181,7 @@ export function adapterFeeds(params: AdapterFeedsParams): AdapterFeeds {
       use[row] = 1;
     });
     feeds[c.input] = { type: "float32", dims: spec.batched ? [rows, ...c.dims] : [...c.dims], data: value };
-    feeds[c.use] = { type: "float32", dims: spec.batched ? [rows] : [], data: use };
+    feeds[c.use] = { type: "float32", dims: [rows], data: use };
   }
   if (params.sessionInputs) checkFeeds({ spec, feeds, sessionInputs: params.sessionInputs });
   return { feeds, batch: rows, missing };
@@ -240,7 +240,7 @@ function expectedShapes(spec: GraftSpec): Map<string, number[]> {
   }
   for (const c of spec.carried ?? []) {
     out.set(c.input, [...lead, ...c.dims]);
-    out.set(c.use, lead);
+    out.set(c.use, spec.batched ? lead : [1]);
   }
   return out;
 }

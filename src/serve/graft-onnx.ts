@@ -33,12 +33,13 @@ export interface GraftOnnxParams {
    */
   skipMissing?: boolean;
   /**
-   * Give every d/b input a default initializer of the same name (d = ones, b = zeros), so that a run feeding nothing
-   * is the base model. onnxruntime's Python, C, C++, C# and Java APIs (and `RunOptions` adapters) feed such inputs;
-   * the JavaScript bindings (onnxruntime-node, onnxruntime-web) do not: they list only inputs without an initializer
-   * and silently drop feeds for the others, so graphs for them need `defaults: false` (plain inputs, always fed;
-   * `adapterFeeds({ adapter: null })` gives the base model's feeds).
-   * @default true
+   * Also give every d/b input a default initializer of the same name (d = ones, b = zeros), so that a run feeding
+   * nothing is the base model. Only for runtimes that feed such inputs: onnxruntime's Python, C, C++, C# and Java APIs
+   * do, and its adapter API (`RunOptions` adapters, onnxruntime-web's `LoraAdapter`) needs them; the JavaScript
+   * bindings (onnxruntime-node, onnxruntime-web) silently ignore feeds for such inputs, so fed from JavaScript such a
+   * graph runs the base model. By default every input is a plain input, fed on every run (`baseFeeds` gives the base
+   * model's feeds), and works in every binding alike. Carried tensors (heads) get defaults too (zeros, use = 0).
+   * @default false
    */
   defaults?: boolean;
   /** Explicit module -> initializer entries, as for `vera merge`. @default none */
@@ -228,7 +229,15 @@ export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
           path: t.module,
         });
   }
-  const carried = graftCarriedTensors({ writer: w, adapter, index, batched, batchDim: batchDimOf(model), issues });
+  const carried = graftCarriedTensors({
+    writer: w,
+    adapter,
+    index,
+    batched,
+    batchDim: batchDimOf(model),
+    defaults,
+    issues,
+  });
   if (issues.length > 0) throw VeraError.fromIssues(issues);
 
   const opts: BranchOptions = { rank: adapter.rank, batched, dtype, defaults, batchDim: batchDimOf(model) };

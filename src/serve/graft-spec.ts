@@ -28,7 +28,7 @@ export interface GraftCarried {
   kind: "modules_to_save" | "bias";
   /** Input that takes the tensor: float32, `dims` (`[batch, ...dims]` when batched). */
   input: string;
-  /** Input that picks the fed tensor (1) or the base model's (0): float32 `[]` (`[batch]` when batched). */
+  /** Input that picks the fed tensor (1) or the base model's (0): float32 `[1]` (`[batch]` when batched). */
   use: string;
   /** The stored layout of the tensor in the graph (the base's initializer dims). */
   dims: number[];

@@ -46,6 +46,8 @@ export interface GraftCarriedParams {
   index: GraphIndex;
   batched: boolean;
   batchDim: string | number;
+  /** Also give the inputs default initializers (zeros, use = 0: the base model's tensor), as the d/b inputs. */
+  defaults: boolean;
   /** Refusals are added here (the caller throws them with the others). */
   issues: Issue[];
 }
@@ -159,7 +161,13 @@ function perRowConsumer(
 function emitCarried(p: GraftCarriedParams, c: GraftCarried, base: OnnxTensor): string {
   const { writer: w, batched } = p;
   w.input(c.input, batched ? [p.batchDim, ...c.dims] : c.dims);
-  w.input(c.use, batched ? [p.batchDim] : []);
+  // [1], not a scalar: onnxruntime's adapter files hold no 0-d parameters.
+  w.input(c.use, batched ? [p.batchDim] : [1]);
+  if (p.defaults) {
+    const n = c.dims.reduce((x, y) => x * y, 1);
+    w.initializer(c.input, OnnxDataType.FLOAT, batched ? [1, ...c.dims] : c.dims, new Uint8Array(4 * n));
+    w.initializer(c.use, OnnxDataType.FLOAT, [1], new Uint8Array(4));
+  }
   const head: NodeSpec[] = [];
   const op = w.ops(`${GRAFT_PREFIX}/carried/${c.param}`, head);
   const useIn = batched ? op("Reshape", [c.use, w.int64([-1, ...c.dims.map(() => 1)])], "use_rows") : c.use;
