@@ -2,7 +2,7 @@ import { VeraError } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { applyEdits, concatEdited } from "../onnx/apply-edits.js";
 import { float32Bytes, metadataField, type NodeSpec } from "../onnx/encode-onnx.js";
-import { dataTypeName, OnnxDataType, type OnnxModel } from "../onnx/types.js";
+import { dataTypeName, OnnxDataType, type OnnxModel, type OnnxNode } from "../onnx/types.js";
 import type { WeightMapping } from "../onnx/weight-mapping.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { encodeGraftSpec, GRAFT_METADATA_KEY, graftInputNames, graftSpecOf, type GraftSpec } from "./graft-spec.js";
@@ -141,23 +141,65 @@ function branchInputs(w: GraftWriter, t: GraftTarget, o: BranchOptions): { d: st
  * The branch of one target on each of its nodes: y becomes `y + (((x A_s^T) * d) B_s^T) * b` (per row of the batch
  * with `batched`), the node's output renamed and an Add restoring it.
  */
-function emitBranch(w: GraftWriter, t: GraftTarget, inputs: { d: string; b: string }, o: BranchOptions): void {
+/**
+ * `x A_s^T` computed once per distinct (graph, x, in_features) and shared by every branch that needs it (q, k and v
+ * read the same activations): fewer reads of A^T, the branch's main cost per token. Placed right before the first node
+ * of the graph that reads x, so every branch that uses it comes later.
+ */
+class SharedXA {
+  private readonly made = new Map<string, string>();
+  private readonly first = new Map<string, OnnxNode>();
+  constructor(
+    private readonly w: GraftWriter,
+    targets: GraftTarget[],
+    private readonly branchType: number,
+  ) {
+    for (const t of targets)
+      for (const n of t.nodes) {
+        const k = this.key(n, t);
+        const cur = this.first.get(k);
+        if (!cur || n.index < cur.index) this.first.set(k, n);
+      }
+  }
+  private key(n: OnnxNode, t: GraftTarget): string {
+    return `${n.graphIndex}\u0000${n.inputs[0]}\u0000${t.inFeatures}\u0000${t.act}`;
+  }
+  of(n: OnnxNode, t: GraftTarget): string {
+    const k = this.key(n, t);
+    let name = this.made.get(k);
+    if (name) return name;
+    const nodes: NodeSpec[] = [];
+    const op = this.w.ops(`${GRAFT_PREFIX}/${t.module}`, nodes);
+    const x0 = n.inputs[0]!;
+    const x = t.act === this.branchType ? x0 : op("Cast", [x0], "x_cast", [{ name: "to", i: this.branchType }]);
+    name = op("MatMul", [x, this.w.sliced("A", this.branchType, t.inFeatures)], "xA");
+    this.w.around(this.first.get(k)!, "before", nodes);
+    this.made.set(k, name);
+    return name;
+  }
+}
+
+function emitBranch(
+  w: GraftWriter,
+  t: GraftTarget,
+  inputs: { d: string; b: string },
+  o: BranchOptions,
+  shared: SharedXA,
+): void {
   const branchType = o.dtype === "f16" ? FLOAT16 : FLOAT;
   for (const node of t.nodes) {
     const p = `${GRAFT_PREFIX}/${t.module}`;
     const nodes: NodeSpec[] = [];
     const op = w.ops(p, nodes);
-    const x0 = node.inputs[0]!;
     const y = node.outputs[0]!;
     const yBase = w.fresh(`${y}/verakit_base`);
-    const x = t.act === branchType ? x0 : op("Cast", [x0], "x_cast", [{ name: "to", i: branchType }]);
     let dIn = inputs.d;
     let bIn = inputs.b;
     if (branchType !== FLOAT) {
       dIn = op("Cast", [inputs.d], "d_cast", [{ name: "to", i: branchType }]);
       bIn = op("Cast", [inputs.b], "b_cast", [{ name: "to", i: branchType }]);
     }
-    const xa = op("MatMul", [x, w.sliced("A", branchType, t.inFeatures)], "xA");
+    const xa = shared.of(node, t);
     let delta: string;
     if (!o.batched) {
       const xd = op("Mul", [xa, dIn], "xAd");
@@ -241,7 +283,8 @@ export function graftOnnx(params: GraftOnnxParams): GraftOnnxResult {
   if (issues.length > 0) throw VeraError.fromIssues(issues);
 
   const opts: BranchOptions = { rank: adapter.rank, batched, dtype, defaults, batchDim: batchDimOf(model) };
-  for (const t of targets) emitBranch(w, t, branchInputs(w, t, opts), opts);
+  const shared = new SharedXA(w, targets, dtype === "f16" ? FLOAT16 : FLOAT);
+  for (const t of targets) emitBranch(w, t, branchInputs(w, t, opts), opts, shared);
 
   const grafted = new Set(targets.map((t) => t.module));
   const spec = graftSpecOf({
