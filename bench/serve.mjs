@@ -10,6 +10,7 @@
 // MatMul with W^T initializers), so the figures need no download. No causal mask: decode steps take one token.
 // Options: --hidden H (1024) --ffn F (2816) --layers L (4) --vocab V (4096) --rank R (256) --targets q_proj,v_proj
 //          --prompt P (64) --tokens T (32) --batch B (8) --reps N (3) --results NAME (serve: bench/results/NAME.json)
+//          --threads N (1: intra-op threads per session)
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +30,7 @@ const { values: opt } = parseArgs({
     batch: { type: "string", default: "8" },
     reps: { type: "string", default: "3" },
     results: { type: "string", default: "serve" },
+    threads: { type: "string", default: "1" },
   },
 });
 const H = Number(opt.hidden);
@@ -179,22 +181,16 @@ async function step(s) {
   return ms;
 }
 
-/** Decode with A and B alternating step by step; returns the median ms per decode step of each, and the states. */
-async function decodeAB(a, b) {
-  await step(a); // prefill (not timed as a token)
-  await step(b);
-  const ta = [];
-  const tb = [];
-  for (let i = 0; i < T; i++) {
-    if (i % 2 === 0) {
-      ta.push(await step(a));
-      tb.push(await step(b));
-    } else {
-      tb.push(await step(b));
-      ta.push(await step(a));
+/** Decode with the states taking turns step by step (the order rotating); the median ms per decode step of each. */
+async function decodeTurns(states) {
+  for (const st of states) await step(st); // prefill (not timed as a token)
+  const t = states.map(() => []);
+  for (let i = 0; i < T; i++)
+    for (let j = 0; j < states.length; j++) {
+      const k = (i + j) % states.length;
+      t[k].push(await step(states[k]));
     }
-  }
-  return { a: median(ta), b: median(tb) };
+  return t.map(median);
 }
 
 const dir = mkdtempSync(join(tmpdir(), "vera-bench-serve-"));
@@ -211,37 +207,59 @@ try {
   let s = performance.now();
   await mergeOnnx({ model: basePath, adapter: adapters[0], output: mergedPath, backend });
   const mergeMs = performance.now() - s;
-  const opts = { executionProviders: ["cpu"], graphOptimizationLevel: "all" };
+  // One intra-op thread per session (--threads): with sessions taking turns, a session's thread pool spinning or waking
+  // after its run steals the cores of the next session's run on a 2-core machine (measured on tiny models: 5-60x
+  // slowdowns of whichever session ran next), which would bias the comparison.
+  const opts = {
+    executionProviders: ["cpu"],
+    graphOptimizationLevel: "all",
+    intraOpNumThreads: Number(opt.threads),
+    interOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
+  };
   const grafted = await ort.InferenceSession.create(graftedPath, opts);
   const merged = await ort.InferenceSession.create(mergedPath, opts);
   const prompt = (r) => Array.from({ length: P }, (_, i) => (i * 31 + r * 17 + 1) % V);
 
+  // batch 1 also on a graft without --batched (one adapter per run): the batched graph's per-row plumbing, measured
+  const single = graftOnnx({ model: readOnnxModel({ bytes: baseBytes }), adapter: adapters[0] });
+  const singlePath = join(dir, "grafted-single.onnx");
+  writeFileSync(singlePath, single.bytes);
+  const graftedSingle = await ort.InferenceSession.create(singlePath, opts);
   const rows = [];
   const results = [];
   for (const B of [1, BIG]) {
     const prompts = Array.from({ length: B }, (_, r) => prompt(r));
     const list = B === 1 ? [adapters[0]] : adapters.slice(0, B);
     const feeds = toOrt(adapterFeeds({ spec: g.spec, adapters: list, sessionInputs: grafted.inputNames }).feeds);
+    const singleFeeds = toOrt(
+      adapterFeeds({ spec: single.spec, adapter: adapters[0], sessionInputs: graftedSingle.inputNames }).feeds,
+    );
     const perRep = [];
     let diff = 0;
     let sameTokens = true;
     for (let rep = 0; rep < REPS; rep++) {
-      const sm = state(merged, {}, prompts);
-      const sg = state(grafted, feeds, prompts);
-      const t = rep % 2 === 0 ? await decodeAB(sm, sg) : await decodeAB(sg, sm).then((x) => ({ a: x.b, b: x.a }));
-      perRep.push(t);
-      // row 0 carries adapter 0 in both: the grafted row must decode as the merged model
-      sameTokens &&= JSON.stringify(sm.tokens[0]) === JSON.stringify(sg.tokens[0]);
-      for (let i = 0; i < V; i++) diff = Math.max(diff, Math.abs(sm.last[i] - sg.last[i]));
+      const states = [state(merged, {}, prompts), state(grafted, feeds, prompts)];
+      if (B === 1) states.push(state(graftedSingle, singleFeeds, prompts));
+      const times = await decodeTurns(rep % 2 === 0 ? states : [...states].reverse());
+      if (rep % 2 === 1) times.reverse();
+      perRep.push(times);
+      // row 0 carries adapter 0 in all of them: the grafted rows must decode as the merged model
+      for (const st of states.slice(1)) {
+        sameTokens &&= JSON.stringify(states[0].tokens[0]) === JSON.stringify(st.tokens[0]);
+        for (let i = 0; i < V; i++) diff = Math.max(diff, Math.abs(states[0].last[i] - st.last[i]));
+      }
     }
-    const tm = median(perRep.map((x) => x.a));
-    const tg = median(perRep.map((x) => x.b));
+    const tm = median(perRep.map((x) => x[0]));
+    const tg = median(perRep.map((x) => x[1]));
+    const ts = B === 1 ? median(perRep.map((x) => x[2])) : undefined;
     rows.push({
       batch: B,
       adapters: B === 1 ? "1" : `${B} (one per row; merged: 1)`,
-      "merged ms/step": tm.toFixed(2),
-      "grafted ms/step": tg.toFixed(2),
+      "merged ms/token step": tm.toFixed(2),
+      "grafted ms": tg.toFixed(2),
       "grafted/merged": (tg / tm).toFixed(3),
+      "unbatched graft/merged": ts === undefined ? "-" : (ts / tm).toFixed(3),
       "merged tok/s": ((1000 * B) / tm).toFixed(1),
       "grafted tok/s": ((1000 * B) / tg).toFixed(1),
       "row 0 tokens equal": sameTokens,
@@ -252,6 +270,7 @@ try {
       mergedMsPerStep: tm,
       graftedMsPerStep: tg,
       graftedOverMerged: tg / tm,
+      ...(ts === undefined ? {} : { unbatchedGraftMsPerStep: ts, unbatchedGraftOverMerged: ts / tm }),
       perRep,
       sameTokens,
       maxAbsDiffRow0: diff,
@@ -259,7 +278,7 @@ try {
   }
   console.log(
     `Llama-shaped decoder with a KV cache: ${L} layers, hidden ${H}, ffn ${F}, vocab ${V}; VeRA r=${R} on ${TARGETS.join(",")}; ` +
-      `prompt ${P}, ${T} decode steps, median over steps and ${REPS} reps, merged and grafted steps alternating; onnxruntime-node CPU\n`,
+      `prompt ${P}, ${T} decode steps, median over steps and ${REPS} reps, the models' steps taking turns; onnxruntime-node CPU\n`,
   );
   table(rows, Object.keys(rows[0]));
 
