@@ -21,7 +21,6 @@ const BEING_SPLIT: ReadonlyArray<string> = [
   "src/gguf/export-gguf-lora.ts: exportGgufLoraStream", // being split
   "src/peft/expand-to-lora.ts: expandToLoraStream", // being split
   "src/peft/export-peft.ts: exportPeft", // being split
-  "src/serve/graft-onnx.ts: graftOnnx", // being split
 ];
 
 function walk(dir: string): string[] {

@@ -43,7 +43,7 @@ const LAYERS: Record<string, LayerRule> = {
   projections: { browser: true, imports: ["format", "numeric", "wasm", "util"] },
   format: { browser: true, imports: ["safetensors", "projections", "numeric", "util"] },
   onnx: { browser: true, imports: ["locate", "util"] },
-  peft: { browser: true, imports: ["format", "safetensors", "projections", "onnx", "numeric", "util"] },
+  peft: { browser: true, imports: ["format", "locate", "safetensors", "projections", "onnx", "numeric", "util"] },
   gguf: { browser: true, imports: ["format", "locate", "peft", "numeric", "util"] },
   serve: {
     browser: true,

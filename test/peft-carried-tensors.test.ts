@@ -49,6 +49,18 @@ describe("carriedTensorTargets", () => {
     ]);
   });
 
+  it("matches modules_to_save entries as PEFT does, by plain string suffix (DistilBERT's pre_classifier)", () => {
+    const a = adapterWith(
+      ["base_model.model.pre_classifier.weight", "base_model.model.classifier.bias", "base_model.model.head.weight"],
+      { modules_to_save: ["classifier"] },
+    );
+    expect(carriedTensorTargets({ adapter: a }).map((c) => c.kind)).toEqual([
+      "modules_to_save",
+      "modules_to_save",
+      "other",
+    ]);
+  });
+
   it("treats a bias as other when the adapter trains no bias", () => {
     const a = adapterWith(["base_model.model.x.q_proj.base_layer.bias"], { bias: "none" });
     expect(carriedTensorTargets({ adapter: a })).toMatchObject([{ kind: "other", param: "x.q_proj.bias" }]);

@@ -54,11 +54,10 @@ describe("vera graft", { timeout: 30_000 }, () => {
       join(llama, "adapters", "a1"),
       "-o",
       join(work, "a", "g2.onnx"),
-      "--no-defaults",
     ]);
     expect(t.status, t.stderr).toBe(0);
     expect(t.stdout).toMatch(
-      /14 modules grafted \(seed 1592590337, r 8, one adapter per run, branch f32, inputs must be fed\)/,
+      /14 modules grafted \(seed 1592590337, r 8, one adapter per run, branch f32, inputs fed on every run\)/,
     );
     expect(t.stdout).toMatch(/each adapter is 2\.2 KiB of inputs/);
     expect(t.stdout).toMatch(/data model\.onnx\.data: existing/);
@@ -102,5 +101,31 @@ describe("vera graft", { timeout: 30_000 }, () => {
     expect(JSON.parse(f16.stdout).error.code).toBe("SERVE_GRAPH_UNSUPPORTED");
     expect(existsSync(join(work, "refused"))).toBe(false);
     expect(run(["graft", join(llama, "model.onnx")]).status).toBe(2);
+  });
+});
+
+describe("vera export-onnx-adapter --model GRAFTED.onnx", { timeout: 30_000 }, () => {
+  it("takes a PEFT folder without --base (the graft record gives every shape); --base is in the usage line", () => {
+    const g = join(work, "exp", "grafted.onnx");
+    expect(run(["graft", join(llama, "model.onnx"), join(llama, "adapters", "a1"), "-o", g]).status).toBe(0);
+    const out = join(work, "exp", "a2.onnx_adapter");
+    const r = run(["export-onnx-adapter", join(llama, "adapters", "a2"), "--model", g, "-o", out, "--json"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).report.parameters).toBe(28);
+    // the same file as with the base model given
+    const withBase = join(work, "exp", "a2-base.onnx_adapter");
+    const b = run([
+      "export-onnx-adapter",
+      join(llama, "adapters", "a2"),
+      "--base",
+      join(llama, "model.onnx"),
+      "--model",
+      g,
+      "-o",
+      withBase,
+    ]);
+    expect(b.status, b.stderr).toBe(0);
+    expect(sha(out)).toBe(sha(withBase));
+    expect(run(["export-onnx-adapter", "--help"]).stdout).toMatch(/--base BASE/);
   });
 });

@@ -52,8 +52,8 @@ describe.each(F32_CASES)("%s (float32)", (name) => {
   let withDefaults: { path: string; spec: GraftSpec };
   beforeAll(async () => {
     l = await load(name);
-    plain = await graft(l, { defaults: false });
-    withDefaults = await graft(l);
+    plain = await graft(l);
+    withDefaults = await graft(l, { defaults: true });
   });
 
   it("a run without feeds (inputs with defaults) is the base model, bit for bit", async () => {
@@ -94,7 +94,7 @@ describe.each(F32_CASES)("%s (float32)", (name) => {
 describe.each(["llama-dynamo", "gpt2-dynamo-wrapped"])("%s --batched", (name) => {
   it("4 sequences with 3 different adapters and one without: each row is that adapter's PEFT logits", async () => {
     const l = await load(name);
-    const g = await graft(l, { batched: true, defaults: false });
+    const g = await graft(l, { batched: true });
     expect(l.c.input_ids.length).toBe(4);
     const f = adapterFeeds({ adapters: [l.adapters[0]!, l.adapters[1]!, l.adapters[2]!, null], spec: g.spec });
     expect(f.batch).toBe(4);
@@ -113,7 +113,7 @@ describe.each(["llama-dynamo", "gpt2-dynamo-wrapped"])("%s --batched", (name) =>
 
   it("with defaults, a run without feeds is the base model for the whole batch, bit for bit", async () => {
     const l = await load(name);
-    const g = await graft(l, { batched: true });
+    const g = await graft(l, { batched: true, defaults: true });
     const base = await runLogits(l.c.modelPath, l.c.input_ids);
     expect(bitsEqual(await runLogits(g.path, l.c.input_ids), base)).toBe(true);
   });
@@ -127,7 +127,7 @@ describe("llama-dynamo-fp16 (float16 weights and activations)", () => {
     "branch %s: feeds for no adapter = the base; each adapter within tolerance",
     async (dtype) => {
       const l = await load("llama-dynamo-fp16");
-      const g = await graft(l, { dtype, defaults: false });
+      const g = await graft(l, { dtype });
       expect(g.spec.dtype).toBe(dtype);
       const base = await runLogits(l.c.modelPath, l.c.input_ids);
       const none = await runLogits(g.path, l.c.input_ids, adapterFeeds({ adapter: null, spec: g.spec }).feeds);
@@ -147,7 +147,7 @@ describe("llama-dynamo-fp16 (float16 weights and activations)", () => {
 
   it.each(["f32", "f16"] as const)("branch %s, batched: rows of 3 adapters and none", async (dtype) => {
     const l = await load("llama-dynamo-fp16");
-    const g = await graft(l, { dtype, defaults: false, batched: true });
+    const g = await graft(l, { dtype, batched: true });
     const base = await runLogits(l.c.modelPath, l.c.input_ids);
     const feeds = adapterFeeds({ adapters: [l.adapters[0]!, l.adapters[1]!, l.adapters[2]!, null], spec: g.spec });
     const got = await runLogits(g.path, l.c.input_ids, feeds.feeds);
@@ -165,7 +165,7 @@ describe("a target whose weight is tied to the embedding (legacy export, lm_head
     ) as { adapter: string; reference: number[] };
     const adapterDir = join(__dirname, "../fixtures/onnx/legacy-llama-unfolded-wrapped", ref.adapter);
     const path = join(work, `g${n++}`, "model.onnx");
-    const r = await graftOnnxFile({ model: c.modelPath, adapter: adapterDir, output: path, defaults: false });
+    const r = await graftOnnxFile({ model: c.modelPath, adapter: adapterDir, output: path });
     expect(r.modules.map((m) => m.module)).toContain("lm_head");
     const adapter = await caseAdapter(
       { modelPath: c.modelPath, adapterDir: join(adapterDir, "..") },
@@ -188,7 +188,7 @@ describe("a 4-bit model (MatMulNBits, which a merge refuses)", () => {
     const modelPath = join(fx, "quantized/q4.onnx");
     const adapter = await caseAdapter({ modelPath, adapterDir: join(fx, "adapters") }, "tiny-llama");
     const path = join(work, `g${n++}`, "model.onnx");
-    const r = await graftOnnxFile({ model: modelPath, adapter, output: path, defaults: false });
+    const r = await graftOnnxFile({ model: modelPath, adapter, output: path });
     expect(r.modules.filter((m) => m.opType === "MatMulNBits").length).toBe(14);
     const base = await runLogits(modelPath, ids);
     expect(bitsEqual(await runLogits(path, ids, adapterFeeds({ adapter: null, spec: r.spec }).feeds), base)).toBe(true);
@@ -205,7 +205,7 @@ describe("a 4-bit model (MatMulNBits, which a merge refuses)", () => {
 describe("onnxruntime-node and inputs with defaults", () => {
   it("the session lists only inputs without an initializer; adapterFeeds({sessionInputs}) refuses feeds it would drop", async () => {
     const l = await load("llama-dynamo");
-    const g = await graft(l);
+    const g = await graft(l, { defaults: true });
     const ort = await loadOrt();
     const s = await ort.InferenceSession.create(g.path, { logSeverityLevel: 3 });
     try {
@@ -216,7 +216,7 @@ describe("onnxruntime-node and inputs with defaults", () => {
     } finally {
       await s.release();
     }
-    const p = await graft(l, { defaults: false });
+    const p = await graft(l);
     const s2 = await ort.InferenceSession.create(p.path, { logSeverityLevel: 3 });
     try {
       expect(s2.inputNames.length).toBe(1 + 2 * p.spec.modules.length);

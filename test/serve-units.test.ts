@@ -10,6 +10,8 @@ import { VeraError } from "../src/errors.js";
 import type { VeraAdapter } from "../src/format/types.js";
 import { OnnxErrorCode, readOnnxModel, type OnnxModel } from "../src/onnx/index.js";
 import {
+  baseFeeds,
+  checkFeeds,
   adapterFeeds,
   encodeGraftSpec,
   GRAFT_METADATA_KEY,
@@ -84,8 +86,8 @@ describe("graftOnnx", () => {
     expect(g.modules.every((m) => m.activations === "FLOAT")).toBe(true);
   });
 
-  it("declares d and b as inputs with defaults (d = ones, b = zeros), or without them", () => {
-    const g = graftOnnx({ model, adapter: a1, batched: true });
+  it("declares d and b as plain inputs; with defaults: true, also initializers (d = ones, b = zeros)", () => {
+    const g = graftOnnx({ model, adapter: a1, batched: true, defaults: true });
     const m = readOnnxModel({ bytes: g.bytes });
     const { d, b } = graftInputNames(a1.modules[0]!.name);
     expect(m.graphs[0]!.inputs).toEqual(expect.arrayContaining([d, b]));
@@ -99,7 +101,7 @@ describe("graftOnnx", () => {
         : new Float32Array();
     expect([...raw(dt)].every((x) => x === 1)).toBe(true);
     expect([...raw(bt)].every((x) => Object.is(x, 0))).toBe(true);
-    const plain = readOnnxModel({ bytes: graftOnnx({ model, adapter: a1, defaults: false }).bytes });
+    const plain = readOnnxModel({ bytes: graftOnnx({ model, adapter: a1 }).bytes });
     expect(plain.graphs[0]!.inputs).toEqual(expect.arrayContaining([d, b]));
     expect(plain.graphs[0]!.initializers.some((t) => t.name === d || t.name === b)).toBe(false);
   });
@@ -197,5 +199,33 @@ describe("the serving core bundles for browsers", () => {
     expect(
       Object.keys(r.metafile!.inputs).filter((i) => i.startsWith("node:") || i.includes("onnxruntime-node")),
     ).toEqual([]);
+  });
+});
+
+describe("checkFeeds and baseFeeds", () => {
+  it("refuse (SERVE_FEEDS) a missing vector, a wrong shape, mixed batch sizes and a feed the session does not take", () => {
+    const spec = graftOnnx({ model, adapter: a1, batched: true }).spec;
+    const good = adapterFeeds({ adapters: [a1, null], spec }).feeds;
+    expect(() => checkFeeds({ spec, feeds: good })).not.toThrow();
+    expect(baseFeeds({ spec, batch: 2 }).feeds).toEqual(adapterFeeds({ adapters: [null, null], spec }).feeds);
+    const { d, b } = graftInputNames(spec.modules[0]!.name);
+    const without = { ...good };
+    delete without[d];
+    const paths = (f: () => unknown): string[] => {
+      try {
+        f();
+      } catch (e) {
+        expect((e as VeraError).code).toBe(ServeErrorCode.SERVE_FEEDS);
+        return (e as VeraError).issues.map((i) => i.path ?? "");
+      }
+      return [];
+    };
+    expect(paths(() => checkFeeds({ spec, feeds: without }))).toEqual([d]);
+    expect(paths(() => checkFeeds({ spec, feeds: { ...good, [b]: { dims: [2, 3] } } }))).toEqual([b]);
+    expect(
+      paths(() => checkFeeds({ spec, feeds: { ...good, [b]: { dims: [3, spec.modules[0]!.outFeatures] } } })),
+    ).toEqual([b]);
+    expect(paths(() => checkFeeds({ spec, feeds: good, sessionInputs: ["input_ids"] }))).toHaveLength(1);
+    expect(codeOf(() => baseFeeds({ spec: { ...spec, batched: false }, batch: 2 }))).toBe(ServeErrorCode.SERVE_FEEDS);
   });
 });

@@ -7,7 +7,7 @@ import type { WeightDtype, WeightLayout } from "../dtypes.js";
 import { VeraError } from "../errors.js";
 import type { LocatedModule, LocatedParameter, ModuleQuery, WeightLocator } from "../locate/weight-locator.js";
 import type { WeightMapping } from "../locate/weight-mapping.js";
-import { matchCheckpointName } from "./checkpoint-names.js";
+import { matchCheckpointName } from "../locate/checkpoint-names.js";
 import { MergeErrorCode } from "./error-codes.js";
 
 /** A checkpoint tensor as its header describes it. */

@@ -9,7 +9,7 @@ import { VeraError } from "../errors.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { checkpointContainer } from "./checkpoint-container.js";
 import { drain, eventStream } from "../util/event-stream.js";
-import { loadedName } from "./checkpoint-names.js";
+import { loadedName } from "../locate/checkpoint-names.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { WeightMapping } from "../locate/weight-mapping.js";
 import { readWeightMapping } from "./read-weight-mapping.js";

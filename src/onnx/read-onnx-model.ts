@@ -1,12 +1,22 @@
 import { VeraError } from "../errors.js";
 import { OnnxErrorCode } from "./error-codes.js";
-import type { MessageSpan, OnnxAttribute, OnnxGraph, OnnxModel, OnnxNode, OnnxTensor, TensorStorage } from "./types.js";
+import type {
+  MessageSpan,
+  OnnxAttribute,
+  OnnxGraph,
+  OnnxModel,
+  OnnxNode,
+  OnnxTensor,
+  OnnxValueInfo,
+  TensorStorage,
+} from "./types.js";
 import {
   fieldInt64,
   fieldString,
   fieldUint,
   fields,
   pushRepeatedInt64,
+  readSafeVarint,
   readVarint,
   WireType,
   type WireField,
@@ -272,9 +282,14 @@ class Reader {
     return node;
   }
 
-  valueInfoName(span: MessageSpan): string {
-    for (const f of fields(this.bytes, span.start, span.end)) if (f.field === 1) return fieldString(this.bytes, f);
-    return "";
+  valueInfo(span: MessageSpan): OnnxValueInfo {
+    const b = this.bytes;
+    const info: OnnxValueInfo = { name: "", elemType: 0, dims: null };
+    for (const f of fields(b, span.start, span.end)) {
+      if (f.field === 1) info.name = fieldString(b, f);
+      else if (f.field === 2) Object.assign(info, tensorTypeOf(b, sub(f, span)));
+    }
+    return info;
   }
 
   /** Parse a GraphProto; returns its index in `graphs`. */
@@ -287,7 +302,17 @@ class Reader {
       );
     const b = this.bytes;
     const index = this.graphs.length;
-    const g: OnnxGraph = { name: "", nodes: [], initializers: [], inputs: [], outputs: [], parentGraph, span };
+    const g: OnnxGraph = {
+      name: "",
+      nodes: [],
+      initializers: [],
+      inputs: [],
+      outputs: [],
+      inputInfo: [],
+      outputInfo: [],
+      parentGraph,
+      span,
+    };
     this.graphs.push(g);
     const nodeSpans: MessageSpan[] = [];
     for (const f of fields(b, span.start, span.end)) {
@@ -301,12 +326,18 @@ class Reader {
         case 5:
           g.initializers.push(this.tensor(sub(f, span), index));
           break;
-        case 11:
-          g.inputs.push(this.valueInfoName(sub(f, span)));
+        case 11: {
+          const v = this.valueInfo(sub(f, span));
+          g.inputs.push(v.name);
+          g.inputInfo.push(v);
           break;
-        case 12:
-          g.outputs.push(this.valueInfoName(sub(f, span)));
+        }
+        case 12: {
+          const v = this.valueInfo(sub(f, span));
+          g.outputs.push(v.name);
+          g.outputInfo.push(v);
           break;
+        }
         default:
           break;
       }
@@ -314,6 +345,62 @@ class Reader {
     nodeSpans.forEach((n, i) => g.nodes.push(this.node(n, index, i, depth)));
     return index;
   }
+}
+
+/** TypeProto (field 2 of a ValueInfoProto) -> element type and shape; tensor types only. */
+function tensorTypeOf(b: Uint8Array, type: MessageSpan): Pick<OnnxValueInfo, "elemType" | "dims"> {
+  let elemType = 0;
+  let dims: OnnxValueInfo["dims"] = null;
+  for (const t of fields(b, type.start, type.end)) {
+    if (t.field !== 1) continue; // tensor_type
+    const tensor = sub(t, type);
+    for (const f of fields(b, tensor.start, tensor.end)) {
+      if (f.field === 1) elemType = fieldUint(b, f);
+      else if (f.field === 2) {
+        const shape = sub(f, tensor);
+        dims = [];
+        for (const d of fields(b, shape.start, shape.end)) {
+          if (d.field !== 1) continue;
+          const dim = sub(d, shape);
+          let v: number | string | null = null;
+          for (const x of fields(b, dim.start, dim.end)) {
+            if (x.field === 1 && x.wireType === WireType.VARINT) v = readSafeVarint(b, x.dataStart, x.dataEnd).value;
+            else if (x.field === 2) v = fieldString(b, x);
+          }
+          dims.push(v);
+        }
+      }
+    }
+  }
+  return { elemType, dims };
+}
+
+/** ModelProto.metadata_props entries (field 14) of a model's top-level message. */
+function metadataOf(bytes: Uint8Array, top: MessageSpan): Record<string, string> {
+  const out = new Map<string, string>();
+  for (const f of fields(bytes, top.start, top.end)) {
+    if (f.field !== 14) continue;
+    const e = readEntry(bytes, sub(f, top));
+    out.set(e.key, e.value);
+  }
+  // Own data properties only (a key such as "__proto__" stays a plain key).
+  return Object.fromEntries(out);
+}
+
+/** Parameters of {@link readOnnxMetadata}. */
+export interface ReadOnnxMetadataParams {
+  /** The bytes of a `.onnx` file (a ModelProto); only its top-level fields are read, the graph is skipped. */
+  bytes: Uint8Array;
+}
+
+/**
+ * A model's metadata_props (ModelProto field 14) without parsing its graph.
+ *
+ * @throws VeraError `ONNX_PARSE` for bytes that are not a protobuf message.
+ */
+export function readOnnxMetadata(params: ReadOnnxMetadataParams): Record<string, string> {
+  const { bytes } = params;
+  return metadataOf(bytes, { lenStart: -1, start: 0, end: bytes.length, parent: null });
 }
 
 function countFixed32(fs: WireField[]): number {
@@ -358,7 +445,8 @@ function countVarints(bytes: Uint8Array, fs: WireField[]): number {
 
 /**
  * Parse the structure of an ONNX ModelProto at the wire level: graphs (with If/Loop/Scan
- * subgraphs), nodes (inputs, outputs, attributes, metadata_props) and initializers with the byte
+ * subgraphs, their typed inputs and outputs), nodes (inputs, outputs, attributes, metadata_props), the model's
+ * metadata_props, and initializers with the byte
  * offsets of their values. Unknown and unneeded fields are skipped, never dropped: the result
  * points into `bytes`, which stay the source of truth.
  *
@@ -411,5 +499,6 @@ export function readOnnxModel(params: ReadOnnxModelParams): OnnxModel {
       expected: "graph",
     });
   reader.graph(graphSpan, -1, 0);
-  return { bytes, irVersion, opsetImports, producerName, producerVersion, graphs: reader.graphs };
+  const metadata = metadataOf(bytes, top);
+  return { bytes, irVersion, opsetImports, producerName, producerVersion, metadata, graphs: reader.graphs };
 }

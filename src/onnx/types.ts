@@ -131,9 +131,22 @@ export interface OnnxGraph {
   inputs: string[];
   /** Names of graph outputs. */
   outputs: string[];
+  /** Graph inputs with their types, in the order of `inputs`. */
+  inputInfo: OnnxValueInfo[];
+  /** Graph outputs with their types, in the order of `outputs`. */
+  outputInfo: OnnxValueInfo[];
   /** Index of the enclosing graph (-1 for the main graph). */
   parentGraph: number;
   span: MessageSpan;
+}
+
+/** A graph input or output (ValueInfoProto): its name, element type and shape. */
+export interface OnnxValueInfo {
+  name: string;
+  /** TensorProto element type (1 float32, 10 float16, 7 int64, ...); 0 when not a tensor or untyped. */
+  elemType: number;
+  /** Dimensions: a number when fixed, a string when symbolic (`batch`), null when unknown; null when no shape. */
+  dims: Array<number | string | null> | null;
 }
 
 /** A parsed model: the bytes plus an index of graphs, nodes and initializers with offsets. */
@@ -144,6 +157,8 @@ export interface OnnxModel {
   opsetImports: Array<{ domain: string; version: number }>;
   producerName: string;
   producerVersion: string;
+  /** ModelProto.metadata_props (a key given twice keeps its last value). */
+  metadata: Record<string, string>;
   /** All graphs: index 0 is the main graph, then subgraphs in file order. */
   graphs: OnnxGraph[];
 }

@@ -73,12 +73,16 @@ export function carriedTensorKind(params: CarriedTensorKindParams): { kind: Carr
   return { kind: "other", param };
 }
 
-/** PEFT wraps a module whose path ends with a modules_to_save entry; its parameters lie below that path. */
+/**
+ * PEFT wraps every module whose path ends with a modules_to_save entry, as a plain string suffix
+ * (`key.endswith(target_key)` in PEFT's `_set_trainable`: "classifier" also wraps DistilBERT's
+ * `pre_classifier`); the module's parameters lie below that path.
+ */
 function savedByModule(param: string, modulesToSave: readonly string[]): boolean {
   const parts = param.split(".");
   for (let k = 1; k < parts.length; k++) {
     const prefix = parts.slice(0, k).join(".");
-    if (modulesToSave.some((m) => prefix === m || prefix.endsWith("." + m))) return true;
+    if (modulesToSave.some((m) => m !== "" && prefix.endsWith(m))) return true;
   }
   return false;
 }

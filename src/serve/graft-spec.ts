@@ -19,6 +19,29 @@ export interface GraftModule {
 }
 
 /**
+ * A tensor the adapter carries (a modules_to_save parameter, a trainable bias) made a per-adapter input of the graph:
+ * the graph computes with the fed tensor where `use` is 1 and with the base model's where it is 0.
+ */
+export interface GraftCarried {
+  /** The base model's parameter it replaces (transformers state-dict key, e.g. `classifier.out_proj.weight`). */
+  param: string;
+  kind: "modules_to_save" | "bias";
+  /** Input that takes the tensor: float32, `dims` (`[batch, ...dims]` when batched). */
+  input: string;
+  /** Input that picks the fed tensor (1) or the base model's (0): float32 `[1]` (`[batch]` when batched). */
+  use: string;
+  /** The stored layout of the tensor in the graph (the base's initializer dims). */
+  dims: number[];
+  /** The graph stores the parameter transposed (a Linear weight as (in, out)): feeds are transposed. */
+  transposed: boolean;
+}
+
+/** Names of the inputs of a carried tensor. */
+export function carriedInputNames(param: string): { input: string; use: string } {
+  return { input: `${param}.vera_carried`, use: `${param}.vera_carried_use` };
+}
+
+/**
  * What a grafted graph computes with: the projections (PRNG, rank, shapes, rounding), the grafted modules, the form of its
  * inputs. An adapter can be fed to the graph exactly when its projections are the same (see {@link checkAdapterAgainstGraft}).
  */
@@ -35,9 +58,11 @@ export interface GraftSpec {
   dtype: "f32" | "f16";
   /** Sorted by name. */
   modules: GraftModule[];
+  /** Carried tensors served per adapter (absent when the adapter given to graft had none). */
+  carried?: GraftCarried[];
 }
 
-/** Names of the graph inputs (and their default initializers) that carry a module's d and b. */
+/** Names of the graph inputs (and, with defaults, their initializers) that carry a module's d and b. */
 export function graftInputNames(moduleName: string): { d: string; b: string } {
   return { d: `${moduleName}.vera_lambda_d`, b: `${moduleName}.vera_lambda_b` };
 }
@@ -116,7 +141,9 @@ export function parseGraftSpec(text: string, where = GRAFT_METADATA_KEY): GraftS
     if (m.layout !== "linear" && m.layout !== "conv1d") throw bad(`module ${m.name} layout`);
     modules.push({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures, layout: m.layout });
   }
+  const carried = o.carried === undefined ? undefined : parseCarried(o.carried, bad);
   return {
+    ...(carried ? { carried } : {}),
     version: GRAFT_SPEC_VERSION,
     prng: { algorithm: PRNG_TORCH_MT19937_KAIMING, seed: BigInt(prng.seed), arithmetic: prng.arithmetic },
     rank: o.rank,
@@ -127,6 +154,20 @@ export function parseGraftSpec(text: string, where = GRAFT_METADATA_KEY): GraftS
     dtype: o.dtype,
     modules,
   };
+}
+
+function parseCarried(v: unknown, bad: (why: string) => VeraError): GraftCarried[] {
+  if (!Array.isArray(v)) throw bad("carried");
+  return v.map((c: Record<string, unknown>) => {
+    if (typeof c !== "object" || c === null) throw bad("carried entry");
+    const { param, kind, input, use, dims, transposed } = c;
+    if (typeof param !== "string" || typeof input !== "string" || typeof use !== "string") throw bad("carried names");
+    if (kind !== "modules_to_save" && kind !== "bias") throw bad(`carried ${param} kind`);
+    if (!Array.isArray(dims) || !dims.every((d) => Number.isSafeInteger(d) && (d as number) > 0))
+      throw bad(`carried ${param} dims`);
+    if (typeof transposed !== "boolean" || (transposed && dims.length !== 2)) throw bad(`carried ${param} transposed`);
+    return { param, kind, input, use, dims: dims as number[], transposed };
+  });
 }
 
 /** What {@link checkAdapterAgainstGraft} found besides refusals. */

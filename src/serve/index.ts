@@ -9,3 +9,4 @@ export * from "./write-onnx-adapter.js";
 export * from "./write-onnx-adapter-lora.js";
 export * from "./write-onnx-adapter-inputs.js";
 export * from "./lora-for-engine.js";
+export * from "./generate-greedy.js";

@@ -1,5 +1,6 @@
 import { VeraError } from "../errors.js";
-import { fieldString, fields } from "../onnx/wire.js";
+import { readOnnxMetadata } from "../onnx/read-onnx-model.js";
+import type { BaseShapes } from "../peft/base-shapes.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { GRAFT_METADATA_KEY, parseGraftSpec, type GraftSpec } from "./graft-spec.js";
 
@@ -17,21 +18,7 @@ export type ReadGraftSpecParams =
  *   `ONNX_PARSE` for bytes that are not a protobuf message.
  */
 export function readGraftSpec(params: ReadGraftSpecParams): GraftSpec {
-  let text: string | undefined;
-  if ("metadata" in params) text = params.metadata[GRAFT_METADATA_KEY];
-  else {
-    const b = params.bytes;
-    for (const f of fields(b, 0, b.length)) {
-      if (f.field !== 14) continue;
-      let key: string | undefined;
-      let value = "";
-      for (const g of fields(b, f.dataStart, f.dataEnd)) {
-        if (g.field === 1) key = fieldString(b, g);
-        else if (g.field === 2) value = fieldString(b, g);
-      }
-      if (key === GRAFT_METADATA_KEY) text = value;
-    }
-  }
+  const text = ("metadata" in params ? params.metadata : readOnnxMetadata({ bytes: params.bytes }))[GRAFT_METADATA_KEY];
   if (text === undefined)
     throw new VeraError(
       ServeErrorCode.SERVE_NOT_GRAFTED,
@@ -39,4 +26,19 @@ export function readGraftSpec(params: ReadGraftSpecParams): GraftSpec {
       { expected: GRAFT_METADATA_KEY },
     );
   return parseGraftSpec(text);
+}
+
+/**
+ * The base shapes a grafted model records (every grafted module's in/out features and layout), enough to import a
+ * PEFT adapter for it without the base model.
+ */
+export function baseShapesFromGraftSpec(spec: GraftSpec): BaseShapes {
+  return {
+    source: "onnx",
+    description: "the graft record of a grafted model",
+    modules: spec.modules.map((m) => ({
+      path: m.name,
+      shapes: [{ inFeatures: m.inFeatures, outFeatures: m.outFeatures, layout: m.layout }],
+    })),
+  };
 }

@@ -3,7 +3,8 @@ import type { VeraAdapter } from "../format/types.js";
 import { f16BitsToF32, f32ArrayToF16 } from "../numeric/half.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { adapterFileBytes } from "./internal/adapter-file-bytes.js";
-import { checkAdapterAgainstGraft, graftInputNames, type GraftSpec } from "./graft-spec.js";
+import { adapterFeeds } from "./adapter-feeds.js";
+import { graftInputNames, type GraftSpec } from "./graft-spec.js";
 import { inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
 import type { OnnxAdapterDtype, OnnxAdapterParameter } from "./onnx-adapter-file.js";
 
@@ -66,7 +67,7 @@ export function toAdapterValues(
 /**
  * An adapter's d and b vectors as an onnxruntime adapter file (`.onnx_adapter`) for a graph grafted by `graftOnnx`:
  * parameters named `<module>.vera_lambda_d` (shape [r]) and `<module>.vera_lambda_b` (shape [out]), float32 or
- * float16. onnxruntime feeds them to the graph's inputs of the same names (Python `LoraAdapter` +
+ * float16, and with `spec`, the carried tensors the graph serves (`<param>.vera_carried` and its `use` flag). onnxruntime feeds them to the graph's inputs of the same names (Python `LoraAdapter` +
  * `RunOptions.add_active_adapter`, onnxruntime-genai `Adapters.load`). A graft with one adapter per sequence
  * (`batched`) takes vectors per row through feeds, not an adapter file: refused with `SERVE_SPEC_MISMATCH`.
  */
@@ -84,6 +85,13 @@ export function writeOnnxAdapter(params: WriteOnnxAdapterParams): {
       )) ??
     "float32";
   let missing: string[] = [];
+  const parameters: OnnxAdapterParameter[] = [];
+  let maxRoundingError = 0;
+  const push = (name: string, src: Float32Array, dims: number[] = [src.length]) => {
+    const v = toAdapterValues(src, dtype);
+    maxRoundingError = Math.max(maxRoundingError, v.err);
+    parameters.push({ name, dims, dtype, data: v.data });
+  };
   if (spec) {
     if (spec.batched)
       throw new VeraError(
@@ -92,30 +100,30 @@ export function writeOnnxAdapter(params: WriteOnnxAdapterParams): {
           "feed the vectors per row instead (adapterFeeds)",
         { path: "batched", expected: false, received: true },
       );
-    missing = checkAdapterAgainstGraft({ adapter, spec }).missing;
-  } else if (adapter.storedProjections)
-    throw new VeraError(
-      ServeErrorCode.SERVE_SPEC_MISMATCH,
-      "the adapter carries stored projections, which a grafted graph (regenerated projections) cannot use",
-      { path: "storedProjections" },
-    );
-  const parameters: OnnxAdapterParameter[] = [];
-  let maxRoundingError = 0;
-  const push = (name: string, src: Float32Array) => {
-    const v = toAdapterValues(src, dtype);
-    maxRoundingError = Math.max(maxRoundingError, v.err);
-    parameters.push({ name, dims: [src.length], dtype, data: v.data });
-  };
-  for (const m of adapter.modules) {
-    const n = graftInputNames(m.name);
-    push(n.d, m.lambdaD);
-    push(n.b, m.lambdaB);
-  }
-  const grafted = new Map(spec?.modules.map((m) => [m.name, m]) ?? []);
-  for (const name of missing) {
-    const n = graftInputNames(name);
-    push(n.d, new Float32Array(spec!.rank));
-    push(n.b, new Float32Array(grafted.get(name)!.outFeatures));
+    // The same tensors as the feeds: every grafted module (zeros where the adapter has none) and carried tensor.
+    const f = adapterFeeds({ adapter, spec });
+    missing = f.missing[0]?.modules ?? [];
+    for (const [name, t] of Object.entries(f.feeds)) push(name, t.data, t.dims);
+  } else {
+    if (adapter.storedProjections)
+      throw new VeraError(
+        ServeErrorCode.SERVE_SPEC_MISMATCH,
+        "the adapter carries stored projections, which a grafted graph (regenerated projections) cannot use",
+        { path: "storedProjections" },
+      );
+    const carried = (adapter.extraTensors ?? []).map((t) => t.name);
+    if (carried.length > 0)
+      throw new VeraError(
+        ServeErrorCode.SERVE_SPEC_MISMATCH,
+        `the adapter carries ${carried.length} tensor(s) besides its vectors (${carried.join(", ")}): their layout is ` +
+          "the grafted model's; give the model (--model GRAFTED.onnx) so they are written as its inputs",
+        { path: carried[0]!, expected: "a graft record", received: "none" },
+      );
+    for (const m of adapter.modules) {
+      const n = graftInputNames(m.name);
+      push(n.d, m.lambdaD);
+      push(n.b, m.lambdaB);
+    }
   }
   const bytes = adapterFileBytes(parameters, params);
   return {

@@ -170,6 +170,15 @@ describe.skipIf(!ready)("the page in Chromium: one grafted model, adapters swapp
     );
     expect(rows.map((r) => r[0])).toEqual(["(no adapter)", ...names.map((n) => `${n}.vera.safetensors`)]);
     expect(rows[0]![1]).toBe(0); // the grafted model without an adapter is the base model
+    // Each adapter also ran as an .onnx_adapter file through onnxruntime-web's LoraAdapter: the fed run's logits.
+    const viaFile = await page.$$eval("#swap-results tr[data-adapter]", (l) =>
+      l.map((x) => x.getAttribute("data-file-distance")),
+    );
+    expect(viaFile[0]).toBe("");
+    for (const d of viaFile.slice(1)) {
+      expect(d).not.toBe("");
+      expect(Number(d)).toBeLessThanOrEqual(1e-6);
+    }
     const want = await nodeSwapDistances(join(SERVE, "adapters", "a1"), files);
     for (const [k, w] of want.entries()) {
       expect(w).toBeGreaterThan(0);

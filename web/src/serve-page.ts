@@ -1,17 +1,27 @@
 /**
- * Several adapters on one model without merging: the dropped ONNX model is grafted once (graftOnnx, plain
- * inputs: onnxruntime-web drops feeds for inputs that have an initializer) for the adapter of section 1, then
- * run in onnxruntime-web with each dropped adapter's vectors (adapterFeeds). Loaded on first use.
+ * Several adapters on one model without merging: the dropped ONNX model is grafted once (graftOnnx, plain inputs,
+ * the default) for the adapter of section 1, then run in onnxruntime-web with each dropped adapter's vectors
+ * (adapterFeeds). Each adapter also runs as an onnxruntime adapter file (writeOnnxAdapter + onnxruntime-web's
+ * LoraAdapter) on a copy grafted with `defaults: true`, the form onnxruntime's adapter API takes, and its distance to
+ * the fed run is shown. Loaded on first use.
  */
 import { ErrorCode, VeraError } from "verakit";
 import type { VeraAdapter } from "verakit/format";
 import { listLinearWeights, readOnnxModel, type LinearWeight } from "verakit/onnx";
 import { peftBaseFromOnnx } from "verakit/peft";
-import { adapterFeeds, graftOnnx } from "verakit/serve";
+import { adapterFeeds, baseFeeds, checkFeeds, graftOnnx, writeOnnxAdapter } from "verakit/serve";
 import type { InputFile } from "./input-files.js";
 import { loadAdapterFiles } from "./load-adapter.js";
 import type { AdapterInput } from "./merge-page.js";
-import { maxAbsDistance, openModel, parseInputIds, runLogits, textFeeds, type ModelSession } from "./run/run-onnx.js";
+import {
+  maxAbsDistance,
+  openModel,
+  parseInputIds,
+  runLogits,
+  runLogitsWithAdapterFile,
+  textFeeds,
+  type ModelSession,
+} from "./run/run-onnx.js";
 import { $, el, showError } from "./show.js";
 
 /** The adapter of section 1, imported against the model's own shapes when it is a PEFT folder (as `vera graft`). */
@@ -100,10 +110,16 @@ export async function graftAndRun(params: {
 
     status.textContent = "grafting...";
     const t0 = performance.now();
-    const g = graftOnnx({ model: parsed, adapter, defaults: false });
+    const g = graftOnnx({ model: parsed, adapter });
     const graftMs = performance.now() - t0;
-    // Every adapter is checked against the graft (seed, rank, shapes) before anything runs.
-    const fed = swaps.map((x) => ({ ...x, feeds: adapterFeeds({ spec: g.spec, adapter: x.adapter }).feeds }));
+    // Every adapter is checked against the graft (seed, rank, shapes) before anything runs; the base row is explicit.
+    const fed = swaps.map((x) => ({
+      ...x,
+      feeds: (x.adapter ? adapterFeeds({ spec: g.spec, adapter: x.adapter }) : baseFeeds({ spec: g.spec })).feeds,
+      file: x.adapter ? writeOnnxAdapter({ adapter: x.adapter, spec: g.spec }).bytes : undefined,
+    }));
+    // The adapter-file form: the same graft with default initializers (onnxruntime's adapter API feeds only those).
+    const withDefaults = graftOnnx({ model: parsed, adapter, defaults: true });
     const files = params.beside.map((f) => ({ path: f.path, blob: f.file }));
     status.textContent = "running the base model in onnxruntime-web...";
     const base = await openModel({ model: { path: label, blob: params.model.file }, files });
@@ -111,12 +127,18 @@ export async function graftAndRun(params: {
     const baseLogits = await runLogits({ model: base, feeds: textFeeds({ inputNames: base.inputNames, ids }) });
     const grafted = await openModel({ model: { path: label, blob: new Blob([g.bytes as BlobPart]) }, files });
     opened.push(grafted);
+    const forFiles = await openModel({
+      model: { path: label, blob: new Blob([withDefaults.bytes as BlobPart]) },
+      files,
+    });
+    opened.push(forFiles);
     const head = el("tr");
-    for (const h of ["adapter", "max |logits - base|", "ms"]) head.append(el("th", h));
+    for (const h of ["adapter", "max |logits - base|", "ms", "adapter file: max |logits - fed|"])
+      head.append(el("th", h));
     table.append(head);
-    // The session must take every adapter input (SERVE_FEEDS otherwise: a feed onnxruntime-web would drop).
-    adapterFeeds({ spec: g.spec, adapter: null, sessionInputs: grafted.inputNames });
     for (const s of fed) {
+      // The session must take every adapter input, each fed with its shape (SERVE_FEEDS otherwise).
+      checkFeeds({ spec: g.spec, feeds: s.feeds, sessionInputs: grafted.inputNames });
       status.textContent = `running ${s.name}...`;
       const t = performance.now();
       const out = await runLogits({
@@ -125,8 +147,27 @@ export async function graftAndRun(params: {
       });
       const ms = performance.now() - t;
       const d = maxAbsDistance(baseLogits.data, out.data);
-      const tr = el("tr", undefined, { "data-adapter": s.name, "data-distance": String(d) });
-      for (const c of [s.name, d.toExponential(4), ms.toFixed(0)]) tr.append(el("td", c));
+      let viaFile = "";
+      if (s.file) {
+        const f = await runLogitsWithAdapterFile({
+          model: forFiles,
+          feeds: textFeeds({ inputNames: forFiles.inputNames, ids }),
+          adapterFile: s.file,
+        });
+        viaFile = String(maxAbsDistance(out.data, f.data));
+      }
+      const tr = el("tr", undefined, {
+        "data-adapter": s.name,
+        "data-distance": String(d),
+        "data-file-distance": viaFile,
+      });
+      for (const c of [
+        s.name,
+        d.toExponential(4),
+        ms.toFixed(0),
+        viaFile === "" ? "-" : Number(viaFile).toExponential(2),
+      ])
+        tr.append(el("td", c));
       table.append(tr);
     }
     status.textContent = `grafted ${g.modules.length} module(s) (rank ${g.spec.rank}, +${g.addedBytes} bytes) in ${graftMs.toFixed(0)} ms; ${swaps.length} run(s) on one session, no merge`;

@@ -263,14 +263,8 @@ async function serveSection(
       ).adapter,
     );
   const out = join(work, "serve", "model.onnx");
-  // Plain inputs (no defaults): onnxruntime-node feeds only inputs that have no initializer.
-  const g = await graftOnnxFile({
-    model: modelPath,
-    adapter: adapters[0]!,
-    output: out,
-    batched: true,
-    defaults: false,
-  });
+  // Plain inputs (the default): every binding feeds them; a base row is an explicit zero row.
+  const g = await graftOnnxFile({ model: modelPath, adapter: adapters[0]!, output: out, batched: true });
   const session = await ort.InferenceSession.create(out, { executionProviders: ["cpu"] });
   const ids = c.input_ids;
   const run = async (list: Array<VeraAdapter | null> | VeraAdapter): Promise<Float32Array> => {

@@ -8,7 +8,9 @@ import { readOnnxModelInputs, type OnnxModelInput } from "../../serve/write-onnx
 import { writeOnnxLoraAdapter } from "../../serve/write-onnx-adapter-lora.js";
 import { UsageError, type Command } from "../command.js";
 import { cliOptions, intOption } from "../options.js";
+import { baseShapesFromGraftSpec } from "../../serve/read-graft-spec.js";
 import { adapterInputOptions, loadAdapterFromArgs } from "../adapter-input.js";
+import { loadAdapterFromPath } from "../../node/load-adapter.js";
 
 function dtypeOption(v: unknown): OnnxAdapterDtype | undefined {
   if (v === undefined) return undefined;
@@ -40,10 +42,11 @@ const command: Command = {
     "Write an onnxruntime adapter file (.onnx_adapter) for an ONNX model: the adapter's d and b vectors for a graph " +
     "grafted by `vera graft` (inputs <module>.vera_lambda_d / .vera_lambda_b), or with --lora its exact LoRA form " +
     "for LoRA-ready models made by Olive's ExtractAdapters (inputs ...lora_A.weight [in, r], ...lora_B.weight [r, out]). " +
-    "--model checks names, types and shapes against the model (and, for a grafted model, the adapter against its graft record).",
+    "--model checks names, types and shapes against the model (and, for a grafted model, the adapter against its graft record). " +
+    "A PEFT folder needs --base (the base model or its config.json) unless --model is a grafted model, whose record gives every shape.",
   usage:
-    "vera export-onnx-adapter ADAPTER -o FILE.onnx_adapter [--lora [--rank K]] [--dtype f32|f16] [--model MODEL.onnx] " +
-    "[--adapter-version N] [--model-version N] [--drop-carried]",
+    "vera export-onnx-adapter ADAPTER -o FILE.onnx_adapter [--model MODEL.onnx] [--base BASE] [--lora [--rank K]] " +
+    "[--dtype f32|f16] [--adapter NAME] [--adapter-version N] [--model-version N] [--drop-carried]",
   options: {
     ...cliOptions({
       strings: ["output", "rank", "dtype", "model", "adapter-version", "model-version"],
@@ -69,13 +72,24 @@ const command: Command = {
         ? { modelVersion: versionOption(values, "model-version")! }
         : {}),
     };
-    const { adapter } = await loadAdapterFromArgs(positionals[0]!, values);
-
     let inputs: OnnxModelInput[] | undefined;
     let metadata: Record<string, string> = {};
     const modelPath = values["model"] as string | undefined;
     if (modelPath !== undefined)
       ({ inputs, metadata } = readOnnxModelInputs({ bytes: await readFileBytes(modelPath) }));
+    // A grafted model records every grafted module's shape: a PEFT folder needs no --base for it.
+    const record = metadata[GRAFT_METADATA_KEY];
+    const recorded =
+      !lora && values["base"] === undefined && record !== undefined
+        ? baseShapesFromGraftSpec(parseGraftSpec(record, `${modelPath}: ${GRAFT_METADATA_KEY}`))
+        : undefined;
+    const { adapter } = recorded
+      ? await loadAdapterFromPath({
+          path: positionals[0]!,
+          base: recorded,
+          ...(values["adapter"] !== undefined ? { adapterName: String(values["adapter"]) } : {}),
+        })
+      : await loadAdapterFromArgs(positionals[0]!, values);
     // the element type follows the model's inputs unless --dtype says otherwise (a mismatch is then refused)
     let res;
     if (lora) {
@@ -90,7 +104,6 @@ const command: Command = {
     } else {
       let spec;
       if (modelPath !== undefined) {
-        const record = metadata[GRAFT_METADATA_KEY];
         if (record === undefined)
           throw new VeraError(
             ServeErrorCode.SERVE_NOT_GRAFTED,

@@ -5,6 +5,7 @@ import { parseSafetensorsHeader } from "../../safetensors/parse.js";
 import type { BaseShapes } from "../base-shapes.js";
 import { baseShapesFromConfig } from "../base-shapes-from-config.js";
 import { baseShapesFromOnnx } from "../base-shapes-from-onnx.js";
+import { loadedName } from "../../locate/checkpoint-names.js";
 import { baseShapesFromWeights, type WeightEntry } from "../base-shapes-from-weights.js";
 import { PeftErrorCode } from "../error-codes.js";
 import { basenamePath, dirnamePath, joinPath, type FileAccess } from "./file-access.js";
@@ -94,7 +95,26 @@ async function shapesFromJson(files: FileAccess, path: string, name: string): Pr
   const entries: WeightEntry[] = [];
   const dir = dirnamePath(files, path);
   for (const s of shards) entries.push(...(await readSafetensorsEntries(files, joinPath(files, dir, s))));
-  return baseShapesFromWeights({ tensors: entries, label: `${name} (${shards.length} shard header(s))` });
+  return baseShapesFromWeights({
+    tensors: entries,
+    label: `${name} (${shards.length} shard header(s))`,
+    ...(await checkpointNames(files, dir)),
+  });
+}
+
+/**
+ * The names transformers loads a checkpoint's tensors under (its renaming rules for older checkpoints, e.g.
+ * ViT), by the `model_type` of the config.json beside it: PEFT names modules as the loaded model does.
+ */
+async function checkpointNames(files: FileAccess, dir: string): Promise<{ loadedName?: (stored: string) => string }> {
+  const config = joinPath(files, dir, "config.json");
+  if ((await files.stat(config))?.type !== "file") return {};
+  const json = parseJson(await files.read(config), config);
+  const modelType =
+    typeof json === "object" && json !== null && typeof (json as Record<string, unknown>)["model_type"] === "string"
+      ? ((json as Record<string, unknown>)["model_type"] as string)
+      : undefined;
+  return modelType === undefined ? {} : { loadedName: (n) => loadedName(n, modelType) };
 }
 
 /**
@@ -113,7 +133,11 @@ export async function readBaseShapesFrom(params: ReadBaseShapesFromParams): Prom
     return baseShapesFromOnnx({ weights: listLinearWeights({ model }), label: name });
   }
   if (name.endsWith(".safetensors"))
-    return baseShapesFromWeights({ tensors: await readSafetensorsEntries(files, path), label: `${name} (header)` });
+    return baseShapesFromWeights({
+      tensors: await readSafetensorsEntries(files, path),
+      label: `${name} (header)`,
+      ...(await checkpointNames(files, dirnamePath(files, path))),
+    });
   if (name.endsWith(".json")) return shapesFromJson(files, path, name);
   throw new VeraError(
     PeftErrorCode.PEFT_BASE_UNSUPPORTED,

@@ -9,7 +9,7 @@ import { copyFileAtomic, readFileBytes, writeFileAtomic } from "../../node/files
 import { listLinearWeights } from "../../onnx/list-linear-weights.js";
 import { readOnnxModel } from "../../onnx/read-onnx-model.js";
 import type { OnnxModel, OnnxTensor } from "../../onnx/types.js";
-import { graftOnnx, type GraftedModule } from "../graft-onnx.js";
+import { graftOnnx, type GraftedModule, type GraftOnnxResult } from "../graft-onnx.js";
 import type { GraftSpec } from "../graft-spec.js";
 
 /** Parameters of {@link graftOnnxFile}. */
@@ -26,7 +26,7 @@ export interface GraftOnnxFileParams {
   dtype?: "f32" | "f16";
   /** @default false */
   skipMissing?: boolean;
-  /** Default initializers for the d/b inputs (see `GraftOnnxParams.defaults`). @default true */
+  /** Default initializers for the d/b inputs, for runtimes that honour them (see `GraftOnnxParams.defaults`). @default false */
   defaults?: boolean;
   /** PEFT sub-adapter name. @default the folder's adapter */
   adapterName?: string;
@@ -53,6 +53,8 @@ export interface GraftOnnxFileReport {
   adapterSource: "vera" | "peft" | "object";
   spec: GraftSpec;
   modules: GraftedModule[];
+  /** Carried tensors (modules_to_save, trainable biases) served as per-adapter inputs. */
+  carried: GraftOnnxResult["carried"];
   skipped: string[];
   /** Whether the d/b inputs have default initializers. */
   defaults: boolean;
@@ -198,6 +200,7 @@ export async function graftOnnxFile(params: GraftOnnxFileParams): Promise<GraftO
     adapterSource,
     spec: result.spec,
     modules: result.modules,
+    carried: result.carried,
     skipped: result.skipped,
     defaults: result.defaults,
     addedBytes: result.addedBytes,

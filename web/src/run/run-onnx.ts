@@ -161,3 +161,31 @@ export function maxAbsDistance(a: Float32Array, b: Float32Array): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
+
+/**
+ * Run with an onnxruntime adapter file (`.onnx_adapter`) active: onnxruntime-web's `LoraAdapter` feeds its tensors to
+ * the inputs of the same names. onnxruntime-web only takes them for inputs that have a default initializer (a graph
+ * grafted with `defaults: true`): its session lists only the other inputs and asks a feed for each of them.
+ */
+export async function runLogitsWithAdapterFile(params: {
+  model: ModelSession;
+  feeds: Record<string, ort.Tensor>;
+  adapterFile: Uint8Array;
+}): Promise<{ name: string; dims: readonly number[]; data: Float32Array }> {
+  const adapter = await ort.LoraAdapter.create(params.adapterFile);
+  try {
+    const names = params.model.outputNames;
+    const name = names.includes("logits") ? "logits" : names[0]!;
+    const out = await params.model.session.run(params.feeds, [name], { activeLoraAdapters: [adapter] });
+    const t = out[name]!;
+    if (t.type !== "float32")
+      throw new VeraError(ErrorCode.ARG_INVALID, `output ${JSON.stringify(name)} is not float32`, {
+        path: name,
+        expected: "float32",
+        received: t.type,
+      });
+    return { name, dims: t.dims, data: t.data as Float32Array };
+  } finally {
+    await adapter.release();
+  }
+}

@@ -6,7 +6,7 @@
  * 5.18's own (`conversion_mapping.py`), by config.json `model_type`, applied to the stored names: a
  * module is then found under the name PEFT uses, and the report says it was `renamed`. Pure.
  */
-import { bestPathMatches, type PathMatch } from "../locate/module-path.js";
+import { bestPathMatches, type PathMatch } from "./module-path.js";
 
 /** One transformers `WeightRenaming`: a regular expression over the stored name and its replacement. */
 interface Renaming {
