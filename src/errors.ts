@@ -53,6 +53,10 @@ export const ErrorCode = {
   IO_ERROR: "IO_ERROR",
   IO_NOT_FOUND: "IO_NOT_FOUND",
   IO_UNSAFE_PATH: "IO_UNSAFE_PATH",
+  /** An input file (or answer) larger than its kind's limit (INPUT_LIMITS), refused before it is read. */
+  IO_TOO_LARGE: "IO_TOO_LARGE",
+  /** An input path that is not a regular file (a device, a FIFO, a socket, a folder where a file is read). */
+  IO_NOT_A_FILE: "IO_NOT_A_FILE",
 } as const;
 
 /** A stable error code string. Modules may add their own codes (e.g. `PEFT_*`, `ONNX_*`, `HUB_*`). */

@@ -7,11 +7,10 @@ import type { GgufLoraStream } from "../gguf/export-gguf-lora.js";
 import { loraBaseFromConfig, loraBaseFromGguf, type GgufLoraBase } from "../gguf/lora-base.js";
 import { readGguf } from "../gguf/read-gguf.js";
 import { parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
-import type { GgufByteSource, GgufFile } from "../gguf/types.js";
+import type { GgufFile } from "../gguf/types.js";
 import { importPeft, type ImportPeftReport } from "../peft/import-peft.js";
-import { readFileBytes, readVeraFile, writeFileAtomicStream } from "./files.js";
+import { readJsonFileBytes, readVeraFile, withFileSource, writeFileAtomicStream } from "./files.js";
 import { readPeftFolder } from "./peft-folder.js";
-import { readRange } from "./ranged-io.js";
 import { readBaseShapes } from "./read-base-shapes.js";
 
 function ioError(e: unknown, path: string): VeraError {
@@ -22,22 +21,16 @@ function ioError(e: unknown, path: string): VeraError {
 
 /**
  * Read a GGUF file's header, metadata and tensor table by positioned reads (the tensor data is not
- * read, so a model of many GB costs only its header).
+ * read, so a model of many GB costs only its header). The one GGUF reader of files: a regular file
+ * only, read by {@link readGguf} with its limits (GGUF_LIMITS). Errors name `label` (default: the path).
+ *
+ * @throws VeraError `GGUF_*`, `IO_NOT_FOUND`, `IO_NOT_A_FILE`, `IO_ERROR`.
  */
-export async function readGgufFile(path: string): Promise<GgufFile> {
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(path, "r");
-    const handle = fh;
-    const size = (await fh.stat()).size;
-    const source: GgufByteSource = { size, read: (o, n) => readRange(handle, o, n) };
-    return await readGguf({ source, label: path });
-  } catch (e) {
-    if (e instanceof VeraError) throw e;
-    throw ioError(e, path);
-  } finally {
-    await fh?.close().catch(() => {});
-  }
+export async function readGgufFile(path: string, label: string = path): Promise<GgufFile> {
+  return withFileSource(path, (source) => readGguf({ source, label }), {
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    what: "GGUF file",
+  });
 }
 
 /** Write a planned GGUF (header, then each tensor's bytes and padding, one tensor in memory at a time): temp + rename. */
@@ -87,24 +80,21 @@ export interface GgufLoraInputs {
 export async function loadGgufLoraInputs(params: LoadGgufLoraInputsParams): Promise<GgufLoraInputs> {
   const mapping =
     params.mapping !== undefined
-      ? parseGgufNameMapping(new TextDecoder().decode(await readFileBytes(params.mapping)), params.mapping)
+      ? parseGgufNameMapping(new TextDecoder().decode(await readJsonFileBytes(params.mapping)), params.mapping)
       : undefined;
-  const head = new Uint8Array(4);
-  let fh: fsp.FileHandle | undefined;
   let basePath = params.base;
   try {
     if ((await fsp.stat(basePath)).isDirectory()) basePath = join(basePath, "config.json");
-    fh = await fsp.open(basePath, "r");
-    await fh.read(head, 0, 4, 0);
   } catch (e) {
     throw ioError(e, basePath);
-  } finally {
-    await fh?.close().catch(() => {});
   }
+  const head = await withFileSource(basePath, (s) => s.read(0, Math.min(4, s.size)), {
+    maxBytes: Number.MAX_SAFE_INTEGER,
+  });
   const isGguf = new TextDecoder().decode(head) === "GGUF";
   const base = isGguf
     ? loraBaseFromGguf(await readGgufFile(basePath), basePath)
-    : loraBaseFromConfig(new TextDecoder().decode(await readFileBytes(basePath)), basePath);
+    : loraBaseFromConfig(new TextDecoder().decode(await readJsonFileBytes(basePath)), basePath);
   let isDir = false;
   try {
     isDir = (await fsp.stat(params.adapter)).isDirectory();

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { PeftErrorCode } from "../peft/error-codes.js";
 import { parseSafetensors, type SafetensorsFile } from "../safetensors/parse.js";
-import { readFileBytes, writeFileAtomic, writeFileAtomicStream } from "./files.js";
+import { readFileBytes, readJsonFileBytes, writeFileAtomic, writeFileAtomicStream } from "./files.js";
 
 /** File names of a PEFT adapter folder. */
 export const PEFT_CONFIG_NAME = "adapter_config.json";
@@ -150,7 +150,7 @@ export async function readPeftFolder(params: ReadPeftFolderParams): Promise<Peft
       expected: PEFT_WEIGHTS_NAME,
       received: "missing",
     });
-  const cfgBytes = await readFileBytes(cfgPath);
+  const cfgBytes = await readJsonFileBytes(cfgPath, "adapter config");
   let configText: string;
   try {
     configText = new TextDecoder("utf-8", { fatal: true }).decode(cfgBytes);

@@ -8,8 +8,9 @@ import { baseShapesFromConfig } from "../peft/base-shapes-from-config.js";
 import { baseShapesFromOnnx } from "../peft/base-shapes-from-onnx.js";
 import { baseShapesFromWeights, type WeightEntry } from "../peft/base-shapes-from-weights.js";
 import { PeftErrorCode } from "../peft/error-codes.js";
-import { parseSafetensorsHeader } from "../safetensors/parse.js";
-import { readFileBytes } from "./files.js";
+import { readSafetensorsHeader } from "../safetensors/parse.js";
+import { parseStrictJson } from "../util/strict-json.js";
+import { readFileBytes, readJsonFileBytes, withFileSource } from "./files.js";
 
 /** Parameters of {@link readBaseShapes}. */
 export interface ReadBaseShapesParams {
@@ -23,34 +24,16 @@ export interface ReadBaseShapesParams {
 
 /** Read only the header of a safetensors file: 8 bytes, then the JSON header; no weight bytes. */
 async function readSafetensorsEntries(path: string): Promise<WeightEntry[]> {
-  let fh: import("node:fs/promises").FileHandle | undefined;
-  try {
-    fh = await fsp.open(path, "r");
-    const size = (await fh.stat()).size;
-    const head = new Uint8Array(8);
-    await fh.read(head, 0, 8, 0);
-    const n =
-      size >= 8
-        ? new DataView(head.buffer).getUint32(0, true) + new DataView(head.buffer).getUint32(4, true) * 2 ** 32
-        : 0;
-    const want = Math.min(size, 8 + Math.min(n, 100_000_000));
-    const bytes = new Uint8Array(want);
-    await fh.read(bytes, 0, want, 0);
-    const header = parseSafetensorsHeader({ bytes, fileSize: size });
-    return [...header.tensors].map(([name, info]) => ({ name, shape: info.shape }));
-  } catch (e) {
-    if (e instanceof VeraError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === "ENOENT") throw new VeraError(ErrorCode.IO_NOT_FOUND, `no such file: ${path}`, { path, cause: e });
-    throw new VeraError(ErrorCode.IO_ERROR, `cannot read ${path}: ${err.message}`, { path, cause: e });
-  } finally {
-    await fh?.close().catch(() => {});
-  }
+  const header = await withFileSource(path, (source) => readSafetensorsHeader({ source }), {
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    what: "weights file",
+  });
+  return [...header.tensors].map(([name, info]) => ({ name, shape: info.shape }));
 }
 
 function parseJson(bytes: Uint8Array, path: string): unknown {
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    return parseStrictJson(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (e) {
     throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${path} is not valid JSON: ${(e as Error).message}`, {
       path,
@@ -121,7 +104,7 @@ export async function readBaseShapes(params: ReadBaseShapesParams): Promise<Base
   if (name.endsWith(".safetensors"))
     return baseShapesFromWeights({ tensors: await readSafetensorsEntries(path), label: `${name} (header)` });
   if (name.endsWith(".json")) {
-    const json = parseJson(await readFileBytes(path), path);
+    const json = parseJson(await readJsonFileBytes(path), path);
     if (typeof json === "object" && json !== null && "weight_map" in json) {
       const map = (json as { weight_map: unknown }).weight_map;
       if (typeof map !== "object" || map === null || Array.isArray(map))

@@ -1,4 +1,4 @@
-import { ErrorCode, VeraError } from "verakit";
+import { checkInputSize, ErrorCode, INPUT_LIMITS, VeraError } from "verakit";
 import { validateVera, type ValidationResult, type VeraAdapter } from "verakit/format";
 import { listLinearWeights, readOnnxModel } from "verakit/onnx";
 import {
@@ -10,7 +10,7 @@ import {
   type BaseShapes,
   type ImportPeftReport,
 } from "verakit/peft";
-import { parseSafetensors, parseSafetensorsHeader, type SafetensorsFile } from "verakit/safetensors";
+import { parseSafetensors, readSafetensorsHeader, type SafetensorsFile } from "verakit/safetensors";
 import { readAll, stripCommonFolder, type InputFile } from "./input-files.js";
 
 /** File names of a PEFT adapter folder (as `verakit/node` names them). */
@@ -143,6 +143,7 @@ export async function loadAdapterFiles(params: LoadAdapterFilesParams): Promise<
       received: "missing",
     });
   let configText: string;
+  checkInputSize({ size: cfg.file.size, limit: INPUT_LIMITS.jsonBytes, path: cfg.path, what: "adapter config" });
   try {
     configText = new TextDecoder("utf-8", { fatal: true }).decode(await readAll(cfg.file));
   } catch (e) {
@@ -202,15 +203,16 @@ export async function readBaseFiles(input: InputFile[]): Promise<BaseShapes> {
     return baseShapesFromOnnx({ weights: listLinearWeights({ model }), label: name });
   }
   if (name.endsWith(".safetensors")) {
-    const head = new DataView(await pick.file.slice(0, 8).arrayBuffer());
-    const n = pick.file.size >= 8 ? head.getUint32(0, true) + head.getUint32(4, true) * 2 ** 32 : 0;
-    const bytes = await readAll(pick.file.slice(0, Math.min(pick.file.size, 8 + Math.min(n, 100_000_000))));
-    const header = parseSafetensorsHeader({ bytes, fileSize: pick.file.size });
+    const file = pick.file;
+    const header = await readSafetensorsHeader({
+      source: { size: file.size, read: (o, n) => readAll(file.slice(o, o + n)) },
+    });
     const tensors = [...header.tensors].map(([tname, info]) => ({ name: tname, shape: info.shape }));
     return baseShapesFromWeights({ tensors, label: `${name} (header)` });
   }
   if (name.endsWith(".json")) {
     let json: unknown;
+    checkInputSize({ size: pick.file.size, limit: INPUT_LIMITS.jsonBytes, path: pick.path, what: "JSON file" });
     try {
       json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(await readAll(pick.file)));
     } catch (e) {
