@@ -1,4 +1,5 @@
 /** Internal: find which adapter files a repository revision holds, and decode downloaded files. */
+import { checkInputSize, INPUT_LIMITS } from "../../util/input-limits.js";
 import { VeraError } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { validateVera } from "../../format/validate.js";
@@ -103,6 +104,8 @@ export async function resolveAdapterFiles(p: ResolveAdapterFilesParams): Promise
         `${e.path} in ${p.repo} is ${e.size} bytes, more than the ${p.maxBytes} allowed`,
         { path: e.path, expected: `<= ${p.maxBytes}`, received: e.size },
       );
+    if (e.path === PEFT_CONFIG)
+      checkInputSize({ size: e.size, limit: INPUT_LIMITS.jsonBytes, path: `${p.repo}/${e.path}`, what: "Hub file" });
     found.set(e.path, { path: checkRepoPath(e.path), size: e.size, etag });
   }
   const vera = found.get(p.filename);
