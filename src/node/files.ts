@@ -68,7 +68,7 @@ export async function withFileSource<T>(
     checkRegular(st, path, what);
     checkInputSize({ size: st.size, limit: options.maxBytes ?? INPUT_LIMITS.wholeFileBytes, path, what });
     const handle = fh;
-    return await use({ size: st.size, read: (o, n) => readRange(handle, o, n) });
+    return await use({ size: st.size, read: (o, n) => readRange(handle, o, n, undefined, path) });
   } catch (e) {
     if (isVeraError(e)) throw e;
     throw ioError(e, path, "cannot read");
