@@ -9,7 +9,7 @@ import { createServer as createNetServer, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli/main.js";
-import { createHubFetch, type RetryEvent } from "../src/hub/hub-fetch.js";
+import { createHubFetch, HUB_DEFAULTS, type RetryEvent } from "../src/hub/hub-fetch.js";
 import { fetchAdapter } from "../src/hub/pull/fetch-adapter.js";
 import { hubWhoAmI } from "../src/hub/whoami/who-am-i.js";
 import { INPUT_LIMITS } from "../src/util/input-limits.js";
@@ -161,7 +161,7 @@ describe("answers larger than the limit", () => {
     });
     const e = await veraError(hubWhoAmI({ accessToken: TOKEN, hubUrl: h.url, retry: { maxRetries: 0 } }));
     expect(e.code).toBe("IO_TOO_LARGE");
-    expect(e.message).toContain(String(INPUT_LIMITS.jsonBytes));
+    expect(e.message).toContain(String(HUB_DEFAULTS.maxAnswerBytes));
     expect(e.message).toContain(String(300 * 1024 * 1024));
   });
 

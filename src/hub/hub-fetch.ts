@@ -1,5 +1,5 @@
 import { VeraError } from "../errors.js";
-import { checkInputSize, INPUT_LIMITS } from "../util/input-limits.js";
+import { checkInputSize } from "../util/input-limits.js";
 import { HubErrorCode } from "./errors.js";
 import { isAbort, safeUrl, stripQuery } from "./internal/util.js";
 
@@ -9,8 +9,11 @@ export const HUB_DEFAULTS = {
   connectTimeoutMs: 30_000,
   /** Longest wait for the next body bytes of a response being read. */
   idleTimeoutMs: 60_000,
-  /** The most bytes of a Hub API answer (`/api/...`: JSON the client parses). */
-  maxAnswerBytes: INPUT_LIMITS.jsonBytes,
+  /**
+   * The most bytes of a Hub API answer (`/api/...`: JSON the client parses with JSON.parse, whose memory
+   * grows ~35x on hostile shapes; real answers are KBs).
+   */
+  maxAnswerBytes: 8 * 1024 * 1024,
 } as const;
 
 /** Retry settings shared by every Hub operation. */
@@ -37,7 +40,7 @@ export interface RetryOptions {
   connectTimeoutMs?: number;
   /** Longest wait for the next bytes of a response body; past it the read ends in HUB_TIMEOUT. @default 60000 */
   idleTimeoutMs?: number;
-  /** The most bytes of a Hub API answer (`/api/...`), by Content-Length and as read. @default 16 MiB (IO_TOO_LARGE) */
+  /** The most bytes of a Hub API answer (`/api/...`), by Content-Length and as read. @default 8 MiB (IO_TOO_LARGE) */
   maxAnswerBytes?: number;
 }
 
