@@ -4,7 +4,7 @@
  * carries token material in every field. Each ends in a typed error (or the answer) in bounded time, and
  * no output holds the token.
  */
-import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createNetServer, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
@@ -36,7 +36,7 @@ async function silentServer(): Promise<{ url: string; connections: () => number 
 
 /** An HTTP server answering every request with `handler`. */
 async function httpServer(
-  handler: Parameters<typeof createHttpServer>[0] extends infer H ? NonNullable<H> : never,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
 ): Promise<{ url: string; server: Server }> {
   const server = createHttpServer(handler);
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));

@@ -8,7 +8,7 @@ import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import { loraBaseFromGguf } from "../gguf/lora-base.js";
 import { GgufErrorCode } from "../gguf/error-codes.js";
 import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
-import { readFileBytes } from "../node/files.js";
+import { readJsonFileBytes } from "../node/files.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./gguf-container.js";
@@ -76,7 +76,7 @@ export async function mergeGguf(
 
 async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping | undefined> {
   if (m === undefined || typeof m !== "string") return m;
-  return parseGgufNameMapping(new TextDecoder().decode(await readFileBytes(m)), m);
+  return parseGgufNameMapping(new TextDecoder().decode(await readJsonFileBytes(m, "mapping")), m);
 }
 
 async function runMerge(

@@ -4,7 +4,7 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import type { VeraAdapter } from "../format/types.js";
-import { readFileBytes } from "../node/files.js";
+import { readFileBytes, readJsonFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
@@ -89,7 +89,7 @@ async function adapterFor(
 
 async function mappingFor(mapping: MergeOnnxParams["mapping"]): Promise<WeightMapping | undefined> {
   if (typeof mapping !== "string") return mapping;
-  return parseWeightMapping({ source: new TextDecoder().decode(await readFileBytes(mapping)) });
+  return parseWeightMapping({ source: new TextDecoder().decode(await readJsonFileBytes(mapping, "mapping")) });
 }
 
 async function runMerge(
