@@ -367,7 +367,7 @@ function genHub(r) {
     body = damage(r, enc.encode(JSON.stringify(answers[route])), 1 + r.int(4));
   } else if (k < 0.9) {
     kind = "large";
-    const n = 1000 + r.int(2_000_000);
+    const n = 1000 + r.int(1_600_000);
     body = enc.encode(
       r.chance(0.5)
         ? `[${"{},".repeat(n)}{}]`

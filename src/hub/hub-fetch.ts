@@ -13,7 +13,7 @@ export const HUB_DEFAULTS = {
    * The most bytes of a Hub API answer (`/api/...`: JSON the client parses with JSON.parse, whose memory
    * grows ~35x on hostile shapes; real answers are KBs).
    */
-  maxAnswerBytes: 8 * 1024 * 1024,
+  maxAnswerBytes: 4 * 1024 * 1024,
 } as const;
 
 /** Retry settings shared by every Hub operation. */
@@ -40,7 +40,7 @@ export interface RetryOptions {
   connectTimeoutMs?: number;
   /** Longest wait for the next bytes of a response body; past it the read ends in HUB_TIMEOUT. @default 60000 */
   idleTimeoutMs?: number;
-  /** The most bytes of a Hub API answer (`/api/...`), by Content-Length and as read. @default 8 MiB (IO_TOO_LARGE) */
+  /** The most bytes of a Hub API answer (`/api/...`), by Content-Length and as read. @default 4 MiB (IO_TOO_LARGE) */
   maxAnswerBytes?: number;
 }
 
