@@ -12,6 +12,7 @@ import * as merge from "../dist/merge/index.js";
 import * as nodeEdge from "../dist/node/index.js";
 import { damage, hostileInt, ROOT, scratchDir } from "./fuzz-targets.mjs";
 
+const { DOMException, Headers, Response } = globalThis;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const MiB = 1024 * 1024;

@@ -4,7 +4,7 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import type { VeraAdapter } from "../format/types.js";
-import { readFileBytes, readJsonFileBytes } from "../node/files.js";
+import { readJsonFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../onnx/weight-mapping.js";
 import { eventStream } from "./event-stream.js";
 import type { MergeCommonParams } from "./merge-params.js";
