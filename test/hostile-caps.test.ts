@@ -26,7 +26,7 @@ import { mergeOnnx } from "../src/merge/index.js";
 import { readCheckpoint } from "../src/merge/read-checkpoint.js";
 import { readGgufModel } from "../src/merge/read-gguf-model.js";
 import { readFileBytes } from "../src/node/files.js";
-import { readGgufFile } from "../src/node/gguf-file.js";
+import { readGgufFile } from "../src/node/read-gguf-file.js";
 import { readPeftFolder } from "../src/node/peft-folder.js";
 import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { DEFAULT_MAX_HEADER_BYTES } from "../src/safetensors/parse.js";

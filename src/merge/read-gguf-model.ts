@@ -10,7 +10,7 @@ import { GgufErrorCode } from "../gguf/error-codes.js";
 import { ggufScalar } from "../gguf/read-gguf.js";
 import { ggufSplitName, parseGgufSplitName, type GgufSplitName } from "../gguf/split-name.js";
 import type { GgufFile } from "../gguf/types.js";
-import { readGgufFile } from "../node/gguf-file.js";
+import { readGgufFile } from "../node/read-gguf-file.js";
 
 /** One file of a GGUF model. */
 export interface GgufModelPart {

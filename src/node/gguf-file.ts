@@ -5,11 +5,12 @@ import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import type { GgufLoraStream } from "../gguf/export-gguf-lora.js";
 import { loraBaseFromConfig, loraBaseFromGguf, type GgufLoraBase } from "../gguf/lora-base.js";
-import { readGguf } from "../gguf/read-gguf.js";
 import { parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
-import type { GgufFile } from "../gguf/types.js";
 import { importPeft, type ImportPeftReport } from "../peft/import-peft.js";
 import { readJsonFileBytes, readVeraFile, withFileSource, writeFileAtomicStream } from "./files.js";
+import { readGgufFile } from "./read-gguf-file.js";
+
+export { readGgufFile } from "./read-gguf-file.js";
 import { readPeftFolder } from "./peft-folder.js";
 import { readBaseShapes } from "./read-base-shapes.js";
 
@@ -17,20 +18,6 @@ function ioError(e: unknown, path: string): VeraError {
   const err = e as NodeJS.ErrnoException;
   if (err.code === "ENOENT") return new VeraError(ErrorCode.IO_NOT_FOUND, `no such file: ${path}`, { path, cause: e });
   return new VeraError(ErrorCode.IO_ERROR, `cannot read ${path}: ${err.message}`, { path, cause: e });
-}
-
-/**
- * Read a GGUF file's header, metadata and tensor table by positioned reads (the tensor data is not
- * read, so a model of many GB costs only its header). The one GGUF reader of files: a regular file
- * only, read by {@link readGguf} with its limits (GGUF_LIMITS). Errors name `label` (default: the path).
- *
- * @throws VeraError `GGUF_*`, `IO_NOT_FOUND`, `IO_NOT_A_FILE`, `IO_ERROR`.
- */
-export async function readGgufFile(path: string, label: string = path): Promise<GgufFile> {
-  return withFileSource(path, (source) => readGguf({ source, label }), {
-    maxBytes: Number.MAX_SAFE_INTEGER,
-    what: "GGUF file",
-  });
 }
 
 /** Write a planned GGUF (header, then each tensor's bytes and padding, one tensor in memory at a time): temp + rename. */

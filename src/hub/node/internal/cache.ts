@@ -15,6 +15,7 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { VeraError } from "../../../errors.js";
 import { HubErrorCode } from "../../errors.js";
 import { matchesEtag } from "../../internal/util.js";
+import { readFileBytes } from "../../../node/files.js";
 
 /** Folder of one model repo in the cache. */
 export function repoFolder(cacheDir: string, repo: string): string {
@@ -154,7 +155,8 @@ export async function cachedCommit(cacheDir: string, repo: string, revision: str
   const ref = join(root, "refs", ...revision.split("/"));
   if (!inside(join(root, "refs"), ref)) return undefined;
   try {
-    const text = (await fsp.readFile(ref, "utf8")).trim();
+    // a ref is 40 hex digits: anything larger (or not a regular file) is not one
+    const text = new TextDecoder().decode(await readFileBytes(ref, { maxBytes: 4096 })).trim();
     return /^[0-9a-f]{40}$/.test(text) ? text : undefined;
   } catch {
     return undefined;
