@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fsp, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { ErrorCode, isVeraError, VeraError } from "../errors.js";
-import type { ByteRangeSource } from "../safetensors/parse.js";
+import type { ByteRangeSource } from "../util/byte-range-source.js";
 import { checkInputSize, INPUT_LIMITS } from "../util/input-limits.js";
 import { readRange } from "./ranged-io.js";
 import { readVera, type ValidateOptions } from "../format/validate.js";

@@ -1,5 +1,6 @@
 import { ErrorCode, VeraError } from "../errors.js";
 import { DTYPE_SIZES, isDtype, type Dtype } from "./dtypes.js";
+import type { ByteRangeSource } from "../util/byte-range-source.js";
 import { parseStrictJson, StrictJsonError, type JsonValue } from "../util/strict-json.js";
 
 /**
@@ -9,11 +10,7 @@ import { parseStrictJson, StrictJsonError, type JsonValue } from "../util/strict
  */
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024;
 
-/** Bytes of a file read by ranges: its size, and a read of `length` bytes at `offset`. */
-export interface ByteRangeSource {
-  size: number;
-  read(offset: number, length: number): Promise<Uint8Array>;
-}
+export type { ByteRangeSource } from "../util/byte-range-source.js";
 
 /** Parameters of {@link readSafetensorsHeader}. */
 export interface ReadSafetensorsHeaderParams {
