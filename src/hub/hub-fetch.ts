@@ -33,9 +33,10 @@ export interface RetryOptions {
   /** How to wait. @default a setTimeout-based sleep that stops early when the signal aborts */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /**
-   * Longest wait from sending a request to its response headers (connect, TLS, server think time); a
-   * request past it is retried like a failed connection, then ends in HUB_TIMEOUT. Not scaled by
-   * `delayScale`. @default 30000
+   * Longest wait from sending a request to its response headers (connect, TLS, server think time), plus
+   * the time its body takes at 64 KiB/s (a streamed body of unknown size has no headers wait); a request
+   * past it is retried like a failed connection, then ends in HUB_TIMEOUT. Not scaled by `delayScale`.
+   * @default 30000
    */
   connectTimeoutMs?: number;
   /** Longest wait for the next bytes of a response body; past it the read ends in HUB_TIMEOUT. @default 60000 */
@@ -159,6 +160,27 @@ export function retrySettings(retry: RetryOptions = {}): HubFetch["retry"] {
   };
 }
 
+/** The slowest upload rate the headers wait allows for a request body (64 KiB/s). */
+const MIN_UPLOAD_BYTES_PER_S = 64 * 1024;
+
+/**
+ * How long to wait for response headers: the connect timeout, plus the time a body of known size takes at
+ * {@link MIN_UPLOAD_BYTES_PER_S} (the server answers only once the body is in); no limit for a streamed
+ * body of unknown size (its answer is then bounded by the idle timeout only).
+ */
+function headersWait(body: BodyInit | null | undefined, connectMs: number): number | undefined {
+  if (body === undefined || body === null) return connectMs;
+  const size =
+    typeof body === "string"
+      ? body.length * 3
+      : body instanceof Blob
+        ? body.size
+        : ArrayBuffer.isView(body) || body instanceof ArrayBuffer
+          ? body.byteLength
+          : undefined;
+  return size === undefined ? undefined : connectMs + Math.ceil((size / MIN_UPLOAD_BYTES_PER_S) * 1000);
+}
+
 /** The typed error of a request that timed out (the URL without query or token). */
 function timeoutError(kind: "connect" | "idle", ms: number, method: string, url: string, attempts: number): VeraError {
   const what =
@@ -256,16 +278,20 @@ export function createHubFetch(params: CreateHubFetchParams = {}): HubFetch {
       let res: Response;
       const ac = new AbortController();
       let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        ac.abort();
-      }, retry.connectTimeoutMs);
+      const waitMs = headersWait(body, retry.connectTimeoutMs);
+      const timer =
+        waitMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              timedOut = true;
+              ac.abort();
+            }, waitMs);
       try {
         res = await base(input, { ...init, signal: signal ? AbortSignal.any([signal, ac.signal]) : ac.signal });
       } catch (e) {
         if (timedOut && !signal?.aborted) {
           if (!idempotent || attempt >= retry.maxRetries)
-            throw timeoutError("connect", retry.connectTimeoutMs, method, urlText, attempt + 1);
+            throw timeoutError("connect", waitMs ?? retry.connectTimeoutMs, method, urlText, attempt + 1);
         } else if (isAbort(e) || !idempotent || attempt >= retry.maxRetries) throw e;
         const delay = Math.min(retry.maxDelayMs, backoffDelay(attempt + 1, retry)) * retry.delayScale;
         params.onRetry?.({
