@@ -65,6 +65,10 @@ export const ErrorCode = {
   IO_NOT_FOUND: "IO_NOT_FOUND",
   /** A path inside a file (external data, a link, a cache entry) leaves the folder it must stay in. */
   IO_UNSAFE_PATH: "IO_UNSAFE_PATH",
+  /** An input file (or answer) larger than its kind's limit (INPUT_LIMITS), refused before it is read. */
+  IO_TOO_LARGE: "IO_TOO_LARGE",
+  /** An input path that is not a regular file (a device, a FIFO, a socket, a folder where a file is read). */
+  IO_NOT_A_FILE: "IO_NOT_A_FILE",
 } as const;
 
 /** One of the core codes in {@link ErrorCode} (container, file format, arguments, I/O). */

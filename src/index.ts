@@ -19,3 +19,4 @@ export {
   type SetSha256ImplementationParams,
 } from "./util/sha256.js";
 export { canonicalJson } from "./util/strict-json.js";
+export { INPUT_LIMITS, checkInputSize, type CheckInputSizeParams } from "./util/input-limits.js";

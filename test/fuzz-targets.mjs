@@ -7,8 +7,9 @@ import { fileURLToPath } from "node:url";
 import * as core from "../dist/index.js";
 import * as onnx from "../dist/onnx/index.js";
 import * as nodeEdge from "../dist/node/index.js";
+import { IO_TARGETS } from "./fuzz-targets-io.mjs";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -66,7 +67,7 @@ const intField = (field, v) => concat([tagBytes(field, 0), varint(v)]);
 const strField = (field, s) => lenField(field, typeof s === "string" ? enc.encode(s) : s);
 
 /** Byte-level damage: set bytes, truncate, append, insert, delete. */
-function damage(r, b, rounds) {
+export function damage(r, b, rounds) {
   let out = b.slice();
   for (let k = 0; k < rounds; k++) {
     const op = r.int(6);
@@ -134,7 +135,7 @@ const HOSTILE_INTS = [
   -1,
   -2,
 ];
-const hostileInt = (r) => (r.chance(0.3) ? r.int(64) : r.pick(HOSTILE_INTS));
+export const hostileInt = (r) => (r.chance(0.3) ? r.int(64) : r.pick(HOSTILE_INTS));
 
 // ------------------------------------------------------------------------------------------
 // ONNX: a schema-aware wire walker, so mutations can target fields and keep lengths consistent
@@ -630,7 +631,7 @@ function genPeft(r) {
 }
 
 let tmpCounter = 0;
-function scratchDir(tmp) {
+export function scratchDir(tmp) {
   const d = join(tmp, `in-${process.pid}-${tmpCounter++}`);
   mkdirSync(d, { recursive: true });
   return d;
@@ -905,4 +906,5 @@ export const TARGETS = {
     run: runBase,
   },
   format: { about: "parseSafetensors + readVera + validateVera", gen: genVera, run: runVera },
+  ...IO_TARGETS,
 };

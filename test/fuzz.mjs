@@ -1,9 +1,11 @@
 // Fuzz every parser that takes user input: `npm run fuzz -- [--runs N] [--target NAME]... [--seed S]`.
 //
-// Targets (test/fuzz-targets.mjs): onnx (reader, locator, planner, inline values, external data
+// Targets (test/fuzz-targets.mjs, test/fuzz-targets-io.mjs): onnx (reader, locator, planner, inline values, external data
 // locations), peft (adapter folder reader + importer, JSON and Python-JSON configs), base-shapes
 // (config.json, safetensors index + shard headers, safetensors header, ONNX), format (safetensors +
-// verakit validator). Each gets N inputs (default 10,000): arbitrary bytes, protobuf-shaped random
+// verakit validator), gguf (header, metadata, tensor table, split names), safetensors-index (the
+// checkpoint merge's index reader), hub-responses (Hub API answers through whoami and pull), undo-journal
+// (recoverMerge). Each gets N inputs (default 10,000): arbitrary bytes, protobuf-shaped random
 // messages, byte damage, and structure-aware mutations of the fixtures.
 //
 // Pass criteria, per input of N bytes:

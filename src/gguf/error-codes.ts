@@ -11,6 +11,12 @@ export const GgufErrorCode = {
   GGUF_VERSION: "GGUF_VERSION",
   /** A count or length that cannot fit in the bytes left (checked before anything is allocated). */
   GGUF_COUNT: "GGUF_COUNT",
+  /**
+   * A count, length or size within the file but beyond the reader's limits (GGUF_LIMITS: tensors,
+   * metadata entries, array items, string bytes, header bytes), or a split count in a file name beyond
+   * GGUF_LIMITS.maxSplitCount: refused before anything is allocated for it.
+   */
+  GGUF_LIMIT: "GGUF_LIMIT",
   /** A metadata value type that GGUF v3 does not define, or a value of the wrong type for its key. */
   GGUF_VALUE_TYPE: "GGUF_VALUE_TYPE",
   /** A key or tensor name that is not valid UTF-8, empty, or too long. */

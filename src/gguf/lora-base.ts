@@ -1,4 +1,5 @@
 import { VeraError } from "../errors.js";
+import { parseStrictJson } from "../util/strict-json.js";
 import { GgufErrorCode } from "./error-codes.js";
 import { ggufScalar } from "./read-gguf.js";
 import { ggufArchitectureOfModelType } from "./tensor-names.js";
@@ -59,7 +60,7 @@ export function loraBaseFromGguf(file: GgufFile, label = "base"): GgufLoraBase {
 export function loraBaseFromConfig(configText: string, label = "config.json"): GgufLoraBase {
   let cfg: Record<string, unknown>;
   try {
-    cfg = JSON.parse(configText) as Record<string, unknown>;
+    cfg = parseStrictJson(configText) as Record<string, unknown>;
   } catch (e) {
     throw new VeraError(GgufErrorCode.GGUF_MAPPING, `${label}: not JSON (${(e as Error).message})`, { path: label });
   }

@@ -30,6 +30,36 @@ export interface ReadGgufParams {
 /** ggml's GGML_MAX_NAME: tensor names are shorter than 64 bytes. */
 export const GGUF_MAX_TENSOR_NAME = 63;
 const MAX_KEY = 65535;
+
+const MiB = 1024 * 1024;
+
+/**
+ * What {@link readGguf} (and the split-name parser) accepts, checked before anything is allocated
+ * (GGUF_LIMIT beyond them). Real files are far below: a Llama 3 header (128k-token vocabulary, 280k
+ * merges) is ~10 MB with ~540k array items and ~300 tensors. Documented in spec/FORMAT.md and the README.
+ */
+export const GGUF_LIMITS = {
+  /** Bytes from the start of the file to the end of the tensor table (the header, metadata and tensor infos). */
+  maxHeaderBytes: 128 * MiB,
+  /** Entries in the tensor table. */
+  maxTensors: 1 << 18,
+  /** Metadata key/value entries. */
+  maxMetadataEntries: 1 << 16,
+  /** Items of all metadata arrays together (nested arrays count their items too). */
+  maxArrayItems: 1 << 22,
+  /** Bytes of one metadata string value. */
+  maxStringBytes: 64 * MiB,
+  /** Parts of a split GGUF (`-of-NNNNN` in its file names). */
+  maxSplitCount: 1024,
+} as const;
+
+function limitError(label: string, what: string, n: number | bigint, limit: number): VeraError {
+  return new VeraError(
+    GgufErrorCode.GGUF_LIMIT,
+    `${label}: ${what} is ${n}, more than the reader's limit of ${limit} (GGUF_LIMITS)`,
+    { path: what, expected: `<= ${limit}`, received: typeof n === "bigint" ? n.toString() : n },
+  );
+}
 const MAX_DIMS = 4;
 const SCALAR_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -55,6 +85,8 @@ function decodeUtf8(buf: Uint8Array, o: number, n: number, label: string, what: 
 
 class Cursor {
   pos = 0;
+  /** Items of the metadata arrays read so far (GGUF_LIMITS.maxArrayItems). */
+  arrayItems = 0;
   private buf: Uint8Array = new Uint8Array(0);
   private view: DataView = new DataView(new ArrayBuffer(0));
   private start = 0;
@@ -75,6 +107,8 @@ class Cursor {
   }
   async need(n: number, what: string): Promise<void> {
     if (n > this.left) throw this.truncated(what, n);
+    if (this.pos + n > GGUF_LIMITS.maxHeaderBytes)
+      throw limitError(this.label, `the header (up to ${what})`, this.pos + n, GGUF_LIMITS.maxHeaderBytes);
     if (this.pos >= this.start && this.pos + n <= this.start + this.buf.byteLength) return;
     const len = Math.min(this.left, Math.max(n, this.chunk));
     const got = await this.src.read(this.pos, len);
@@ -98,7 +132,7 @@ class Cursor {
       if (!this.avail(8)) return undefined;
       const at = this.at();
       const n = this.view.getUint32(at, true) + this.view.getUint32(at + 4, true) * 2 ** 32;
-      if (n > this.left - 8 || !this.avail(8 + n)) return undefined;
+      if (n > this.left - 8 || n > GGUF_LIMITS.maxStringBytes || !this.avail(8 + n)) return undefined;
       const v = decodeUtf8(this.buf, at + 8, n, this.label, what);
       this.pos += 8 + n;
       return v;
@@ -135,8 +169,9 @@ class Cursor {
     this.pos += n;
     return b;
   }
-  async str(what: string, max = Infinity): Promise<string> {
+  async str(what: string, max: number = GGUF_LIMITS.maxStringBytes): Promise<string> {
     const n = await this.count(`${what} length`, 1);
+    if (n > max && max === GGUF_LIMITS.maxStringBytes) throw limitError(this.label, `${what} length`, n, max);
     if (n > max)
       throw new VeraError(GgufErrorCode.GGUF_STRING, `${this.label}: ${what} is ${n} bytes, at most ${max} allowed`, {
         path: what,
@@ -217,6 +252,14 @@ async function readValue(c: Cursor, type: GgufValueTypeId, what: string, depth: 
   const itemType = valueType(await c.u32(`${what} item type`), c.label, what);
   const min = itemType === GgufValueType.STRING ? 8 : itemType === GgufValueType.ARRAY ? 12 : SCALAR_SIZE[itemType]!;
   const n = await c.count(`${what} array length`, min);
+  c.arrayItems += n;
+  if (c.arrayItems > GGUF_LIMITS.maxArrayItems)
+    throw limitError(
+      c.label,
+      `${what} array length (items of all arrays so far)`,
+      c.arrayItems,
+      GGUF_LIMITS.maxArrayItems,
+    );
   if (itemType === GgufValueType.ARRAY) {
     const items: GgufValue[] = [];
     for (let i = 0; i < n; i++) items.push(await readValue(c, itemType, `${what}[${i}]`, depth + 1));
@@ -256,8 +299,12 @@ export async function readGguf(params: ReadGgufParams): Promise<GgufFile> {
     });
   // smallest tensor info: name length 8, n_dims 4, one dim 8, type 4, offset 8
   const tensorCount = await c.count("tensor_count", 32);
+  if (tensorCount > GGUF_LIMITS.maxTensors)
+    throw limitError(label, "tensor_count", tensorCount, GGUF_LIMITS.maxTensors);
   // smallest key/value: key length 8, type 4, a uint8 value 1
   const kvCount = await c.count("metadata_kv_count", 13);
+  if (kvCount > GGUF_LIMITS.maxMetadataEntries)
+    throw limitError(label, "metadata_kv_count", kvCount, GGUF_LIMITS.maxMetadataEntries);
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < kvCount; i++) {
     const key = await c.str(`metadata key #${i}`, MAX_KEY);

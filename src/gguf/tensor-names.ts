@@ -1,5 +1,6 @@
 import { VeraError } from "../errors.js";
 import { parseWeightMapping } from "../locate/weight-mapping.js";
+import { parseStrictJson } from "../util/strict-json.js";
 import { GgufErrorCode } from "./error-codes.js";
 
 const LLAMA_LIKE: Record<string, string> = {
@@ -70,7 +71,7 @@ export type GgufNameMapping = Record<string, string>;
 export function parseGgufNameMapping(text: string, label = "mapping"): GgufNameMapping {
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = parseStrictJson(text);
   } catch (e) {
     throw new VeraError(GgufErrorCode.GGUF_MAPPING, `${label}: not JSON (${(e as Error).message})`, { path: label });
   }

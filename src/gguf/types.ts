@@ -1,4 +1,5 @@
 /** GGUF v3 types shared by the reader, the writer and the exporters. */
+import type { ByteRangeSource } from "../util/byte-range-source.js";
 
 /** The file's magic, "GGUF" read as a little-endian uint32. */
 export const GGUF_MAGIC = 0x46554747;
@@ -62,14 +63,8 @@ export interface GgufFile {
   size: number;
 }
 
-/**
- * A random-access byte source, so that a GGUF file of many GB is read by ranges and never whole.
- * `read` must return exactly `length` bytes (the reader never asks beyond `size`).
- */
-export interface GgufByteSource {
-  size: number;
-  read(offset: number, length: number): Promise<Uint8Array>;
-}
+/** A random-access byte source over a GGUF file (see {@link ByteRangeSource}). */
+export type GgufByteSource = ByteRangeSource;
 
 /** A byte source over bytes already in memory. */
 export function bytesSource(bytes: Uint8Array): GgufByteSource {

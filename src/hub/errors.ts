@@ -28,6 +28,11 @@ export const HubErrorCode = {
   HUB_SERVER_ERROR: "HUB_SERVER_ERROR",
   /** Any other HTTP error status. */
   HUB_HTTP_ERROR: "HUB_HTTP_ERROR",
+  /**
+   * The server did not answer in time, after the bounded retries: no response headers within the connect
+   * timeout, or no body bytes within the idle timeout (a stalled server). Names the URL, never the token.
+   */
+  HUB_TIMEOUT: "HUB_TIMEOUT",
   /** The server could not be reached, or the connection was cut, after the bounded retries. */
   HUB_NETWORK: "HUB_NETWORK",
   /** A download did not match its announced size or digest (SHA-256 for LFS files, git SHA-1 otherwise). */

@@ -14,7 +14,7 @@ export class DataReader {
       fh = fsp.open(path, "r");
       this.handles.set(path, fh);
     }
-    return readRange(await fh, offset, length);
+    return readRange(await fh, offset, length, undefined, path);
   }
 
   /** Close every file (errors ignored). */

@@ -8,7 +8,7 @@ import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import { loraBaseFromGguf } from "../gguf/lora-base.js";
 import { GgufErrorCode } from "../gguf/error-codes.js";
 import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
-import { readFileBytes } from "../node/files.js";
+import { readJsonFileBytes } from "../node/files.js";
 import { drain, eventStream } from "../util/event-stream.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
@@ -79,7 +79,7 @@ export async function mergeGguf(
 /** The mapping of a GGUF merge: as given, or read from a file (`parseGgufNameMapping`: the shared format too). */
 async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping | undefined> {
   if (m === undefined || typeof m !== "string") return m;
-  return parseGgufNameMapping(new TextDecoder().decode(await readFileBytes(m)), m);
+  return parseGgufNameMapping(new TextDecoder().decode(await readJsonFileBytes(m, "mapping")), m);
 }
 
 async function runMerge(

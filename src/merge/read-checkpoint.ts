@@ -10,8 +10,10 @@ import { promises as fsp } from "node:fs";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { isInside } from "../node/path-inside.js";
-import { parseSafetensorsHeader, type SafetensorsHeader } from "../safetensors/parse.js";
+import { readJsonFileBytes, withFileSource } from "../node/files.js";
+import { readSafetensorsHeader, type SafetensorsHeader } from "../safetensors/parse.js";
 import { hfBlobsOfSnapshot } from "../util/hf-cache-layout.js";
+import { parseStrictJson } from "../util/strict-json.js";
 import { MergeErrorCode } from "./error-codes.js";
 
 /** A shard of a checkpoint. */
@@ -103,32 +105,20 @@ async function fileIn(
 }
 
 /** Read a safetensors file's header only (8 bytes, then the JSON header). */
-async function readHeader(path: string, size: number): Promise<SafetensorsHeader> {
-  const fh = await fsp.open(path, "r");
-  try {
-    const head = new Uint8Array(8);
-    await fh.read(head, 0, 8, 0);
-    const dv = new DataView(head.buffer);
-    const n = size >= 8 ? dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32 : 0;
-    const want = Math.min(size, 8 + Math.min(n, 100_000_000));
-    const bytes = new Uint8Array(want);
-    await fh.read(bytes, 0, want, 0);
-    return parseSafetensorsHeader({ bytes, fileSize: size });
-  } finally {
-    await fh.close();
-  }
+function readHeader(path: string): Promise<SafetensorsHeader> {
+  return withFileSource(path, (source) => readSafetensorsHeader({ source }), { maxBytes: Number.MAX_SAFE_INTEGER });
 }
 
 async function shard(dir: string, name: string, where: string): Promise<CheckpointShard & { cached: boolean }> {
   const f = await fileIn(dir, name, where);
-  return { name, ...f, header: await readHeader(f.path, f.size) };
+  return { name, ...f, header: await readHeader(f.path) };
 }
 
 /** The index's weight_map (tensor -> shard file name). */
 function weightMap(text: string, where: string): Map<string, string> {
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = parseStrictJson(text);
   } catch (e) {
     throw new VeraError(MergeErrorCode.MERGE_CHECKPOINT_INDEX, `${where} is not valid JSON: ${(e as Error).message}`, {
       path: where,
@@ -230,7 +220,7 @@ export async function readCheckpoint(params: ReadCheckpointParams): Promise<Chec
   if (names.includes(INDEX)) {
     main = INDEX;
     const index = await fileIn(dir, INDEX, INDEX);
-    const map = weightMap(await fsp.readFile(index.path, "utf8"), join(dir, INDEX));
+    const map = weightMap(new TextDecoder().decode(await readJsonFileBytes(index.path, "index")), join(dir, INDEX));
     const files = [...new Set(map.values())].sort();
     shards = [];
     for (const f of files) shards.push(await shard(dir, f, join(dir, INDEX)));

@@ -7,10 +7,10 @@ import { basename, dirname, join, resolve } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { checkGgufSplit } from "../gguf/check-gguf-split.js";
 import { GgufErrorCode } from "../gguf/error-codes.js";
-import { ggufScalar, readGguf } from "../gguf/read-gguf.js";
+import { ggufScalar } from "../gguf/read-gguf.js";
 import { ggufSplitName, parseGgufSplitName, type GgufSplitName } from "../gguf/split-name.js";
 import type { GgufFile } from "../gguf/types.js";
-import { readRange } from "../node/ranged-io.js";
+import { readGgufFile } from "../node/read-gguf-file.js";
 
 /** One file of a GGUF model. */
 export interface GgufModelPart {
@@ -36,22 +36,6 @@ export interface ReadGgufModelParams {
   model: string;
 }
 
-/** The header, metadata and tensor table of one file (errors name `label`). */
-async function readHeader(path: string, label: string): Promise<GgufFile> {
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(path, "r");
-    const handle = fh;
-    const size = (await fh.stat()).size;
-    return await readGguf({ source: { size, read: (o, n) => readRange(handle, o, n) }, label });
-  } catch (e) {
-    if (e instanceof VeraError) throw e;
-    throw new VeraError(ErrorCode.IO_ERROR, `cannot read ${label}: ${(e as Error).message}`, { path: label, cause: e });
-  } finally {
-    await fh?.close().catch(() => {});
-  }
-}
-
 async function realpathOrNull(path: string): Promise<string | null> {
   try {
     return await fsp.realpath(path);
@@ -74,7 +58,7 @@ export async function readGgufModel(params: ReadGgufModelParams): Promise<GgufMo
   const given = resolve(params.model);
   const real = await realpathOrNull(given);
   if (real === null) throw new VeraError(ErrorCode.IO_NOT_FOUND, `model not found: ${given}`, { path: params.model });
-  const file = await readHeader(real, given);
+  const file = await readGgufFile(real, given);
   const split = parseGgufSplitName(basename(given));
   const count = ggufScalar(file, "split.count");
   const n = typeof count === "bigint" ? Number(count) : typeof count === "number" ? count : undefined;
@@ -98,13 +82,18 @@ export async function readGgufModel(params: ReadGgufModelParams): Promise<GgufMo
   if (missing.length > 0)
     throw new VeraError(
       GgufErrorCode.GGUF_SPLIT,
-      `split GGUF ${join(dir, names[0]!)}: ${missing.length} of ${split.count} parts missing in ${dir}: ${missing.join(", ")}`,
-      { path: join(dir, missing[0]!), expected: names, received: missing },
+      `split GGUF ${join(dir, names[0]!)}: ${missing.length} of ${split.count} parts missing in ${dir}: ` +
+        `${missing.slice(0, 10).join(", ")}${missing.length > 10 ? `, ... (${missing.length - 10} more)` : ""}`,
+      {
+        path: join(dir, missing[0]!),
+        expected: `${split.count} parts`,
+        received: missing.length > 10 ? [...missing.slice(0, 10), "..."] : missing,
+      },
     );
   const parts: GgufModelPart[] = [];
   for (const [i, name] of names.entries()) {
     const path = reals[i]!;
-    parts.push({ path, name, file: i + 1 === split.no ? file : await readHeader(path, join(dir, name)) });
+    parts.push({ path, name, file: i + 1 === split.no ? file : await readGgufFile(path, join(dir, name)) });
   }
   checkGgufSplit({ parts: parts.map((p) => ({ file: p.file, label: join(dir, p.name) })) });
   return { parts, split: { ...split, no: 1 } };

@@ -1,4 +1,4 @@
-import { readFileBytes } from "../node/files.js";
+import { readJsonFileBytes } from "../node/files.js";
 import { parseWeightMapping, type WeightMapping } from "../locate/weight-mapping.js";
 
 /**
@@ -11,5 +11,5 @@ export async function readWeightMapping(
   mapping: string | WeightMapping | undefined,
 ): Promise<WeightMapping | undefined> {
   if (typeof mapping !== "string") return mapping;
-  return parseWeightMapping({ source: new TextDecoder().decode(await readFileBytes(mapping)) });
+  return parseWeightMapping({ source: new TextDecoder().decode(await readJsonFileBytes(mapping, "mapping")) });
 }

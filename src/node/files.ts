@@ -1,5 +1,8 @@
-import { constants, promises as fsp } from "node:fs";
-import { VeraError } from "../errors.js";
+import { constants, promises as fsp, type Stats } from "node:fs";
+import { ErrorCode, isVeraError, VeraError } from "../errors.js";
+import type { ByteRangeSource } from "../util/byte-range-source.js";
+import { checkInputSize, INPUT_LIMITS } from "../util/input-limits.js";
+import { readRange } from "./ranged-io.js";
 import { readVera, type ValidateOptions } from "../format/validate.js";
 import { writeVera, type WriteVeraParams } from "../format/write.js";
 import type { VeraAdapter } from "../format/types.js";
@@ -12,14 +15,75 @@ export { sweepStaleTemps, tempPathFor } from "./temp-files.js";
 // Digests of adapters read and written here use node:crypto.
 registerNodeSha256();
 
-/** Read a whole file. Missing files give IO_NOT_FOUND, other failures IO_ERROR. */
-export async function readFileBytes(path: string): Promise<Uint8Array> {
+/** Options of {@link readFileBytes} and {@link withFileSource}. */
+export interface ReadFileOptions {
+  /** The most bytes the file may hold (checked on its stat size, before reading). @default INPUT_LIMITS.wholeFileBytes */
+  maxBytes?: number;
+  /** What the file is, for messages. @default "file" */
+  what?: string;
+}
+
+/** Refuse anything but a regular file (a device such as /dev/zero, a FIFO, a socket, a folder). */
+export function checkRegular(st: Stats, path: string, what: string): void {
+  if (st.isFile()) return;
+  const kind = st.isDirectory()
+    ? "a folder"
+    : st.isCharacterDevice() || st.isBlockDevice()
+      ? "a device"
+      : st.isFIFO()
+        ? "a FIFO"
+        : st.isSocket()
+          ? "a socket"
+          : "not a regular file";
+  throw new VeraError(ErrorCode.IO_NOT_A_FILE, `${what} ${path} is ${kind}, not a regular file`, {
+    path,
+    expected: "a regular file",
+    received: kind,
+  });
+}
+
+/**
+ * Open an input file for positioned reads, after checking (by stat, before opening: a FIFO would block
+ * the open) that it is a regular file of at most `maxBytes`; `use` gets its size and a ranged read. Every
+ * input file read in pieces (GGUF and safetensors headers) goes through here.
+ *
+ * @throws VeraError `IO_NOT_FOUND`, `IO_NOT_A_FILE`, `IO_TOO_LARGE`, `IO_ERROR`; a VeraError from `use` passes through.
+ */
+export async function withFileSource<T>(
+  path: string,
+  use: (source: ByteRangeSource) => Promise<T>,
+  options: ReadFileOptions = {},
+): Promise<T> {
+  const what = options.what ?? "file";
+  let fh: fsp.FileHandle | undefined;
   try {
-    const b = await fsp.readFile(path);
-    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    checkRegular(await fsp.stat(path), path, what);
+    fh = await fsp.open(path, "r");
+    const st = await fh.stat();
+    checkRegular(st, path, what);
+    checkInputSize({ size: st.size, limit: options.maxBytes ?? INPUT_LIMITS.wholeFileBytes, path, what });
+    const handle = fh;
+    return await use({ size: st.size, read: (o, n) => readRange(handle, o, n, undefined, path) });
   } catch (e) {
+    if (isVeraError(e)) throw e;
     throw ioError({ cause: e, path, action: "cannot read" });
+  } finally {
+    await fh?.close().catch(() => {});
   }
+}
+
+/**
+ * Read a whole input file: only a regular file (IO_NOT_A_FILE: `/dev/zero` ends at once) of at most
+ * `maxBytes` (IO_TOO_LARGE, from its stat size, before anything is read). Missing files give
+ * IO_NOT_FOUND, other failures IO_ERROR.
+ */
+export async function readFileBytes(path: string, options: ReadFileOptions = {}): Promise<Uint8Array> {
+  return withFileSource(path, (source) => source.read(0, source.size), options);
+}
+
+/** Read a JSON input file's bytes (at most `INPUT_LIMITS.jsonBytes`, checked before reading). */
+export async function readJsonFileBytes(path: string, what = "JSON file"): Promise<Uint8Array> {
+  return readFileBytes(path, { maxBytes: INPUT_LIMITS.jsonBytes, what });
 }
 
 /** Parameters of {@link writeAtomic}. */

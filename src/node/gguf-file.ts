@@ -1,42 +1,21 @@
 import { promises as fsp } from "node:fs";
 import { join } from "node:path";
-import { VeraError } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
 import type { GgufLoraStream } from "../gguf/export-gguf-lora.js";
 import { loraBaseFromConfig, loraBaseFromGguf, type GgufLoraBase } from "../gguf/lora-base.js";
-import { readGguf } from "../gguf/read-gguf.js";
 import { parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
-import type { GgufByteSource, GgufFile } from "../gguf/types.js";
 import type { ImportPeftReport } from "../peft/import-peft.js";
 import type { LoadedAdapter } from "../peft/load/load-adapter.js";
 import { peftModulePaths } from "../peft/peft-module-paths.js";
-import { readFileBytes, writeFileAtomicStream } from "./files.js";
+import { readJsonFileBytes, withFileSource, writeFileAtomicStream } from "./files.js";
 import { loadAdapterFromPath } from "./load-adapter.js";
+import { readGgufFile } from "./read-gguf-file.js";
+
+export { readGgufFile } from "./read-gguf-file.js";
 import { readBaseShapes } from "./read-base-shapes.js";
 import type { SafetensorsFile } from "../safetensors/parse.js";
 import { ioError } from "./io-error.js";
-import { readRange } from "./ranged-io.js";
-
-/**
- * Read a GGUF file's header, metadata and tensor table by positioned reads (the tensor data is not
- * read, so a model of many GB costs only its header).
- */
-export async function readGgufFile(path: string): Promise<GgufFile> {
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(path, "r");
-    const handle = fh;
-    const size = (await fh.stat()).size;
-    const source: GgufByteSource = { size, read: (o, n) => readRange(handle, o, n) };
-    return await readGguf({ source, label: path });
-  } catch (e) {
-    if (e instanceof VeraError) throw e;
-    throw ioError({ cause: e, path, action: "cannot read" });
-  } finally {
-    await fh?.close().catch(() => {});
-  }
-}
 
 /** Write a planned GGUF (header, then each tensor's bytes and padding, one tensor in memory at a time): temp + rename. */
 export async function writeGgufStreamFile(
@@ -87,24 +66,21 @@ export interface GgufLoraInputs {
 export async function loadGgufLoraInputs(params: LoadGgufLoraInputsParams): Promise<GgufLoraInputs> {
   const mapping =
     params.mapping !== undefined
-      ? parseGgufNameMapping(new TextDecoder().decode(await readFileBytes(params.mapping)), params.mapping)
+      ? parseGgufNameMapping(new TextDecoder().decode(await readJsonFileBytes(params.mapping)), params.mapping)
       : undefined;
-  const head = new Uint8Array(4);
-  let fh: fsp.FileHandle | undefined;
   let basePath = params.base;
   try {
     if ((await fsp.stat(basePath)).isDirectory()) basePath = join(basePath, "config.json");
-    fh = await fsp.open(basePath, "r");
-    await fh.read(head, 0, 4, 0);
   } catch (e) {
     throw ioError({ cause: e, path: basePath, action: "cannot read" });
-  } finally {
-    await fh?.close().catch(() => {});
   }
+  const head = await withFileSource(basePath, (s) => s.read(0, Math.min(4, s.size)), {
+    maxBytes: Number.MAX_SAFE_INTEGER,
+  });
   const isGguf = new TextDecoder().decode(head) === "GGUF";
   const base = isGguf
     ? loraBaseFromGguf(await readGgufFile(basePath), basePath)
-    : loraBaseFromConfig(new TextDecoder().decode(await readFileBytes(basePath)), basePath);
+    : loraBaseFromConfig(new TextDecoder().decode(await readJsonFileBytes(basePath)), basePath);
   const loaded = await loadAdapterFromPath({
     path: params.adapter,
     // a PEFT folder is sized by the same base: the GGUF's tensor shapes, or config.json

@@ -1,16 +1,8 @@
 import { promises as fsp } from "node:fs";
 import { dirname, join } from "node:path";
-import { ErrorCode, VeraError } from "../errors.js";
 import type { FileAccess, FileKind, FolderEntry } from "../peft/load/file-access.js";
-import { readFileBytes } from "./files.js";
-import { readRange } from "./ranged-io.js";
-
-function ioError(e: unknown, path: string, what: "file" | "folder"): VeraError {
-  const err = e as NodeJS.ErrnoException;
-  if (err.code === "ENOENT")
-    return new VeraError(ErrorCode.IO_NOT_FOUND, `no such ${what}: ${path}`, { path, cause: e });
-  return new VeraError(ErrorCode.IO_ERROR, `cannot read ${path}: ${err.message}`, { path, cause: e });
-}
+import { checkRegular, readFileBytes, withFileSource } from "./files.js";
+import { ioError } from "./io-error.js";
 
 /**
  * The {@link FileAccess} of the local file system (native paths): what `loadAdapter` reads adapters through in Node.
@@ -19,13 +11,16 @@ function ioError(e: unknown, path: string, what: "file" | "folder"): VeraError {
 export function nodeFileAccess(): FileAccess {
   return {
     async stat(path: string): Promise<FileKind | undefined> {
+      let st;
       try {
-        const st = await fsp.stat(path);
-        if (st.isDirectory()) return { type: "folder" };
-        return st.isFile() ? { type: "file", size: st.size } : undefined;
+        st = await fsp.stat(path);
       } catch {
         return undefined;
       }
+      if (st.isDirectory()) return { type: "folder" };
+      // a device (/dev/zero), a FIFO or a socket is refused here, never read (IO_NOT_A_FILE)
+      checkRegular(st, path, "input");
+      return { type: "file", size: st.size };
     },
     async list(path: string): Promise<FolderEntry[]> {
       try {
@@ -34,21 +29,14 @@ export function nodeFileAccess(): FileAccess {
           .filter((e) => e.isFile() || e.isDirectory())
           .map((e) => ({ name: e.name, type: e.isDirectory() ? "folder" : "file" }));
       } catch (e) {
-        throw ioError(e, path, "folder");
+        throw ioError({ cause: e, path, action: "cannot list" });
       }
     },
     async read(path: string, range?: { offset: number; length: number }): Promise<Uint8Array> {
       if (!range) return readFileBytes(path);
-      let fh: fsp.FileHandle | undefined;
-      try {
-        fh = await fsp.open(path, "r");
-        return await readRange(fh, range.offset, range.length);
-      } catch (e) {
-        if (e instanceof VeraError) throw e;
-        throw ioError(e, path, "file");
-      } finally {
-        await fh?.close().catch(() => {});
-      }
+      return withFileSource(path, (source) => source.read(range.offset, range.length), {
+        maxBytes: Number.MAX_SAFE_INTEGER,
+      });
     },
     join,
     dirname,

@@ -43,6 +43,12 @@ export const PeftErrorCode = {
   PEFT_ADAPTER_NOT_FOUND: "PEFT_ADAPTER_NOT_FOUND",
   /** --peft-compat is not a version string, or asks for something that version cannot load. */
   PEFT_COMPAT: "PEFT_COMPAT",
+  /**
+   * A string target_modules that is not a Python regular expression, or uses what cannot be matched in
+   * linear time (a backreference, lookaround, a conditional, an atomic group, a possessive quantifier):
+   * the message names the construct.
+   */
+  PEFT_TARGET_REGEX: "PEFT_TARGET_REGEX",
   /** The requested LoRA rank is not a positive integer <= r. */
   PEFT_LORA_RANK: "PEFT_LORA_RANK",
   /**

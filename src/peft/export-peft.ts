@@ -1,4 +1,4 @@
-import { VeraError } from "../errors.js";
+import { isVeraError, VeraError } from "../errors.js";
 import type { VeraAdapter, VectorDtype } from "../format/types.js";
 import { projectionsFor } from "../projections/for-adapter.js";
 import type { TensorToWrite } from "../safetensors/write.js";
@@ -104,7 +104,14 @@ function freshVeraConfig(adapter: VeraAdapter): PyObject {
 export function targetModulesFor(adapter: VeraAdapter, original: PyJson | undefined, warnings: string[]): PyJson {
   const names = adapter.modules.map((m) => m.name);
   if (original !== undefined && original !== null) {
-    const ok = names.map((n) => matchesTargets(n, original));
+    let ok: Array<boolean | undefined>;
+    try {
+      ok = names.map((n) => matchesTargets(n, original));
+    } catch (e) {
+      if (!isVeraError(e) || e.code !== PeftErrorCode.PEFT_TARGET_REGEX) throw e;
+      warnings.push(`${e.message}: target_modules written as the modules' full paths`);
+      return [...names].sort();
+    }
     if (ok.every((x) => x === true) || (original === "all-linear" && names.length > 0)) return original;
     if (ok.some((x) => x === false))
       warnings.push(

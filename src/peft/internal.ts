@@ -2,6 +2,7 @@
  * Helpers shared by the PEFT converters.
  * @internal Never exported from the package; tests may import this file directly.
  */
+import { compilePyRegex, PyRegexError, type PyRegex } from "../util/py-regex.js";
 import { VeraError } from "../errors.js";
 import type { VeraAdapter, VectorDtype } from "../format/types.js";
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from "../numeric/half.js";
@@ -189,18 +190,47 @@ export function peftOrigin(adapter: VeraAdapter): PeftOrigin | undefined {
   return o as unknown as PeftOrigin;
 }
 
-/** Does `name` match PEFT target_modules (a list: exact or dot-suffix; a string: full regex match)? */
+/**
+ * The target_modules regex as a linear-time matcher (Python `re.fullmatch` semantics); compiled once per pattern.
+ *
+ * @throws VeraError `PEFT_TARGET_REGEX` naming the construct it cannot match in linear time, or Python's syntax error.
+ */
+export function targetRegex(pattern: string): PyRegex {
+  const cached = regexCache.get(pattern);
+  if (cached) return cached;
+  let rx: PyRegex;
+  try {
+    rx = compilePyRegex(pattern);
+  } catch (e) {
+    if (!(e instanceof PyRegexError)) throw e;
+    const shown = pattern.length > 200 ? `${pattern.slice(0, 200)}...` : pattern;
+    throw new VeraError(PeftErrorCode.PEFT_TARGET_REGEX, `target_modules ${JSON.stringify(shown)}: ${e.message}`, {
+      path: "target_modules",
+      expected: e.unsupported
+        ? "a regular expression without backreferences, lookaround or possessive repeats"
+        : "a Python regular expression",
+      received: e.construct,
+    });
+  }
+  if (regexCache.size > 64) regexCache.clear();
+  regexCache.set(pattern, rx);
+  return rx;
+}
+const regexCache = new Map<string, PyRegex>();
+
+/**
+ * Does `name` match PEFT target_modules (a list: exact or dot-suffix; a string: `re.fullmatch`, run by a
+ * linear-time matcher, so no pattern can make it backtrack)? Undefined for "all-linear" and other shapes.
+ *
+ * @throws VeraError `PEFT_TARGET_REGEX` for a string the matcher refuses (see {@link targetRegex}).
+ */
 export function matchesTargets(name: string, targets: PyJson | undefined): boolean | undefined {
   if (Array.isArray(targets)) {
     return targets.some((t) => typeof t === "string" && (name === t || name.endsWith("." + t)));
   }
   if (typeof targets === "string") {
     if (targets === "all-linear") return undefined;
-    try {
-      return new RegExp(`^(?:${targets})$`).test(name);
-    } catch {
-      return undefined;
-    }
+    return targetRegex(targets).fullmatch(name);
   }
   return undefined;
 }

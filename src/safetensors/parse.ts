@@ -1,9 +1,43 @@
 import { ErrorCode, VeraError } from "../errors.js";
 import { DTYPE_SIZES, isDtype, type Dtype } from "./dtypes.js";
+import type { ByteRangeSource } from "../util/byte-range-source.js";
 import { parseStrictJson, StrictJsonError, type JsonValue } from "../util/strict-json.js";
 
-/** Default cap on the JSON header length (100 MB, as the safetensors crate uses). */
-export const DEFAULT_MAX_HEADER_BYTES = 100_000_000;
+/**
+ * Default cap on the JSON header length: 16 MiB (the safetensors crate allows 100 MB, but a header that
+ * size costs GBs to parse; real headers of 100k-tensor files are a few MB). The header's JSON holds at
+ * most `INPUT_LIMITS.jsonValues` values.
+ */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024;
+
+export type { ByteRangeSource } from "../util/byte-range-source.js";
+
+/** Parameters of {@link readSafetensorsHeader}. */
+export interface ReadSafetensorsHeaderParams {
+  /** The file, read by ranges: 8 bytes, then the header (never the data section). */
+  source: ByteRangeSource;
+  /** @default DEFAULT_MAX_HEADER_BYTES */
+  maxHeaderBytes?: number;
+}
+
+/**
+ * Read and validate only a safetensors file's header over a byte-range source: the 8-byte length is
+ * checked against the cap and the file size before the header is read (the one header reader of
+ * weights files, on disk and in the page).
+ *
+ * @throws VeraError with an `ST_*` code, as {@link parseSafetensorsHeader}.
+ */
+export async function readSafetensorsHeader(params: ReadSafetensorsHeaderParams): Promise<SafetensorsHeader> {
+  const { source } = params;
+  const head = await source.read(0, Math.min(8, source.size));
+  const n = readHeaderLength(head, source.size, params.maxHeaderBytes);
+  const bytes = await source.read(0, 8 + n);
+  return parseSafetensorsHeader({
+    bytes,
+    fileSize: source.size,
+    ...(params.maxHeaderBytes !== undefined ? { maxHeaderBytes: params.maxHeaderBytes } : {}),
+  });
+}
 
 /** One tensor's entry in a safetensors header. */
 export interface TensorInfo {

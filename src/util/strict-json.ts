@@ -1,3 +1,5 @@
+import { INPUT_LIMITS } from "./input-limits.js";
+
 /**
  * A small strict JSON parser (RFC 8259) used for headers: unlike `JSON.parse` it rejects duplicate
  * object keys and bounds nesting depth, so hostile headers end in a typed error, never a crash.
@@ -38,11 +40,18 @@ export interface JsonBuilder<V, O, A> {
 }
 
 /**
- * Parse `text` strictly (RFC 8259, plus the builder's extensions): duplicate keys and nesting deeper
- * than `maxDepth` are errors. Throws {@link StrictJsonError}. @internal
+ * Parse `text` strictly (RFC 8259, plus the builder's extensions): duplicate keys, nesting deeper
+ * than `maxDepth` and more than `maxValues` values (which bounds the memory a parse takes, whatever
+ * the text) are errors. Throws {@link StrictJsonError}. @internal
  */
-export function parseJsonWith<V, O, A>(text: string, b: JsonBuilder<V, O, A>, maxDepth = 64): V {
+export function parseJsonWith<V, O, A>(
+  text: string,
+  b: JsonBuilder<V, O, A>,
+  maxDepth: number = INPUT_LIMITS.jsonDepth,
+  maxValues: number = INPUT_LIMITS.jsonValues,
+): V {
   const c: Cursor = { text, i: 0 };
+  let values = 0;
   const n = text.length;
   const words: Array<[string, () => V]> = [
     ["true", () => b.literal(true)],
@@ -78,6 +87,7 @@ export function parseJsonWith<V, O, A>(text: string, b: JsonBuilder<V, O, A>, ma
   };
   const parseValue = (depth: number): V => {
     if (depth > maxDepth) failAt(c, `nesting deeper than ${maxDepth}`);
+    if (++values > maxValues) failAt(c, `more than ${maxValues} values`);
     skipWs(c);
     if (c.i >= n) failAt(c, "unexpected end of input");
     const ch = text[c.i];
@@ -198,8 +208,11 @@ const plainJson: JsonBuilder<JsonValue, JsonObject, JsonValue[]> = {
   literal: (v) => v,
 };
 
-/** Parse `text` strictly: RFC 8259 JSON, no duplicate keys, bounded nesting. Throws {@link StrictJsonError}. @internal */
-export function parseStrictJson(text: string, maxDepth = 64): JsonValue {
+/**
+ * Parse `text` strictly: RFC 8259 JSON, no duplicate keys, bounded nesting and value count
+ * ({@link INPUT_LIMITS}). Throws {@link StrictJsonError}. @internal
+ */
+export function parseStrictJson(text: string, maxDepth: number = INPUT_LIMITS.jsonDepth): JsonValue {
   return parseJsonWith(text, plainJson, maxDepth);
 }
 

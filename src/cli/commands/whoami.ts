@@ -24,10 +24,11 @@ const command: Command = {
         );
       else {
         ctx.out(me.name);
-        if (me.orgs.length > 0) ctx.out(`orgs: ${me.orgs.join(", ")}`);
-        ctx.out(
-          `token: ${me.tokenName ? `"${me.tokenName}", ` : ""}role ${me.tokenRole ?? "unknown"} (from ${settings.tokenSource})`,
-        );
+        if (me.orgs.length > 0 || me.orgsOmitted)
+          ctx.out(
+            `orgs: ${me.orgs.join(", ")}${me.orgsOmitted ? `${me.orgs.length > 0 ? ", " : ""}(${me.orgsOmitted} not shown: not Hub names)` : ""}`,
+          );
+        ctx.out(`token: role ${me.tokenRole ?? "unknown"} (from ${settings.tokenSource})`);
         ctx.out(`hub: ${settings.hubUrl}`);
       }
       return 0;

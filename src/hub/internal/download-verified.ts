@@ -1,5 +1,5 @@
 /** Internal: download one repository file into memory with resume, retries and digest verification. */
-import { VeraError } from "../../errors.js";
+import { isVeraError, VeraError } from "../../errors.js";
 import { HubErrorCode } from "../errors.js";
 import { backoffDelay, type HubFetch, type RetryEvent } from "../hub-fetch.js";
 import { isHubApiError, loadHubLib } from "./hub-lib.js";
@@ -55,7 +55,7 @@ export async function* downloadVerified(
             expected: reason === "size mismatch" ? total : p.expected.etag,
           },
         );
-      if (err !== undefined && reason !== "connection cut") throw err;
+      if (err !== undefined && (reason !== "connection cut" || isVeraError(err))) throw err;
       throw new VeraError(
         HubErrorCode.HUB_NETWORK,
         `download of ${p.path} from ${p.repo} failed (${reason}) after ${failures} attempt(s); nothing was stored`,

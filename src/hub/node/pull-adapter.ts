@@ -1,4 +1,6 @@
 import { promises as fsp } from "node:fs";
+import { INPUT_LIMITS } from "../../util/input-limits.js";
+import { parseStrictJson } from "../../util/strict-json.js";
 import { join } from "node:path";
 import { isVeraError, VeraError } from "../../errors.js";
 import { DEFAULT_FILE_NAME } from "../../format/types.js";
@@ -71,7 +73,7 @@ async function readOffline(
   if (!commit) return undefined;
   const vera = await readSnapshotFile(cacheDir, repo, commit, filename, maxBytes);
   if (vera) return { commit, format: "vera", files: [vera] };
-  const cfg = await readSnapshotFile(cacheDir, repo, commit, PEFT_CONFIG, maxBytes);
+  const cfg = await readSnapshotFile(cacheDir, repo, commit, PEFT_CONFIG, Math.min(maxBytes, INPUT_LIMITS.jsonBytes));
   const weights = cfg ? await readSnapshotFile(cacheDir, repo, commit, PEFT_WEIGHTS, maxBytes) : undefined;
   if (cfg && weights) return { commit, format: "peft", files: [cfg, weights] };
   return undefined;
@@ -103,13 +105,13 @@ async function pullCore(params: PullAdapterParams, emit: (e: HubProgressEvent) =
       async (baseRepo, baseRevision) => {
         const commit = await cachedCommit(cacheDir, baseRepo, baseRevision);
         const f = commit
-          ? await readSnapshotFile(cacheDir, baseRepo, commit, "config.json", 16 * 1024 * 1024)
+          ? await readSnapshotFile(cacheDir, baseRepo, commit, "config.json", INPUT_LIMITS.jsonBytes)
           : undefined;
         if (!f)
           throw new VeraError(HubErrorCode.HUB_OFFLINE_MISS, `${baseRepo}/config.json is not in the cache (offline)`, {
             path: baseRepo,
           });
-        return JSON.parse(new TextDecoder().decode(f.bytes)) as unknown;
+        return parseStrictJson(new TextDecoder().decode(f.bytes)) as unknown;
       },
     );
     const files: FetchedFile[] = found.files.map((f) => ({

@@ -27,8 +27,10 @@ export interface HubSettings {
 
 /**
  * Resolve what a Hub command needs from options and the environment, as Python's huggingface_hub does
- * (HF_ENDPOINT, HF_TOKEN, HF_HOME/token), plus two verakit knobs: VERAKIT_HUB_MAX_RETRIES (retries per
- * request, default 4) and VERAKIT_HUB_RETRY_SCALE (factor on every retry wait, default 1; 0 = no waits).
+ * (HF_ENDPOINT, HF_TOKEN, HF_HOME/token), plus verakit knobs: VERAKIT_HUB_MAX_RETRIES (retries per
+ * request, default 4), VERAKIT_HUB_RETRY_SCALE (factor on every retry wait, default 1; 0 = no waits),
+ * VERAKIT_HUB_CONNECT_TIMEOUT_MS (until response headers, default 30000) and VERAKIT_HUB_IDLE_TIMEOUT_MS
+ * (longest wait for body bytes, default 60000).
  * The token's shape is checked (HUB_TOKEN_INVALID, without echoing it).
  */
 export async function resolveHubSettings(params: ResolveHubSettingsParams = {}): Promise<HubSettings> {
@@ -49,5 +51,9 @@ export async function resolveHubSettings(params: ResolveHubSettingsParams = {}):
   const scale = num("VERAKIT_HUB_RETRY_SCALE");
   if (maxRetries !== undefined) retry.maxRetries = Math.floor(Math.min(maxRetries, 20));
   if (scale !== undefined) retry.delayScale = scale;
+  const connect = num("VERAKIT_HUB_CONNECT_TIMEOUT_MS");
+  const idle = num("VERAKIT_HUB_IDLE_TIMEOUT_MS");
+  if (connect !== undefined && connect > 0) retry.connectTimeoutMs = connect;
+  if (idle !== undefined && idle > 0) retry.idleTimeoutMs = idle;
   return { hubUrl, retry, ...(accessToken ? { accessToken, tokenSource: found!.source } : {}) };
 }

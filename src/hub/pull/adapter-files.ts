@@ -1,5 +1,6 @@
 /** Internal: find which adapter files a repository revision holds, and decode downloaded files. */
 import { isVeraError, VeraError } from "../../errors.js";
+import { checkInputSize, INPUT_LIMITS } from "../../util/input-limits.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { HubErrorCode } from "../errors.js";
 import type { HubFetch } from "../hub-fetch.js";
@@ -102,6 +103,8 @@ export async function resolveAdapterFiles(p: ResolveAdapterFilesParams): Promise
         `${e.path} in ${p.repo} is ${e.size} bytes, more than the ${p.maxBytes} allowed`,
         { path: e.path, expected: `<= ${p.maxBytes}`, received: e.size },
       );
+    if (e.path === PEFT_CONFIG)
+      checkInputSize({ size: e.size, limit: INPUT_LIMITS.jsonBytes, path: `${p.repo}/${e.path}`, what: "Hub file" });
     found.set(e.path, { path: checkRepoPath(e.path), size: e.size, etag });
   }
   const vera = found.get(p.filename);

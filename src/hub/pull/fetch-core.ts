@@ -1,4 +1,6 @@
 /** Internal: the pull logic shared by fetchAdapter (memory) and pullAdapter (Node cache). */
+import { INPUT_LIMITS } from "../../util/input-limits.js";
+import { parseStrictJson } from "../../util/strict-json.js";
 import { DEFAULT_FILE_NAME } from "../../format/types.js";
 import type { FetchAdapterParams, FetchedAdapter, FetchedFile } from "./fetched-adapter.js";
 import type { HubProgressEvent } from "../events.js";
@@ -89,13 +91,13 @@ export async function fetchAdapterCore(
           path: "config.json",
           hubUrl,
           hubFetch,
-          maxBytes: 16 * 1024 * 1024,
+          maxBytes: INPUT_LIMITS.jsonBytes,
           ...(token ? { accessToken: token } : {}),
         });
         if (!r) return undefined;
         const file = await getFile(baseRepo, r.commit, r.ref);
         baseConfig = { repo: baseRepo, revision: baseRevision, commit: r.commit, file };
-        return JSON.parse(new TextDecoder().decode(file.bytes)) as unknown;
+        return parseStrictJson(new TextDecoder().decode(file.bytes)) as unknown;
       },
     );
     return {

@@ -2,6 +2,7 @@
  * Internal: a PEFT VeRA repo pulled as a verakit adapter, through the one adapter loader. src/peft is loaded
  * lazily so a plain verakit pull does not load the converter.
  */
+import { parseStrictJson } from "../../util/strict-json.js";
 import { isVeraError, VeraError } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { writeVera } from "../../format/write.js";
@@ -12,7 +13,7 @@ export type BaseConfigProvider = (baseRepo: string, revision: string) => Promise
 /** The base model a PEFT config names, when it is a Hub repo id. */
 export function peftBaseOf(config: Uint8Array): { repo: string; revision: string } | undefined {
   try {
-    const cfg = JSON.parse(new TextDecoder().decode(config)) as Record<string, unknown>;
+    const cfg = parseStrictJson(new TextDecoder().decode(config)) as Record<string, unknown>;
     const id = cfg["base_model_name_or_path"];
     const rev = cfg["revision"];
     if (

@@ -1,3 +1,4 @@
+import { checkInputSize, INPUT_LIMITS } from "../../util/input-limits.js";
 /**
  * The little a loader needs from where an adapter lies (a disk, a Blob list dropped in a page, files
  * downloaded into memory): what is at a path, the entries of a folder, and a file's bytes.
@@ -44,4 +45,15 @@ export function dirnamePath(files: FileAccess, path: string): string {
 export function basenamePath(path: string): string {
   const parts = path.split(/[\\/]/).filter((s) => s !== "");
   return parts[parts.length - 1] ?? path;
+}
+
+/**
+ * Read a JSON file's bytes through `files`, refusing one larger than `INPUT_LIMITS.jsonBytes` (by its
+ * size, before reading: a size bomb ends in `IO_TOO_LARGE` at once).
+ */
+export async function readJsonBytes(files: FileAccess, path: string): Promise<Uint8Array> {
+  const kind = await files.stat(path);
+  if (kind?.type === "file")
+    checkInputSize({ size: kind.size, limit: INPUT_LIMITS.jsonBytes, path, what: "JSON file" });
+  return files.read(path);
 }

@@ -1,14 +1,15 @@
 import { ErrorCode, VeraError } from "../../errors.js";
 import { listLinearWeights } from "../../onnx/list-linear-weights.js";
 import { readOnnxModel } from "../../onnx/read-onnx-model.js";
-import { parseSafetensorsHeader } from "../../safetensors/parse.js";
+import { readSafetensorsHeader } from "../../safetensors/parse.js";
+import { parseStrictJson } from "../../util/strict-json.js";
 import type { BaseShapes } from "../base-shapes.js";
 import { baseShapesFromConfig } from "../base-shapes-from-config.js";
 import { baseShapesFromOnnx } from "../base-shapes-from-onnx.js";
 import { loadedName } from "../../locate/checkpoint-names.js";
 import { baseShapesFromWeights, type WeightEntry } from "../base-shapes-from-weights.js";
 import { PeftErrorCode } from "../error-codes.js";
-import { basenamePath, dirnamePath, joinPath, type FileAccess } from "./file-access.js";
+import { basenamePath, dirnamePath, joinPath, readJsonBytes, type FileAccess } from "./file-access.js";
 
 /** Parameters of {@link readBaseShapesFrom}. */
 export interface ReadBaseShapesFromParams {
@@ -25,23 +26,21 @@ export interface ReadBaseShapesFromParams {
 /** The files a base folder is read by, in order of preference. */
 const CANDIDATES = ["model.safetensors.index.json", "model.safetensors", "config.json", "model.onnx"];
 
-/** Read only the header of a safetensors file: 8 bytes, then the JSON header; no weight bytes. */
+/** Read only the header of a safetensors file (the one ranged header reader); no weight bytes. */
 async function readSafetensorsEntries(files: FileAccess, path: string): Promise<WeightEntry[]> {
   const kind = await files.stat(path);
   if (kind?.type !== "file") throw new VeraError(ErrorCode.IO_NOT_FOUND, `no such file: ${path}`, { path });
-  const size = kind.size;
-  const head = size >= 8 ? await files.read(path, { offset: 0, length: 8 }) : new Uint8Array(0);
-  const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  const n = size >= 8 ? dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32 : 0;
-  const want = Math.min(size, 8 + Math.min(n, 100_000_000));
-  const bytes = await files.read(path, { offset: 0, length: want });
-  const header = parseSafetensorsHeader({ bytes, fileSize: size });
+  const header = await readSafetensorsHeader({
+    source: { size: kind.size, read: (offset, length) => files.read(path, { offset, length }) },
+  });
   return [...header.tensors].map(([name, info]) => ({ name, shape: info.shape }));
 }
 
-function parseJson(bytes: Uint8Array, path: string): unknown {
+/** A JSON file's value: at most `INPUT_LIMITS.jsonBytes` (checked before reading), strictly parsed. */
+async function readJson(files: FileAccess, path: string): Promise<unknown> {
+  const bytes = await readJsonBytes(files, path);
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    return parseStrictJson(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (e) {
     throw new VeraError(PeftErrorCode.PEFT_CONFIG_INVALID, `${path} is not valid JSON: ${(e as Error).message}`, {
       path,
@@ -85,7 +84,7 @@ async function baseFile(files: FileAccess, path: string): Promise<string> {
 
 /** Module shapes from a config.json or a sharded checkpoint's index (the header of every shard). */
 async function shapesFromJson(files: FileAccess, path: string, name: string): Promise<BaseShapes> {
-  const json = parseJson(await files.read(path), path);
+  const json = await readJson(files, path);
   if (typeof json !== "object" || json === null || !("weight_map" in json))
     return baseShapesFromConfig({ config: json, label: name });
   const map = (json as { weight_map: unknown }).weight_map;
@@ -109,7 +108,7 @@ async function shapesFromJson(files: FileAccess, path: string, name: string): Pr
 async function checkpointNames(files: FileAccess, dir: string): Promise<{ loadedName?: (stored: string) => string }> {
   const config = joinPath(files, dir, "config.json");
   if ((await files.stat(config))?.type !== "file") return {};
-  const json = parseJson(await files.read(config), config);
+  const json = await readJson(files, config);
   const modelType =
     typeof json === "object" && json !== null && typeof (json as Record<string, unknown>)["model_type"] === "string"
       ? ((json as Record<string, unknown>)["model_type"] as string)

@@ -1,7 +1,7 @@
 import { ErrorCode, VeraError } from "../../errors.js";
 import { parseSafetensors, type SafetensorsFile } from "../../safetensors/parse.js";
 import { PeftErrorCode } from "../error-codes.js";
-import { joinPath, type FileAccess } from "./file-access.js";
+import { joinPath, readJsonBytes, type FileAccess } from "./file-access.js";
 
 /** File names of a PEFT adapter folder. */
 export const PEFT_CONFIG_NAME = "adapter_config.json";
@@ -144,7 +144,7 @@ export async function readPeftFolderFiles(params: ReadPeftFolderFilesParams): Pr
       expected: PEFT_WEIGHTS_NAME,
       received: "missing",
     });
-  const cfgBytes = await files.read(cfgPath);
+  const cfgBytes = await readJsonBytes(files, cfgPath);
   let configText: string;
   try {
     configText = new TextDecoder("utf-8", { fatal: true }).decode(cfgBytes);

@@ -9,7 +9,7 @@
 import { promises as fsp } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import { VeraError } from "../../../errors.js";
-import { writeAtomic, writeFileAtomic } from "../../../node/files.js";
+import { readFileBytes, writeAtomic, writeFileAtomic } from "../../../node/files.js";
 import { errnoOf, ioError } from "../../../node/io-error.js";
 import { isInside } from "../../../node/path-inside.js";
 import { HubErrorCode } from "../../errors.js";
@@ -124,7 +124,8 @@ export async function cachedCommit(cacheDir: string, repo: string, revision: str
   const ref = join(cacheDir, ...hfRef(repo, revision));
   if (!isInside(join(cacheDir, ...hfRefsFolder(repo)), ref)) return undefined;
   try {
-    const text = (await fsp.readFile(ref, "utf8")).trim();
+    // a ref is 40 hex digits: anything larger (or not a regular file) is not one
+    const text = new TextDecoder().decode(await readFileBytes(ref, { maxBytes: 4096 })).trim();
     return /^[0-9a-f]{40}$/.test(text) ? text : undefined;
   } catch {
     return undefined;
