@@ -21,6 +21,7 @@ import type { FileHandle } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { readRange, writeRange } from "../node/ranged-io.js";
+import { sha256OffThread } from "./digest-off-thread.js";
 import { MergeErrorCode } from "./error-codes.js";
 
 const MAGIC = new TextEncoder().encode("VERAUNDO");
@@ -187,14 +188,15 @@ export class UndoJournal {
     dv.setUint32(4, file, true);
     dv.setBigUint64(8, BigInt(offset), true);
     dv.setBigUint64(16, BigInt(bytes.length), true);
-    const digest = sha256(head, bytes);
+    const digest = sha256OffThread([head, bytes]); // off the JavaScript thread, overlapped with the compute
+    digest.catch(() => {}); // surfaces through `done`
     const at = this.size;
     this.size += ENTRY_HEAD + DIGEST + bytes.length;
     const end = this.size;
     const done = this.chain.then(async () => {
       const hd = new Uint8Array(ENTRY_HEAD + DIGEST);
       hd.set(head, 0);
-      hd.set(digest, ENTRY_HEAD);
+      hd.set(await digest, ENTRY_HEAD);
       await writeRange(this.fh, at, hd);
       await writeRange(this.fh, at + hd.length, bytes);
     });

@@ -141,6 +141,7 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
             if (end) await journal.syncThrough(await end); // write-ahead: the original bytes are safe first
             check();
             await writeRange(await handleFor(target.file), target.offset, values);
+            reader.release(values);
             dataBytes += values.byteLength;
             timed("write", performance.now() - t);
           })();
