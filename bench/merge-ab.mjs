@@ -290,10 +290,10 @@ try {
 const head = `${LAYERS} layers (Llama-2-7B shape), q_proj+v_proj r=${R}, no fsync, median of ${REPS}, builds alternating`;
 if (rows.newfile.length) {
   console.log(`\ninto new files: before (${BASE}) and after (this build) vs cp, ${head}`);
-  table(rows.newfile, Object.keys(rows.newfile[0]));
+  table(rows.newfile, [...new Set(rows.newfile.flatMap((r) => Object.keys(r)))]);
 }
 if (rows.inplace.length) {
   console.log(`\nin place: before and after vs the floor (kernel + adapted-bytes read/write), ${head}`);
-  table(rows.inplace, Object.keys(rows.inplace[0]));
+  table(rows.inplace, [...new Set(rows.inplace.flatMap((r) => Object.keys(r)))]);
 }
 saveResults(option("results", "merge-ab"), { layers: LAYERS, reps: REPS, rank: R, base: BASE, rows, results });

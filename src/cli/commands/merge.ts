@@ -15,6 +15,7 @@ import {
 import { readFileBytes } from "../../node/files.js";
 import { listLinearWeights, readOnnxModel } from "../../onnx/index.js";
 import { promises as fsp } from "node:fs";
+import { availableParallelism } from "node:os";
 import { intOption } from "../options.js";
 import { UsageError, type CliContext, type Command } from "../command.js";
 
@@ -33,7 +34,7 @@ const command: Command = {
     "--in-place rewrites only the adapted weights' byte ranges of the model's own files (an ONNX model whose weights are " +
     "inside the .onnx gets a new .onnx); the original bytes go first to an undo journal beside the model, so a failed or " +
     "cancelled merge puts them back, and after a crash `vera recover MODEL` does. " +
-    "--threads sets the CPU backend's threads (default: all cores; they do not spin, so the copy of the data files and the reads and writes run beside them).",
+    "--threads sets the CPU backend's threads (default: all cores but one, which the copy of the data files uses; all cores with --in-place).",
   usage:
     "vera merge MODEL.onnx|CHECKPOINT_DIR|MODEL.safetensors|ORG/MODEL[@REV]|MODEL.gguf|MODEL-00001-of-0000N.gguf ADAPTER -o OUT [--backend auto|ort-cpu|ort-cuda|webgpu|ort-webgpu|reference] " +
     "[--threads N] [--dry-run] [--in-place] [--mapping FILE.json] [--untie] [--skip-missing] [--adapter-name NAME] [--memory MiB] [--no-fsync] [--json]",
@@ -75,9 +76,9 @@ const command: Command = {
       throw new UsageError("give -o OUT.onnx, or --in-place to replace the model's files");
     if (inPlace && output) throw new UsageError("--in-place and -o exclude each other");
     const memoryMiB = intOption(values, "memory");
-    // Every core by default: onnxruntime's threads do not spin (createNodeBackend), so the kernel copy of a
-    // merge into new files and the reads and writes get a core whenever they need one (bench/RESULTS.md).
-    const threads = intOption(values, "threads");
+    // A merge into new files runs a kernel copy of the data files beside the GEMMs: leaving it one core
+    // measured faster than giving onnxruntime every core (bench/RESULTS.md). In place, nothing is copied.
+    const threads = intOption(values, "threads") ?? (inPlace ? undefined : Math.max(1, availableParallelism() - 1));
     const backend = dryRun
       ? undefined
       : await createNodeBackend({
