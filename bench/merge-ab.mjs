@@ -7,7 +7,8 @@
 // - in place: the floor, measured in the same rep = the kernel alone (bench/kernel-floor.mjs: the adapted weights
 //   merged in memory by the onnxruntime CPU backend, every core) + reading and writing back the adapted bytes (a
 //   Node process, as bench/merge-inplace.mjs), then `vera merge --in-place` of each build.
-// Medians, ratios, each merge's phases and peak RSS, the load average before each container. Checked in the first
+// Medians, ratios, each merge's phases and peak RSS, the load average before each container. Before each timed run
+// the model's files are read (untimed), so each starts with them in the page cache. Checked in the first
 // rep: both builds' new files are byte-identical, and this build's in-place result is byte-identical to them.
 //
 //   node bench/merge-ab.mjs --base DIR [--layers 8] [--reps 3] [--only onnx,safetensors,gguf]
@@ -112,6 +113,12 @@ for (const r of ranges) {
 for (const fd of fds.values()) fs.closeSync(fd);
 `;
 
+/**
+ * Read the model's files (untimed) so every timed run starts with them in the page cache: a 13.5 GB output read
+ * back for a digest evicts them, which would slow whichever run comes next.
+ */
+const warm = (files) => spawnSync("cat", files, { stdio: ["ignore", "ignore", "inherit"] });
+
 const phases = (r) => {
   const t = r.timings;
   return `r ${s(t.read)} c ${s(t.compute)} w ${s(t.write)}${t.copy ? ` cp ${s(t.copy)}` : ""}`;
@@ -132,11 +139,13 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
   for (let rep = 0; rep < REPS; rep++) {
     const cpOut = join(work, "cp-out");
     mkdirSync(cpOut);
+    warm(files);
     t.cp.push(timed("cp", [...files, cpOut + "/"]).ms);
     rmSync(cpOut, { recursive: true });
     sync();
     const got = {};
     for (const b of rep % 2 ? ["new", "base"] : ["base", "new"]) {
+      warm(files);
       const m = merge(builds[b], model, adapter, ["-o", outModel]);
       t[b].push(m.ms);
       rss[b].push(m.rssMB);
@@ -151,6 +160,7 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
       if (!identical) throw new Error(`${kind}: the two builds' merged files differ`);
     }
     if (PYTHON && kind === "safetensors") {
+      warm(files);
       const maxShard = String(Math.ceil(bytes / SHARDS / 1e8) * 1e8 + 1e8);
       const p = timed(PYTHON, [
         join(root, "bench/peft-merge.py"),
@@ -201,12 +211,14 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
       timed(process.execPath, [join(root, "bench/kernel-floor.mjs"), "--n", String(ranges.length), "--dtype", dtype])
         .stdout,
     );
+    warm(files);
     const rw = timed(process.execPath, ["-e", READ_WRITE, JSON.stringify(ranges)]).ms;
     sync();
     t.kernel.push(k.ms);
     t.rw.push(rw);
     t.floor.push(k.ms + rw);
     for (const b of rep % 2 ? ["base", "new"] : ["new", "base"]) {
+      warm(files);
       const m = merge(builds[b], model, adapter, ["--in-place"]);
       t[b].push(m.ms);
       rss[b].push(m.rssMB);
