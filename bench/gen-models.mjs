@@ -223,3 +223,63 @@ export function generateCheckpoint(dir, layers) {
   );
   return written;
 }
+
+/** The GGUF's tensors in llama.cpp's order: [name, ne, type]. */
+function ggufTensors(layers, GgmlType) {
+  const out = [["token_embd.weight", [H, V], GgmlType.F16]];
+  for (let l = 0; l < layers; l++) {
+    const p = `blk.${l}`;
+    out.push(
+      [`${p}.attn_norm.weight`, [H], GgmlType.F32],
+      [`${p}.ffn_down.weight`, [I, H], GgmlType.F16],
+      [`${p}.ffn_gate.weight`, [H, I], GgmlType.F16],
+      [`${p}.ffn_up.weight`, [H, I], GgmlType.F16],
+      [`${p}.ffn_norm.weight`, [H], GgmlType.F32],
+      [`${p}.attn_k.weight`, [H, H], GgmlType.F16],
+      [`${p}.attn_output.weight`, [H, H], GgmlType.F16],
+      [`${p}.attn_q.weight`, [H, H], GgmlType.F16],
+      [`${p}.attn_v.weight`, [H, H], GgmlType.F16],
+    );
+  }
+  out.push(["output_norm.weight", [H], GgmlType.F32], ["output.weight", [H, V], GgmlType.F16]);
+  return out;
+}
+
+/**
+ * Write an F16 Llama-2-7B-shaped GGUF with llama.cpp's tensor names and metadata (header by verakit's planner,
+ * data as small random f16 values) at `path`; returns its size. Needs the built package (dist/).
+ */
+export async function generateGguf(path, layers) {
+  const { planGguf, GgmlType, GgufValueType: T } = await import(new URL("../dist/gguf/index.js", import.meta.url));
+  const u32 = (value) => ({ type: T.UINT32, value });
+  const plan = planGguf({
+    metadata: [
+      ["general.architecture", { type: T.STRING, value: "llama" }],
+      ["general.name", { type: T.STRING, value: "bench" }],
+      ["llama.block_count", u32(layers)],
+      ["llama.context_length", u32(4096)],
+      ["llama.embedding_length", u32(H)],
+      ["llama.feed_forward_length", u32(I)],
+      ["llama.attention.head_count", u32(32)],
+      ["llama.attention.head_count_kv", u32(32)],
+      ["general.file_type", u32(1)],
+    ],
+    tensors: ggufTensors(layers, GgmlType).map(([name, ne, type]) => ({ name, ne, type })),
+  });
+  const chunk = Buffer.alloc(64 << 20);
+  let s = 12345;
+  for (let i = 0; i < chunk.length; i += 2) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    chunk.writeUInt16LE(0x2000 | (s >>> 23) | ((s & 1) << 15), i); // small f16 values of both signs
+  }
+  const fd = openSync(path, "w");
+  writeSync(fd, plan.header, 0, plan.header.length, 0);
+  for (const t of plan.tensors)
+    for (let done = 0; done < t.byteLength + t.padding; ) {
+      const n = Math.min(chunk.length, t.byteLength + t.padding - done);
+      writeSync(fd, chunk, 0, n, t.position + done);
+      done += n;
+    }
+  closeSync(fd);
+  return plan.size;
+}

@@ -137,3 +137,33 @@ describe("generator", () => {
     );
   });
 });
+
+describe("generateProjections into caller-given arrays", () => {
+  it("fills and returns the given arrays with the same bits as fresh ones, whatever they held", () => {
+    for (const engine of ["js", "wasm"] as const)
+      for (const rounding of ["none", "bf16"] as const) {
+        const p = { seed: 77, rank: 8, maxIn: 300, maxOut: 130, rounding, engine };
+        const fresh = generateProjections(p);
+        const A = new Float32Array(8 * 300).fill(Number.NaN);
+        const B = new Float32Array(130 * 8).fill(123);
+        const got = generateProjections({ ...p, into: { A, B } });
+        expect(got.A).toBe(A);
+        expect(got.B).toBe(B);
+        expect(Buffer.from(A.buffer).equals(Buffer.from(fresh.A.buffer))).toBe(true);
+        expect(Buffer.from(B.buffer).equals(Buffer.from(fresh.B.buffer))).toBe(true);
+        // reused again: still the same bits
+        generateProjections({ ...p, into: { A, B } });
+        expect(Buffer.from(A.buffer).equals(Buffer.from(fresh.A.buffer))).toBe(true);
+      }
+  });
+
+  it("one array given, the other allocated; a wrong size is ARG_INVALID", () => {
+    const A = new Float32Array(4 * 10);
+    const got = generateProjections({ seed: 1, rank: 4, maxIn: 10, maxOut: 6, into: { A } });
+    expect(got.A).toBe(A);
+    expect(got.B.length).toBe(24);
+    expect(() =>
+      generateProjections({ seed: 1, rank: 4, maxIn: 10, maxOut: 6, into: { B: new Float32Array(23) } }),
+    ).toThrowError(expect.objectContaining({ code: "ARG_INVALID" }));
+  });
+});

@@ -26,11 +26,17 @@ export interface ComputeWeightsParams<W extends ContainerWeight> {
   sliceFor?: SliceFor;
   /** Adds busy time, milliseconds, to `compute`. */
   timed?: (phase: "compute", ms: number) => void;
+  /**
+   * Weights read ahead of the one being merged: reads (and, in place, journal appends and their
+   * digests) that take longer for one weight than its merge do not stall the GEMMs.
+   * @default 2
+   */
+  readAhead?: number;
 }
 
 /**
- * Merge every weight in order. The read of weight i+1 overlaps the merge of weight i; a failed
- * read surfaces when its weight comes up.
+ * Merge every weight in order. The reads of the next weights (up to `readAhead`, in order) overlap
+ * the merge of weight i; a failed read surfaces when its weight comes up.
  */
 export async function computeWeights<W extends ContainerWeight>(params: ComputeWeightsParams<W>): Promise<void> {
   const { order, adapter } = params;
@@ -41,13 +47,25 @@ export async function computeWeights<W extends ContainerWeight>(params: ComputeW
     p.catch(() => {});
     return p;
   };
-  let next = order.length > 0 ? prefetch(order[0]!) : undefined;
+  const ahead = Math.max(1, params.readAhead ?? 2);
+  const reads: Array<Promise<Uint8Array>> = [];
+  // started in order, one after the other (each once the one before it has been read; none after a failed one)
+  let last: Promise<unknown> = Promise.resolve();
+  const readNext = (): void => {
+    const k = reads.length;
+    if (k >= order.length) return;
+    const p = last.then(() => prefetch(order[k]!));
+    p.catch(() => {});
+    reads.push(p);
+    last = p;
+  };
+  for (let k = 0; k < Math.min(ahead, order.length); k++) readNext();
   for (let i = 0; i < order.length; i++) {
     const w = order[i]!;
     params.before?.(w);
-    const values = await next!;
+    const values = await reads[i]!;
     params.check?.();
-    if (i + 1 < order.length) next = prefetch(order[i + 1]!);
+    readNext();
     const t = performance.now();
     const { tasks, finish } = buildMergeTasks({ weight: w, values, modules, rank: adapter.rank, sliceFor });
     const results = await params.backend.merge(tasks);

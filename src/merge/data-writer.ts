@@ -155,19 +155,22 @@ export class DataWriter {
   /**
    * Write a merged weight's bytes at `offset` of a file's copy: now, once the copy has passed
    * it (held in memory), or after the copies (scratch file). Resolves once the bytes are safe (not
-   * necessarily written); `values` must not change afterwards.
+   * necessarily written); `values` must not change afterwards, until `written` is called (once its
+   * bytes are in the copy or the scratch file; not called when the write fails).
    */
-  async write(key: string, offset: number, values: Uint8Array): Promise<void> {
+  async write(key: string, offset: number, values: Uint8Array, written?: () => void): Promise<void> {
     const f = this.byKey.get(key);
     if (!f) throw new Error(`internal: data file ${key} is not written`);
     const end = offset + values.byteLength;
     if (this.copiedDone.has(f) || (await this.copyPassed(f, end))) {
       await this.writeNow(f, offset, values, !this.copiedDone.has(f));
+      written?.();
     } else if (this.held + values.byteLength <= this.p.memoryBudget) {
       this.held += values.byteLength;
       const done = this.waitCopyPast(f, end).then(async (beforeCopyEnd) => {
         await this.writeNow(f, offset, values, beforeCopyEnd);
         this.held -= values.byteLength;
+        written?.();
       });
       done.catch(() => {});
       this.pending.push(done);
@@ -176,6 +179,7 @@ export class DataWriter {
       const beforeCopyEnd = await this.waitCopyPast(f, end);
       this.waited += performance.now() - t;
       await this.writeNow(f, offset, values, beforeCopyEnd);
+      written?.();
     } else {
       const t = performance.now();
       this.spill ??= {
@@ -187,6 +191,7 @@ export class DataWriter {
       await writeRange(await this.spill.fh, at, values);
       this.spilled.push({ f, offset, at, length: values.byteLength });
       this.p.timed?.("write", performance.now() - t);
+      written?.();
     }
   }
 

@@ -80,8 +80,16 @@ const KEY = "gguf";
  * permuted q/k order (convert_hf_to_gguf's `permute`: row h*2*half + 2j + s of the GGUF is row
  * h*2*half + s*half + j of the checkpoint). In place.
  */
-function permuteRows(values: Uint8Array, rows: number, rowBytes: number, nHead: number, toGguf: boolean): void {
-  const src = values.slice();
+function permuteRows(
+  values: Uint8Array,
+  rows: number,
+  rowBytes: number,
+  nHead: number,
+  toGguf: boolean,
+  scratch: Uint8Array,
+): void {
+  const src = scratch.subarray(0, values.byteLength);
+  src.set(values);
   const half = rows / nHead / 2;
   for (let h = 0; h < nHead; h++)
     for (let j = 0; j < half; j++)
@@ -207,9 +215,12 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
     label: p.name,
     tensors: ggufTensorRanges(p.file).map((r) => ({ tensor: r.name, start: r.start, end: r.end })),
   }));
+  // the copy a permutation reads from, reused: a fresh one per weight costs a page fault per 4 KiB
+  let scratch = new Uint8Array(0);
   const permute = (w: GgufWeight, values: Uint8Array, toGguf: boolean): void => {
-    if (w.permuteHeads !== undefined)
-      permuteRows(values, w.outFeatures, w.inFeatures * weightDtypeSize(w.dtype), w.permuteHeads, toGguf);
+    if (w.permuteHeads === undefined) return;
+    if (scratch.byteLength < values.byteLength) scratch = new Uint8Array(values.byteLength);
+    permuteRows(values, w.outFeatures, w.inFeatures * weightDtypeSize(w.dtype), w.permuteHeads, toGguf, scratch);
   };
   return {
     kind: "gguf",

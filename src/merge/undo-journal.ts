@@ -20,6 +20,7 @@ import { ErrorCode, VeraError } from "../errors.js";
 import { errnoOf } from "../node/io-error.js";
 import { isInside } from "../node/path-inside.js";
 import { readRange, writeRange } from "../node/ranged-io.js";
+import { sha256OffThread } from "./digest-off-thread.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { refuseBusy } from "./model-lock.js";
 import {
@@ -177,17 +178,18 @@ export class UndoJournal {
    */
   append(file: number, offset: number, bytes: Uint8Array): Promise<number> {
     const head = encodeEntryHead(file, offset, bytes.length);
-    const digest = sha256(head, bytes);
+    const digest = sha256OffThread([head, bytes]); // off the JavaScript thread, overlapped with the compute
+    digest.catch(() => {}); // surfaces through `done`
     const at = this.size;
     this.size += ENTRY_HEAD + DIGEST + bytes.length;
     const end = this.size;
     const done = this.chain.then(async () => {
       const hd = new Uint8Array(ENTRY_HEAD + DIGEST);
       hd.set(head, 0);
-      hd.set(digest, ENTRY_HEAD);
+      hd.set(await digest, ENTRY_HEAD);
       await writeRange(this.fh, at, hd);
       await writeRange(this.fh, at + hd.length, bytes);
-      await this.count(digest);
+      await this.count(await digest);
     });
     this.chain = done.catch(() => {});
     return done.then(() => end);

@@ -140,9 +140,11 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
           covered.delete(w);
           const job = (async (): Promise<void> => {
             const t = performance.now();
-            if (end) await journal.syncThrough(await end); // write-ahead: the original bytes are safe first
+            // write-ahead: the original bytes are written (durable: synced) before the range is overwritten
+            if (end) await (durable ? journal.syncThrough(await end) : end);
             check();
             await writeRange(await handleFor(target.file), target.offset, values);
+            reader.release(values);
             dataBytes += values.byteLength;
             timed("write", performance.now() - t);
           })();

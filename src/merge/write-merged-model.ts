@@ -73,7 +73,7 @@ export async function writeMergedModel<W extends ContainerWeight>(
 
   const tx = new OutputTransaction();
   const pathOf = new Map(plan.files.map((e) => [e.file.key, e.file.path]));
-  const reader = new DataReader();
+  const reader = new DataReader({ poolBytes: params.memoryBudget });
   const writer = new DataWriter({
     files: copyFiles.map((f) => ({ key: f.file.key, source: f.file.path, dest: f.dest, size: f.file.size })),
     tx,
@@ -110,7 +110,8 @@ export async function writeMergedModel<W extends ContainerWeight>(
         recordMaxAbsDelta(report, maxAbsDelta);
         const target = plan.targets.get(w)!;
         container.merged(w, values, target);
-        if (target.kind === "data") await writer.write(target.file, target.offset, values);
+        if (target.kind === "data")
+          await writer.write(target.file, target.offset, values, () => reader.release(values));
         await progress.merged(w.byteLength);
       },
     });

@@ -5,7 +5,7 @@ import { ErrorCode, VeraError } from "../errors.js";
 export const MAX_RANGE_BYTES = 2 ** 32 - 1;
 
 /** A fresh buffer for `length` bytes, or IO_TOO_LARGE (a crafted 4 TiB weight, or a length the machine cannot hold). */
-function allocate(length: number, position: number, label: string | undefined): Uint8Array {
+export function allocateRange(length: number, position: number, label: string | undefined): Uint8Array {
   const fail = (why: string): VeraError =>
     new VeraError(
       ErrorCode.IO_TOO_LARGE,
@@ -36,7 +36,7 @@ export async function readRange(
   into?: Uint8Array,
   label?: string,
 ): Promise<Uint8Array> {
-  const buf = into ?? allocate(length, position, label);
+  const buf = into ?? allocateRange(length, position, label);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, position + done);

@@ -31,6 +31,12 @@ export interface GenerateProjectionsParams {
    * @default "auto"
    */
   engine?: "auto" | "wasm" | "js";
+  /**
+   * Arrays to fill instead of allocating new ones (rank x maxIn for A, maxOut x rank for B): a fresh
+   * array costs a page fault per 4 KiB on its first touch, most of the time of a generation; reusing
+   * arrays takes that cost once. They are returned as `A` and `B`.
+   */
+  into?: { A?: Float32Array; B?: Float32Array };
 }
 
 /** The shared projections, row-major float32. */
@@ -71,10 +77,22 @@ export function kaimingUniformInto(
   gen.fillUniform(out, from, span, arithmetic);
 }
 
+function outputArray(given: Float32Array | undefined, n: number, name: string): Float32Array {
+  if (given === undefined) return new Float32Array(n);
+  if (!(given instanceof Float32Array) || given.length !== n)
+    throw new VeraError(ErrorCode.ARG_INVALID, `${name} must be a Float32Array of ${n} elements`, {
+      path: name,
+      expected: n,
+      received: given instanceof Float32Array ? given.length : typeof given,
+    });
+  return given;
+}
+
 /**
  * Regenerate VeRA's shared projections bit-exactly as PEFT draws them with PyTorch's CPU generator:
  * `manual_seed(seed)`, A = kaiming (rank, maxIn) drawn first, then B = kaiming (maxOut, rank).
  * With `rounding`, the values are rounded to bf16/fp16 and back, as PEFT stores them for a bf16/fp16 base.
+ * With `into`, the given arrays are filled and returned.
  */
 export function generateProjections(params: GenerateProjectionsParams): Projections {
   const { rank, maxIn, maxOut } = params;
@@ -94,8 +112,8 @@ export function generateProjections(params: GenerateProjectionsParams): Projecti
   const seed32 = seedToState(params.seed);
   const gen =
     engine === "js" || (engine === "auto" && !wasmGeneratorAvailable()) ? new MT19937(seed32) : new WasmMT19937(seed32);
-  const A = new Float32Array(rank * maxIn);
-  const B = new Float32Array(maxOut * rank);
+  const A = outputArray(params.into?.A, rank * maxIn, "into.A");
+  const B = outputArray(params.into?.B, maxOut * rank, "into.B");
   kaimingUniformInto(gen, A, maxIn, arithmetic);
   kaimingUniformInto(gen, B, rank, arithmetic);
   const rounding = params.rounding ?? "none";

@@ -32,6 +32,14 @@ export interface CreateNodeBackendParams {
    * @default the number of available cores
    */
   threads?: number;
+  /**
+   * Whether the onnxruntime CPU backend's intra-op threads spin while waiting for work. A merge
+   * pipeline reads, journals and writes beside the compute and launches each graph run from the
+   * JavaScript thread: spinning threads take the cores those need (measured slower on 2 cores,
+   * bench/RESULTS.md).
+   * @default false
+   */
+  spinning?: boolean;
 }
 
 /** Start one backend by name (internal; `auto` = pass over software adapters). */
@@ -44,7 +52,11 @@ export async function startNodeBackend(
     case "reference":
       return createReferenceBackend();
     case "ort-cpu":
-      return createOrtBackend({ executionProvider: "cpu", ...(p.threads ? { threads: p.threads } : {}) });
+      return createOrtBackend({
+        executionProvider: "cpu",
+        spinning: p.spinning ?? false,
+        ...(p.threads ? { threads: p.threads } : {}),
+      });
     case "ort-webgpu":
       return createOrtBackend({ executionProvider: "webgpu" });
     case "ort-cuda":
