@@ -1,6 +1,6 @@
 import { VeraError, type ErrorCodeValue } from "../errors.js";
 import type { VeraAdapter } from "../format/types.js";
-import { expandToLoraStream } from "../peft/expand-to-lora.js";
+import { expandToLoraStream, type ExpandToLoraReport, type LoraExpansionStream } from "../peft/expand-to-lora.js";
 import { refuseCarriedTensors } from "../peft/refuse-carried-tensors.js";
 import { encodeTensor, ggmlTypeOf, type GgufFloatOutType } from "./encode-tensor.js";
 import { GgufErrorCode } from "./error-codes.js";
@@ -83,17 +83,18 @@ function fail(
   return new VeraError(code, message, extra);
 }
 
-/**
- * Plan a GGUF v3 LoRA adapter as llama.cpp's convert_lora_to_gguf.py writes it, from a VeRA adapter:
- * general.architecture (the base's), general.type "adapter", adapter.type "lora", adapter.lora.alpha
- * (f32, = rank so the scale is 1), tensors `<base tensor>.lora_a` (ggml [n_in, r]) and `.lora_b`
- * ([r, n_out]), with llama.cpp's q/k row permutation applied to lora_b of llama's attn_q / attn_k.
- * Everything is checked before any byte is produced: architecture known (or a mapping), every module
- * named and present in a GGUF base with its shape, the rank, q8_0 block sizes.
- */
-export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStream {
+type Module = VeraAdapter["modules"][number];
+
+/** One module to write: its base tensor and the heads of the q/k permutation of its lora_b, when applied. */
+interface GgufLoraJob {
+  module: Module;
+  tensor: string;
+  heads?: number;
+}
+
+/** Refuse an output type GGUF LoRA cannot take and an architecture without tensor names. */
+function checkTarget(params: ExportGgufLoraParams, type: GgufFloatOutType): void {
   const { base } = params;
-  const type = params.type ?? "f32";
   if (!Object.hasOwn(FILE_TYPE, type))
     throw fail(GgufErrorCode.GGUF_VALUE_TYPE, `output type must be f32, f16, bf16 or q8_0, found ${String(type)}`, {
       path: "type",
@@ -106,66 +107,64 @@ export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStre
         `(JSON: {"model.layers.{bid}.<module>": "blk.{bid}.<tensor>"})`,
       { path: "general.architecture", received: base.architecture },
     );
-  const { adapter: a, dropped } = refuseCarriedTensors({
-    adapter: params.adapter,
-    target: "a llama.cpp GGUF LoRA adapter",
-    ...(params.dropCarried !== undefined ? { dropCarried: params.dropCarried } : {}),
-  });
-  const stream = expandToLoraStream({ adapter: a, ...(params.rank !== undefined ? { rank: params.rank } : {}) });
-  const k = params.rank ?? a.rank;
+}
 
-  // names, presence, shapes, permutation: all before writing
-  const unnamed: string[] = [];
-  const absent: string[] = [];
-  const jobs: { module: VeraAdapter["modules"][number]; tensor: string; heads?: number }[] = [];
-  const seen = new Map<string, string>();
-  for (const m of a.modules) {
-    const t = ggufTensorName({
-      architecture: base.architecture,
-      module: m.name,
-      ...(params.mapping ? { mapping: params.mapping } : {}),
+/**
+ * The base tensor of module `m` with its permutation heads; a string (what to report) when llama.cpp has no
+ * name for it or the base lacks it. Throws on a shared tensor, a shape mismatch or an unusable head count.
+ */
+function moduleJob(
+  m: Module,
+  base: GgufLoraBase,
+  mapping: GgufNameMapping | undefined,
+  seen: Map<string, string>,
+): GgufLoraJob | { unnamed: string } | { absent: string } {
+  const t = ggufTensorName({ architecture: base.architecture, module: m.name, ...(mapping ? { mapping } : {}) });
+  if (t === undefined) return { unnamed: m.name };
+  const tensor = `${t}.weight`;
+  if (seen.has(tensor))
+    throw fail(GgufErrorCode.GGUF_MAPPING, `modules ${seen.get(tensor)} and ${m.name} both map to ${tensor}`, {
+      path: m.name,
     });
-    if (t === undefined) {
-      unnamed.push(m.name);
-      continue;
-    }
-    const tensor = `${t}.weight`;
-    if (seen.has(tensor))
-      throw fail(GgufErrorCode.GGUF_MAPPING, `modules ${seen.get(tensor)} and ${m.name} both map to ${tensor}`, {
-        path: m.name,
-      });
-    seen.set(tensor, m.name);
-    if (base.absentTensors?.includes(tensor)) {
-      absent.push(`${m.name} (${tensor}: tied to token_embd)`);
-      continue;
-    }
-    if (base.tensors) {
-      const ne = base.tensors.get(tensor);
-      if (!ne) {
-        absent.push(`${m.name} (${tensor})`);
-        continue;
-      }
-      if (ne.length !== 2 || ne[0] !== m.inFeatures || ne[1] !== m.outFeatures)
-        throw fail(
-          GgufErrorCode.GGUF_BASE_MISMATCH,
-          `${base.label}: ${tensor} has ggml shape [${ne.join(", ")}], the adapter's ${m.name} needs [${m.inFeatures}, ${m.outFeatures}]`,
-          { path: tensor, expected: [m.inFeatures, m.outFeatures], received: ne },
-        );
-    }
-    const heads = qkPermutationHeads({
-      architecture: base.architecture,
-      tensor: t,
-      nHead: base.nHead ?? 0,
-      nHeadKv: base.nHeadKv ?? base.nHead ?? 0,
-    });
-    if (heads !== undefined && (heads < 1 || m.outFeatures % (2 * heads) !== 0))
+  seen.set(tensor, m.name);
+  if (base.absentTensors?.includes(tensor)) return { absent: `${m.name} (${tensor}: tied to token_embd)` };
+  if (base.tensors) {
+    const ne = base.tensors.get(tensor);
+    if (!ne) return { absent: `${m.name} (${tensor})` };
+    if (ne.length !== 2 || ne[0] !== m.inFeatures || ne[1] !== m.outFeatures)
       throw fail(
         GgufErrorCode.GGUF_BASE_MISMATCH,
-        `${base.label}: ${tensor} needs llama.cpp's q/k permutation, but the head count (${heads || "missing"}) does not ` +
-          `split its ${m.outFeatures} rows into head pairs`,
-        { path: tensor, received: heads },
+        `${base.label}: ${tensor} has ggml shape [${ne.join(", ")}], the adapter's ${m.name} needs [${m.inFeatures}, ${m.outFeatures}]`,
+        { path: tensor, expected: [m.inFeatures, m.outFeatures], received: ne },
       );
-    jobs.push({ module: m, tensor, ...(heads !== undefined ? { heads } : {}) });
+  }
+  const heads = qkPermutationHeads({
+    architecture: base.architecture,
+    tensor: t,
+    nHead: base.nHead ?? 0,
+    nHeadKv: base.nHeadKv ?? base.nHead ?? 0,
+  });
+  if (heads !== undefined && (heads < 1 || m.outFeatures % (2 * heads) !== 0))
+    throw fail(
+      GgufErrorCode.GGUF_BASE_MISMATCH,
+      `${base.label}: ${tensor} needs llama.cpp's q/k permutation, but the head count (${heads || "missing"}) does not ` +
+        `split its ${m.outFeatures} rows into head pairs`,
+      { path: tensor, received: heads },
+    );
+  return { module: m, tensor, ...(heads !== undefined ? { heads } : {}) };
+}
+
+/** Names, presence, shapes and permutation of every module, all before writing. */
+function moduleJobs(a: VeraAdapter, base: GgufLoraBase, mapping: GgufNameMapping | undefined): GgufLoraJob[] {
+  const unnamed: string[] = [];
+  const absent: string[] = [];
+  const jobs: GgufLoraJob[] = [];
+  const seen = new Map<string, string>();
+  for (const m of a.modules) {
+    const j = moduleJob(m, base, mapping, seen);
+    if ("unnamed" in j) unnamed.push(j.unnamed);
+    else if ("absent" in j) absent.push(j.absent);
+    else jobs.push(j);
   }
   if (unnamed.length || absent.length)
     throw fail(
@@ -179,6 +178,11 @@ export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStre
           .join("; "),
       { path: (unnamed[0] ?? absent[0])!, received: [...unnamed, ...absent] },
     );
+  return jobs;
+}
+
+/** Refuse q8_0 rows that are not whole 32-element blocks. */
+function checkQuantBlocks(jobs: GgufLoraJob[], type: GgufFloatOutType, k: number): void {
   if (type === "q8_0")
     for (const j of jobs)
       for (const [what, len] of [
@@ -193,28 +197,38 @@ export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStre
             }); use f16, bf16 or f32`,
             { path: `${j.tensor}.${what}`, expected: "multiple of 32", received: len },
           );
+}
 
-  const metadata: [string, GgufValue][] = [
-    ["general.architecture", { type: GgufValueType.STRING, value: base.architecture }],
+/** The GGUF metadata of the adapter file. */
+function loraMetadata(
+  architecture: string,
+  name: string | undefined,
+  k: number,
+  type: GgufFloatOutType,
+): [string, GgufValue][] {
+  return [
+    ["general.architecture", { type: GgufValueType.STRING, value: architecture }],
     ["general.type", { type: GgufValueType.STRING, value: "adapter" }],
     ["adapter.type", { type: GgufValueType.STRING, value: "lora" }],
-    ...(params.name !== undefined
-      ? ([["general.name", { type: GgufValueType.STRING, value: params.name }]] as [string, GgufValue][])
+    ...(name !== undefined
+      ? ([["general.name", { type: GgufValueType.STRING, value: name }]] as [string, GgufValue][])
       : []),
     ["adapter.lora.alpha", { type: GgufValueType.FLOAT32, value: k }],
     ["general.quantization_version", { type: GgufValueType.UINT32, value: 2 }],
     ["general.file_type", { type: GgufValueType.UINT32, value: FILE_TYPE[type] }],
   ];
-  const ggmlType = ggmlTypeOf(type);
-  const plan = planGguf({
-    metadata,
-    tensors: jobs.flatMap((j) => [
-      { name: `${j.tensor}.lora_a`, type: ggmlType, ne: [j.module.inFeatures, k] },
-      { name: `${j.tensor}.lora_b`, type: ggmlType, ne: [k, j.module.outFeatures] },
-    ]),
-  });
+}
+
+/** The `tensorBytes` of the stream: tensor `i` of the plan from the LoRA expansion, permuted and encoded. */
+function tensorBytesOf(
+  stream: LoraExpansionStream,
+  plan: GgufPlan,
+  jobs: GgufLoraJob[],
+  k: number,
+  type: GgufFloatOutType,
+): (i: number) => Uint8Array {
   const index = new Map(stream.tensors.map((t, i) => [t.name, i]));
-  const tensorBytes = (i: number): Uint8Array => {
+  return (i: number): Uint8Array => {
     const job = jobs[i >> 1];
     if (!job || i < 0 || i >= plan.tensors.length) throw new RangeError(`tensorBytes: no tensor ${i}`);
     const isA = (i & 1) === 0;
@@ -227,26 +241,67 @@ export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStre
       values = permuteQkRows({ data: values, rows: job.module.outFeatures, rowLength: k, nHead: job.heads });
     return encodeTensor(values, isA ? job.module.inFeatures : k, type, plan.tensors[i]!.name);
   };
-  const report = (): GgufLoraReport => {
-    const r = stream.report();
-    const byName = new Map(r.modules.map((m) => [m.name, m]));
-    return {
-      architecture: base.architecture,
+}
+
+/** The report of the GGUF LoRA from the expansion's report. */
+function ggufLoraReport(
+  r: ExpandToLoraReport,
+  architecture: string,
+  jobs: GgufLoraJob[],
+  k: number,
+  type: GgufFloatOutType,
+  dropped: string[],
+): GgufLoraReport {
+  const byName = new Map(r.modules.map((m) => [m.name, m]));
+  return {
+    architecture,
+    rank: k,
+    alpha: k,
+    type,
+    exact: r.exact,
+    totalRelativeError: r.totalRelativeError,
+    modules: jobs.map((j) => ({
+      module: j.module.name,
+      tensor: j.tensor,
+      ...(j.heads !== undefined ? { permutedHeads: j.heads } : {}),
       rank: k,
-      alpha: k,
-      type,
-      exact: r.exact,
-      totalRelativeError: r.totalRelativeError,
-      modules: jobs.map((j) => ({
-        module: j.module.name,
-        tensor: j.tensor,
-        ...(j.heads !== undefined ? { permutedHeads: j.heads } : {}),
-        rank: k,
-        relativeError: byName.get(j.module.name)?.relativeError ?? NaN,
-      })),
-      dropped,
-    };
+      relativeError: byName.get(j.module.name)?.relativeError ?? NaN,
+    })),
+    dropped,
   };
+}
+
+/**
+ * Plan a GGUF v3 LoRA adapter as llama.cpp's convert_lora_to_gguf.py writes it, from a VeRA adapter:
+ * general.architecture (the base's), general.type "adapter", adapter.type "lora", adapter.lora.alpha
+ * (f32, = rank so the scale is 1), tensors `<base tensor>.lora_a` (ggml [n_in, r]) and `.lora_b`
+ * ([r, n_out]), with llama.cpp's q/k row permutation applied to lora_b of llama's attn_q / attn_k.
+ * Everything is checked before any byte is produced: architecture known (or a mapping), every module
+ * named and present in a GGUF base with its shape, the rank, q8_0 block sizes.
+ */
+export function exportGgufLoraStream(params: ExportGgufLoraParams): GgufLoraStream {
+  const { base } = params;
+  const type = params.type ?? "f32";
+  checkTarget(params, type);
+  const { adapter: a, dropped } = refuseCarriedTensors({
+    adapter: params.adapter,
+    target: "a llama.cpp GGUF LoRA adapter",
+    ...(params.dropCarried !== undefined ? { dropCarried: params.dropCarried } : {}),
+  });
+  const stream = expandToLoraStream({ adapter: a, ...(params.rank !== undefined ? { rank: params.rank } : {}) });
+  const k = params.rank ?? a.rank;
+  const jobs = moduleJobs(a, base, params.mapping);
+  checkQuantBlocks(jobs, type, k);
+  const ggmlType = ggmlTypeOf(type);
+  const plan = planGguf({
+    metadata: loraMetadata(base.architecture, params.name, k, type),
+    tensors: jobs.flatMap((j) => [
+      { name: `${j.tensor}.lora_a`, type: ggmlType, ne: [j.module.inFeatures, k] },
+      { name: `${j.tensor}.lora_b`, type: ggmlType, ne: [k, j.module.outFeatures] },
+    ]),
+  });
+  const tensorBytes = tensorBytesOf(stream, plan, jobs, k, type);
+  const report = (): GgufLoraReport => ggufLoraReport(stream.report(), base.architecture, jobs, k, type, dropped);
   return { plan, tensorBytes, report };
 }
 

@@ -13,6 +13,7 @@ import {
   parsePeftVersion,
   peftOrigin,
   layoutTorchSafetensors,
+  type PeftVersion,
   type TensorSpec,
 } from "./internal.js";
 import { bestRankK } from "./low-rank.js";
@@ -187,11 +188,20 @@ export interface LoraExpansionStream {
   report(): ExpandToLoraReport;
 }
 
-/**
- * The streaming form of {@link expandToLora}: the config, the header and a `fill` per tensor. Validation
- * (ranks, compatibility target) happens here, before any byte is produced.
- */
-export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStream {
+type Module = VeraAdapter["modules"][number];
+
+/** What a tensor of the file is made from: a module's lora_A or lora_B, or a carried tensor's bytes. */
+type LoraJob = { kind: "A" | "B"; module: Module } | { kind: "extra"; data: Uint8Array };
+
+/** The checked ranks: the LoRA rank, the rank the tensors are written at, and each module's rank. */
+interface LoraRanks {
+  rank: number;
+  padRank: number;
+  ranks: Map<string, number>;
+}
+
+/** Check `rank`, `rankPattern` and `padRank` against the adapter and each other. */
+function checkedRanks(params: ExpandToLoraParams): LoraRanks {
   const a = params.adapter;
   const rank = params.rank ?? a.rank;
   const checkRank = (k: number, where: string) => {
@@ -233,19 +243,31 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
     throw new VeraError(PeftErrorCode.PEFT_LORA_RANK, "padRank and rankPattern exclude each other", {
       path: "padRank",
     });
-  const compat = parsePeftVersion(params.peftCompat ?? DEFAULT_PEFT_VERSION);
-  const ranks = new Map(a.modules.map((m) => [m.name, pattern[m.name] ?? rank]));
+  return { rank, padRank, ranks: new Map(a.modules.map((m) => [m.name, pattern[m.name] ?? rank])) };
+}
+
+/** The config's rank_pattern (the modules whose rank differs from r), refused before PEFT 0.7. */
+function rankPatternOf(a: VeraAdapter, r: LoraRanks, compat: PeftVersion): PyObject {
   const rankPattern: PyObject = new Map();
-  for (const m of a.modules) if (ranks.get(m.name)! !== rank) rankPattern.set(m.name, pyInt(ranks.get(m.name)!));
+  for (const m of a.modules) if (r.ranks.get(m.name)! !== r.rank) rankPattern.set(m.name, pyInt(r.ranks.get(m.name)!));
   if (compareVersions(compat, { major: 0, minor: 7 }) < 0 && rankPattern.size > 0)
     throw new VeraError(
       PeftErrorCode.PEFT_COMPAT,
       `per-module ranks need rank_pattern, which PEFT ${compat.text} does not have (>= 0.7)`,
       { path: "peftCompat", received: compat.text },
     );
+  return rankPattern;
+}
 
-  // config
-  const warnings: string[] = [];
+/** The LoRA config fitted to the compatibility target, and the fields dropped for it. */
+function expansionConfig(
+  a: VeraAdapter,
+  padRank: number,
+  rankPattern: PyObject,
+  compat: PeftVersion,
+  peftCompat: string | undefined,
+  warnings: string[],
+): { cfg: PyObject; dropped: string[] } {
   const cfg = loraConfig(a, padRank, warnings);
   if (rankPattern.size > 0) {
     cfg.set("rank_pattern", rankPattern);
@@ -255,21 +277,26 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
   if (compareVersions(compat, { major: 0, minor: 18 }) < 0) {
     cfg.delete("peft_version");
     dropped.push("peft_version");
-  } else if (params.peftCompat !== undefined) cfg.set("peft_version", compat.text);
+  } else if (peftCompat !== undefined) cfg.set("peft_version", compat.text);
   if (compareVersions(compat, { major: 0, minor: 14 }) < 0)
     for (const key of [...cfg.keys()])
       if (!LORA_CONFIG_FIELDS_0_11.has(key)) {
         cfg.delete(key);
         dropped.push(key);
       }
+  return { cfg, dropped };
+}
 
-  // layout
-  type Job = { kind: "A" | "B"; module: VeraAdapter["modules"][number] } | { kind: "extra"; data: Uint8Array };
-  const jobs = new Map<string, Job>();
+/** The safetensors layout: the header, the tensors in file order, what each is made from, the carried ones. */
+function expansionLayout(
+  a: VeraAdapter,
+  r: LoraRanks,
+): { header: Uint8Array; size: number; tensors: LoraStreamTensor[]; jobs: Map<string, LoraJob>; carried: string[] } {
+  const jobs = new Map<string, LoraJob>();
   const specs: TensorSpec[] = [];
   const carried: string[] = [];
   for (const m of a.modules) {
-    const k = padRank !== rank ? padRank : ranks.get(m.name)!;
+    const k = r.padRank !== r.rank ? r.padRank : r.ranks.get(m.name)!;
     const nA = `${MODEL_PREFIX}${m.name}.lora_A.weight`;
     const nB = `${MODEL_PREFIX}${m.name}.lora_B.weight`;
     specs.push(
@@ -296,38 +323,137 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
     name,
     byteLength: (i + 1 < order.length ? order[i + 1]![1] : layout.size) - order[i]![1],
   }));
+  return { header: layout.header, size: layout.size, tensors, jobs, carried };
+}
 
-  // numbers
-  let proj: { A: Float32Array; B: Float32Array } | undefined;
-  const projections = () => (proj ??= projectionsFor(a));
-  const approx = new Map<string, { A: Float64Array; B: Float64Array; kk: number; pending: number }>();
-  const moduleReports = new Map<string, LoraModuleReport>();
-  let total = 0;
-  let discarded = 0;
-  const lowRank = (m: VeraAdapter["modules"][number], k: number) => {
-    let e = approx.get(m.name);
-    if (!e) {
-      const { A, B } = projections();
-      const r = a.rank;
-      const left = new Float64Array(m.outFeatures * r);
-      for (let i = 0; i < m.outFeatures; i++)
-        for (let j = 0; j < r; j++) left[i * r + j] = m.lambdaB[i]! * B[i * r + j]!;
-      const right = new Float64Array(r * m.inFeatures);
-      for (let i = 0; i < r; i++)
-        for (let j = 0; j < m.inFeatures; j++) right[i * m.inFeatures + j] = m.lambdaD[i]! * A[i * a.maxIn + j]!;
-      const res = bestRankK({ left, right, m: m.outFeatures, r, n: m.inFeatures, k });
-      e = { A: res.A, B: res.B, kk: res.A.length / m.inFeatures, pending: 2 };
-      approx.set(m.name, e);
-      total += res.totalEnergy;
-      discarded += res.discardedEnergy;
-      moduleReports.set(m.name, {
-        name: m.name,
-        rank: k,
-        relativeError: res.totalEnergy > 0 ? Math.sqrt(res.discardedEnergy / res.totalEnergy) : 0,
-      });
+/** The numbers of an expansion, computed lazily: the projections, pending low-rank factors, errors so far. */
+interface ExpansionNumbers {
+  adapter: VeraAdapter;
+  proj?: { A: Float32Array; B: Float32Array };
+  /** Low-rank factors of a module until both its tensors were filled. */
+  approx: Map<string, { A: Float64Array; B: Float64Array; kk: number; pending: number }>;
+  moduleReports: Map<string, LoraModuleReport>;
+  /** Total and discarded energy of the low-rank modules. */
+  total: number;
+  discarded: number;
+}
+
+/** The adapter's projections, generated on first use. */
+function projectionsOf(n: ExpansionNumbers): { A: Float32Array; B: Float32Array } {
+  return (n.proj ??= projectionsFor(n.adapter));
+}
+
+/** The best rank-k factors of module `m`'s delta, computed once for its two tensors. */
+function lowRankFactors(n: ExpansionNumbers, m: Module, k: number) {
+  const a = n.adapter;
+  let e = n.approx.get(m.name);
+  if (!e) {
+    const { A, B } = projectionsOf(n);
+    const r = a.rank;
+    const left = new Float64Array(m.outFeatures * r);
+    for (let i = 0; i < m.outFeatures; i++) for (let j = 0; j < r; j++) left[i * r + j] = m.lambdaB[i]! * B[i * r + j]!;
+    const right = new Float64Array(r * m.inFeatures);
+    for (let i = 0; i < r; i++)
+      for (let j = 0; j < m.inFeatures; j++) right[i * m.inFeatures + j] = m.lambdaD[i]! * A[i * a.maxIn + j]!;
+    const res = bestRankK({ left, right, m: m.outFeatures, r, n: m.inFeatures, k });
+    e = { A: res.A, B: res.B, kk: res.A.length / m.inFeatures, pending: 2 };
+    n.approx.set(m.name, e);
+    n.total += res.totalEnergy;
+    n.discarded += res.discardedEnergy;
+    n.moduleReports.set(m.name, {
+      name: m.name,
+      rank: k,
+      relativeError: res.totalEnergy > 0 ? Math.sqrt(res.discardedEnergy / res.totalEnergy) : 0,
+    });
+  }
+  return e;
+}
+
+/**
+ * Write lora_A or lora_B of a module at rank `k` into `out`, whose rows of lora_B are `width` long (the
+ * rank, or padRank with `out` zeroed beyond the rank).
+ */
+function fillModuleTensor(
+  n: ExpansionNumbers,
+  job: { kind: "A" | "B"; module: Module },
+  k: number,
+  width: number,
+  out: Float32Array,
+): void {
+  const a = n.adapter;
+  const m = job.module;
+  const r = a.rank;
+  if (k === r) {
+    // exact: row scaling only (float32 products of float32 values, rounded once, as torch does)
+    const { A, B } = projectionsOf(n);
+    if (job.kind === "A") {
+      const inF = m.inFeatures;
+      for (let i = 0; i < r; i++) {
+        const d = m.lambdaD[i]!;
+        const src = i * a.maxIn;
+        const dst = i * inF;
+        for (let j = 0; j < inF; j++) out[dst + j] = d * A[src + j]!;
+      }
+    } else {
+      for (let i = 0; i < m.outFeatures; i++) {
+        const b = m.lambdaB[i]!;
+        const o = i * r;
+        const w = i * width;
+        for (let j = 0; j < r; j++) out[w + j] = b * B[o + j]!;
+      }
     }
-    return e;
+    if (!n.moduleReports.has(m.name)) n.moduleReports.set(m.name, { name: m.name, rank: k, relativeError: 0 });
+  } else {
+    const e = lowRankFactors(n, m, k);
+    out.fill(0);
+    if (job.kind === "A") out.set(e.A);
+    else for (let i = 0; i < m.outFeatures; i++) for (let c = 0; c < e.kk; c++) out[i * width + c] = e.B[i * e.kk + c]!;
+    if (--e.pending === 0) n.approx.delete(m.name);
+  }
+}
+
+/** The report from the numbers computed so far. */
+function expansionReport(
+  n: ExpansionNumbers,
+  r: LoraRanks,
+  carried: string[],
+  dropped: string[],
+  warnings: string[],
+): ExpandToLoraReport {
+  const a = n.adapter;
+  const modules = a.modules.map(
+    (m) => n.moduleReports.get(m.name) ?? { name: m.name, rank: r.ranks.get(m.name)!, relativeError: NaN },
+  );
+  let tot = n.total;
+  if (modules.some((x) => x.rank !== a.rank)) {
+    // relative to all modules' energy: add ||delta||_F^2 of the exact ones (trace of (L^T L)(R R^T), O((out + in) r^2))
+    const { A, B } = projectionsOf(n);
+    for (const m of a.modules) if (r.ranks.get(m.name)! === a.rank) tot += deltaEnergy(a, m, A, B);
+  }
+  return {
+    rank: r.padRank,
+    exact: modules.every((x) => x.rank === a.rank),
+    modules,
+    totalRelativeError: tot > 0 ? Math.sqrt(n.discarded / tot) : 0,
+    carriedTensors: carried,
+    droppedFields: dropped.sort(),
+    warnings,
   };
+}
+
+/**
+ * The streaming form of {@link expandToLora}: the config, the header and a `fill` per tensor. Validation
+ * (ranks, compatibility target) happens here, before any byte is produced.
+ */
+export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStream {
+  const a = params.adapter;
+  const r = checkedRanks(params);
+  const compat = parsePeftVersion(params.peftCompat ?? DEFAULT_PEFT_VERSION);
+  const rankPattern = rankPatternOf(a, r, compat);
+  const warnings: string[] = [];
+  const { cfg, dropped } = expansionConfig(a, r.padRank, rankPattern, compat, params.peftCompat, warnings);
+  const { header, size, tensors, jobs, carried } = expansionLayout(a, r);
+  const n: ExpansionNumbers = { adapter: a, approx: new Map(), moduleReports: new Map(), total: 0, discarded: 0 };
   const fill = (index: number, target: Uint8Array): void => {
     const t = tensors[index];
     if (!t || target.byteLength !== t.byteLength)
@@ -337,67 +463,19 @@ export function expandToLoraStream(params: ExpandToLoraParams): LoraExpansionStr
       target.set(job.data);
       return;
     }
-    const m = job.module;
-    const k = ranks.get(m.name)!;
-    const r = a.rank;
+    const k = r.ranks.get(job.module.name)!;
     // columns of lora_B (rows of lora_A) in the file: the rank, or padRank with zeros beyond the rank
-    const width = padRank !== rank ? padRank : k;
+    const width = r.padRank !== r.rank ? r.padRank : k;
     const aligned = target.byteOffset % 4 === 0;
     const out = aligned
       ? new Float32Array(target.buffer, target.byteOffset, t.byteLength / 4)
       : new Float32Array(t.byteLength / 4);
     if (width !== k) out.fill(0);
-    if (k === r) {
-      // exact: row scaling only (float32 products of float32 values, rounded once, as torch does)
-      const { A, B } = projections();
-      if (job.kind === "A") {
-        const inF = m.inFeatures;
-        for (let i = 0; i < r; i++) {
-          const d = m.lambdaD[i]!;
-          const src = i * a.maxIn;
-          const dst = i * inF;
-          for (let j = 0; j < inF; j++) out[dst + j] = d * A[src + j]!;
-        }
-      } else {
-        for (let i = 0; i < m.outFeatures; i++) {
-          const b = m.lambdaB[i]!;
-          const o = i * r;
-          const w = i * width;
-          for (let j = 0; j < r; j++) out[w + j] = b * B[o + j]!;
-        }
-      }
-      if (!moduleReports.has(m.name)) moduleReports.set(m.name, { name: m.name, rank: k, relativeError: 0 });
-    } else {
-      const e = lowRank(m, k);
-      out.fill(0);
-      if (job.kind === "A") out.set(e.A);
-      else
-        for (let i = 0; i < m.outFeatures; i++) for (let c = 0; c < e.kk; c++) out[i * width + c] = e.B[i * e.kk + c]!;
-      if (--e.pending === 0) approx.delete(m.name);
-    }
+    fillModuleTensor(n, job, k, width, out);
     if (!aligned) target.set(bytesOf(out));
   };
-  const report = (): ExpandToLoraReport => {
-    const modules = a.modules.map(
-      (m) => moduleReports.get(m.name) ?? { name: m.name, rank: ranks.get(m.name)!, relativeError: NaN },
-    );
-    let tot = total;
-    if (modules.some((x) => x.rank !== a.rank)) {
-      // relative to all modules' energy: add ||delta||_F^2 of the exact ones (trace of (L^T L)(R R^T), O((out + in) r^2))
-      const { A, B } = projections();
-      for (const m of a.modules) if (ranks.get(m.name)! === a.rank) tot += deltaEnergy(a, m, A, B);
-    }
-    return {
-      rank: padRank,
-      exact: modules.every((x) => x.rank === a.rank),
-      modules,
-      totalRelativeError: tot > 0 ? Math.sqrt(discarded / tot) : 0,
-      carriedTensors: carried,
-      droppedFields: dropped.sort(),
-      warnings,
-    };
-  };
-  return { configJson: dumpsPy(cfg), header: layout.header, size: layout.size, tensors, fill, report };
+  const report = (): ExpandToLoraReport => expansionReport(n, r, carried, dropped, warnings);
+  return { configJson: dumpsPy(cfg), header, size, tensors, fill, report };
 }
 
 /**

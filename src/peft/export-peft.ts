@@ -17,6 +17,7 @@ import {
   VERA_CONFIG_FIELDS,
   VERA_CONFIG_FIELDS_0_11,
   writeTorchSafetensors,
+  type PeftOrigin,
   type PeftVersion,
 } from "./internal.js";
 import { dumpsPy, pyFloat, pyInt, type PyJson, type PyObject } from "./py-json.js";
@@ -121,33 +122,8 @@ export function targetModulesFor(adapter: VeraAdapter, original: PyJson | undefi
   return [...names].sort();
 }
 
-/**
- * Turn a verakit adapter into the two files of a PEFT VeRA adapter folder that PEFT loads unchanged: the
- * config as PEFT writes it (the imported one, reproduced exactly, with r, projection_prng_key,
- * save_projection, base model and target_modules updated from the adapter), the vectors under PEFT's keys
- * in their dtype, the carried extra tensors, and, with `saveProjection`, the projections PEFT regenerates.
- * Throws `PEFT_PROJECTION_NOT_REGENERABLE` when the adapter keeps projections no seed reproduces and the
- * target would regenerate them (no saved projections, or PEFT <= 0.20).
- */
-export function exportPeft(params: ExportPeftParams): ExportPeftResult {
-  const a = params.adapter;
-  const origin = peftOrigin(a);
-  const warnings: string[] = [];
-  let cfg: PyObject;
-  let configKind: "original" | "new";
-  if (origin) {
-    cfg = parseConfigText(origin.adapter_config, "adapter.extra.peft.adapter_config");
-    configKind = "original";
-  } else {
-    cfg = freshVeraConfig(a);
-    configKind = "new";
-  }
-  const saveProjection =
-    params.saveProjection ??
-    (typeof cfg.get("save_projection") === "boolean" ? (cfg.get("save_projection") as boolean) : true);
-  const origVersion = typeof cfg.get("peft_version") === "string" ? (cfg.get("peft_version") as string) : undefined;
-  const compatText = params.peftCompat ?? (origin ? (origVersion ?? "0.17.0") : DEFAULT_PEFT_VERSION);
-  const compat: PeftVersion = parsePeftVersion(compatText);
+/** @internal Refuse a compatibility target that cannot load a VeRA adapter of these module shapes. */
+function checkPeftCompat(a: VeraAdapter, compat: PeftVersion): void {
   if (compareVersions(compat, { major: 0, minor: 11 }) < 0)
     throw new VeraError(PeftErrorCode.PEFT_COMPAT, `VeRA exists in PEFT since 0.11.0; ${compat.text} cannot load it`, {
       path: "peftCompat",
@@ -165,11 +141,22 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
         received: compat.text,
       },
     );
+}
 
-  // projections: refuse what PEFT would silently replace
+/**
+ * @internal Projections: refuse what PEFT would silently replace, warn about what it regenerates only
+ * approximately. `explicitCompat`: the caller named the compatibility target.
+ */
+function checkProjections(
+  a: VeraAdapter,
+  compat: PeftVersion,
+  saveProjection: boolean,
+  explicitCompat: boolean,
+  warnings: string[],
+): void {
   const oldLoader = compareVersions(compat, { major: 0, minor: 21 }) < 0;
   const regeneratesOnLoad = !saveProjection || oldLoader;
-  if (a.storedProjections && saveProjection && oldLoader && params.peftCompat === undefined) {
+  if (a.storedProjections && saveProjection && oldLoader && !explicitCompat) {
     // reproducing an imported file as it was: say what its PEFT version does with it
     warnings.push(
       `the adapter keeps projections that no seed regenerates; PEFT ${compat.text} (<= 0.20) ignores saved projections and regenerates them: load it with PEFT >= 0.21`,
@@ -196,8 +183,16 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
         `the projections are rounded to ${a.projectionRounding}; PEFT regenerates those values only when the base model is loaded in ${a.projectionRounding}`,
       );
   }
+}
 
-  // config fields owned by the adapter
+/** @internal Set the config fields owned by the adapter (in place). */
+function setAdapterFields(
+  cfg: PyObject,
+  a: VeraAdapter,
+  saveProjection: boolean,
+  configKind: "original" | "new",
+  warnings: string[],
+): void {
   cfg.set("peft_type", "VERA");
   cfg.set("r", pyInt(a.rank));
   cfg.set("projection_prng_key", pyInt(a.prng.seed));
@@ -214,14 +209,24 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
     warnings.push(
       "the adapter carries extra tensors but the config names no modules_to_save and no bias: PEFT loads them only if their keys match its model",
     );
+}
 
-  // compatibility target
+/**
+ * @internal Fit the config to the compatibility target (in place): drop the fields it would reject, add
+ * peft_version where it knows it. Returns the dropped fields.
+ */
+function fitConfigToCompat(
+  cfg: PyObject,
+  compat: PeftVersion,
+  peftCompat: string | undefined,
+  warnings: string[],
+): string[] {
   const dropped: string[] = [];
   if (compareVersions(compat, { major: 0, minor: 18 }) < 0 && cfg.has("peft_version")) {
     cfg.delete("peft_version");
     dropped.push("peft_version");
   } else if (compareVersions(compat, { major: 0, minor: 18 }) >= 0 && !cfg.has("peft_version")) {
-    cfg.set("peft_version", params.peftCompat !== undefined ? compat.text : DEFAULT_PEFT_VERSION);
+    cfg.set("peft_version", peftCompat !== undefined ? compat.text : DEFAULT_PEFT_VERSION);
   }
   if (compareVersions(compat, { major: 0, minor: 14 }) < 0) {
     for (const k of [...cfg.keys()])
@@ -234,8 +239,11 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
     if (unknown.length > 0)
       warnings.push(`config field(s) ${unknown.join(", ")} kept; PEFT >= 0.14 ignores them with a warning`);
   }
+  return dropped;
+}
 
-  // tensors
+/** @internal The tensors of adapter_model.safetensors: the vectors, the projections if saved, the carried extras. */
+function peftTensors(a: VeraAdapter, origin: PeftOrigin | undefined, saveProjection: boolean): TensorToWrite[] {
   const tensors: TensorToWrite[] = [];
   const dtypeOf = (key: string): VectorDtype => origin?.vector_dtypes?.[key] ?? a.vectorDtype;
   for (const m of a.modules) {
@@ -264,6 +272,34 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
       );
     tensors.push({ name: t.name, dtype: t.dtype, shape: t.shape, data: t.data });
   }
+  return tensors;
+}
+
+/**
+ * Turn a verakit adapter into the two files of a PEFT VeRA adapter folder that PEFT loads unchanged: the
+ * config as PEFT writes it (the imported one, reproduced exactly, with r, projection_prng_key,
+ * save_projection, base model and target_modules updated from the adapter), the vectors under PEFT's keys
+ * in their dtype, the carried extra tensors, and, with `saveProjection`, the projections PEFT regenerates.
+ * Throws `PEFT_PROJECTION_NOT_REGENERABLE` when the adapter keeps projections no seed reproduces and the
+ * target would regenerate them (no saved projections, or PEFT <= 0.20).
+ */
+export function exportPeft(params: ExportPeftParams): ExportPeftResult {
+  const a = params.adapter;
+  const origin = peftOrigin(a);
+  const warnings: string[] = [];
+  const cfg = origin ? parseConfigText(origin.adapter_config, "adapter.extra.peft.adapter_config") : freshVeraConfig(a);
+  const configKind: "original" | "new" = origin ? "original" : "new";
+  const saveProjection =
+    params.saveProjection ??
+    (typeof cfg.get("save_projection") === "boolean" ? (cfg.get("save_projection") as boolean) : true);
+  const origVersion = typeof cfg.get("peft_version") === "string" ? (cfg.get("peft_version") as string) : undefined;
+  const compatText = params.peftCompat ?? (origin ? (origVersion ?? "0.17.0") : DEFAULT_PEFT_VERSION);
+  const compat: PeftVersion = parsePeftVersion(compatText);
+  checkPeftCompat(a, compat);
+  checkProjections(a, compat, saveProjection, params.peftCompat !== undefined, warnings);
+  setAdapterFields(cfg, a, saveProjection, configKind, warnings);
+  const dropped = fitConfigToCompat(cfg, compat, params.peftCompat, warnings);
+  const tensors = peftTensors(a, origin, saveProjection);
   const metadata = origin?.weights_metadata ?? { format: "pt" };
   const safetensors = writeTorchSafetensors(tensors, metadata);
   return {
