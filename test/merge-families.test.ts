@@ -15,7 +15,8 @@ import { baseShapesFromWeights } from "../src/peft/base-shapes-from-weights.js";
 import { veraError } from "./error-helpers.js";
 import { runCli } from "./cli-helpers.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
-import { fixtureManifest, FIXTURES, loadReference, maxAbsDiff, runModel } from "./onnx-helpers.js";
+import { fixtureManifest, FIXTURES, loadOrt, loadReference, maxAbsDiff, runModel } from "./onnx-helpers.js";
+import { readOnnxModel } from "../src/onnx/read-onnx-model.js";
 import { bytesSource, decodeTensor, readGguf } from "../src/gguf/index.js";
 import { mergeGguf } from "../src/merge/index.js";
 
@@ -431,5 +432,51 @@ describe("one mapping format for every container", () => {
     const by = Object.fromEntries(report.modules.map((m) => [m.module, [m.initializer, m.matchedBy]]));
     expect(by["model.layers.1.self_attn.q_proj"]).toEqual(["blk.1.attn_q.weight", "mapping"]);
     expect(by["model.layers.1.self_attn.v_proj"]).toEqual(["blk.1.attn_v.weight", "exact"]);
+  });
+});
+
+describe("a head bias the exporter dropped (zero at export) is added back", () => {
+  it("bert (dynamo): classifier.bias added after the classifier's MatMul, PEFT's logits", async () => {
+    const dir = join(__dirname, "../fixtures/zoo/bert");
+    const model = join(dir, "model.onnx");
+    const before = readOnnxModel({ bytes: new Uint8Array(readFileSync(model)) });
+    expect(before.graphs[0]!.initializers.some((t) => t.name.endsWith("classifier.bias"))).toBe(false);
+    const output = join(work, "added-bias", "model.onnx");
+    const report = await mergeOnnx({ model, adapter: join(dir, "adapter"), output, durable: false });
+    const row = report.carried.find((c) => c.param === "classifier.bias");
+    expect(row).toMatchObject({ added: true, target: "classifier.bias", dtype: "F32", transposed: false });
+    expect(row!.matchedBy).toMatch(/^added to (MatMul|Gemm)/);
+
+    const merged = readOnnxModel({ bytes: new Uint8Array(readFileSync(output)) });
+    const g = merged.graphs[0]!;
+    expect(g.initializers.find((t) => t.name === "classifier.bias")?.dims).toEqual([3]);
+    const add = g.nodes.findIndex((n) => n.opType === "Add" && n.inputs.includes("classifier.bias"));
+    const gemm = g.nodes.findIndex((n) => n.opType === "Gemm" && n.inputs[2] === "classifier.bias");
+    if (add >= 0) {
+      // right after the MatMul, which now feeds it; the Add produces the MatMul's original output
+      const mm = g.nodes[add - 1]!;
+      expect(mm.opType).toBe("MatMul");
+      expect(g.nodes[add]!.inputs[0]).toBe(mm.outputs[0]);
+      const orig = before.graphs[0]!.nodes.find((n) => n.name === mm.name)!;
+      expect(g.nodes[add]!.outputs[0]).toBe(orig.outputs[0]);
+    } else expect(gemm).toBeGreaterThanOrEqual(0);
+
+    const c = JSON.parse(readFileSync(join(dir, "case.json"), "utf8")) as {
+      inputs: Array<{ name: string; shape: number[]; data: number[] }>;
+    };
+    const ort = await loadOrt();
+    const session = await ort.InferenceSession.create(output, {
+      graphOptimizationLevel: "disabled",
+      executionProviders: ["cpu"],
+      logSeverityLevel: 3,
+    });
+    const feeds = Object.fromEntries(
+      c.inputs.map((i) => [i.name, new ort.Tensor("int64", BigInt64Array.from(i.data.map(BigInt)), i.shape)]),
+    );
+    const got = (await session.run(feeds))["logits"]!.data as Float32Array;
+    await session.release();
+    const ref = parseSafetensors(new Uint8Array(readFileSync(join(dir, "logits.safetensors"))));
+    const peft = new Float32Array(tensorBytes(ref, "peft").slice().buffer);
+    expect(maxAbsDiff([got], [peft])).toBeLessThan(1e-4);
   });
 });

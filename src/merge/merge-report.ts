@@ -37,6 +37,8 @@ export interface MergeReportCarried {
   target: string;
   /** Set when the model's tensor had other users: the original's name (`target` is the copy). */
   untiedFrom?: string;
+  /** Set when the model held no tensor for it (an exporter dropped a zero bias): `target` is a new one, added. */
+  added?: true;
   /** How the model's tensor was found. */
   matchedBy: string;
   dtype: "F32" | "F16" | "BF16";

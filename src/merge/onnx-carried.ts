@@ -4,6 +4,7 @@
  * other users too (an exporter folds equal tensors into one; a tied weight), a copy of its own for the
  * parameter's node input, so no other module changes (PEFT's saved module is its own copy as well).
  */
+import { locateAddableBias, type AddableBias } from "../onnx/add-bias.js";
 import { dtypeSize, numel } from "../onnx/inline-values.js";
 import type { OnnxWeightLocator } from "../onnx/onnx-weight-locator.js";
 import type { PlannedWeight } from "../onnx/plan-onnx-merge.js";
@@ -16,6 +17,17 @@ export interface OnnxCarried {
   planned: PlannedWeight;
   placement: CarriedPlacement;
   /** The stored bytes it takes. */
+  values: Uint8Array;
+}
+
+/** A carried bias the model holds no tensor for, added to it (see `addBiasEdits`). */
+export interface OnnxAddedBias {
+  bias: AddableBias;
+  /** The new initializer's name. */
+  name: string;
+  /** A fresh name for the MatMul's output. */
+  matmulOut: string;
+  placement: CarriedPlacement;
   values: Uint8Array;
 }
 
@@ -35,7 +47,7 @@ export interface PlaceOnnxCarriedParams {
  *
  * @throws VeraError `MERGE_CARRIED_TENSOR` naming each tensor that cannot be placed.
  */
-export function placeOnnxCarried(params: PlaceOnnxCarriedParams): OnnxCarried[] {
+export function placeOnnxCarried(params: PlaceOnnxCarriedParams): { placed: OnnxCarried[]; added: OnnxAddedBias[] } {
   const { index } = params.locator;
   const taken = new Set([...index.initializers.keys(), ...index.producer.keys()]);
   for (const p of params.planned) if (p.untie) taken.add(p.untie.name);
@@ -43,6 +55,13 @@ export function placeOnnxCarried(params: PlaceOnnxCarriedParams): OnnxCarried[] 
   const whole = new Set<string>();
   const refusals: CarriedRefusal[] = [];
   const out: OnnxCarried[] = [];
+  const added: OnnxAddedBias[] = [];
+  const fresh = (base: string): string => {
+    let name = base;
+    for (let k = 2; taken.has(name); k++) name = `${base}${k}`;
+    taken.add(name);
+    return name;
+  };
   for (const target of params.carried) {
     const refuse = (reason: string): void => void refusals.push({ target, reason });
     if (target.kind === "other") {
@@ -51,7 +70,29 @@ export function placeOnnxCarried(params: PlaceOnnxCarriedParams): OnnxCarried[] 
     }
     const loc = params.locator.parameter({ param: target.param, shape: target.tensor.shape });
     if (typeof loc === "string") {
-      refuse(loc);
+      const { model, weights } = params.locator;
+      const bias =
+        target.param.endsWith(".bias") && loc.startsWith("no tensor for ")
+          ? locateAddableBias({ model, index, weights, param: target.param, shape: target.tensor.shape })
+          : loc;
+      if (typeof bias === "string") {
+        refuse(loc);
+        continue;
+      }
+      const name = fresh(target.param);
+      added.push({
+        bias,
+        name,
+        matmulOut: fresh(`${bias.node.outputs[0]!}/verakit_no_bias`),
+        placement: {
+          target,
+          tensor: name,
+          dtype: bias.dtype,
+          transposed: false,
+          matchedBy: `added to ${bias.node.opType} (${bias.matched})`,
+        },
+        values: carriedValues({ tensor: target.tensor, dtype: bias.dtype, transpose: false }),
+      });
       continue;
     }
     const t = loc.tensor;
@@ -92,5 +133,5 @@ export function placeOnnxCarried(params: PlaceOnnxCarriedParams): OnnxCarried[] 
     });
   }
   refuseCarried(refusals, params.label);
-  return out;
+  return { placed: out, added };
 }

@@ -15,6 +15,7 @@ import { onnxWeightLocator } from "../onnx/onnx-weight-locator.js";
 import { readOnnxModel } from "../onnx/read-onnx-model.js";
 import { tensorByteLength, type OnnxModel, type OnnxTensor } from "../onnx/types.js";
 import { untieEdits } from "../onnx/untie-edits.js";
+import { addBiasEdits } from "../onnx/add-bias.js";
 import type { WeightMapping } from "../locate/weight-mapping.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer, MergedTarget } from "./container.js";
 import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
@@ -156,7 +157,7 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
 
   const { files, byLocation } = await externalDataFiles(source);
 
-  const carried = placeOnnxCarried({
+  const { placed: carried, added } = placeOnnxCarried({
     locator,
     planned: plan.weights,
     carried: params.carried ?? [],
@@ -196,7 +197,9 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
     ...carried.map((c) => toWeight(c.planned, c)),
   ];
 
-  const edits: ByteEdit[] = [];
+  const edits: ByteEdit[] = added.flatMap((a) =>
+    addBiasEdits({ model, bias: a.bias, name: a.name, matmulOut: a.matmulOut, values: a.values }),
+  );
   return {
     kind: "onnx",
     weights,
@@ -226,9 +229,9 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
           }),
         );
     },
-    headChanged: () => weights.some((w) => w.storage.kind === "inline" || w.planned.untie),
+    headChanged: () => added.length > 0 || weights.some((w) => w.storage.kind === "inline" || w.planned.untie),
     head: () => applyEdits({ bytes, edits }).chunks,
-    reportCarried: () => carriedReportRows(weights, (w) => w.planned.untie?.name),
+    reportCarried: () => carriedReportRows(weights, (w) => w.planned.untie?.name, added),
     reportModules(targets) {
       const rows: MergeReportModule[] = [];
       for (const w of weights) {

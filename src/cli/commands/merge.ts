@@ -282,14 +282,14 @@ function printReport(ctx: CliContext, r: MergeReport, device: string | undefined
   for (const w of r.warnings) ctx.out(`warning: ${w}`);
   if (r.dryRun) {
     ctx.out(
-      `dry run: ${r.modules.length} modules -> ${r.weights - r.carried.length} weights, ${r.carried.length} carried tensors (${fmtBytes(r.bytesMerged)}); nothing written`,
+      `dry run: ${r.modules.length} modules -> ${r.weights - r.carried.filter((c) => !c.added).length} weights, ${r.carried.length} carried tensors (${fmtBytes(r.bytesMerged)}); nothing written`,
     );
     return;
   }
   const t = r.timings;
   const max = r.modules.reduce((m, x) => Math.max(m, x.maxAbsDelta ?? 0), 0);
   ctx.out(
-    `merged ${r.modules.length} modules into ${r.weights - r.carried.length} weights${r.carried.length ? `, replaced ${r.carried.length} carried tensors` : ""} (${fmtBytes(r.bytesMerged)}), max |delta| ${max.toExponential(2)}, ` +
+    `merged ${r.modules.length} modules into ${r.weights - r.carried.filter((c) => !c.added).length} weights${r.carried.length ? `, replaced ${r.carried.length} carried tensors` : ""} (${fmtBytes(r.bytesMerged)}), max |delta| ${max.toExponential(2)}, ` +
       `backend ${r.backend}${device ? ` (${device})` : ""}`,
   );
   const [first, ...others] = r.files;

@@ -5,9 +5,12 @@
  */
 import type { Issue } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
+import { locateAddableBias, type AddableBias } from "../../onnx/add-bias.js";
 import type { NodeSpec } from "../../onnx/encode-onnx.js";
 import { intAttr, type GraphIndex } from "../../onnx/graph-index.js";
+import { dtypeSize } from "../../onnx/inline-values.js";
 import { listLinearWeights, type LinearWeight } from "../../onnx/list-linear-weights.js";
+import { locateOnnxParameter, type OnnxNodeInput } from "../../onnx/locate-onnx-parameter.js";
 import { findWeightsForModule } from "../../onnx/plan-onnx-merge.js";
 import { OnnxDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from "../../onnx/types.js";
 import { carriedTensorTargets } from "../../peft/carried-tensors.js";
@@ -26,11 +29,17 @@ export function findCarriedInitializer(
   index: GraphIndex,
   param: string,
   weights: () => LinearWeight[],
-): { tensor: OnnxTensor; transposed: boolean } | undefined {
+  shape?: readonly number[],
+): { tensor: OnnxTensor; transposed: boolean; use?: OnnxNodeInput } | undefined {
   const exact = index.initializers.get(param);
   if (exact) return { tensor: exact, transposed: false };
   const bySuffix = [...index.initializers.values()].filter((t) => t.name.endsWith(`.${param}`));
   if (bySuffix.length === 1) return { tensor: bySuffix[0]!, transposed: false };
+  if (param.endsWith(".bias") && shape) {
+    const loc = locateOnnxParameter({ model, index, weights: weights(), param, shape });
+    if (typeof loc === "string" || loc.matchedBy !== "linear" || loc.transposed) return undefined;
+    return { tensor: loc.tensor, transposed: false, ...(loc.use ? { use: loc.use } : {}) };
+  }
   if (!param.endsWith(".weight")) return undefined;
   const hits = findWeightsForModule({ module: param.slice(0, -".weight".length), weights: weights() });
   const only = hits.length === 1 && hits[0]!.part === undefined ? hits[0]!.weight : undefined;
@@ -158,7 +167,7 @@ function perRowConsumer(
 }
 
 /** The inputs of one carried tensor and its per-adapter value `Where(use, fed, base)`; returns the value's name. */
-function emitCarried(p: GraftCarriedParams, c: GraftCarried, base: OnnxTensor): string {
+function emitCarried(p: GraftCarriedParams, c: GraftCarried, base: Pick<OnnxTensor, "name" | "dataType">): string {
   const { writer: w, batched } = p;
   w.input(c.input, batched ? [p.batchDim, ...c.dims] : c.dims);
   // [1], not a scalar: onnxruntime's adapter files hold no 0-d parameters.
@@ -182,6 +191,29 @@ function emitCarried(p: GraftCarriedParams, c: GraftCarried, base: OnnxTensor): 
 }
 
 /**
+ * A bias the model holds no tensor for (an exporter dropped a zero bias): its base is a new zero initializer, and an
+ * Add after the module's MatMul/Gemm (whose output is renamed) adds the per-adapter value `eff` (per row when batched).
+ */
+function emitAddedBias(p: GraftCarriedParams, c: GraftCarried, bias: AddableBias, eff: string): void {
+  const w = p.writer;
+  const node = bias.node;
+  const y = node.outputs[0]!;
+  const x = w.fresh(`${y}/verakit_no_bias`);
+  w.rename(node, 2, 0, x);
+  const nodes: NodeSpec[] = [];
+  const op = w.ops(`${GRAFT_PREFIX}/carried/${c.param}`, nodes);
+  if (!p.batched) nodes.push({ name: w.fresh(`${node.name}/verakit_bias`), op: "Add", inputs: [x, eff], outputs: [y] });
+  else {
+    const batch = op("Shape", [c.use], "batch");
+    const shape3 = op("Concat", [batch, w.int64([-1]), w.int64([c.dims[0]!])], "shape3", [{ name: "axis", i: 0 }]);
+    const y3 = op("Add", [op("Reshape", [x, shape3], "rows"), op("Unsqueeze", [eff, w.int64([1])], "b3")], "added");
+    const shape = op("Shape", [x], "shape");
+    nodes.push({ name: w.fresh(`${y}/verakit_rows/Reshape`), op: "Reshape", inputs: [y3, shape], outputs: [y] });
+  }
+  w.around(node, "after", nodes);
+}
+
+/**
  * Every tensor the adapter carries becomes a per-adapter input pair (see {@link GraftCarried}); a tensor that cannot be
  * placed (no base parameter of that name and shape, a kind no path knows, a batched use that cannot be per row) is an
  * issue naming it.
@@ -189,7 +221,21 @@ function emitCarried(p: GraftCarriedParams, c: GraftCarried, base: OnnxTensor): 
 export function graftCarriedTensors(p: GraftCarriedParams): Array<{ spec: GraftCarried; initializer: string }> {
   const { writer: w, adapter, index } = p;
   const out: Array<{ spec: GraftCarried; initializer: string }> = [];
-  const placed: Array<{ spec: GraftCarried; base: OnnxTensor }> = [];
+  const placed: Array<{
+    spec: GraftCarried;
+    base: Pick<OnnxTensor, "name" | "dataType">;
+    added?: AddableBias;
+    /** The one node input to rewire when the initializer has other users too. */
+    only?: OnnxNodeInput;
+  }> = [];
+  const uses = (base: string, only?: OnnxNodeInput): Array<{ node: OnnxNode; k: number }> =>
+    (index.consumers.get(base) ?? []).flatMap((node) =>
+      node.inputs.flatMap((name, k) =>
+        name === base && (!only || (only.graph === node.graphIndex && only.node === node.index && only.input === k))
+          ? [{ node, k }]
+          : [],
+      ),
+    );
   const consumers = new Map<OnnxNode, Map<number, SlotValue>>();
   let weights: LinearWeight[] | undefined;
   const lazyWeights = (): LinearWeight[] => (weights ??= listLinearWeights({ model: w.model }));
@@ -199,13 +245,28 @@ export function graftCarriedTensors(p: GraftCarriedParams): Array<{ spec: GraftC
       refuse(p.issues, name, "no base parameter is known for it");
       continue;
     }
-    const found = findCarriedInitializer(w.model, index, t.param, lazyWeights);
+    const found = findCarriedInitializer(w.model, index, t.param, lazyWeights, t.tensor.shape);
     if (!found) {
-      refuse(p.issues, name, `the model has no initializer for the base parameter ${t.param}`);
+      const names = carriedInputNames(t.param);
+      const bias = t.param.endsWith(".bias")
+        ? locateAddableBias({ model: w.model, index, weights: lazyWeights(), param: t.param, shape: t.tensor.shape })
+        : "";
+      if (typeof bias === "string" || bias.graph !== 0 || w.has(names.input) || w.has(names.use)) {
+        refuse(p.issues, name, `the model has no initializer for the base parameter ${t.param}`);
+        continue;
+      }
+      const spec: GraftCarried = {
+        param: t.param,
+        kind: t.kind,
+        ...names,
+        dims: [...t.tensor.shape],
+        transposed: false,
+      };
+      placed.push({ spec, base: { name: "", dataType: bias.dataType }, added: bias });
       continue;
     }
     const users = new Set((index.consumers.get(found.tensor.name) ?? []).map((n) => n.name));
-    if (users.size > 1) {
+    if (users.size > 1 && !found.use) {
       refuse(
         p.issues,
         name,
@@ -230,18 +291,16 @@ export function graftCarriedTensors(p: GraftCarriedParams): Array<{ spec: GraftC
       continue;
     }
     const spec: GraftCarried = { param: t.param, kind: t.kind, ...names, dims: stored, transposed: found.transposed };
-    placed.push({ spec, base: found.tensor });
+    placed.push({ spec, base: found.tensor, ...(found.use ? { only: found.use } : {}) });
   }
   if (p.batched) {
     // Every consumer of a carried tensor must be made per row, with all its carried inputs at once.
-    for (const { spec, base } of placed)
-      for (const node of index.consumers.get(base.name) ?? [])
-        node.inputs.forEach((name, k) => {
-          if (name !== base.name) return;
-          const slots = consumers.get(node) ?? new Map<number, SlotValue>();
-          slots.set(k, { eff: "", c: spec });
-          consumers.set(node, slots);
-        });
+    for (const { spec, base, only } of placed)
+      for (const { node, k } of uses(base.name, only)) {
+        const slots = consumers.get(node) ?? new Map<number, SlotValue>();
+        slots.set(k, { eff: "", c: spec });
+        consumers.set(node, slots);
+      }
     for (const [node, slots] of consumers) {
       const why = perRowProblem(node, slots, index);
       if (why)
@@ -255,8 +314,14 @@ export function graftCarriedTensors(p: GraftCarriedParams): Array<{ spec: GraftC
   }
   if (p.issues.length > 0) return [];
   const effs = new Map<string, string>();
-  for (const { spec, base } of placed) {
+  for (const { spec, base, added } of placed) {
+    if (added) {
+      base.name = w.fresh(spec.param);
+      const n = spec.dims[0]!;
+      w.initializer(base.name, base.dataType, [n], new Uint8Array(n * dtypeSize(added.dtype)));
+    }
     effs.set(spec.param, emitCarried(p, spec, base));
+    if (added) emitAddedBias(p, spec, added, effs.get(spec.param)!);
     out.push({ spec, initializer: base.name });
   }
   if (p.batched) {
@@ -269,11 +334,8 @@ export function graftCarriedTensors(p: GraftCarriedParams): Array<{ spec: GraftC
       perRowConsumer(w, index, node, slots, shapeOf);
     }
   } else {
-    for (const { spec, base } of placed)
-      for (const node of index.consumers.get(base.name) ?? [])
-        node.inputs.forEach((name, k) => {
-          if (name === base.name) w.rename(node, 1, k, effs.get(spec.param)!);
-        });
+    for (const { spec, base, only } of placed)
+      for (const { node, k } of uses(base.name, only)) w.rename(node, 1, k, effs.get(spec.param)!);
   }
   return out.sort((a, b) => (a.spec.param < b.spec.param ? -1 : a.spec.param > b.spec.param ? 1 : 0));
 }
