@@ -20,6 +20,7 @@ import {
   type GraftSpec,
 } from "../src/serve/index.js";
 import { graftOnnxFile } from "../src/serve/node/index.js";
+import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 import { caseAdapter, loadCase, maxDiff, maxDiffRows, peftLogits, runLogits } from "./serve-helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "vera-heads-"));
@@ -162,3 +163,32 @@ describe(
     });
   },
 );
+
+describe("a head bias the exporter dropped (zero at export), served per adapter", () => {
+  const zoo = join(__dirname, "../fixtures/zoo");
+  for (const family of ["bert", "roberta", "roberta_vera_only", "deberta_v2", "distilbert"])
+    it(`${family} --batched: an adapter row gets PEFT's logits, a base row the base's`, async () => {
+      const modelPath = join(zoo, family, "model.onnx");
+      const adapter = await caseAdapter({ modelPath, adapterDir: join(zoo, family) }, "adapter");
+      const path = join(work, `zoo${n++}`, "model.onnx");
+      const r = await graftOnnxFile({
+        model: modelPath,
+        adapter: join(zoo, family, "adapter"),
+        output: path,
+        batched: true,
+      });
+      expect(r.carried.some((x) => /^classifier\.(out_proj\.)?bias$/.test(x.param))).toBe(true);
+      const cs = JSON.parse(readFileSync(join(zoo, family, "case.json"), "utf8")) as {
+        inputs: Array<{ shape: number[]; data: number[] }>;
+      };
+      const [rows, len] = cs.inputs[0]!.shape as [number, number];
+      const ids = Array.from({ length: rows }, (_, i) => cs.inputs[0]!.data.slice(i * len, (i + 1) * len));
+      const ref = parseSafetensors(new Uint8Array(readFileSync(join(zoo, family, "logits.safetensors"))));
+      const want = (k: string): Float32Array => new Float32Array(tensorBytes(ref, k).slice().buffer);
+      const f = adapterFeeds({ adapters: [adapter, null], spec: r.spec });
+      const got = await runLogits(path, [ids[0]!, ids[1]!], f.feeds);
+      const row = got.length / 2;
+      expect(maxDiffRows(got, want("peft"), row, 0, 0)).toBeLessThan(1e-4);
+      expect(maxDiffRows(got, want("base"), row, 1, 1)).toBeLessThan(1e-5);
+    });
+});

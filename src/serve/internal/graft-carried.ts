@@ -104,6 +104,7 @@ function perRowConsumer(
   node: OnnxNode,
   slots: Map<number, SlotValue>,
   useShape: string,
+  addedBias?: string,
 ): void {
   const before: NodeSpec[] = [];
   const after: NodeSpec[] = [];
@@ -138,7 +139,8 @@ function perRowConsumer(
     const wt = transB ? op("Transpose", [weight], "w_t", [{ name: "perm", ints: wv ? [0, 2, 1] : [1, 0] }]) : weight;
     let y3 = op("MatMul", [rows(x, inF), wt], "xw");
     const cv = slots.get(2);
-    const bias = cv ? op("Unsqueeze", [cv.eff, w.int64([1])], "c3") : node.inputs[2];
+    const c = cv?.eff ?? addedBias;
+    const bias = c ? op("Unsqueeze", [c, w.int64([1])], "c3") : node.inputs[2];
     if (bias) y3 = op("Add", [y3, bias], "xwc");
     back(y3, x, outF);
     // The original node still computes the base's value, into a name nothing reads.
@@ -153,7 +155,9 @@ function perRowConsumer(
     const x = node.inputs[0]!;
     w.rename(node, 1, 0, rows(x, c.dims[0]!));
     w.rename(node, 1, 1, slots.get(1)!.eff);
-    back(y3, x, c.dims[1]!);
+    const opAfter = w.ops(`${GRAFT_PREFIX}/carried/${node.name}`, after);
+    const yb = addedBias ? opAfter("Add", [y3, opAfter("Unsqueeze", [addedBias, w.int64([1])], "bias3")], "xwb") : y3;
+    back(yb, x, c.dims[1]!);
   } else {
     const [slot, v] = [...slots.entries()][0]!;
     const other = node.inputs[1 - slot]!;
@@ -314,6 +318,8 @@ export function graftCarriedTensors(p: GraftCarriedParams): Array<{ spec: GraftC
   }
   if (p.issues.length > 0) return [];
   const effs = new Map<string, string>();
+  /** Added biases of nodes made per row for a carried weight: the Add goes into that rewiring. */
+  const addedBiases = new Map<OnnxNode, string>();
   for (const { spec, base, added } of placed) {
     if (added) {
       base.name = w.fresh(spec.param);
@@ -321,7 +327,10 @@ export function graftCarriedTensors(p: GraftCarriedParams): Array<{ spec: GraftC
       w.initializer(base.name, base.dataType, [n], new Uint8Array(n * dtypeSize(added.dtype)));
     }
     effs.set(spec.param, emitCarried(p, spec, base));
-    if (added) emitAddedBias(p, spec, added, effs.get(spec.param)!);
+    const perRow =
+      added && [...consumers.keys()].find((n) => n.graphIndex === added.graph && n.name === added.node.name);
+    if (perRow) addedBiases.set(perRow, effs.get(spec.param)!);
+    else if (added) emitAddedBias(p, spec, added, effs.get(spec.param)!);
     out.push({ spec, initializer: base.name });
   }
   if (p.batched) {
@@ -331,7 +340,7 @@ export function graftCarriedTensors(p: GraftCarriedParams): Array<{ spec: GraftC
     w.atHead(shapeNodes);
     for (const [node, slots] of consumers) {
       for (const v of slots.values()) v.eff = effs.get(v.c.param)!;
-      perRowConsumer(w, index, node, slots, shapeOf);
+      perRowConsumer(w, index, node, slots, shapeOf, addedBiases.get(node));
     }
   } else {
     for (const { spec, base, only } of placed)
