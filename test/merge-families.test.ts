@@ -435,8 +435,29 @@ describe("one mapping format for every container", () => {
   });
 });
 
+/** max |logits - PEFT's| of a merged zoo model on its case's inputs. */
+async function bertLogitsErr(dir: string, output: string): Promise<number> {
+  const c = JSON.parse(readFileSync(join(dir, "case.json"), "utf8")) as {
+    inputs: Array<{ name: string; shape: number[]; data: number[] }>;
+  };
+  const ort = await loadOrt();
+  const session = await ort.InferenceSession.create(output, {
+    graphOptimizationLevel: "disabled",
+    executionProviders: ["cpu"],
+    logSeverityLevel: 3,
+  });
+  const feeds = Object.fromEntries(
+    c.inputs.map((i) => [i.name, new ort.Tensor("int64", BigInt64Array.from(i.data.map(BigInt)), i.shape)]),
+  );
+  const got = (await session.run(feeds))["logits"]!.data as Float32Array;
+  await session.release();
+  const ref = parseSafetensors(new Uint8Array(readFileSync(join(dir, "logits.safetensors"))));
+  const peft = new Float32Array(tensorBytes(ref, "peft").slice().buffer);
+  return maxAbsDiff([got], [peft]);
+}
+
 describe("a head bias the exporter dropped (zero at export) is added back", () => {
-  it("bert (dynamo): classifier.bias added after the classifier's MatMul, PEFT's logits", async () => {
+  it("bert (dynamo): classifier.bias added as the classifier Gemm's C, PEFT's logits", async () => {
     const dir = join(__dirname, "../fixtures/zoo/bert");
     const model = join(dir, "model.onnx");
     const before = readOnnxModel({ bytes: new Uint8Array(readFileSync(model)) });
@@ -461,22 +482,15 @@ describe("a head bias the exporter dropped (zero at export) is added back", () =
       expect(g.nodes[add]!.outputs[0]).toBe(orig.outputs[0]);
     } else expect(gemm).toBeGreaterThanOrEqual(0);
 
-    const c = JSON.parse(readFileSync(join(dir, "case.json"), "utf8")) as {
-      inputs: Array<{ name: string; shape: number[]; data: number[] }>;
-    };
-    const ort = await loadOrt();
-    const session = await ort.InferenceSession.create(output, {
-      graphOptimizationLevel: "disabled",
-      executionProviders: ["cpu"],
-      logSeverityLevel: 3,
-    });
-    const feeds = Object.fromEntries(
-      c.inputs.map((i) => [i.name, new ort.Tensor("int64", BigInt64Array.from(i.data.map(BigInt)), i.shape)]),
-    );
-    const got = (await session.run(feeds))["logits"]!.data as Float32Array;
-    await session.release();
-    const ref = parseSafetensors(new Uint8Array(readFileSync(join(dir, "logits.safetensors"))));
-    const peft = new Float32Array(tensorBytes(ref, "peft").slice().buffer);
-    expect(maxAbsDiff([got], [peft])).toBeLessThan(1e-4);
+    expect(await bertLogitsErr(dir, output)).toBeLessThan(1e-4);
+  });
+
+  it("bert merged in place: the bias added, PEFT's logits, no journal left", async () => {
+    const dir = join(work, "added-bias-inplace");
+    cpSync(join(__dirname, "../fixtures/zoo/bert"), dir, { recursive: true });
+    const report = await mergeOnnx({ model: join(dir, "model.onnx"), adapter: join(dir, "adapter"), inPlace: true });
+    expect(report.carried.find((c) => c.param === "classifier.bias")?.added).toBe(true);
+    expect(await bertLogitsErr(dir, join(dir, "model.onnx"))).toBeLessThan(1e-4);
+    expect(readdirSync(dir).filter((f) => f.includes("vera-undo"))).toEqual([]);
   });
 });
