@@ -272,7 +272,11 @@ function printReport(ctx: CliContext, r: MergeReport, device: string | undefined
           c.target,
           c.dtype,
           c.matchedBy,
-          [c.transposed ? "transposed" : "", c.untiedFrom ? `own copy of ${c.untiedFrom}` : ""]
+          [
+            c.transposed ? "transposed" : "",
+            c.untiedFrom ? `own copy of ${c.untiedFrom}` : "",
+            c.added ? "added (the model had none)" : "",
+          ]
             .filter(Boolean)
             .join(", "),
         ]),
