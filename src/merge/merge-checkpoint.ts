@@ -3,7 +3,6 @@
  * through the shared stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, join, resolve } from "node:path";
-import type { VeraAdapter } from "../format/types.js";
 import { baseShapesFromWeights } from "../peft/base-shapes-from-weights.js";
 import { VeraError } from "../errors.js";
 import { MergeErrorCode } from "./error-codes.js";
@@ -14,7 +13,8 @@ import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { WeightMapping } from "../locate/weight-mapping.js";
 import { readWeightMapping } from "./read-weight-mapping.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { loadAdapterFromPath } from "../node/load-adapter.js";
+import { mergeAdapter } from "./merge-adapter.js";
+import type { BaseShapes } from "../peft/base-shapes.js";
 import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
@@ -73,24 +73,16 @@ export async function mergeCheckpoint(
   return drain(mergeCheckpointIter(params), params.onProgress);
 }
 
-async function adapterFor(
-  params: MergeCheckpointParams,
-  checkpoint: Checkpoint,
-): Promise<{ adapter: VeraAdapter; source: MergeReport["adapterSource"]; warnings: string[] }> {
-  if (typeof params.adapter !== "string") return { adapter: params.adapter, source: "object", warnings: [] };
+/** A PEFT folder's module shapes from the checkpoint's headers, under the names transformers loads them as. */
+function checkpointShapes(checkpoint: Checkpoint): BaseShapes {
   const tensors = checkpoint.shards.flatMap((s) =>
     [...s.header.tensors].map(([name, t]) => ({ name, shape: t.shape })),
   );
-  const loaded = await loadAdapterFromPath({
-    path: params.adapter,
-    base: baseShapesFromWeights({
-      tensors,
-      label: `${checkpoint.main} (header)`,
-      loadedName: (n) => loadedName(n, checkpoint.modelType),
-    }),
-    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+  return baseShapesFromWeights({
+    tensors,
+    label: `${checkpoint.main} (header)`,
+    loadedName: (n) => loadedName(n, checkpoint.modelType),
   });
-  return { adapter: loaded.adapter, source: loaded.format, warnings: loaded.warnings };
 }
 
 async function runMerge(
@@ -107,7 +99,11 @@ async function runMerge(
   timings.readModel = performance.now() - t0;
   check();
   const t1 = performance.now();
-  const loaded = await adapterFor(params, checkpoint);
+  const loaded = await mergeAdapter({
+    adapter: params.adapter,
+    base: checkpointShapes(checkpoint),
+    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+  });
   const inPlace = params.inPlace ?? false;
   const dryRun = params.dryRun ?? false;
   if (inPlace && checkpoint.cached)

@@ -14,7 +14,7 @@ import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./gguf-container.js";
 import { ggufSplitOutput } from "./gguf-split-output.js";
-import { loadAdapterFromPath } from "../node/load-adapter.js";
+import { mergeAdapter } from "./merge-adapter.js";
 import { peftModulePaths } from "../peft/peft-module-paths.js";
 import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
@@ -109,14 +109,11 @@ async function runMerge(
         "give a mapping file (JSON: module path -> tensor name, {bid} for the block number) with --mapping",
       { path: "general.architecture", expected: "a known architecture or a mapping", received: base.architecture },
     );
-  const loaded =
-    typeof params.adapter !== "string"
-      ? { adapter: params.adapter, source: "object" as const, warnings: [] }
-      : await loadAdapterFromPath({
-          path: params.adapter,
-          base: (peft) => baseShapesFromGguf({ base, modules: peftModulePaths(peft), ...(mapping ? { mapping } : {}) }),
-          ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
-        }).then((l) => ({ adapter: l.adapter, source: l.format, warnings: l.warnings }));
+  const loaded = await mergeAdapter({
+    adapter: params.adapter,
+    base: (peft) => baseShapesFromGguf({ base, modules: peftModulePaths(peft), ...(mapping ? { mapping } : {}) }),
+    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+  });
   const inPlace = params.inPlace ?? false;
   const dryRun = params.dryRun ?? false;
   const names = model.parts.map((p) => p.name);

@@ -3,17 +3,16 @@
  * stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, dirname, resolve } from "node:path";
-import type { VeraAdapter } from "../format/types.js";
 import { drain, eventStream } from "../util/event-stream.js";
 import type { WeightMapping } from "../locate/weight-mapping.js";
 import { readWeightMapping } from "./read-weight-mapping.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { loadAdapterFromPath } from "../node/load-adapter.js";
+import { mergeAdapter } from "./merge-adapter.js";
 import { peftBaseFromOnnx } from "../peft/base-shapes-from-onnx.js";
 import { mergeAborted } from "./merge-aborted.js";
 import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
-import { onnxContainer, readOnnxSource, type OnnxSource } from "./onnx-container.js";
+import { onnxContainer, readOnnxSource } from "./onnx-container.js";
 import { planAndWrite } from "./plan-and-write.js";
 
 export type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
@@ -75,20 +74,6 @@ export async function mergeOnnx(
   return drain(mergeOnnxIter(params), params.onProgress);
 }
 
-/** The adapter to merge, loaded from a path when one is given (a PEFT folder takes its shapes from the model). */
-async function adapterFor(
-  params: MergeOnnxParams,
-  source: OnnxSource,
-): Promise<{ adapter: VeraAdapter; source: MergeReport["adapterSource"]; warnings: string[] }> {
-  if (typeof params.adapter !== "string") return { adapter: params.adapter, source: "object", warnings: [] };
-  const loaded = await loadAdapterFromPath({
-    path: params.adapter,
-    base: (peftWeights) => peftBaseFromOnnx({ weights: source.linear, peftWeights, label: basename(source.path) }),
-    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
-  });
-  return { adapter: loaded.adapter, source: loaded.format, warnings: loaded.warnings };
-}
-
 async function runMerge(
   params: MergeOnnxParams,
   signal: AbortSignal,
@@ -105,7 +90,11 @@ async function runMerge(
   check();
 
   const t1 = performance.now();
-  const loaded = await adapterFor(params, source);
+  const loaded = await mergeAdapter({
+    adapter: params.adapter,
+    base: (peftWeights) => peftBaseFromOnnx({ weights: source.linear, peftWeights, label: basename(source.path) }),
+    ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
+  });
   const mapping = await readWeightMapping(params.mapping);
   const container = await onnxContainer({
     source,
