@@ -6,7 +6,8 @@ import type { Issue } from "../../errors.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { indexGraph, intAttr, type GraphIndex } from "../../onnx/graph-index.js";
 import { listLinearWeights, type LinearWeight } from "../../onnx/list-linear-weights.js";
-import { findWeightsForModule, planOnnxMerge } from "../../onnx/plan-onnx-merge.js";
+import { findWeightsForModule } from "../../onnx/plan-onnx-merge.js";
+import { onnxWeightLocator } from "../../onnx/onnx-weight-locator.js";
 import { OnnxErrorCode } from "../../onnx/error-codes.js";
 import { dataTypeName, OnnxDataType, type OnnxModel, type OnnxNode } from "../../onnx/types.js";
 import type { WeightMapping } from "../../onnx/weight-mapping.js";
@@ -55,7 +56,7 @@ function representatives(weights: LinearWeight[]): LinearWeight[] {
 
 /**
  * The locator's answer for every adapter module: the ONE place graft asks where weights are (listLinearWeights,
- * findWeightsForModule, planOnnxMerge). Refusals are the locator's `ONNX_*` errors, thrown as they come.
+ * findWeightsForModule, the ONNX weight locator's plan). Refusals are the locator's `ONNX_*` errors, thrown as they come.
  */
 function locateWeights(params: LocateGraftTargetsParams): {
   located: Located[];
@@ -78,17 +79,19 @@ function locateWeights(params: LocateGraftTargetsParams): {
     located.push({ module: m.name, w: only.weight, inFeatures: m.inFeatures, outFeatures: m.outFeatures, nbits: true });
     return false;
   });
+  // A branch is added to one node's output: a weight shared with other nodes is never changed (untie).
+  const locator = onnxWeightLocator({
+    model,
+    weights,
+    untie: true,
+    ...(params.mapping !== undefined ? { mapping: params.mapping } : {}),
+  });
   const plan =
     planned.length === 0
       ? { weights: [], skipped: [] as string[] }
-      : planOnnxMerge({
-          model,
+      : locator.plan({
           modules: planned.map((m) => ({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures })),
-          weights,
-          // A branch is added to one node's output: a weight shared with other nodes is never changed.
-          untie: true,
           ...(params.skipMissing !== undefined ? { skipMissing: params.skipMissing } : {}),
-          ...(params.mapping !== undefined ? { mapping: params.mapping } : {}),
         });
   for (const p of plan.weights) {
     for (const pm of p.modules) {
