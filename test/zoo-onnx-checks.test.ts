@@ -28,7 +28,10 @@ interface AdapterCheck {
   defaults_graft_vs_peft_max_abs?: number;
   defaults_graft_without_adapter_vs_base_max_abs?: number;
 }
-type GraphCheck = Record<string, { ok?: boolean; refused?: string; checker?: string; onnxruntime?: string }>;
+type GraphCheck = Record<
+  string,
+  { ok?: boolean; refused?: string; checker?: string; onnxruntime?: string; carried?: number; added_bias?: string[] }
+>;
 interface ZooCase {
   exports: Array<{ file: string; ok: boolean }>;
   adapter: { modules_to_save: string[] | null; bias: string | null; task_type: string | null };
@@ -99,6 +102,14 @@ describe("onnx.checker (full_check) on every graph verakit edits in the zoo (onn
   const rec = read<Record_<GraphCheck>>("onnx-checker.json");
 
   it("records the tools, the build and every family of the zoo", () => expectProvenance(rec));
+
+  it("covers the edits that add to a graph: biases a merge added, carried tensors in every merge and graft", () => {
+    const done = Object.values(rec.families).flatMap((edits) => Object.entries(edits));
+    // the dynamo export drops a zero bias from a classifier's Gemm; PEFT's trained head has one
+    expect(done.filter(([e, r]) => e.startsWith("merge") && (r.added_bias?.length ?? 0) > 0).length).toBeGreaterThan(0);
+    for (const edit of ["merge", "merge-legacy", "graft", "graft-batched", "graft-defaults"])
+      expect([edit, done.some(([e, r]) => e === edit && r.ok === true && (r.carried ?? 0) > 0)]).toEqual([edit, true]);
+  });
 
   it.each(zooFamilies)("%s: every merge and graft passes, or is an expected refusal", (family) => {
     const edits = rec.families[family]!;
