@@ -107,13 +107,14 @@ describe("onnx.checker (full_check) on every graph verakit edits in the zoo (onn
     const done = Object.values(rec.families).flatMap((edits) => Object.entries(edits));
     // the dynamo export drops a zero bias from a classifier's Gemm; PEFT's trained head has one
     expect(done.filter(([e, r]) => e.startsWith("merge") && (r.added_bias?.length ?? 0) > 0).length).toBeGreaterThan(0);
-    for (const edit of ["merge", "merge-legacy", "graft", "graft-batched", "graft-defaults"])
+    expect(done.some(([e, r]) => e === "merge-in-place" && (r.added_bias?.length ?? 0) > 0)).toBe(true);
+    for (const edit of ["merge", "merge-legacy", "merge-in-place", "graft", "graft-batched", "graft-defaults"])
       expect([edit, done.some(([e, r]) => e === edit && r.ok === true && (r.carried ?? 0) > 0)]).toEqual([edit, true]);
   });
 
   it.each(zooFamilies)("%s: every merge and graft passes, or is an expected refusal", (family) => {
     const edits = rec.families[family]!;
-    const want = ["graft", "graft-batched", "graft-defaults", "merge"];
+    const want = ["graft", "graft-batched", "graft-defaults", "merge", "merge-in-place"];
     if (exported(family, "legacy.onnx")) want.push("merge-legacy");
     expect(Object.keys(edits).sort()).toEqual(want.sort());
     for (const [edit, r] of Object.entries(edits)) {
