@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import mergeCommand from "../src/cli/commands/merge.js";
 import type { VeraError } from "../src/errors.js";
 import { createAdapter } from "../src/format/create.js";
+import type { VeraAdapter } from "../src/format/types.js";
 import {
   bytesSource,
   decodeTensor,
@@ -295,6 +296,20 @@ describe("bad GGUF input: typed errors naming file and tensor, nothing written",
     expect(e.message).toContain("tied to token_embd");
   });
 
+  it("a trained embed_tokens on a quantized token_embd: MERGE_CARRIED_TENSOR naming the tensor", async () => {
+    const bytes = await rebuild({ type: (name) => (name === "token_embd.weight" ? "q8_0" : "f32") });
+    const e = await refused(bytes, "model.gguf", withEmbeddings());
+    expect(e.code).toBe("MERGE_CARRIED_TENSOR");
+    expect(e.message).toContain("base_model.model.model.embed_tokens.weight");
+    expect(e.message).toContain("token_embd.weight is Q8_0");
+  });
+
+  it("a trained embed_tokens on a model whose output is tied to token_embd: MERGE_CARRIED_TENSOR", async () => {
+    const e = await refused(await rebuild({ drop: "output.weight" }), "tied.gguf", withEmbeddings());
+    expect(e.code).toBe("MERGE_CARRIED_TENSOR");
+    expect(e.message).toContain("token_embd.weight is also the model's output");
+  });
+
   it("two tensors of one name: GGUF_DUPLICATE naming it", async () => {
     const bytes = new Uint8Array(readFileSync(LLAMA));
     const file = await read(LLAMA);
@@ -313,6 +328,48 @@ describe("bad GGUF input: typed errors naming file and tensor, nothing written",
     const counted = await rebuild({ metadata: (m) => m.set("split.count", { type: 2, value: 3 }) });
     expect((await refused(counted)).message).toContain("split.count 3");
   });
+});
+
+/** The llama fixture's shapes: one adapted module and a trained embedding table (modules_to_save embed_tokens). */
+const EMBEDDINGS = Float32Array.from({ length: 288 * 32 }, (_, i) => Math.sin(i * 0.37) * 0.8);
+function withEmbeddings(): VeraAdapter {
+  const a = createAdapter({
+    modules: [{ name: "model.layers.1.self_attn.v_proj", inFeatures: 32, outFeatures: 16 }],
+    rank: 4,
+    seed: 3,
+  });
+  a.modules[0]!.lambdaB.fill(0.5);
+  const data = new Uint8Array(EMBEDDINGS.buffer.slice(0));
+  a.training = { modules_to_save: ["embed_tokens"] };
+  a.extraTensors = [{ name: "base_model.model.model.embed_tokens.weight", dtype: "F32", shape: [288, 32], data }];
+  return a;
+}
+
+describe("a trained embed_tokens (modules_to_save) replaces token_embd.weight", () => {
+  for (const type of ["f32", "f16", "bf16"] as const)
+    it(`${type}: token_embd holds the adapter's table in the model's dtype; the other tensors are the base's`, async () => {
+      const dir = fresh();
+      const model = join(dir, "model.gguf");
+      const base = await rebuild({ type: (name) => (name === "token_embd.weight" ? type : "f32") });
+      writeFileSync(model, base);
+      const out = join(dir, "merged.gguf");
+      const report = await mergeGguf({ model, adapter: withEmbeddings(), output: out, durable: false });
+      expect(report.carried.map((c) => [c.target, c.param, c.dtype])).toEqual([
+        ["token_embd.weight", "model.embed_tokens.weight", type.toUpperCase()],
+      ]);
+      const bytes = new Uint8Array(readFileSync(out));
+      const before = await read(model);
+      const after = await read(out);
+      const gtype = { f32: GgmlType.F32, f16: GgmlType.F16, bf16: GgmlType.BF16 }[type];
+      const want = decodeTensor(encodeTensor(EMBEDDINGS, 32, type, "want"), gtype);
+      expect([...tensorOf(bytes, after, "token_embd.weight").values]).toEqual([...want]);
+      for (const t of before.tensors) {
+        if (t.name === "token_embd.weight" || t.name === "blk.1.attn_v.weight") continue;
+        const a = tensorOf(base, before, t.name);
+        const b = tensorOf(bytes, after, t.name);
+        expect([t.name, Buffer.from(b.values.buffer).equals(Buffer.from(a.values.buffer))]).toEqual([t.name, true]);
+      }
+    });
 });
 
 describe("vera merge MODEL.gguf ADAPTER -o OUT.gguf (the merge command, in process)", () => {

@@ -29,9 +29,9 @@ export interface GgufParameterLocation extends GgufTensorRange {
 
 /**
  * Locate a model parameter (a modules_to_save parameter, a trainable bias) in a GGUF model under
- * llama.cpp's names (the module's tensor base name, `.weight` / `.bias`; `lm_head` is `output`), or say
- * why it cannot be placed: no llama.cpp name, absent (a tied `output.weight`), a shape that is not the
- * reverse of PyTorch's, a quantized tensor.
+ * llama.cpp's names (the module's tensor base name, `.weight` / `.bias`; `lm_head` is `output`, `embed_tokens`
+ * `token_embd`), or say why it cannot be placed: no llama.cpp name, absent (a tied `output.weight`), a shape that is
+ * not the reverse of PyTorch's, a quantized tensor, input embeddings that are also the output (tied).
  */
 export function locateGgufParameter(params: LocateGgufParameterParams): GgufParameterLocation | string {
   const { param, shape } = params;
@@ -54,6 +54,9 @@ export function locateGgufParameter(params: LocateGgufParameterParams): GgufPara
   if (r.ne.length !== ne.length || r.ne.some((d, i) => d !== ne[i]))
     return `${name} has ggml shape [${r.ne.join(", ")}], the adapter's tensor needs [${ne.join(", ")}]`;
   if (r.quantized || r.dtype === "F64") return `${name} is ${r.dtype}: merge into the F16 GGUF, then quantize`;
+  // a tied model reads its output from token_embd too; the adapter's embeddings leave the output as it was
+  if (base === "token_embd" && !params.ranges.has("output.weight"))
+    return `${name} is also the model's output (tied: there is no output.weight), which the adapter does not change`;
   const heads = qkPermutationHeads({
     architecture: params.architecture,
     tensor: base,

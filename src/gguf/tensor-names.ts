@@ -33,6 +33,9 @@ const BLOCK_TABLES: Record<string, Record<string, string>> = {
   gpt2: { "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down" },
 };
 
+/** The input embeddings of every architecture with a table (`model.embed_tokens`, GPT-2's `transformer.wte`). */
+const TOKEN_EMBEDDINGS = /(^|\.)(embed_tokens|wte)$/;
+
 /** Architectures whose attn_q/attn_k rows convert_hf_to_gguf permutes (LlamaModel: Llama and Mistral). */
 const PERMUTED = new Set(["llama"]);
 
@@ -121,8 +124,8 @@ export interface GgufTensorNameParams {
 
 /**
  * llama.cpp's tensor base name (no ".weight") of a Hugging Face module, e.g.
- * `model.layers.3.mlp.down_proj` -> `blk.3.ffn_down`; undefined when neither the mapping nor the
- * architecture's table knows it.
+ * `model.layers.3.mlp.down_proj` -> `blk.3.ffn_down`, `lm_head` -> `output`, `model.embed_tokens` -> `token_embd`;
+ * undefined when neither the mapping nor the architecture's table knows it.
  */
 export function ggufTensorName(params: GgufTensorNameParams): string | undefined {
   if (params.mapping) {
@@ -132,6 +135,7 @@ export function ggufTensorName(params: GgufTensorNameParams): string | undefined
   const table = BLOCK_TABLES[params.architecture];
   if (!table) return undefined;
   if (/(^|\.)lm_head$/.test(params.module)) return "output";
+  if (TOKEN_EMBEDDINGS.test(params.module)) return "token_embd";
   const m = /^(?:.*\.)?(?:layers|h|blocks)\.(\d+)\.(.+)$/.exec(params.module);
   if (!m) return undefined;
   const t = Object.hasOwn(table, m[2]!) ? table[m[2]!] : undefined;
