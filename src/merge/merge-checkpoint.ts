@@ -15,8 +15,8 @@ import { readWeightMapping } from "./read-weight-mapping.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { mergeAdapter } from "./merge-adapter.js";
 import type { BaseShapes } from "../peft/base-shapes.js";
-import { mergeAborted } from "./merge-aborted.js";
-import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
+import { startMergeRun, type MergeRun } from "./core/merge-run.js";
+import type { MergeEvent, MergeReport } from "./core/merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
 import { readCheckpoint, type Checkpoint } from "./read-checkpoint.js";
 
@@ -61,7 +61,7 @@ export async function* mergeCheckpointIter(
   params: MergeCheckpointParams,
 ): AsyncGenerator<MergeEvent, MergeReport, void> {
   return yield* eventStream<MergeEvent, MergeReport>({
-    run: (signal, emit) => runMerge(params, signal, emit),
+    run: (signal, emit) => runMerge(params, startMergeRun({ signal, emit })),
     ...(params.signal ? { signal: params.signal } : {}),
   });
 }
@@ -87,14 +87,10 @@ function checkpointShapes(checkpoint: Checkpoint): BaseShapes {
 
 async function runMerge(
   params: MergeCheckpointParams,
-  signal: AbortSignal,
-  emit: (e: MergeEvent) => void,
+  run: MergeRun,
 ): Promise<MergeReport> {
-  const t0 = performance.now();
-  const timings = emptyTimings();
-  const check = (): void => {
-    if (signal.aborted) throw mergeAborted();
-  };
+  const { timings, check } = run;
+  const t0 = run.started;
   const checkpoint = await readCheckpoint({ path: params.model });
   timings.readModel = performance.now() - t0;
   check();
@@ -142,10 +138,7 @@ async function runMerge(
     skipped: container.skipped,
     carried: container.reportCarried(),
     warnings: loaded.warnings,
-    timings,
-    started: t0,
+    run,
     planStarted: t1,
-    check,
-    emit,
   });
 }

@@ -12,12 +12,12 @@ import { readJsonFileBytes } from "../node/files.js";
 import { drain, eventStream } from "../util/event-stream.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { ggufContainer } from "./gguf-container.js";
+import { ggufContainer } from "./core/gguf-container.js";
 import { ggufSplitOutput } from "./gguf-split-output.js";
 import { mergeAdapter } from "./merge-adapter.js";
 import { peftModulePaths } from "../peft/peft-module-paths.js";
-import { mergeAborted } from "./merge-aborted.js";
-import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
+import { startMergeRun, type MergeRun } from "./core/merge-run.js";
+import type { MergeEvent, MergeReport } from "./core/merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
 import { readGgufModel } from "./read-gguf-model.js";
 
@@ -64,7 +64,7 @@ export interface MergeGgufParams extends MergeCommonParams {
  */
 export async function* mergeGgufIter(params: MergeGgufParams): AsyncGenerator<MergeEvent, MergeReport, void> {
   return yield* eventStream<MergeEvent, MergeReport>({
-    run: (signal, emit) => runMerge(params, signal, emit),
+    run: (signal, emit) => runMerge(params, startMergeRun({ signal, emit })),
     ...(params.signal ? { signal: params.signal } : {}),
   });
 }
@@ -84,14 +84,10 @@ async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping
 
 async function runMerge(
   params: MergeGgufParams,
-  signal: AbortSignal,
-  emit: (e: MergeEvent) => void,
+  run: MergeRun,
 ): Promise<MergeReport> {
-  const t0 = performance.now();
-  const timings = emptyTimings();
-  const check = (): void => {
-    if (signal.aborted) throw mergeAborted();
-  };
+  const { timings, check } = run;
+  const t0 = run.started;
   const model = await readGgufModel({ model: params.model });
   const { file, path: real } = model.parts[0]!;
   const mapping = await mappingOf(params.mapping);
@@ -154,10 +150,7 @@ async function runMerge(
     skipped: [],
     carried: container.reportCarried(),
     warnings: loaded.warnings,
-    timings,
-    started: t0,
+    run,
     planStarted: t1,
-    check,
-    emit,
   });
 }
