@@ -8,6 +8,7 @@ export * from "./file-copier.js";
 export * from "./gguf-magic.js";
 export * from "./merge-checkpoint.js";
 export * from "./merge-gguf.js";
+export * from "./merge-model.js";
 export * from "./merge-onnx.js";
 export * from "./merge-params.js";
 export * from "./recover-merge.js";

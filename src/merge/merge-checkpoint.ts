@@ -85,10 +85,7 @@ function checkpointShapes(checkpoint: Checkpoint): BaseShapes {
   });
 }
 
-async function runMerge(
-  params: MergeCheckpointParams,
-  run: MergeRun,
-): Promise<MergeReport> {
+async function runMerge(params: MergeCheckpointParams, run: MergeRun): Promise<MergeReport> {
   const { timings, check } = run;
   const t0 = run.started;
   const checkpoint = await readCheckpoint({ path: params.model });

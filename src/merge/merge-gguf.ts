@@ -82,10 +82,7 @@ async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping
   return parseGgufNameMapping(new TextDecoder().decode(await readJsonFileBytes(m, "mapping")), m);
 }
 
-async function runMerge(
-  params: MergeGgufParams,
-  run: MergeRun,
-): Promise<MergeReport> {
+async function runMerge(params: MergeGgufParams, run: MergeRun): Promise<MergeReport> {
   const { timings, check } = run;
   const t0 = run.started;
   const model = await readGgufModel({ model: params.model });

@@ -75,10 +75,7 @@ export async function mergeOnnx(
   return drain(mergeOnnxIter(params), params.onProgress);
 }
 
-async function runMerge(
-  params: MergeOnnxParams,
-  run: MergeRun,
-): Promise<MergeReport> {
+async function runMerge(params: MergeOnnxParams, run: MergeRun): Promise<MergeReport> {
   const { timings, check } = run;
   const t0 = run.started;
   const modelPath = resolve(params.model);

@@ -10,7 +10,12 @@ import { guardMerge } from "./guard-merge.js";
 import { kernelCopier } from "./file-copier.js";
 import { mergeAborted } from "./core/merge-aborted.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { plannedReport, type MergeReport, type MergeReportCarried, type MergeReportModule } from "./core/merge-report.js";
+import {
+  plannedReport,
+  type MergeReport,
+  type MergeReportCarried,
+  type MergeReportModule,
+} from "./core/merge-report.js";
 import type { MergeRun } from "./core/merge-run.js";
 import { planDataFiles, type DataFilePlan } from "./core/plan-data-files.js";
 import { writeInPlace } from "./write-in-place.js";

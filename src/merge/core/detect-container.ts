@@ -20,12 +20,15 @@ export interface DetectModelContainerParams {
  *
  * @throws VeraError `IO_NOT_FOUND` (nothing at `path`), `IO_*` from the file access.
  */
-export async function detectModelContainer(params: DetectModelContainerParams): Promise<ModelContainerKind | undefined> {
+export async function detectModelContainer(
+  params: DetectModelContainerParams,
+): Promise<ModelContainerKind | undefined> {
   const { files, path } = params;
   const kind = await files.stat(path);
   if (!kind) throw new VeraError(ErrorCode.IO_NOT_FOUND, `model not found: ${path}`, { path });
   if (kind.type === "folder") return "checkpoint";
-  const head = kind.size === 0 ? new Uint8Array(0) : await files.read(path, { offset: 0, length: Math.min(16, kind.size) });
+  const head =
+    kind.size === 0 ? new Uint8Array(0) : await files.read(path, { offset: 0, length: Math.min(16, kind.size) });
   if (head.length >= 4 && String.fromCharCode(head[0]!, head[1]!, head[2]!, head[3]!) === "GGUF") return "gguf";
   if (head.length >= 9 && head[8] === 0x7b) {
     const n = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);

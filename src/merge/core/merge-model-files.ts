@@ -154,7 +154,8 @@ async function loadMergeAdapter(
   carried: CarriedTensorTarget[];
   warnings: string[];
 }> {
-  if (!("source" in input)) return { adapter: input, source: "object", carried: carriedTensorTargets({ adapter: input }), warnings: [] };
+  if (!("source" in input))
+    return { adapter: input, source: "object", carried: carriedTensorTargets({ adapter: input }), warnings: [] };
   const loaded = await loadAdapter({
     source: input.source,
     base,

@@ -61,7 +61,8 @@ export function mergedDataFiles<W extends ContainerWeight>(params: MergedDataFil
     }
     if (file.size > pos) segments.push({ kind: "input", path: file.path, offset: pos, length: file.size - pos });
     const size = segments.reduce((n, s) => n + segmentLength(s), 0);
-    if (size !== outputSize) throw new Error(`internal: ${file.label} assembled to ${size} bytes, planned ${outputSize}`);
+    if (size !== outputSize)
+      throw new Error(`internal: ${file.label} assembled to ${size} bytes, planned ${outputSize}`);
     return { path: file.parts.join("/"), size, segments };
   });
 }
