@@ -15,8 +15,6 @@ import { cliReady, ROOT, tmp, vera } from "./page.js";
 import { mergeModelFiles } from "../../src/merge/core/index.js";
 import { pathFileAccess, type PathFile } from "../../src/peft/load/memory-file-access.js";
 
-import type { VeraAdapter } from "../../src/format/index.js";
-
 const ONNX = join(ROOT, "fixtures", "onnx");
 const ADAPTER = join(ONNX, "adapters", "llama");
 
