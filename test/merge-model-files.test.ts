@@ -206,6 +206,47 @@ describe("mergeModelFiles: the bytes of vera merge", () => {
   });
 });
 
+describe("mergeModelFiles into GGUF: the bytes of vera merge", () => {
+  const GGUF = join(ROOT, "fixtures", "gguf");
+  const cases = [
+    {
+      name: "llama (q/k rows permuted)",
+      dir: join(GGUF, "llama"),
+      model: "base-f32.gguf",
+      adapter: join(GGUF, "vera"),
+    },
+    { name: "qwen2", dir: join(GGUF, "qwen2"), model: "base-f32.gguf", adapter: join(GGUF, "qwen2", "vera") },
+    { name: "zoo llama", dir: join(ZOO, "llama"), model: "base.gguf", adapter: join(ZOO, "llama", "adapter") },
+  ];
+  for (const c of cases)
+    it(c.name, async () => {
+      const want = veraMerge(join(c.dir, c.model), c.adapter);
+      const files = pathFileAccess([{ path: c.model, file: new Blob([readFileSync(join(c.dir, c.model))]) }]);
+      const got = await mergeModelFiles({
+        files,
+        model: c.model,
+        adapter: { source: { files: pathFileAccess(blobFiles(c.adapter)), path: "" } },
+        backend: createReferenceBackend(),
+      });
+      expect(got.container).toBe("gguf");
+      expect(got.files.map((f) => f.path)).toEqual([...want.keys()]);
+      const bytes = await assemble(files, got.files[0]!);
+      expect(Buffer.compare(Buffer.from(bytes), Buffer.from(want.get(c.model)!))).toBe(0);
+      expect(got.report.weights).toBeGreaterThan(0);
+    });
+
+  it("refuses --untie for GGUF (ARG_INVALID) instead of ignoring it", async () => {
+    const e = await mergeModelFiles({
+      files: nodeFileAccess(),
+      model: join(GGUF, "llama", "base-f32.gguf"),
+      adapter: { source: { files: nodeFileAccess(), path: join(GGUF, "vera") } },
+      backend: createReferenceBackend(),
+      untie: true,
+    }).catch((x: unknown) => x);
+    expect(isVeraError(e) && e.code).toBe("ARG_INVALID");
+  });
+});
+
 describe("the container is found from the content, not the name", () => {
   const fa = nodeFileAccess();
   it("ONNX, GGUF, a safetensors file and a checkpoint folder; a name that lies changes nothing", async () => {

@@ -3,11 +3,8 @@
  * stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, resolve } from "node:path";
-import { VeraError } from "../errors.js";
-import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
-import { loraBaseFromGguf } from "../gguf/lora-base.js";
-import { GgufErrorCode } from "../gguf/error-codes.js";
-import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
+import { parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
+import { ggufAdapterBase } from "./core/gguf-adapter-base.js";
 import { readJsonFileBytes } from "../node/files.js";
 import { drain, eventStream } from "../util/event-stream.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
@@ -15,7 +12,6 @@ import type { MergeCommonParams } from "./merge-params.js";
 import { ggufContainer } from "./core/gguf-container.js";
 import { ggufSplitOutput } from "./gguf-split-output.js";
 import { mergeAdapter } from "./merge-adapter.js";
-import { peftModulePaths } from "../peft/peft-module-paths.js";
 import { startMergeRun, type MergeRun } from "./core/merge-run.js";
 import type { MergeEvent, MergeReport } from "./core/merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
@@ -91,20 +87,15 @@ async function runMerge(params: MergeGgufParams, run: MergeRun): Promise<MergeRe
   timings.readModel = performance.now() - t0;
   check();
   const t1 = performance.now();
-  const base = loraBaseFromGguf(file, real);
-  // a split GGUF's weights are in every part: the adapter is sized against all of them
-  if (model.split) base.tensors = new Map(model.parts.flatMap((p) => p.file.tensors.map((t) => [t.name, t.ne])));
-  // before the adapter is sized against the model's tensors: without names there is nothing to size it by
-  if (!mapping && !isKnownGgufArchitecture(base.architecture))
-    throw new VeraError(
-      GgufErrorCode.GGUF_UNKNOWN_ARCHITECTURE,
-      `${real}: architecture ${JSON.stringify(base.architecture)} has no built-in llama.cpp tensor names; ` +
-        "give a mapping file (JSON: module path -> tensor name, {bid} for the block number) with --mapping",
-      { path: "general.architecture", expected: "a known architecture or a mapping", received: base.architecture },
-    );
+  const base = ggufAdapterBase({
+    file,
+    label: real,
+    ...(model.split ? { parts: model.parts.map((p) => p.file) } : {}),
+    ...(mapping ? { mapping } : {}),
+  });
   const loaded = await mergeAdapter({
     adapter: params.adapter,
-    base: (peft) => baseShapesFromGguf({ base, modules: peftModulePaths(peft), ...(mapping ? { mapping } : {}) }),
+    base,
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
   const inPlace = params.inPlace ?? false;

@@ -2,10 +2,10 @@
  * One merge for every container: the model's container is found from its content (a folder is a checkpoint, a
  * file by its magic bytes) and the merge of that container runs (mergeOnnx, mergeCheckpoint, mergeGguf).
  */
-import { ErrorCode, isVeraError, VeraError } from "../errors.js";
+import { ErrorCode, isVeraError } from "../errors.js";
 import { nodeFileAccess } from "../node/node-file-access.js";
 import { drain } from "../util/event-stream.js";
-import { detectModelContainer, type ModelContainerKind } from "./core/detect-container.js";
+import { checkContainerOptions, detectModelContainer, type ModelContainerKind } from "./core/detect-container.js";
 import type { MergeEvent, MergeReport } from "./core/merge-report.js";
 import { mergeCheckpointIter } from "./merge-checkpoint.js";
 import { mergeGgufIter } from "./merge-gguf.js";
@@ -55,14 +55,11 @@ export async function modelContainerOf(path: string): Promise<ModelContainerKind
 export async function* mergeModelIter(params: MergeModelParams): AsyncGenerator<MergeEvent, MergeReport, void> {
   const { container: given, untie, skipMissing, mapping, ...common } = params;
   const container = given ?? (await modelContainerOf(params.model));
-  const refuse = (option: string, where: string): VeraError =>
-    new VeraError(ErrorCode.ARG_INVALID, `${option} applies to ${where} only`, {
-      path: option,
-      expected: where,
-      received: container,
-    });
-  if (untie === true && container !== "onnx") throw refuse("untie", "ONNX models");
-  if (skipMissing === true && container === "gguf") throw refuse("skipMissing", "ONNX models and checkpoints");
+  checkContainerOptions({
+    container,
+    ...(untie !== undefined ? { untie } : {}),
+    ...(skipMissing !== undefined ? { skipMissing } : {}),
+  });
   const withMapping = mapping !== undefined ? { mapping } : {};
   if (container === "onnx")
     return yield* mergeOnnxIter({

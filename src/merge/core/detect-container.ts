@@ -37,3 +37,25 @@ export async function detectModelContainer(
   if (head.length >= 2 && head[0] === 0x08) return "onnx";
   return undefined;
 }
+
+/**
+ * Refuse the options a container cannot honour, rather than ignoring them: `untie` (ONNX only), `skipMissing`
+ * (ONNX and checkpoints).
+ *
+ * @throws VeraError `ARG_INVALID`.
+ */
+export function checkContainerOptions(params: {
+  container: ModelContainerKind;
+  untie?: boolean;
+  skipMissing?: boolean;
+}): void {
+  const { container } = params;
+  const refuse = (option: string, where: string): VeraError =>
+    new VeraError(ErrorCode.ARG_INVALID, `${option} applies to ${where} only`, {
+      path: option,
+      expected: where,
+      received: container,
+    });
+  if (params.untie === true && container !== "onnx") throw refuse("untie", "ONNX models");
+  if (params.skipMissing === true && container === "gguf") throw refuse("skipMissing", "ONNX models and checkpoints");
+}

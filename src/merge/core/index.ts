@@ -16,4 +16,6 @@ export * from "./merge-report.js";
 export * from "./merge-run.js";
 export * from "./merged-files.js";
 export * from "./onnx-container.js";
+export * from "./opened-model.js";
+export * from "./gguf-adapter-base.js";
 export * from "./plan-data-files.js";
