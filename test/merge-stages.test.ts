@@ -280,11 +280,13 @@ describe("layering", () => {
   it("the stages that know no container never reach the ONNX code", () => {
     const onnxSide = new Set([
       "merge-onnx.ts",
+      "merge-model.ts",
       "onnx-source.ts",
       "core/onnx-container.ts",
       "core/onnx-carried.ts",
       "core/file-access-data.ts",
       "core/merge-model-files.ts",
+      "core/open-onnx-files.ts",
       "core/index.ts",
       "index.ts",
     ]);
