@@ -247,6 +247,72 @@ describe("mergeModelFiles into GGUF: the bytes of vera merge", () => {
   });
 });
 
+describe("mergeModelFiles into safetensors checkpoints: the bytes of vera merge", () => {
+  const ST = join(ROOT, "fixtures", "safetensors");
+  const cases = [
+    {
+      name: "llama, 3 shards and an index (f32)",
+      dir: join(ST, "llama-f32", "base"),
+      adapter: join(ST, "llama-f32", "adapter"),
+    },
+    { name: "llama (bf16)", dir: join(ST, "llama-bf16", "base"), adapter: join(ST, "llama-bf16", "adapter") },
+    { name: "gpt2 (Conv1D)", dir: join(ST, "gpt2-f32", "base"), adapter: join(ST, "gpt2-f32", "adapter") },
+    {
+      name: "zoo roberta: the classifier head carried",
+      dir: join(ZOO, "roberta", "base"),
+      adapter: join(ZOO, "roberta", "adapter"),
+    },
+  ];
+  for (const c of cases)
+    it(c.name, async () => {
+      const out = fresh();
+      const r = spawnSync(
+        process.execPath,
+        [CLI, "merge", c.dir, c.adapter, "-o", join(out, "m"), "--backend", "reference", "--no-fsync"],
+        { encoding: "utf8" },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      const want = readTree(join(out, "m"));
+      const files = pathFileAccess(blobFiles(c.dir));
+      const got = await mergeModelFiles({
+        files,
+        model: "",
+        adapter: { source: { files: pathFileAccess(blobFiles(c.adapter)), path: "" } },
+        backend: createReferenceBackend(),
+      });
+      expect(got.container).toBe("checkpoint");
+      expect(got.files.map((f) => f.path).sort()).toEqual([...want.keys()].sort());
+      for (const f of got.files) {
+        const bytes = await assemble(files, f);
+        expect(Buffer.compare(Buffer.from(bytes), Buffer.from(want.get(f.path)!)), f.path).toBe(0);
+      }
+      if (c.dir.includes("roberta"))
+        expect(got.report.carried.map((x) => x.param)).toContain("classifier.out_proj.weight");
+    });
+
+  it("a single .safetensors file", async () => {
+    const dir = join(ZOO, "roberta", "base");
+    const out = fresh();
+    const model = join(dir, "model.safetensors");
+    const adapter = join(ZOO, "roberta", "adapter");
+    const r = spawnSync(
+      process.execPath,
+      [CLI, "merge", model, adapter, "-o", join(out, "merged.safetensors"), "--backend", "reference", "--no-fsync"],
+      { encoding: "utf8" },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const got = await mergeModelFiles({
+      files: nodeFileAccess(),
+      model,
+      adapter: { source: { files: nodeFileAccess(), path: adapter } },
+      backend: createReferenceBackend(),
+    });
+    expect(got.files.map((f) => f.path)).toEqual(["model.safetensors"]);
+    const bytes = await assemble(nodeFileAccess(), got.files[0]!);
+    expect(Buffer.compare(Buffer.from(bytes), readFileSync(join(out, "merged.safetensors")))).toBe(0);
+  });
+});
+
 describe("the container is found from the content, not the name", () => {
   const fa = nodeFileAccess();
   it("ONNX, GGUF, a safetensors file and a checkpoint folder; a name that lies changes nothing", async () => {
@@ -285,9 +351,11 @@ describe("the container is found from the content, not the name", () => {
   });
 
   it("refuses what it cannot merge with a typed error, producing nothing", async () => {
+    const dir = fresh();
+    writeFileSync(join(dir, "notes.onnx"), "just text");
     const e = await mergeModelFiles({
       files: nodeFileAccess(),
-      model: join(ZOO, "roberta", "base"),
+      model: join(dir, "notes.onnx"),
       adapter: { source: { files: nodeFileAccess(), path: join(ZOO, "roberta", "adapter") } },
       backend: createReferenceBackend(),
     }).catch((x: unknown) => x);

@@ -11,6 +11,8 @@ export * from "./detect-container.js";
 export * from "./file-access-data.js";
 export * from "./gguf-container.js";
 export * from "./checkpoint-locator.js";
+export * from "./checkpoint-container.js";
+export * from "./read-checkpoint-files.js";
 export * from "./merge-model-files.js";
 export * from "./merge-report.js";
 export * from "./merge-run.js";

@@ -12,6 +12,7 @@ import { checkContainerOptions, detectModelContainer, type ModelContainerKind } 
 import { mergedDataFiles, type MergedModelFile, type MergedSegment } from "./merged-files.js";
 import { plannedReport, recordMaxAbsDelta, type MergeReport } from "./merge-report.js";
 import { startMergeRun, type MergeRun } from "./merge-run.js";
+import { openCheckpointFiles } from "./open-checkpoint-files.js";
 import { openGgufFiles } from "./open-gguf-files.js";
 import { openOnnxFiles } from "./open-onnx-files.js";
 import type { MergeModelFilesParams, OpenedModel } from "./opened-model.js";
@@ -33,10 +34,9 @@ export interface MergedModel {
  * tensors the adapter carries (modules_to_save heads, trainable biases) placed or refused by name. Only merged
  * weights are held in memory: every other byte of the output is a range of an input file.
  *
- * @throws VeraError `MERGE_CONTAINER_UNKNOWN` (neither ONNX nor GGUF: a safetensors checkpoint is merged by
- *   `mergeModel` of verakit/merge/node), `ARG_INVALID` (an option the container cannot honour), `ONNX_*`, `GGUF_*`
+ * @throws VeraError `MERGE_CONTAINER_UNKNOWN` (content that is none of the three), `ARG_INVALID` (an option the container cannot honour), `ONNX_*`, `GGUF_*`
  *   (`GGUF_SPLIT` for a part of a split GGUF), `IO_UNSAFE_PATH`, `IO_NOT_FOUND` (a data file not given),
- *   `MERGE_DATA_*`, `MERGE_WEIGHT_NOT_FOUND`, `MERGE_CARRIED_TENSOR`, `MERGE_OVERFLOW`, `MERGE_ABORTED`, the
+ *   `MERGE_DATA_*`, `MERGE_CHECKPOINT_INDEX`, `MERGE_WEIGHT_*`, `MERGE_CARRIED_TENSOR`, `MERGE_OVERFLOW`, `MERGE_ABORTED`, the
  *   adapter's `VERA_*` / `PEFT_*`.
  */
 export async function mergeModelFiles(params: MergeModelFilesParams): Promise<MergedModel> {
@@ -45,20 +45,24 @@ export async function mergeModelFiles(params: MergeModelFilesParams): Promise<Me
     ...(params.onProgress ? { emit: params.onProgress } : {}),
   });
   const kind = await detectModelContainer({ files: params.files, path: params.model });
-  if (kind !== "onnx" && kind !== "gguf")
+  if (kind === undefined)
     throw new VeraError(
       MergeErrorCode.MERGE_CONTAINER_UNKNOWN,
-      `${params.model} is ${kind === undefined ? "no model this merge knows" : "a safetensors checkpoint"}: this merge takes ONNX and GGUF models (merge checkpoints with \`vera merge\` or mergeModel of verakit/merge/node)`,
-      { path: params.model, expected: "an ONNX or GGUF model", received: kind ?? "unknown content" },
+      `${params.model} is no model this merge knows: neither an ONNX model, a GGUF file, nor a safetensors checkpoint`,
+      {
+        path: params.model,
+        expected: "an ONNX model, a GGUF file or a safetensors checkpoint",
+        received: "unknown content",
+      },
     );
   checkContainerOptions({
     container: kind,
     ...(params.untie !== undefined ? { untie: params.untie } : {}),
     ...(params.skipMissing !== undefined ? { skipMissing: params.skipMissing } : {}),
   });
-  return kind === "gguf"
-    ? mergeOpened(params, run, kind, await openGgufFiles(params, run))
-    : mergeOpened(params, run, kind, await openOnnxFiles(params, run));
+  if (kind === "gguf") return mergeOpened(params, run, kind, await openGgufFiles(params, run));
+  if (kind === "checkpoint") return mergeOpened(params, run, kind, await openCheckpointFiles(params, run));
+  return mergeOpened(params, run, kind, await openOnnxFiles(params, run));
 }
 
 /** Plan, compute and assemble a located model's output files. */

@@ -17,8 +17,9 @@ export interface MergeModelFilesParams {
   /** The files the model lies in. */
   files: FileAccess;
   /**
-   * The model's path in `files`: an ONNX model (its external data files beside it, by the locations it names) or a
-   * GGUF file (one file, not a part of a split one).
+   * The model's path in `files`: an ONNX model (its external data files beside it, by the locations it names), a
+   * GGUF file (one file, not a part of a split one), or a safetensors checkpoint (a `.safetensors` file, or a
+   * transformers folder: its other files are copied as they are).
    */
   model: string;
   /** The adapter; a PEFT folder is imported against the model's own shapes, as `vera merge` does. */
