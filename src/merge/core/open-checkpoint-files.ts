@@ -3,8 +3,7 @@ import { ErrorCode, VeraError } from "../../errors.js";
 import { basenamePath, dirnamePath, joinPath, readJsonBytes, type FileAccess } from "../../peft/load/file-access.js";
 import { MergeErrorCode } from "../error-codes.js";
 import { checkpointContainer, type CheckpointWeight } from "./checkpoint-container.js";
-import type { MergeRun } from "./merge-run.js";
-import { loadMergeAdapter, type MergeModelFilesParams, type OpenedModel } from "./opened-model.js";
+import { loadMergeAdapter, openedModel, type ContainerOpener } from "./opened-model.js";
 import {
   checkpointShapes,
   readCheckpointFolder,
@@ -38,10 +37,7 @@ export function fileAccessCheckpoint(files: FileAccess): CheckpointAccess {
 }
 
 /** Read a checkpoint's headers (a `.safetensors` file, or a transformers folder), size the adapter, locate the weights. */
-export async function openCheckpointFiles(
-  params: MergeModelFilesParams,
-  run: MergeRun,
-): Promise<OpenedModel<CheckpointWeight>> {
+export const openCheckpointFiles: ContainerOpener<CheckpointWeight> = async (params, run) => {
   const { files, model } = params;
   const t0 = performance.now();
   const access = fileAccessCheckpoint(files);
@@ -61,13 +57,5 @@ export async function openCheckpointFiles(
     carried: loaded.carried,
     ...(params.mapping ? { mapping: params.mapping } : {}),
   });
-  return {
-    container,
-    adapter: loaded.adapter,
-    adapterSource: loaded.source,
-    reportModules: () => container.reportModules(),
-    skipped: container.skipped,
-    carried: container.reportCarried(),
-    warnings: loaded.warnings,
-  };
-}
+  return openedModel({ container, loaded, reportModules: () => container.reportModules() });
+};

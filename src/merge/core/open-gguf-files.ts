@@ -6,15 +6,14 @@ import { parseGgufNameMapping } from "../../gguf/tensor-names.js";
 import { basenamePath } from "../../peft/load/file-access.js";
 import { ggufAdapterBase } from "./gguf-adapter-base.js";
 import { ggufContainer, type GgufWeight } from "./gguf-container.js";
-import type { MergeRun } from "./merge-run.js";
-import { loadMergeAdapter, type MergeModelFilesParams, type OpenedModel } from "./opened-model.js";
+import { loadMergeAdapter, openedModel, type ContainerOpener } from "./opened-model.js";
 
 /**
  * Read a GGUF file's header (only the header: the tensor data is read weight by weight later), size the adapter by
  * its tensors and locate the weights. A part of a split GGUF is refused (`GGUF_SPLIT`): its other parts are
  * found by name on disk, by `vera merge`.
  */
-export async function openGgufFiles(params: MergeModelFilesParams, run: MergeRun): Promise<OpenedModel<GgufWeight>> {
+export const openGgufFiles: ContainerOpener<GgufWeight> = async (params, run) => {
   const { files, model } = params;
   const t0 = performance.now();
   const kind = await files.stat(model);
@@ -46,13 +45,5 @@ export async function openGgufFiles(params: MergeModelFilesParams, run: MergeRun
     carried: loaded.carried,
     ...(mapping ? { mapping } : {}),
   });
-  return {
-    container,
-    adapter: loaded.adapter,
-    adapterSource: loaded.source,
-    reportModules: () => container.reportModules(),
-    skipped: [],
-    carried: container.reportCarried(),
-    warnings: loaded.warnings,
-  };
-}
+  return openedModel({ container, loaded, reportModules: () => container.reportModules() });
+};

@@ -4,15 +4,11 @@ import { OnnxErrorCode } from "../../onnx/error-codes.js";
 import { peftBaseFromOnnx } from "../../peft/base-shapes-from-onnx.js";
 import { basenamePath, dirnamePath } from "../../peft/load/file-access.js";
 import { fileAccessDataResolver } from "./file-access-data.js";
-import type { MergeRun } from "./merge-run.js";
 import { onnxContainer, parseOnnxSource, type OnnxContainerWeight } from "./onnx-container.js";
-import { loadMergeAdapter, type MergeModelFilesParams, type OpenedModel } from "./opened-model.js";
+import { loadMergeAdapter, openedModel, type ContainerOpener } from "./opened-model.js";
 
 /** Read and locate an ONNX model and load the adapter against its Linear weights. */
-export async function openOnnxFiles(
-  params: MergeModelFilesParams,
-  run: MergeRun,
-): Promise<OpenedModel<OnnxContainerWeight>> {
+export const openOnnxFiles: ContainerOpener<OnnxContainerWeight> = async (params, run) => {
   const { files, model } = params;
   const t0 = performance.now();
   const stat = await files.stat(model);
@@ -39,14 +35,10 @@ export async function openOnnxFiles(
     carried: loaded.carried,
     ...(params.mapping ? { mapping: params.mapping } : {}),
   });
-  return {
+  return openedModel({
     container,
-    adapter: loaded.adapter,
-    adapterSource: loaded.source,
+    loaded,
     head: { name, path: model },
     reportModules: (targets) => container.reportModules(targets),
-    skipped: container.skipped,
-    carried: container.reportCarried(),
-    warnings: [...loaded.warnings, ...container.warnings],
-  };
-}
+  });
+};

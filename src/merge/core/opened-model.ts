@@ -8,6 +8,7 @@ import { loadAdapter, type AdapterBase } from "../../peft/load/load-adapter.js";
 import type { AdapterSource } from "../../peft/load/read-adapter-source.js";
 import type { ContainerWeight, MergeContainer, MergedTarget } from "./container.js";
 import type { MergeEvent, MergeReport, MergeReportCarried, MergeReportModule } from "./merge-report.js";
+import type { MergeRun } from "./merge-run.js";
 
 /** The adapter of a merge: an adapter object, or where one lies (loaded by `loadAdapter` against the model). */
 export type MergeAdapterInput = VeraAdapter | { source: AdapterSource; adapterName?: string };
@@ -54,16 +55,49 @@ export interface OpenedModel<W extends ContainerWeight> {
   warnings: string[];
 }
 
-/** The adapter object, or the one at a source loaded against the model's shapes (`loadAdapter`). */
-export async function loadMergeAdapter(
-  input: MergeAdapterInput,
-  base: AdapterBase,
-): Promise<{
+/** Reads a model of one container through the params' files, loads the adapter against it and locates its weights. */
+export type ContainerOpener<W extends ContainerWeight> = (
+  params: MergeModelFilesParams,
+  run: MergeRun,
+) => Promise<OpenedModel<W>>;
+
+/** The adapter a merge applies, where it came from, the tensors it carries, and the loader's warnings. */
+export interface MergeAdapterLoaded {
   adapter: VeraAdapter;
   source: MergeReport["adapterSource"];
   carried: CarriedTensorTarget[];
   warnings: string[];
-}> {
+}
+
+/** A located container, as the openers return it: its report rows, its remarks. */
+type LocatedContainer<W extends ContainerWeight> = MergeContainer<W> & {
+  reportCarried(): MergeReportCarried[];
+  readonly skipped?: string[];
+  readonly warnings?: readonly string[];
+};
+
+/** The opened model of a located container and its adapter. */
+export function openedModel<W extends ContainerWeight>(params: {
+  container: LocatedContainer<W>;
+  loaded: MergeAdapterLoaded;
+  reportModules: OpenedModel<W>["reportModules"];
+  head?: { name: string; path: string };
+}): OpenedModel<W> {
+  const { container, loaded } = params;
+  return {
+    container,
+    adapter: loaded.adapter,
+    adapterSource: loaded.source,
+    ...(params.head ? { head: params.head } : {}),
+    reportModules: params.reportModules,
+    skipped: container.skipped ?? [],
+    carried: container.reportCarried(),
+    warnings: [...loaded.warnings, ...(container.warnings ?? [])],
+  };
+}
+
+/** The adapter object, or the one at a source loaded against the model's shapes (`loadAdapter`). */
+export async function loadMergeAdapter(input: MergeAdapterInput, base: AdapterBase): Promise<MergeAdapterLoaded> {
   if (!("source" in input))
     return { adapter: input, source: "object", carried: carriedTensorTargets({ adapter: input }), warnings: [] };
   const loaded = await loadAdapter({
