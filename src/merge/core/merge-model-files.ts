@@ -23,7 +23,10 @@ export type { MergeAdapterInput, MergeModelFilesParams } from "./opened-model.js
 /** What {@link mergeModelFiles} produced. */
 export interface MergedModel {
   container: ModelContainerKind;
-  /** The head file (the `.onnx`) first, then every data file (unchanged ones too), relative to the output folder. */
+  /**
+   * The head file (the `.onnx`) first, then every data file (external data, shards and the checkpoint folder's other
+   * files, the GGUF file; unchanged ones too), by `/`-separated path relative to the output folder.
+   */
   files: MergedModelFile[];
   report: MergeReport;
 }
