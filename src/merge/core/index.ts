@@ -2,8 +2,8 @@
  * verakit/merge: the merge core, browser-safe (no Node built-ins): the container interface and the containers'
  * locating logic, the data-file plan, the compute stage, the report and error codes, and {@link mergeModelFiles}
  * (merge an ONNX model, a safetensors checkpoint or a GGUF file given through a FileAccess into output files of
- * segments). The page imports it; the Node edge
- * (files, kernel copies, in-place writing and its undo journal, locks, recovery) is verakit/merge/node.
+ * segments). The page imports it; the Node edge (files, kernel copies, in-place writing and its undo journal, locks,
+ * recovery) is verakit/merge/node.
  */
 export * from "./container.js";
 export * from "../error-codes.js";
