@@ -5,8 +5,8 @@ const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: strin
 
 /**
  * Subpath entries. The browser entries ({@link browserEntries}: index, safetensors, format, projections, peft,
- * onnx, serve, gguf, compute, hub) import no Node built-ins, so browser bundles of those stay clean; serve/node,
- * merge, node and hub/node are for Node. test/layers.test.ts checks this list against the layer table, and
+ * onnx, serve, gguf, compute, merge, hub) import no Node built-ins, so browser bundles of those stay clean; serve/node,
+ * merge/node, node and hub/node are for Node. test/layers.test.ts checks this list against the layer table, and
  * test/browser-safety.test.ts (test/hub-browser-safety.test.ts for hub) bundles each browser entry for a browser.
  */
 export const entries = {
@@ -20,7 +20,8 @@ export const entries = {
   "serve/node/index": "src/serve/node/index.ts",
   "gguf/index": "src/gguf/index.ts",
   "compute/index": "src/compute/index.ts",
-  "merge/index": "src/merge/index.ts",
+  "merge/index": "src/merge/core/index.ts",
+  "merge/node/index": "src/merge/index.ts",
   "node/index": "src/node/index.ts",
   "hub/index": "src/hub/index.ts",
   "hub/node/index": "src/hub/node/index.ts",
@@ -37,6 +38,7 @@ export const browserEntries: ReadonlyArray<string> = [
   "serve/index",
   "gguf/index",
   "compute/index",
+  "merge/index",
   "hub/index",
 ];
 

@@ -48,7 +48,7 @@ const ort = (await import("onnxruntime-node")).default;
 const { createAdapter } = await import(join(root, "dist/format/index.js"));
 const { readOnnxModel } = await import(join(root, "dist/onnx/index.js"));
 const { graftOnnx, adapterFeeds, writeOnnxAdapter } = await import(join(root, "dist/serve/index.js"));
-const { mergeOnnx } = await import(join(root, "dist/merge/index.js"));
+const { mergeOnnx } = await import(join(root, "dist/merge/node/index.js"));
 const { createNodeBackend, buildOnnxModel } = await import(join(root, "dist/node/index.js"));
 
 const FLOAT = 1;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import * as core from "../dist/index.js";
 import * as gguf from "../dist/gguf/index.js";
 import * as hub from "../dist/hub/index.js";
-import * as merge from "../dist/merge/index.js";
+import * as merge from "../dist/merge/node/index.js";
 import * as nodeEdge from "../dist/node/index.js";
 import { damage, hostileInt, ROOT, scratchDir } from "./fuzz-targets.mjs";
 

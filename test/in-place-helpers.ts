@@ -144,7 +144,7 @@ export function crashingMerge(c: Case, model: string, killAt: number, afterAWrit
     import { createHash } from "node:crypto";
     import { readdirSync, readFileSync, statSync } from "node:fs";
     import { join } from "node:path";
-    import { ${c.fn} } from ${JSON.stringify(join(ROOT, "dist", "merge", "index.js"))};
+    import { ${c.fn} } from ${JSON.stringify(join(ROOT, "dist", "merge", "node", "index.js"))};
     import { createReferenceBackend } from ${JSON.stringify(join(ROOT, "dist", "compute", "index.js"))};
     const dir = ${JSON.stringify(dir)};
     const files = readdirSync(dir).filter((f) => !f.startsWith(".") && statSync(join(dir, f)).isFile());
@@ -197,7 +197,7 @@ export function pausedMerge(p: {
   const goFile = join(p.signals, "go");
   const script = `
     import { existsSync, writeFileSync } from "node:fs";
-    import { ${p.c.fn} } from ${JSON.stringify(join(ROOT, "dist", "merge", "index.js"))};
+    import { ${p.c.fn} } from ${JSON.stringify(join(ROOT, "dist", "merge", "node", "index.js"))};
     import { createReferenceBackend } from ${JSON.stringify(join(ROOT, "dist", "compute", "index.js"))};
     const ref = createReferenceBackend();
     let calls = 0;

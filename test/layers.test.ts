@@ -28,7 +28,8 @@ interface LayerRule {
 }
 
 /**
- * The layers of src/: a folder, a folder's `node/` subfolder (its Node edge), or a file at the root. Dependencies
+ * The layers of src/: a folder, a folder's `node/` subfolder (its Node edge), a folder's `core/` subfolder (its
+ * browser-safe core, where the folder itself is the Node edge: merge), or a file at the root. Dependencies
  * point downwards: the pure core (util, numeric, wasm, safetensors, projections, format, onnx, peft, gguf, serve)
  * imports no edge; nothing imports cli.
  */
@@ -55,11 +56,27 @@ const LAYERS: Record<string, LayerRule> = {
   hub: { browser: true, imports: ["format", "peft", "safetensors", "util"], packages: ["@huggingface/hub"] },
   "compute/node": { browser: false, imports: ["compute"], packages: ["onnxruntime-node", "webgpu"] },
   node: { browser: false, imports: ["compute/node", "format", "gguf", "onnx", "peft", "safetensors", "util"] },
+  "merge/core": {
+    browser: true,
+    imports: ["compute", "format", "gguf", "locate", "numeric", "onnx", "peft", "safetensors", "util"],
+  },
   merge: {
     browser: false,
-    imports: ["compute", "format", "gguf", "locate", "node", "numeric", "onnx", "peft", "safetensors", "util"],
+    imports: [
+      "compute",
+      "format",
+      "gguf",
+      "locate",
+      "merge/core",
+      "node",
+      "numeric",
+      "onnx",
+      "peft",
+      "safetensors",
+      "util",
+    ],
   },
-  "serve/node": { browser: false, imports: ["format", "merge", "node", "onnx", "peft", "serve"] },
+  "serve/node": { browser: false, imports: ["format", "merge", "merge/core", "node", "onnx", "peft", "serve"] },
   "hub/node": { browser: false, imports: ["format", "hub", "node", "util"] },
   cli: {
     browser: false,
@@ -71,6 +88,7 @@ const LAYERS: Record<string, LayerRule> = {
       "hub",
       "hub/node",
       "merge",
+      "merge/core",
       "node",
       "onnx",
       "peft",
@@ -148,11 +166,14 @@ for (const f of srcFiles) {
   bare.set(rel(f), ext);
 }
 const top = (p: string) => p.split("/")[0]!;
-/** The layer of a file under src/: its folder, `<folder>/node` for a folder's Node edge, or the root file's stem. */
+/**
+ * The layer of a file under src/: its folder, `<folder>/node` for a folder's Node edge, `<folder>/core` for a
+ * folder's pure core, or the root file's stem.
+ */
 const layerOf = (p: string): string => {
   const parts = p.split("/");
   if (parts.length === 1) return parts[0]!.replace(/\.ts$/, "");
-  return parts[1] === "node" && parts.length > 2 ? `${parts[0]}/node` : parts[0]!;
+  return (parts[1] === "node" || parts[1] === "core") && parts.length > 2 ? `${parts[0]}/${parts[1]}` : parts[0]!;
 };
 
 /** The import cycles of src/: Tarjan's strongly connected components of more than one file, as sorted lists. */

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { carriedValues } from "../src/merge/carried-values.js";
+import { carriedValues } from "../src/merge/core/carried-values.js";
 import { parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
 
 const file = parseSafetensors(

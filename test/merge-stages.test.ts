@@ -20,12 +20,12 @@ import type { ComputeBackend, MergeTask } from "../src/compute/backend.js";
 import { createReferenceBackend } from "../src/compute/reference-backend.js";
 import { isVeraError } from "../src/errors.js";
 import { createAdapter } from "../src/format/create.js";
-import { computeWeights } from "../src/merge/compute-weights.js";
-import type { ContainerDataFile, ContainerWeight } from "../src/merge/container.js";
+import { computeWeights } from "../src/merge/core/compute-weights.js";
+import type { ContainerDataFile, ContainerWeight } from "../src/merge/core/container.js";
 import { DataWriter } from "../src/merge/data-writer.js";
 import type { FileCopier } from "../src/merge/file-copier.js";
 import { OutputTransaction } from "../src/merge/output-transaction.js";
-import { planDataFiles } from "../src/merge/plan-data-files.js";
+import { planDataFiles } from "../src/merge/core/plan-data-files.js";
 
 const root = mkdtempSync(join(tmpdir(), "vera-merge-stages-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -280,13 +280,21 @@ describe("layering", () => {
   it("the stages that know no container never reach the ONNX code", () => {
     const onnxSide = new Set([
       "merge-onnx.ts",
-      "onnx-container.ts",
-      "onnx-carried.ts",
-      "load-merge-adapter.ts",
+      "merge-model.ts",
+      "onnx-source.ts",
+      "core/onnx-container.ts",
+      "core/onnx-carried.ts",
+      "core/file-access-data.ts",
+      "core/merge-model-files.ts",
+      "core/open-onnx-files.ts",
+      "core/index.ts",
       "index.ts",
     ]);
-    const stages = readdirSync(join(src, "merge")).filter((f) => f.endsWith(".ts") && !onnxSide.has(f));
+    const stages = ["", "core/"]
+      .flatMap((d) => readdirSync(join(src, "merge", d)).map((f) => d + f))
+      .filter((f) => f.endsWith(".ts") && !onnxSide.has(f));
     expect(stages).toContain("data-writer.ts");
+    expect(stages).toContain("core/compute-weights.ts");
     for (const f of stages) {
       const reached = [...importsOf(join(src, "merge", f))]
         .map(rel)

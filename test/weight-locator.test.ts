@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { bytesSource, readGguf } from "../src/gguf/index.js";
 import { ggufWeightLocator } from "../src/gguf/gguf-weight-locator.js";
-import { checkpointWeightLocator } from "../src/merge/checkpoint-locator.js";
+import { checkpointWeightLocator } from "../src/merge/core/checkpoint-locator.js";
 import { onnxWeightLocator } from "../src/onnx/onnx-weight-locator.js";
 import { readOnnxModel } from "../src/onnx/read-onnx-model.js";
 import { readInlineValues } from "../src/onnx/inline-values.js";

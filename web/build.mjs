@@ -14,7 +14,9 @@ const BUDGET = 150_000; // bytes, gzipped
 const ORT_FILES = ["ort-wasm-simd-threaded.wasm"];
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 // Subpaths the page may use: the package's public, browser-safe entries.
-const NODE_ONLY = new Set(["./node", "./merge", "./hub/node"]);
+const NODE_ONLY = new Set(["./node", "./merge/node", "./serve/node", "./hub/node"]);
+// Subpaths whose source is not src/<subpath>/index.ts (tsup.config.ts `entries`): the merge core.
+const SOURCES = { "./merge": "src/merge/core/index.ts" };
 const allowed = new Set(Object.keys(pkg.exports).filter((k) => k !== "./package.json" && !NODE_ONLY.has(k)));
 
 /**
@@ -32,7 +34,7 @@ export function publicEntries(pageDir) {
           return {
             errors: [{ text: `${args.path} is not a public browser entry of verakit (${[...allowed].join(", ")})` }],
           };
-        const entry = sub === "." ? "src/index.ts" : `src/${sub.slice(2)}/index.ts`;
+        const entry = sub === "." ? "src/index.ts" : (SOURCES[sub] ?? `src/${sub.slice(2)}/index.ts`);
         return { path: join(root, entry) };
       });
       b.onResolve({ filter: /^(\.\.?\/|\/|[A-Za-z]:)/ }, (args) => {

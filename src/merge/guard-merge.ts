@@ -10,7 +10,7 @@ import { promises as fsp } from "node:fs";
 import { basename, dirname } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { ioError } from "../node/io-error.js";
-import type { ContainerWeight, MergeContainer } from "./container.js";
+import type { ContainerWeight, MergeContainer } from "./core/container.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { lockModel, refuseBusy } from "./model-lock.js";
 import { refuseInterrupted } from "./undo-journal.js";

@@ -1,7 +1,7 @@
 import type { VeraAdapter } from "../format/types.js";
 import { loadAdapterFromPath } from "../node/load-adapter.js";
 import type { AdapterBase } from "../peft/load/load-adapter.js";
-import type { MergeReport } from "./merge-report.js";
+import type { MergeReport } from "./core/merge-report.js";
 
 /** Parameters of {@link mergeAdapter}. */
 export interface MergeAdapterParams {

@@ -3,22 +3,20 @@
  * through the shared stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, join, resolve } from "node:path";
-import { baseShapesFromWeights } from "../peft/base-shapes-from-weights.js";
 import { VeraError } from "../errors.js";
 import { MergeErrorCode } from "./error-codes.js";
-import { checkpointContainer } from "./checkpoint-container.js";
+import { checkpointContainer } from "./core/checkpoint-container.js";
 import { drain, eventStream } from "../util/event-stream.js";
-import { loadedName } from "../locate/checkpoint-names.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { WeightMapping } from "../locate/weight-mapping.js";
 import { readWeightMapping } from "./read-weight-mapping.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { mergeAdapter } from "./merge-adapter.js";
-import type { BaseShapes } from "../peft/base-shapes.js";
-import { mergeAborted } from "./merge-aborted.js";
-import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
+import { startMergeRun, type MergeRun } from "./core/merge-run.js";
+import type { MergeEvent, MergeReport } from "./core/merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
-import { readCheckpoint, type Checkpoint } from "./read-checkpoint.js";
+import { readCheckpoint } from "./read-checkpoint.js";
+import { checkpointShapes } from "./core/read-checkpoint-files.js";
 
 /** Parameters of {@link mergeCheckpoint} and {@link mergeCheckpointIter}. */
 export interface MergeCheckpointParams extends MergeCommonParams {
@@ -61,7 +59,7 @@ export async function* mergeCheckpointIter(
   params: MergeCheckpointParams,
 ): AsyncGenerator<MergeEvent, MergeReport, void> {
   return yield* eventStream<MergeEvent, MergeReport>({
-    run: (signal, emit) => runMerge(params, signal, emit),
+    run: (signal, emit) => runMerge(params, startMergeRun({ signal, emit })),
     ...(params.signal ? { signal: params.signal } : {}),
   });
 }
@@ -73,28 +71,9 @@ export async function mergeCheckpoint(
   return drain(mergeCheckpointIter(params), params.onProgress);
 }
 
-/** A PEFT folder's module shapes from the checkpoint's headers, under the names transformers loads them as. */
-function checkpointShapes(checkpoint: Checkpoint): BaseShapes {
-  const tensors = checkpoint.shards.flatMap((s) =>
-    [...s.header.tensors].map(([name, t]) => ({ name, shape: t.shape })),
-  );
-  return baseShapesFromWeights({
-    tensors,
-    label: `${checkpoint.main} (header)`,
-    loadedName: (n) => loadedName(n, checkpoint.modelType),
-  });
-}
-
-async function runMerge(
-  params: MergeCheckpointParams,
-  signal: AbortSignal,
-  emit: (e: MergeEvent) => void,
-): Promise<MergeReport> {
-  const t0 = performance.now();
-  const timings = emptyTimings();
-  const check = (): void => {
-    if (signal.aborted) throw mergeAborted();
-  };
+async function runMerge(params: MergeCheckpointParams, run: MergeRun): Promise<MergeReport> {
+  const { timings, check } = run;
+  const t0 = run.started;
   const checkpoint = await readCheckpoint({ path: params.model });
   timings.readModel = performance.now() - t0;
   check();
@@ -142,10 +121,7 @@ async function runMerge(
     skipped: container.skipped,
     carried: container.reportCarried(),
     warnings: loaded.warnings,
-    timings,
-    started: t0,
+    run,
     planStarted: t1,
-    check,
-    emit,
   });
 }

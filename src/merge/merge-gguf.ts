@@ -3,21 +3,17 @@
  * stages (data-file plan, compute, copy and write, commit).
  */
 import { basename, resolve } from "node:path";
-import { VeraError } from "../errors.js";
-import { baseShapesFromGguf } from "../gguf/base-shapes-from-gguf.js";
-import { loraBaseFromGguf } from "../gguf/lora-base.js";
-import { GgufErrorCode } from "../gguf/error-codes.js";
-import { isKnownGgufArchitecture, parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
+import { parseGgufNameMapping, type GgufNameMapping } from "../gguf/tensor-names.js";
+import { ggufAdapterBase } from "./core/gguf-adapter-base.js";
 import { readJsonFileBytes } from "../node/files.js";
 import { drain, eventStream } from "../util/event-stream.js";
 import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import { ggufContainer } from "./gguf-container.js";
+import { ggufContainer } from "./core/gguf-container.js";
 import { ggufSplitOutput } from "./gguf-split-output.js";
 import { mergeAdapter } from "./merge-adapter.js";
-import { peftModulePaths } from "../peft/peft-module-paths.js";
-import { mergeAborted } from "./merge-aborted.js";
-import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
+import { startMergeRun, type MergeRun } from "./core/merge-run.js";
+import type { MergeEvent, MergeReport } from "./core/merge-report.js";
 import { planAndWrite } from "./plan-and-write.js";
 import { readGgufModel } from "./read-gguf-model.js";
 
@@ -64,7 +60,7 @@ export interface MergeGgufParams extends MergeCommonParams {
  */
 export async function* mergeGgufIter(params: MergeGgufParams): AsyncGenerator<MergeEvent, MergeReport, void> {
   return yield* eventStream<MergeEvent, MergeReport>({
-    run: (signal, emit) => runMerge(params, signal, emit),
+    run: (signal, emit) => runMerge(params, startMergeRun({ signal, emit })),
     ...(params.signal ? { signal: params.signal } : {}),
   });
 }
@@ -82,36 +78,24 @@ async function mappingOf(m: MergeGgufParams["mapping"]): Promise<GgufNameMapping
   return parseGgufNameMapping(new TextDecoder().decode(await readJsonFileBytes(m, "mapping")), m);
 }
 
-async function runMerge(
-  params: MergeGgufParams,
-  signal: AbortSignal,
-  emit: (e: MergeEvent) => void,
-): Promise<MergeReport> {
-  const t0 = performance.now();
-  const timings = emptyTimings();
-  const check = (): void => {
-    if (signal.aborted) throw mergeAborted();
-  };
+async function runMerge(params: MergeGgufParams, run: MergeRun): Promise<MergeReport> {
+  const { timings, check } = run;
+  const t0 = run.started;
   const model = await readGgufModel({ model: params.model });
   const { file, path: real } = model.parts[0]!;
   const mapping = await mappingOf(params.mapping);
   timings.readModel = performance.now() - t0;
   check();
   const t1 = performance.now();
-  const base = loraBaseFromGguf(file, real);
-  // a split GGUF's weights are in every part: the adapter is sized against all of them
-  if (model.split) base.tensors = new Map(model.parts.flatMap((p) => p.file.tensors.map((t) => [t.name, t.ne])));
-  // before the adapter is sized against the model's tensors: without names there is nothing to size it by
-  if (!mapping && !isKnownGgufArchitecture(base.architecture))
-    throw new VeraError(
-      GgufErrorCode.GGUF_UNKNOWN_ARCHITECTURE,
-      `${real}: architecture ${JSON.stringify(base.architecture)} has no built-in llama.cpp tensor names; ` +
-        "give a mapping file (JSON: module path -> tensor name, {bid} for the block number) with --mapping",
-      { path: "general.architecture", expected: "a known architecture or a mapping", received: base.architecture },
-    );
+  const base = ggufAdapterBase({
+    file,
+    label: real,
+    ...(model.split ? { parts: model.parts.map((p) => p.file) } : {}),
+    ...(mapping ? { mapping } : {}),
+  });
   const loaded = await mergeAdapter({
     adapter: params.adapter,
-    base: (peft) => baseShapesFromGguf({ base, modules: peftModulePaths(peft), ...(mapping ? { mapping } : {}) }),
+    base,
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
   const inPlace = params.inPlace ?? false;
@@ -154,10 +138,7 @@ async function runMerge(
     skipped: [],
     carried: container.reportCarried(),
     warnings: loaded.warnings,
-    timings,
-    started: t0,
+    run,
     planStarted: t1,
-    check,
-    emit,
   });
 }

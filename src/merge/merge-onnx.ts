@@ -10,12 +10,13 @@ import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import type { MergeCommonParams } from "./merge-params.js";
 import { mergeAdapter } from "./merge-adapter.js";
 import { peftBaseFromOnnx } from "../peft/base-shapes-from-onnx.js";
-import { mergeAborted } from "./merge-aborted.js";
-import { emptyTimings, type MergeEvent, type MergeReport } from "./merge-report.js";
-import { onnxContainer, readOnnxSource } from "./onnx-container.js";
+import { startMergeRun, type MergeRun } from "./core/merge-run.js";
+import type { MergeEvent, MergeReport } from "./core/merge-report.js";
+import { onnxContainer } from "./core/onnx-container.js";
+import { diskDataResolver, readOnnxSource } from "./onnx-source.js";
 import { planAndWrite } from "./plan-and-write.js";
 
-export type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./merge-report.js";
+export type { MergeEvent, MergeReport, MergeReportModule, MergeTimings } from "./core/merge-report.js";
 
 /** Parameters of {@link mergeOnnx} and {@link mergeOnnxIter}. */
 export interface MergeOnnxParams extends MergeCommonParams {
@@ -62,7 +63,7 @@ export interface MergeOnnxParams extends MergeCommonParams {
  */
 export async function* mergeOnnxIter(params: MergeOnnxParams): AsyncGenerator<MergeEvent, MergeReport, void> {
   return yield* eventStream<MergeEvent, MergeReport>({
-    run: (signal, emit) => runMerge(params, signal, emit),
+    run: (signal, emit) => runMerge(params, startMergeRun({ signal, emit })),
     ...(params.signal ? { signal: params.signal } : {}),
   });
 }
@@ -74,16 +75,9 @@ export async function mergeOnnx(
   return drain(mergeOnnxIter(params), params.onProgress);
 }
 
-async function runMerge(
-  params: MergeOnnxParams,
-  signal: AbortSignal,
-  emit: (e: MergeEvent) => void,
-): Promise<MergeReport> {
-  const t0 = performance.now();
-  const timings = emptyTimings();
-  const check = (): void => {
-    if (signal.aborted) throw mergeAborted();
-  };
+async function runMerge(params: MergeOnnxParams, run: MergeRun): Promise<MergeReport> {
+  const { timings, check } = run;
+  const t0 = run.started;
   const modelPath = resolve(params.model);
   const source = await readOnnxSource({ path: modelPath, dir: dirname(modelPath) });
   timings.readModel = performance.now() - t0;
@@ -98,6 +92,7 @@ async function runMerge(
   const mapping = await readWeightMapping(params.mapping);
   const container = await onnxContainer({
     source,
+    resolveData: diskDataResolver,
     modules: loaded.adapter.modules,
     skipMissing: params.skipMissing ?? false,
     untie: params.untie ?? false,
@@ -119,10 +114,7 @@ async function runMerge(
     skipped: container.skipped,
     carried: container.reportCarried(),
     warnings: [...loaded.warnings, ...container.warnings],
-    timings,
-    started: t0,
+    run,
     planStarted: t1,
-    check,
-    emit,
   });
 }

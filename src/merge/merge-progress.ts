@@ -1,5 +1,5 @@
 /** Internal: the `progress` events of a merge, on every merged weight and every 250 ms. */
-import type { MergeEvent } from "./merge-report.js";
+import type { MergeEvent } from "./core/merge-report.js";
 
 /** Parameters of {@link MergeProgress}' constructor. */
 export interface MergeProgressParams {

@@ -5,13 +5,19 @@
 import { ErrorCode, VeraError } from "../errors.js";
 import { createReferenceBackend } from "../compute/reference-backend.js";
 import type { VeraAdapter } from "../format/types.js";
-import type { ContainerWeight, MergeContainer } from "./container.js";
+import type { ContainerWeight, MergeContainer } from "./core/container.js";
 import { guardMerge } from "./guard-merge.js";
 import { kernelCopier } from "./file-copier.js";
-import { mergeAborted } from "./merge-aborted.js";
+import { mergeAborted } from "./core/merge-aborted.js";
 import type { MergeCommonParams } from "./merge-params.js";
-import type { MergeEvent, MergeReport, MergeReportCarried, MergeReportModule, MergeTimings } from "./merge-report.js";
-import { planDataFiles, type DataFilePlan } from "./plan-data-files.js";
+import {
+  plannedReport,
+  type MergeReport,
+  type MergeReportCarried,
+  type MergeReportModule,
+} from "./core/merge-report.js";
+import type { MergeRun } from "./core/merge-run.js";
+import { planDataFiles, type DataFilePlan } from "./core/plan-data-files.js";
 import { writeInPlace } from "./write-in-place.js";
 import { writeMergedModel } from "./write-merged-model.js";
 
@@ -39,12 +45,10 @@ export interface PlanAndWriteParams<W extends ContainerWeight> {
   /** Base tensors replaced by tensors the adapter carries. @default none */
   carried?: MergeReportCarried[];
   warnings: string[];
-  timings: MergeTimings;
-  /** When the merge started and when planning started (performance.now()). */
-  started: number;
+  /** The merge's run context (cancellation, events, timings, start). */
+  run: MergeRun;
+  /** When planning started (performance.now()). */
   planStarted: number;
-  check: () => void;
-  emit: (e: MergeEvent) => void;
 }
 
 /** Plan, report, and (unless a dry run) write, the model checked and locked throughout (guardMerge); returns the report. */
@@ -53,30 +57,25 @@ export async function planAndWrite<W extends ContainerWeight>(params: PlanAndWri
 }
 
 async function planAndWriteGuarded<W extends ContainerWeight>(params: PlanAndWriteParams<W>): Promise<MergeReport> {
-  const { container, options, timings, dryRun, inPlace, emit } = params;
+  const { container, options, dryRun, inPlace, run } = params;
+  const { timings, emit } = run;
   const plan = planDataFiles({ files: container.dataFiles, weights: container.weights });
-  const report: MergeReport = {
+  const report = plannedReport({
     model: params.model,
-    output: null,
     inPlace,
     dryRun,
-    backend: null,
     adapterSource: params.loaded.source,
     modules: params.reportModules(plan),
     carried: params.carried ?? [],
     skipped: params.skipped,
     weights: container.weights.length,
     bytesMerged: plan.mergedBytes,
-    bytesWritten: 0,
-    spilledBytes: 0,
-    earlyWrittenBytes: 0,
-    files: [],
     timings,
     warnings: params.warnings,
-  };
+  });
   timings.plan = performance.now() - params.planStarted;
   if (dryRun) {
-    timings.total = performance.now() - params.started;
+    timings.total = performance.now() - run.started;
     emit({ type: "planned", report, tensors: container.weights.length, bytesTotal: plan.mergedBytes });
     return report;
   }
@@ -92,9 +91,9 @@ async function planAndWriteGuarded<W extends ContainerWeight>(params: PlanAndWri
       backend,
       durable,
       report,
-      check: params.check,
+      check: run.check,
       emit,
-      started: params.started,
+      started: run.started,
     });
   if (params.output === undefined)
     throw new VeraError(ErrorCode.ARG_INVALID, "no output given: pass an output path, or ask for an in-place merge", {
@@ -112,9 +111,9 @@ async function planAndWriteGuarded<W extends ContainerWeight>(params: PlanAndWri
     durable,
     memoryBudget: options.memoryBudget ?? 256 * 1024 * 1024,
     report,
-    check: params.check,
+    check: run.check,
     aborted: mergeAborted,
     emit,
-    started: params.started,
+    started: run.started,
   });
 }

@@ -6,7 +6,7 @@ import { promises as fsp } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { ErrorCode, VeraError } from "../errors.js";
 import { isInside } from "../node/path-inside.js";
-import type { ContainerDataFile } from "./container.js";
+import type { ContainerDataFile } from "./core/container.js";
 import { MergeErrorCode } from "./error-codes.js";
 
 /** Parameters of {@link resolveOutputs}. */

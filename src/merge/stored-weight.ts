@@ -1,7 +1,8 @@
 /** Internal: what both ends of a merge (into new files, in place) do alike with a weight's stored bytes and its result. */
-import type { ContainerWeight, MergeContainer } from "./container.js";
+import type { ContainerWeight, MergeContainer } from "./core/container.js";
 import type { DataReader } from "./data-reader.js";
-import type { MergeReport } from "./merge-report.js";
+
+export { recordMaxAbsDelta } from "./core/merge-report.js";
 
 /** A weight's stored bytes, as a fresh buffer: from the head file (inline) or its data file. */
 export async function readStoredWeight<W extends ContainerWeight>(params: {
@@ -16,12 +17,4 @@ export async function readStoredWeight<W extends ContainerWeight>(params: {
   return s.kind === "inline"
     ? params.container.readInline(w)
     : await params.reader.read(params.pathOf.get(s.file)!, s.offset, w.byteLength);
-}
-
-/** Record each module's max |delta| in the report's module table. */
-export function recordMaxAbsDelta(report: MergeReport, maxAbsDelta: ReadonlyMap<string, number>): void {
-  for (const row of report.modules) {
-    const d = maxAbsDelta.get(row.module);
-    if (d !== undefined) row.maxAbsDelta = d;
-  }
 }

@@ -17,15 +17,15 @@ import type { VeraAdapter } from "../format/types.js";
 import { VeraError } from "../errors.js";
 import { writeRange } from "../node/ranged-io.js";
 import { writeHeadFile } from "./commit-outputs.js";
-import { computeWeights } from "./compute-weights.js";
-import type { ContainerWeight, MergeContainer } from "./container.js";
+import { computeWeights } from "./core/compute-weights.js";
+import type { ContainerWeight, MergeContainer } from "./core/container.js";
 import { DataReader } from "./data-reader.js";
 import { readStoredWeight, recordMaxAbsDelta } from "./stored-weight.js";
 import { MergeErrorCode } from "./error-codes.js";
 import { MergeProgress } from "./merge-progress.js";
-import type { MergeEvent, MergeReport } from "./merge-report.js";
+import type { MergeEvent, MergeReport } from "./core/merge-report.js";
 import { OutputTransaction } from "./output-transaction.js";
-import type { DataFilePlan } from "./plan-data-files.js";
+import type { DataFilePlan } from "./core/plan-data-files.js";
 import { applyUndoJournal, headBackupPath, UndoJournal } from "./undo-journal.js";
 
 /** Parameters of {@link writeInPlace}. */

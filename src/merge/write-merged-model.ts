@@ -8,16 +8,16 @@ import type { ComputeBackend } from "../compute/backend.js";
 import type { VeraAdapter } from "../format/types.js";
 import { commitOutputs, rollbackOutputs, writeHeadFile } from "./commit-outputs.js";
 import { projectionSlices } from "../compute/merge-tasks.js";
-import { computeWeights } from "./compute-weights.js";
-import type { ContainerWeight, MergeContainer } from "./container.js";
+import { computeWeights } from "./core/compute-weights.js";
+import type { ContainerWeight, MergeContainer } from "./core/container.js";
 import { DataReader } from "./data-reader.js";
 import { readStoredWeight, recordMaxAbsDelta } from "./stored-weight.js";
 import { DataWriter } from "./data-writer.js";
 import type { FileCopier } from "./file-copier.js";
 import { MergeProgress } from "./merge-progress.js";
-import type { MergeEvent, MergeReport } from "./merge-report.js";
+import type { MergeEvent, MergeReport } from "./core/merge-report.js";
 import { OutputTransaction } from "./output-transaction.js";
-import type { DataFilePlan } from "./plan-data-files.js";
+import type { DataFilePlan } from "./core/plan-data-files.js";
 import { resolveOutputs } from "./resolve-outputs.js";
 
 /** Parameters of {@link writeMergedModel}. */

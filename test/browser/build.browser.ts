@@ -21,10 +21,20 @@ async function bundle(source: string): Promise<string[]> {
 describe("the page build", () => {
   it("bundles the public browser entries", async () => {
     expect(await bundle('import { validateVera } from "verakit/format";\nconsole.log(validateVera);\n')).toEqual([]);
+    // the merge core is a browser entry (its Node edge is verakit/merge/node)
+    expect(await bundle('import { mergeModelFiles } from "verakit/merge";\nconsole.log(mergeModelFiles);\n')).toEqual(
+      [],
+    );
   });
 
   it("refuses the Node-only entries and private modules", async () => {
-    for (const entry of ["verakit/node", "verakit/merge", "verakit/hub/node", "verakit/internal"]) {
+    for (const entry of [
+      "verakit/node",
+      "verakit/merge/node",
+      "verakit/serve/node",
+      "verakit/hub/node",
+      "verakit/internal",
+    ]) {
       const errors = await bundle(`import * as m from "${entry}";\nconsole.log(m);\n`);
       expect(errors.join("\n"), entry).toContain(`${entry} is not a public browser entry`);
     }

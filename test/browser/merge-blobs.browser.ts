@@ -1,6 +1,7 @@
 /**
- * The page's merge module in Node (Blobs exist here too), on hostile and broken inputs: each refusal has
- * the code and message `vera merge` gives for the same files, and nothing is produced.
+ * The page's merge (mergeModelFiles of verakit/merge over Blobs) in Node (Blobs exist here too), on hostile and
+ * broken inputs: each refusal has the code and message `vera merge` gives for the same files, and nothing is
+ * produced.
  */
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,28 +12,14 @@ import { importPeft, peftBaseFromOnnx } from "../../src/peft/index.js";
 import { parseSafetensors } from "../../src/safetensors/index.js";
 import { listLinearWeights, readOnnxModel } from "../../src/onnx/index.js";
 import { cliReady, ROOT, tmp, vera } from "./page.js";
-import type { InputFile } from "../../web/src/input-files.js";
-
-import type { VeraAdapter } from "../../src/format/index.js";
-
-// The page's modules import `verakit/...` (resolved by this suite's vitest config, not by the project's
-// tsconfig): loaded by a computed path, with the part of their types used here.
-const page = (p: string): Promise<unknown> => import(/* @vite-ignore */ `../../web/src/${p}`);
-const { mergeOnnxBlobs } = (await page("merge/merge-onnx-blobs.js")) as {
-  mergeOnnxBlobs(params: {
-    model: InputFile;
-    files: InputFile[];
-    adapter: VeraAdapter;
-    backend: ComputeBackend;
-    signal?: AbortSignal;
-  }): Promise<unknown>;
-};
+import { mergeModelFiles } from "../../src/merge/core/index.js";
+import { pathFileAccess, type PathFile } from "../../src/peft/load/memory-file-access.js";
 
 const ONNX = join(ROOT, "fixtures", "onnx");
 const ADAPTER = join(ONNX, "adapters", "llama");
 
 /** The files of a folder as the page sees them. */
-function folder(dir: string): InputFile[] {
+function folder(dir: string): PathFile[] {
   return readdirSync(dir).map((n) => ({ path: n, file: new Blob([readFileSync(join(dir, n))]) }));
 }
 
@@ -60,9 +47,9 @@ async function pageError(dir: string, backend: ComputeBackend = createReferenceB
   const files = folder(dir);
   const bytes = new Uint8Array(readFileSync(join(dir, "model.onnx")));
   try {
-    await mergeOnnxBlobs({
-      model: files.find((f) => f.path === "model.onnx")!,
-      files,
+    await mergeModelFiles({
+      files: pathFileAccess(files),
+      model: "model.onnx",
       adapter: adapterFor(bytes),
       backend,
       ...(signal ? { signal } : {}),

@@ -9,6 +9,8 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^verakit$/, replacement: join(root, "src", "index.ts") },
+      // verakit/merge is the merge core (tsup.config.ts entries)
+      { find: /^verakit\/merge$/, replacement: join(root, "src", "merge", "core", "index.ts") },
       { find: /^verakit\/(.*)$/, replacement: join(root, "src", "$1", "index.ts") },
     ],
   },

@@ -7,6 +7,7 @@ import {
   readAdapterSource,
   readBaseShapesFrom,
   type AdapterBase,
+  type AdapterSource,
   type BaseShapes,
   type CarriedTensorTarget,
   type ImportPeftReport,
@@ -55,6 +56,11 @@ function chosenPath(files: InputFile[]): string {
   return files.length === 1 ? files[0]!.path : ".";
 }
 
+/** Where the chosen adapter files lie, for the library's loader (`loadAdapter`, the merge's `adapter.source`). */
+export function adapterSourceOf(files: InputFile[]): AdapterSource {
+  return { files: pathFileAccess(files), path: chosenPath(files) };
+}
+
 /**
  * Load what the user gave as an adapter, with the library's loader (readAdapterSource, then decodeAdapter) over
  * the chosen Blobs: a single verakit file is validated (every issue kept, as `vera validate` shows them), a PEFT
@@ -73,7 +79,7 @@ export async function loadAdapterFiles(params: LoadAdapterFilesParams): Promise<
     );
   const path = chosenPath(params.files);
   const read = await readAdapterSource({
-    source: { files: pathFileAccess(params.files), path },
+    source: adapterSourceOf(params.files),
     ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
   });
   if (read.format === "vera")
@@ -112,7 +118,7 @@ export async function describeAdapterFiles(params: {
   if (params.files.length === 0) return undefined;
   try {
     const r = await checkAdapterSource({
-      source: { files: pathFileAccess(params.files), path: chosenPath(params.files) },
+      source: adapterSourceOf(params.files),
       ...(params.adapterName !== undefined ? { adapterName: params.adapterName } : {}),
     });
     return r.format === "peft" ? { description: r.description, validation: r.validation } : undefined;

@@ -1,11 +1,11 @@
 /** The merge part of the page: loaded on first use, so inspecting and converting never download it. */
 import { createBackend, createWasmBackend, type ComputeBackend } from "verakit/compute";
-import { VeraError } from "verakit";
+import { mergeModelFiles } from "verakit/merge";
 import { parseWeightMapping } from "verakit/onnx";
-import { peftBaseFromOnnx } from "verakit/peft";
+import { pathFileAccess } from "verakit/peft";
 import { filesFromList, stripCommonFolder, type InputFile } from "./input-files.js";
-import { loadAdapterFiles, type LoadedAdapter } from "./load-adapter.js";
-import { mergeOnnxBlobs, type MergedFile } from "./merge/merge-onnx-blobs.js";
+import { adapterSourceOf, type LoadedAdapter } from "./load-adapter.js";
+import { mergedBlobs, type MergedFile } from "./merged-blobs.js";
 import { $, download, el, showError, size } from "./show.js";
 import { ZIP_MAX_BYTES, zipBlobs } from "./zip-blobs.js";
 
@@ -124,43 +124,32 @@ async function runMerge(): Promise<void> {
     status.textContent = "starting the backend...";
     backend = await startBackend(($("backend") as HTMLSelectElement).value);
     status.textContent = `merging with ${backend.name} (${backend.info?.device ?? ""})...`;
-    const loaded = input.loaded;
     const mappingFile = ($("mapping-file") as HTMLInputElement).files?.[0];
     const mapping = mappingFile ? parseWeightMapping({ source: await mappingFile.text() }) : undefined;
-    const out = await mergeOnnxBlobs({
-      model,
-      files: modelFiles,
+    // the library's merge (verakit/merge): the same containers, plan and kernels as `vera merge`, the adapter
+    // loaded against the model's own shapes, the tensors it carries (heads, biases) placed or refused by name
+    const out = await mergeModelFiles({
+      files: pathFileAccess(modelFiles),
+      model: model.path,
+      adapter: {
+        source: adapterSourceOf(input.files),
+        ...(input.adapterName ? { adapterName: input.adapterName } : {}),
+      },
       backend,
       signal: running.signal,
       skipMissing: ($("skip-missing") as HTMLInputElement).checked,
       untie: ($("untie") as HTMLInputElement).checked,
       ...(mapping ? { mapping } : {}),
-      adapter:
-        loaded?.kind === "vera" && loaded.validation.ok
-          ? loaded.validation.adapter!
-          : async (weights) => {
-              // A PEFT folder is imported against the model's own shapes, as `vera merge` does.
-              const l = await loadAdapterFiles({
-                files: input.files,
-                ...(input.adapterName ? { adapterName: input.adapterName } : {}),
-                baseFor: (peftWeights) =>
-                  peftBaseFromOnnx({ weights, peftWeights, label: model.path.split("/").pop()! }),
-              });
-              if (l.kind === "vera") {
-                if (!l.validation.ok) throw VeraError.fromIssues(l.validation.issues);
-                return { adapter: l.validation.adapter!, warnings: [] };
-              }
-              return { adapter: l.adapter, warnings: l.imported.warnings };
-            },
       onProgress: (p) => {
+        if (p.type !== "progress") return;
         bar.value = p.bytesTotal ? p.bytesDone / p.bytesTotal : 1;
-        status.textContent = `${p.tensorsDone}/${p.tensors} weights: ${p.current}`;
+        status.textContent = `${p.tensorsDone}/${p.tensors} weights: ${p.current ?? ""}`;
       },
     });
-    result = out.files;
+    result = mergedBlobs(out.files, modelFiles);
     resultModel = model;
     bar.value = 1;
-    status.textContent = `merged ${out.report.weights} weight(s) with ${out.report.backend} in ${out.report.ms.total.toFixed(0)} ms: ${out.files.map((f) => `${f.path} (${size(f.blob.size)})`).join(", ")}`;
+    status.textContent = `merged ${out.report.weights} weight(s) with ${out.report.backend} in ${out.report.timings.total.toFixed(0)} ms: ${result.map((f) => `${f.path} (${size(f.blob.size)})`).join(", ")}`;
     status.dataset["state"] = "done";
     $("merge-report").textContent = JSON.stringify({ backendInfo: backend.info, ...out.report }, null, 2);
   } catch (e) {

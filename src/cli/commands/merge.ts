@@ -4,11 +4,9 @@ import { findCachedSnapshot } from "../../hub/node/find-cached-snapshot.js";
 import { parseRepoRef } from "../../hub/parse-repo-ref.js";
 import { createNodeBackend } from "../../compute/node/create-node-backend.js";
 import {
-  isGgufFile,
-  mergeCheckpointIter,
-  mergeGgufIter,
-  mergeOnnxIter,
+  mergeModelIter,
   MergeErrorCode,
+  modelContainerOf,
   type MergeEvent,
   type MergeReport,
 } from "../../merge/index.js";
@@ -54,16 +52,18 @@ const command: Command = {
     const dryRun = values["dry-run"] === true;
     const inPlace = values["in-place"] === true;
     const output = values.output as string | undefined;
-    const onnx = given.endsWith(".onnx");
-    const hubRef = onnx ? undefined : await asHubRef(given);
+    const hubRef = given.endsWith(".onnx") ? undefined : await asHubRef(given);
     if (hubRef && inPlace) throw new UsageError("--in-place cannot change a model in the Hub cache; give -o OUT");
     const model = hubRef ? await cachedModel(given, hubRef, ctx) : given;
+    // the container, from the model's content (a folder is a checkpoint, a file by its magic bytes)
+    const container = await modelContainerOf(model);
+    const onnx = container === "onnx";
     if (!adapter) {
       if (!dryRun) throw new UsageError("expected ADAPTER (a verakit file or a PEFT adapter folder)");
       if (!onnx) throw new UsageError("listing a model's weights (--dry-run without ADAPTER) needs an .onnx model");
       return listWeights(model, ctx);
     }
-    const gguf = !onnx && (await isGgufFile(model));
+    const gguf = container === "gguf";
     if (!onnx && values.untie === true) throw new UsageError("--untie applies to ONNX models only");
     if (gguf && values["skip-missing"] === true) throw new UsageError("--skip-missing does not apply to GGUF models");
     if (!dryRun && !inPlace && !output)
@@ -109,15 +109,12 @@ const command: Command = {
         ...(values["adapter-name"] ? { adapterName: values["adapter-name"] as string } : {}),
         ...(memoryMiB ? { memoryBudget: memoryMiB * 1024 * 1024 } : {}),
       };
-      const it = onnx
-        ? mergeOnnxIter({
-            ...common,
-            untie: values.untie === true,
-            ...(values.mapping ? { mapping: values.mapping as string } : {}),
-          })
-        : gguf
-          ? mergeGgufIter({ ...common, ...(values.mapping ? { mapping: values.mapping as string } : {}) })
-          : mergeCheckpointIter({ ...common, ...(values.mapping ? { mapping: values.mapping as string } : {}) });
+      const it = mergeModelIter({
+        ...common,
+        container,
+        untie: values.untie === true,
+        ...(values.mapping ? { mapping: values.mapping as string } : {}),
+      });
       for (;;) {
         const r = await it.next();
         if (r.done) {

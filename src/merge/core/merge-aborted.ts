@@ -1,5 +1,5 @@
-import { VeraError } from "../errors.js";
-import { MergeErrorCode } from "./error-codes.js";
+import { VeraError } from "../../errors.js";
+import { MergeErrorCode } from "../error-codes.js";
 
 /** The error of a cancelled merge (internal). */
 export function mergeAborted(): VeraError {

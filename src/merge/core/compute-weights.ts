@@ -2,9 +2,9 @@
  * The compute stage: each weight's stored bytes are read (the next one while the current one is
  * merged), merged by the backend in place, and handed on. Knows no container format and no file.
  */
-import type { ComputeBackend } from "../compute/backend.js";
-import type { VeraAdapter } from "../format/types.js";
-import { buildMergeTasks, projectionSlices, type SliceFor } from "../compute/merge-tasks.js";
+import type { ComputeBackend } from "../../compute/backend.js";
+import type { VeraAdapter } from "../../format/types.js";
+import { buildMergeTasks, projectionSlices, type SliceFor } from "../../compute/merge-tasks.js";
 import type { ContainerWeight } from "./container.js";
 
 /** Parameters of {@link computeWeights}. */

@@ -4,11 +4,11 @@
  * other users too (an exporter folds equal tensors into one; a tied weight), a copy of its own for the
  * parameter's node input, so no other module changes (PEFT's saved module is its own copy as well).
  */
-import { locateAddableBias, type AddableBias } from "../onnx/add-bias.js";
-import { dtypeSize, numel } from "../onnx/inline-values.js";
-import type { OnnxWeightLocator } from "../onnx/onnx-weight-locator.js";
-import type { PlannedWeight } from "../onnx/plan-onnx-merge.js";
-import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
+import { locateAddableBias, type AddableBias } from "../../onnx/add-bias.js";
+import { dtypeSize, numel } from "../../onnx/inline-values.js";
+import type { OnnxWeightLocator } from "../../onnx/onnx-weight-locator.js";
+import type { PlannedWeight } from "../../onnx/plan-onnx-merge.js";
+import type { CarriedTensorTarget } from "../../peft/carried-tensors.js";
 import { carriedValues, refuseCarried, type CarriedPlacement, type CarriedRefusal } from "./carried-values.js";
 
 /** A carried tensor placed in an ONNX model. */

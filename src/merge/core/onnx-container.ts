@@ -1,31 +1,30 @@
 /**
  * The ONNX model as a merge container: weights located by the ONNX planner, external data files
- * resolved inside the model's folder, inline weights and untied copies written back into the
- * `.onnx` bytes by length-preserving edits. The only merge stage that knows ONNX.
+ * resolved inside the model's folder (by the caller's resolver: on disk, or among given files), inline
+ * weights and untied copies written back into the `.onnx` bytes by length-preserving edits. The only
+ * merge stage that knows ONNX; it reads no file itself.
  */
-import { ErrorCode, VeraError } from "../errors.js";
-import type { VeraModule } from "../format/types.js";
-import { resolveExternalDataPath } from "../node/external-data-path.js";
-import { readFileBytes } from "../node/files.js";
-import { applyEdits, type ByteEdit } from "../onnx/apply-edits.js";
-import { inlineValueEdits, readInlineValues } from "../onnx/inline-values.js";
-import { listLinearWeights, type LinearWeight } from "../onnx/list-linear-weights.js";
-import type { PlannedWeight } from "../onnx/plan-onnx-merge.js";
-import { onnxWeightLocator } from "../onnx/onnx-weight-locator.js";
-import { readOnnxModel } from "../onnx/read-onnx-model.js";
-import { tensorByteLength, type OnnxModel, type OnnxTensor } from "../onnx/types.js";
-import { untieEdits } from "../onnx/untie-edits.js";
-import { addBiasEdits } from "../onnx/add-bias.js";
-import type { WeightMapping } from "../locate/weight-mapping.js";
+import { ErrorCode, VeraError } from "../../errors.js";
+import type { VeraModule } from "../../format/types.js";
+import { applyEdits, type ByteEdit } from "../../onnx/apply-edits.js";
+import { inlineValueEdits, readInlineValues } from "../../onnx/inline-values.js";
+import { listLinearWeights, type LinearWeight } from "../../onnx/list-linear-weights.js";
+import type { PlannedWeight } from "../../onnx/plan-onnx-merge.js";
+import { onnxWeightLocator } from "../../onnx/onnx-weight-locator.js";
+import { readOnnxModel } from "../../onnx/read-onnx-model.js";
+import { tensorByteLength, type OnnxModel, type OnnxTensor } from "../../onnx/types.js";
+import { untieEdits } from "../../onnx/untie-edits.js";
+import { addBiasEdits } from "../../onnx/add-bias.js";
+import type { WeightMapping } from "../../locate/weight-mapping.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer, MergedTarget } from "./container.js";
 import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
 import { carriedReportRows } from "./carried-report.js";
 import { placeOnnxCarried, type OnnxCarried } from "./onnx-carried.js";
-import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
+import type { CarriedTensorTarget } from "../../peft/carried-tensors.js";
 
 /** A parsed ONNX model file. */
 export interface OnnxSource {
-  /** Absolute path of the `.onnx` file. */
+  /** Path of the `.onnx` file (absolute on disk). */
   path: string;
   /** Its folder (external data locations are relative to it). */
   dir: string;
@@ -35,20 +34,29 @@ export interface OnnxSource {
   linear: LinearWeight[];
 }
 
-/** Parameters of {@link readOnnxSource}. */
-export interface ReadOnnxSourceParams {
-  /** Absolute path of the `.onnx` file. */
-  path: string;
-  /** Its folder. */
-  dir: string;
+/** Parse an ONNX model file's bytes and list its Linear weights. */
+export function parseOnnxSource(params: { path: string; dir: string; bytes: Uint8Array }): OnnxSource {
+  const model = readOnnxModel({ bytes: params.bytes });
+  return { ...params, model, linear: listLinearWeights({ model }) };
 }
 
-/** Read and parse an ONNX model file and list its Linear weights. */
-export async function readOnnxSource(params: ReadOnnxSourceParams): Promise<OnnxSource> {
-  const bytes = await readFileBytes(params.path);
-  const model = readOnnxModel({ bytes });
-  return { ...params, bytes, model, linear: listLinearWeights({ model }) };
+/** An external data file, found from its location (hostile input) and checked to lie inside the model's folder. */
+export interface ResolvedDataFile {
+  /** The location as written in the model. */
+  location: string;
+  /** Path components of the location (relative to the model folder). */
+  parts: string[];
+  /** The file's path, as the caller reads it (on disk: its real path). */
+  path: string;
+  /** File size in bytes. */
+  size: number;
 }
+
+/**
+ * Find the data file an external-data location names, refusing one outside the model's folder (`IO_UNSAFE_PATH`)
+ * or missing (`IO_NOT_FOUND`): `resolveExternalDataPath` on disk, {@link fileAccessDataResolver} among given files.
+ */
+export type ResolveDataFile = (params: { dir: string; location: string; tensor: string }) => Promise<ResolvedDataFile>;
 
 /** A weight of an ONNX container: the planner's weight behind it. */
 export interface OnnxContainerWeight extends ContainerWeight {
@@ -73,6 +81,8 @@ export interface OnnxContainer extends MergeContainer<OnnxContainerWeight> {
 /** Parameters of {@link onnxContainer}. */
 export interface OnnxContainerParams {
   source: OnnxSource;
+  /** How external data locations are resolved. */
+  resolveData: ResolveDataFile;
   /** The adapter's modules. */
   modules: VeraModule[];
   mapping?: WeightMapping;
@@ -105,6 +115,7 @@ function storageLabel(t: OnnxTensor): string {
  */
 async function externalDataFiles(
   source: OnnxSource,
+  resolveData: ResolveDataFile,
 ): Promise<{ files: Map<string, ContainerDataFile>; byLocation: Map<string, ContainerDataFile> }> {
   const files = new Map<string, ContainerDataFile>();
   const byLocation = new Map<string, ContainerDataFile>();
@@ -113,7 +124,7 @@ async function externalDataFiles(
     if (s.kind !== "external") continue;
     let f = byLocation.get(s.location);
     if (!f) {
-      const r = await resolveExternalDataPath({ modelDir: source.dir, location: s.location, tensor: t.name });
+      const r = await resolveData({ dir: source.dir, location: s.location, tensor: t.name });
       const key = r.parts.join("/");
       f = files.get(key);
       if (!f) {
@@ -155,7 +166,7 @@ export async function onnxContainer(params: OnnxContainerParams): Promise<OnnxCo
   const plan = locator.plan({ modules: params.modules, skipMissing: params.skipMissing });
   const warnings = [...plan.warnings];
 
-  const { files, byLocation } = await externalDataFiles(source);
+  const { files, byLocation } = await externalDataFiles(source, params.resolveData);
 
   const { placed: carried, added } = placeOnnxCarried({
     locator,

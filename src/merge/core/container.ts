@@ -3,7 +3,7 @@
  * file) must provide to the merge pipeline. The stages that copy, compute, write and commit know
  * only this interface, never a container's format.
  */
-import type { WeightDtype, WeightLayout } from "../dtypes.js";
+import type { WeightDtype, WeightLayout } from "../../dtypes.js";
 import type { CarriedPlacement } from "./carried-values.js";
 
 /** One tensor's bytes inside a data file, [start, end). */

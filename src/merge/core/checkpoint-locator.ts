@@ -3,12 +3,12 @@
  * `<module>.weight` found by the shared path rules over the stored names and the names transformers
  * loads them as (`matchCheckpointName`), or the mapping's tensor; a parameter likewise by its name.
  */
-import type { WeightDtype, WeightLayout } from "../dtypes.js";
-import { VeraError } from "../errors.js";
-import type { LocatedModule, LocatedParameter, ModuleQuery, WeightLocator } from "../locate/weight-locator.js";
-import type { WeightMapping } from "../locate/weight-mapping.js";
-import { matchCheckpointName } from "../locate/checkpoint-names.js";
-import { MergeErrorCode } from "./error-codes.js";
+import type { WeightDtype, WeightLayout } from "../../dtypes.js";
+import { VeraError } from "../../errors.js";
+import type { LocatedModule, LocatedParameter, ModuleQuery, WeightLocator } from "../../locate/weight-locator.js";
+import type { WeightMapping } from "../../locate/weight-mapping.js";
+import { matchCheckpointName } from "../../locate/checkpoint-names.js";
+import { MergeErrorCode } from "../error-codes.js";
 
 /** A checkpoint tensor as its header describes it. */
 export interface CheckpointTensorInfo {

@@ -3,12 +3,12 @@
  * its values converted to the model's dtype (round to nearest even, as torch's `.to()` does) and, for a
  * weight the model stores transposed, transposed. Pure.
  */
-import type { WeightDtype } from "../dtypes.js";
-import { VeraError } from "../errors.js";
-import type { ExtraTensor } from "../format/types.js";
-import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../numeric/half.js";
-import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
-import { MergeErrorCode } from "./error-codes.js";
+import type { WeightDtype } from "../../dtypes.js";
+import { VeraError } from "../../errors.js";
+import type { ExtraTensor } from "../../format/types.js";
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../../numeric/half.js";
+import type { CarriedTensorTarget } from "../../peft/carried-tensors.js";
+import { MergeErrorCode } from "../error-codes.js";
 
 /** Parameters of {@link carriedValues}. */
 export interface CarriedValuesParams {

@@ -4,16 +4,16 @@
  * copied as it is); the folder's other files (config.json, tokenizer files, the index) are copied
  * unchanged. There is no head file: nothing but data changes.
  */
-import type { VeraModule } from "../format/types.js";
+import type { VeraModule } from "../../format/types.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer } from "./container.js";
 import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
-import type { WeightMapping } from "../locate/weight-mapping.js";
-import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
+import type { WeightMapping } from "../../locate/weight-mapping.js";
+import type { CarriedTensorTarget } from "../../peft/carried-tensors.js";
 import { carriedReportRows } from "./carried-report.js";
 import { carriedValues, refuseCarried, type CarriedRefusal } from "./carried-values.js";
 import { checkpointWeightLocator } from "./checkpoint-locator.js";
-import type { WeightLocator } from "../locate/weight-locator.js";
-import type { Checkpoint, CheckpointShard } from "./read-checkpoint.js";
+import type { WeightLocator } from "../../locate/weight-locator.js";
+import type { Checkpoint, CheckpointShard } from "./read-checkpoint-files.js";
 
 /** A weight of a checkpoint. */
 export interface CheckpointWeight extends ContainerWeight {

@@ -3,9 +3,9 @@
  * every other tensor of the file, and the order weights are merged in (inline first, then each
  * data file front to back, so writes follow the file copies). Pure: knows no container format.
  */
-import { VeraError } from "../errors.js";
+import { VeraError } from "../../errors.js";
 import type { ContainerDataFile, ContainerWeight, MergedTarget } from "./container.js";
-import { MergeErrorCode } from "./error-codes.js";
+import { MergeErrorCode } from "../error-codes.js";
 
 /** Parameters of {@link planDataFiles}. */
 export interface PlanDataFilesParams<W extends ContainerWeight> {

@@ -114,3 +114,50 @@ export function emptyTimings(): MergeTimings {
     total: 0,
   };
 }
+
+/** What {@link plannedReport} fills in: what planning found. */
+export type PlannedReportParams = Pick<
+  MergeReport,
+  | "model"
+  | "inPlace"
+  | "dryRun"
+  | "adapterSource"
+  | "modules"
+  | "carried"
+  | "skipped"
+  | "weights"
+  | "bytesMerged"
+  | "timings"
+  | "warnings"
+>;
+
+/** The report of a planned merge (nothing written yet: the writing stage completes it). */
+export function plannedReport(params: PlannedReportParams): MergeReport {
+  return {
+    model: params.model,
+    output: null,
+    inPlace: params.inPlace,
+    dryRun: params.dryRun,
+    backend: null,
+    adapterSource: params.adapterSource,
+    modules: params.modules,
+    carried: params.carried,
+    skipped: params.skipped,
+    weights: params.weights,
+    bytesMerged: params.bytesMerged,
+    bytesWritten: 0,
+    spilledBytes: 0,
+    earlyWrittenBytes: 0,
+    files: [],
+    timings: params.timings,
+    warnings: params.warnings,
+  };
+}
+
+/** Record each module's max |delta| in the report's module table. */
+export function recordMaxAbsDelta(report: MergeReport, maxAbsDelta: ReadonlyMap<string, number>): void {
+  for (const row of report.modules) {
+    const d = maxAbsDelta.get(row.module);
+    if (d !== undefined) row.maxAbsDelta = d;
+  }
+}

@@ -6,18 +6,18 @@
  * llama-family attn_q / attn_k; `prepare` undoes that permutation on the stored rows before the
  * merge and `merged` applies it again, so the delta lands permuted as the weight is.
  */
-import { VeraError } from "../errors.js";
-import type { VeraModule } from "../format/types.js";
-import { ggufTensorRanges } from "../gguf/locate-gguf-weights.js";
-import { ggufWeightLocator, type GgufWeightLocator } from "../gguf/gguf-weight-locator.js";
-import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
+import { VeraError } from "../../errors.js";
+import type { VeraModule } from "../../format/types.js";
+import { ggufTensorRanges } from "../../gguf/locate-gguf-weights.js";
+import { ggufWeightLocator, type GgufWeightLocator } from "../../gguf/gguf-weight-locator.js";
+import type { CarriedTensorTarget } from "../../peft/carried-tensors.js";
 import { carriedReportRows } from "./carried-report.js";
 import { carriedValues, refuseCarried, type CarriedRefusal } from "./carried-values.js";
-import { ggufTensorName, type GgufNameMapping } from "../gguf/tensor-names.js";
-import type { GgufFile } from "../gguf/types.js";
-import { weightDtypeSize } from "../dtypes.js";
+import { ggufTensorName, type GgufNameMapping } from "../../gguf/tensor-names.js";
+import type { GgufFile } from "../../gguf/types.js";
+import { weightDtypeSize } from "../../dtypes.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer } from "./container.js";
-import { MergeErrorCode } from "./error-codes.js";
+import { MergeErrorCode } from "../error-codes.js";
 import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
 
 /** A weight of a GGUF model. */
