@@ -90,7 +90,7 @@ function unsupported(message: string, path?: string): VeraError {
   return new VeraError(ServeErrorCode.SERVE_GRAPH_UNSUPPORTED, message, path === undefined ? {} : { path });
 }
 
-/** Refusals before anything is located: a grafted model, an old opset. */
+/** Refusals before anything is located: a grafted model, an old opset, stored projections of the wrong size. */
 function checkGraftable(model: OnnxModel, adapter: VeraAdapter): void {
   if (GRAFT_METADATA_KEY in model.metadata)
     throw unsupported(
@@ -102,6 +102,15 @@ function checkGraftable(model: OnnxModel, adapter: VeraAdapter): void {
       ServeErrorCode.SERVE_GRAPH_UNSUPPORTED,
       `the model's default-domain opset is ${opset}; grafting needs opset 13 or later`,
       { expected: ">= 13", received: opset },
+    );
+  const p = adapter.storedProjections;
+  const want = [adapter.rank * adapter.maxIn, adapter.maxOut * adapter.rank];
+  if (p && (p.A.length !== want[0] || p.B.length !== want[1]))
+    throw new VeraError(
+      ServeErrorCode.SERVE_GRAPH_UNSUPPORTED,
+      `the adapter's stored projections hold ${p.A.length} / ${p.B.length} values; rank ${adapter.rank}, max_in ` +
+        `${adapter.maxIn} and max_out ${adapter.maxOut} need ${want[0]} / ${want[1]}`,
+      { path: "storedProjections", expected: want, received: [p.A.length, p.B.length] },
     );
 }
 
