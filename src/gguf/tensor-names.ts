@@ -13,6 +13,14 @@ const LLAMA_LIKE: Record<string, string> = {
   "mlp.down_proj": "ffn_down",
 };
 
+/** Falcon's and Bloom's block modules (`transformer.h.N.`...). */
+const FUSED_QKV_SELF_ATTENTION: Record<string, string> = {
+  "self_attention.query_key_value": "attn_qkv",
+  "self_attention.dense": "attn_output",
+  "mlp.dense_h_to_4h": "ffn_up",
+  "mlp.dense_4h_to_h": "ffn_down",
+};
+
 /**
  * Per llama.cpp architecture (general.architecture): Hugging Face module suffix inside block N ->
  * llama.cpp tensor base name inside `blk.N.` (from gguf-py's tensor_mapping.py).
@@ -31,6 +39,15 @@ const BLOCK_TABLES: Record<string, Record<string, string>> = {
     "mlp.down_proj": "ffn_down",
   },
   gpt2: { "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down" },
+  // fused query_key_value: llama.cpp stores its rows in another order (qkvRowOrder)
+  gptneox: {
+    "attention.query_key_value": "attn_qkv",
+    "attention.dense": "attn_output",
+    "mlp.dense_h_to_4h": "ffn_up",
+    "mlp.dense_4h_to_h": "ffn_down",
+  },
+  falcon: FUSED_QKV_SELF_ATTENTION,
+  bloom: FUSED_QKV_SELF_ATTENTION,
 };
 
 /** Architectures whose attn_q/attn_k rows convert_hf_to_gguf permutes (LlamaModel: Llama and Mistral). */
@@ -47,6 +64,9 @@ const FROM_MODEL_TYPE: Record<string, string> = {
   gemma3_text: "gemma3",
   phi3: "phi3",
   gpt2: "gpt2",
+  gpt_neox: "gptneox",
+  falcon: "falcon",
+  bloom: "bloom",
 };
 
 /** The llama.cpp architectures with a built-in tensor-name table. */
