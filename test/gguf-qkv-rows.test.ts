@@ -1,0 +1,70 @@
+/**
+ * Fused attn_qkv tensors of GPT-NeoX, Bloom and Falcon GGUF files hold their rows in the order llama.cpp's converter
+ * gives them (fixtures/zoo/qkv-row-orders.json, made from convert_hf_to_gguf.py's transforms by
+ * fixtures/zoo/generate.py, including Falcon-40B-style grouped kv heads no zoo model has). A merge whose head counts
+ * do not split the rows is refused, never merged in another order.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { GgufValueType, type GgufFile } from "../src/gguf/types.js";
+import { locateGgufWeights } from "../src/gguf/locate-gguf-weights.js";
+import { qkvRowOrder, reorderRows } from "../src/gguf/qkv-row-order.js";
+import { readGgufFile } from "../src/node/gguf-file.js";
+import { errorCode } from "./error-helpers.js";
+
+const ZOO = join(__dirname, "../fixtures/zoo");
+const table = JSON.parse(readFileSync(join(ZOO, "qkv-row-orders.json"), "utf8")) as {
+  cases: Array<{ architecture: string; n_head: number; n_head_kv: number; rows: number; order: number[] }>;
+};
+
+describe("fused attn_qkv rows in llama.cpp's order", () => {
+  it("qkvRowOrder is the converter's order for every layout of the table", () => {
+    expect(table.cases.length).toBeGreaterThanOrEqual(6);
+    for (const c of table.cases) {
+      const got = qkvRowOrder({
+        architecture: c.architecture,
+        tensor: "blk.3.attn_qkv",
+        rows: c.rows,
+        nHead: c.n_head,
+        nHeadKv: c.n_head_kv,
+      });
+      expect([c.architecture, c.n_head, c.n_head_kv, [...(got as Uint32Array)]]).toEqual([
+        c.architecture,
+        c.n_head,
+        c.n_head_kv,
+        c.order,
+      ]);
+    }
+  });
+
+  it("reorderRows moves whole rows there and back", () => {
+    const c = table.cases.find((x) => x.architecture === "falcon" && x.n_head_kv === 2)!;
+    const order = qkvRowOrder({ ...c, architecture: "falcon", tensor: "blk.0.attn_qkv", nHead: 4, nHeadKv: 2 });
+    const data = Float32Array.from({ length: c.rows * 3 }, (_, i) => i);
+    const gguf = reorderRows(data, order as Uint32Array, 3, true);
+    expect(gguf[3]).toBe(c.order[1]! * 3);
+    expect([...reorderRows(gguf, order as Uint32Array, 3, false)]).toEqual([...data]);
+  });
+
+  it("other tensors and architectures keep their order; head counts that do not split the rows are reasons", () => {
+    const p = { rows: 48, nHead: 2, nHeadKv: 2 };
+    expect(qkvRowOrder({ ...p, architecture: "gptneox", tensor: "blk.0.attn_output" })).toBeUndefined();
+    expect(qkvRowOrder({ ...p, architecture: "phi3", tensor: "blk.0.attn_qkv" })).toBeUndefined();
+    expect(qkvRowOrder({ ...p, architecture: "gpt2", tensor: "blk.0.attn_qkv" })).toBeUndefined();
+    expect(typeof qkvRowOrder({ ...p, nHead: 5, architecture: "bloom", tensor: "blk.0.attn_qkv" })).toBe("string");
+    expect(typeof qkvRowOrder({ ...p, nHead: 3, architecture: "falcon", tensor: "blk.0.attn_qkv" })).toBe("string");
+    expect(typeof qkvRowOrder({ ...p, nHead: 0, architecture: "gptneox", tensor: "blk.0.attn_qkv" })).toBe("string");
+  });
+
+  it("a GPT-NeoX GGUF whose head count does not split attn_qkv is refused (GGUF_BASE_MISMATCH)", async () => {
+    const file: GgufFile = await readGgufFile(join(ZOO, "gpt_neox", "base.gguf"));
+    const modules = [{ name: "gpt_neox.layers.0.attention.query_key_value", inFeatures: 16, outFeatures: 48 }];
+    expect(locateGgufWeights({ file, modules }).weights[0]!.rowOrder?.length).toBe(48);
+    const bad = new Map(file.metadata);
+    bad.set("gptneox.attention.head_count", { type: GgufValueType.UINT32, value: 5 });
+    expect(errorCode(() => locateGgufWeights({ file: { ...file, metadata: bad }, modules }))).toBe(
+      "GGUF_BASE_MISMATCH",
+    );
+  });
+});
