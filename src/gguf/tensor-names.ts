@@ -48,7 +48,31 @@ const BLOCK_TABLES: Record<string, Record<string, string>> = {
   },
   falcon: FUSED_QKV_SELF_ATTENTION,
   bloom: FUSED_QKV_SELF_ATTENTION,
+  // encoder-decoder: enc.blk.N / dec.blk.N, named by t5TensorName
+  t5: {},
 };
+
+const T5_LEAF: Record<string, string> = { q: "q", k: "k", v: "v", o: "o" };
+const T5_FFN: Record<string, string> = { wi: "ffn_up", wo: "ffn_down", wi_0: "ffn_gate", wi_1: "ffn_up" };
+
+/**
+ * T5's llama.cpp names (gguf-py's tensor_mapping.py): `<encoder|decoder>.block.N.layer.L.SelfAttention.<q|k|v|o>` ->
+ * `<enc|dec>.blk.N.attn_<q|k|v|o>`, the decoder's `EncDecAttention` -> `dec.blk.N.cross_attn_<q|k|v|o>`,
+ * `DenseReluDense.<wi|wo|wi_0|wi_1>` -> `ffn_up`, `ffn_down`, `ffn_gate`, `ffn_up`.
+ */
+function t5TensorName(module: string): string | undefined {
+  const m =
+    /^(?:.*\.)?(encoder|decoder)\.block\.(\d+)\.layer\.\d+\.(SelfAttention|EncDecAttention|DenseReluDense)\.(\w+)$/.exec(
+      module,
+    );
+  if (!m) return undefined;
+  const [, side, block, part, leaf] = m as unknown as [string, string, string, string, string];
+  const prefix = `${side === "encoder" ? "enc" : "dec"}.blk.${Number(block)}.`;
+  if (part === "DenseReluDense") return Object.hasOwn(T5_FFN, leaf) ? prefix + T5_FFN[leaf] : undefined;
+  if (!Object.hasOwn(T5_LEAF, leaf)) return undefined;
+  if (part === "EncDecAttention") return side === "decoder" ? `${prefix}cross_attn_${leaf}` : undefined;
+  return `${prefix}attn_${leaf}`;
+}
 
 /** Architectures whose attn_q/attn_k rows convert_hf_to_gguf permutes (LlamaModel: Llama and Mistral). */
 const PERMUTED = new Set(["llama"]);
@@ -67,6 +91,7 @@ const FROM_MODEL_TYPE: Record<string, string> = {
   gpt_neox: "gptneox",
   falcon: "falcon",
   bloom: "bloom",
+  t5: "t5",
 };
 
 /** The llama.cpp architectures with a built-in tensor-name table. */
@@ -152,6 +177,7 @@ export function ggufTensorName(params: GgufTensorNameParams): string | undefined
   const table = BLOCK_TABLES[params.architecture];
   if (!table) return undefined;
   if (/(^|\.)lm_head$/.test(params.module)) return "output";
+  if (params.architecture === "t5") return t5TensorName(params.module);
   const m = /^(?:.*\.)?(?:layers|h|blocks)\.(\d+)\.(.+)$/.exec(params.module);
   if (!m) return undefined;
   const t = Object.hasOwn(table, m[2]!) ? table[m[2]!] : undefined;
