@@ -2,12 +2,14 @@
  * Fused attn_qkv tensors of GPT-NeoX, Bloom and Falcon GGUF files hold their rows in the order llama.cpp's converter
  * gives them (fixtures/zoo/qkv-row-orders.json, made from convert_hf_to_gguf.py's transforms by
  * fixtures/zoo/generate.py, including Falcon-40B-style grouped kv heads no zoo model has). A merge whose head counts
- * do not split the rows is refused, never merged in another order.
+ * do not split the rows is refused, never merged in another order. The q/k rows of the other architectures whose
+ * converter permutes them get that permutation through a mapping file too.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { GgufValueType, type GgufFile } from "../src/gguf/types.js";
+import { GgufValueType, type GgufFile, type GgufValue } from "../src/gguf/types.js";
+import { qkPermutationHeads } from "../src/gguf/tensor-names.js";
 import { locateGgufWeights } from "../src/gguf/locate-gguf-weights.js";
 import { qkvRowOrder, reorderRows } from "../src/gguf/qkv-row-order.js";
 import { readGgufFile } from "../src/node/gguf-file.js";
@@ -66,5 +68,35 @@ describe("fused attn_qkv rows in llama.cpp's order", () => {
     expect(errorCode(() => locateGgufWeights({ file: { ...file, metadata: bad }, modules }))).toBe(
       "GGUF_BASE_MISMATCH",
     );
+  });
+});
+
+describe("q/k rows of the other architectures whose converter permutes them", () => {
+  it("granite, olmo, minicpm, deci, deepseek permute as Llama; baichuan only without grouped kv heads; qwen2 never", () => {
+    const at = (architecture: string, tensor: string, nHeadKv = 2) =>
+      qkPermutationHeads({ architecture, tensor, nHead: 4, nHeadKv });
+    for (const a of ["llama", "granite", "granitemoe", "olmo", "minicpm", "deci", "deepseek", "arctic", "chameleon"])
+      expect([a, at(a, "blk.1.attn_q"), at(a, "blk.1.attn_k"), at(a, "blk.1.attn_v")]).toEqual([a, 4, 2, undefined]);
+    expect([at("baichuan", "blk.0.attn_q", 4), at("baichuan", "blk.0.attn_k", 4)]).toEqual([4, 4]);
+    expect(at("baichuan", "blk.0.attn_k")).toBe(0);
+    expect([at("qwen2", "blk.0.attn_q"), at("phi3", "blk.0.attn_qkv")]).toEqual([undefined, undefined]);
+  });
+
+  it("a mapped Granite GGUF gets the q/k permutation (no silent merge in the checkpoint's order)", async () => {
+    const file: GgufFile = await readGgufFile(join(ZOO, "llama", "base.gguf"));
+    const meta = new Map<string, GgufValue>();
+    for (const [k, v] of file.metadata) meta.set(k.replace(/^llama\./, "granite."), v);
+    meta.set("general.architecture", { type: GgufValueType.STRING, value: "granite" });
+    const modules = [
+      { name: "model.layers.0.self_attn.q_proj", inFeatures: 16, outFeatures: 16 },
+      { name: "model.layers.0.self_attn.k_proj", inFeatures: 16, outFeatures: 8 },
+    ];
+    const mapping = {
+      "model.layers.{bid}.self_attn.q_proj": "blk.{bid}.attn_q",
+      "model.layers.{bid}.self_attn.k_proj": "blk.{bid}.attn_k",
+    };
+    const plan = locateGgufWeights({ file: { ...file, metadata: meta }, modules, mapping });
+    expect(plan.architecture).toBe("granite");
+    expect(plan.weights.map((w) => w.permuteHeads)).toEqual([2, 1]);
   });
 });

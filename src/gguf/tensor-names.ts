@@ -74,8 +74,27 @@ function t5TensorName(module: string): string | undefined {
   return `${prefix}attn_${leaf}`;
 }
 
-/** Architectures whose attn_q/attn_k rows convert_hf_to_gguf permutes (LlamaModel: Llama and Mistral). */
-const PERMUTED = new Set(["llama"]);
+/**
+ * Architectures whose attn_q/attn_k rows convert_hf_to_gguf permutes with LlamaModel.permute's formula (Llama and
+ * Mistral; DeciModel, MiniCPMModel, OlmoModel, ArcticModel, DeepseekModel, ChameleonModel, GraniteModel and its MoE):
+ * a merge through a mapping file permutes the delta the same way instead of adding it in the checkpoint's order.
+ */
+const PERMUTED = new Set([
+  "llama",
+  "deci",
+  "minicpm",
+  "olmo",
+  "arctic",
+  "deepseek",
+  "chameleon",
+  "granite",
+  "granitemoe",
+]);
+/**
+ * BaichuanModel / XverseModel permute with another formula (n_head // n_head_kv heads for attn_k), the same as
+ * LlamaModel's only without grouped kv heads: with them, no permutation is known here (0 heads: refused).
+ */
+const PERMUTED_WITHOUT_GQA = new Set(["baichuan", "xverse"]);
 
 /** transformers model_type -> llama.cpp general.architecture (Mistral 7B converts as "llama"). */
 const FROM_MODEL_TYPE: Record<string, string> = {
@@ -191,7 +210,8 @@ export function isKnownGgufArchitecture(architecture: string): boolean {
 
 /**
  * Heads whose rows llama.cpp permutes for a tensor (see {@link permuteQkRows}): n_head for `blk.N.attn_q`,
- * n_head_kv for `blk.N.attn_k` of the llama architecture; undefined for every other tensor.
+ * n_head_kv for `blk.N.attn_k` of the architectures whose converter permutes them (PERMUTED); 0 (refused) where the
+ * permutation is not known for these head counts; undefined for every other tensor.
  */
 export function qkPermutationHeads(params: {
   architecture: string;
@@ -199,8 +219,10 @@ export function qkPermutationHeads(params: {
   nHead: number;
   nHeadKv: number;
 }): number | undefined {
-  if (!PERMUTED.has(params.architecture)) return undefined;
-  if (/^blk\.\d+\.attn_q$/.test(params.tensor)) return params.nHead;
-  if (/^blk\.\d+\.attn_k$/.test(params.tensor)) return params.nHeadKv;
-  return undefined;
+  const plain = PERMUTED_WITHOUT_GQA.has(params.architecture);
+  if (!PERMUTED.has(params.architecture) && !plain) return undefined;
+  const q = /^blk\.\d+\.attn_q$/.test(params.tensor);
+  if (!q && !/^blk\.\d+\.attn_k$/.test(params.tensor)) return undefined;
+  if (plain && params.nHead !== params.nHeadKv) return 0;
+  return q ? params.nHead : params.nHeadKv;
 }
