@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { GgufValueType, type GgufFile, type GgufValue } from "../src/gguf/types.js";
 import { qkPermutationHeads } from "../src/gguf/tensor-names.js";
+import { loraBaseFromConfig } from "../src/gguf/lora-base.js";
 import { locateGgufWeights } from "../src/gguf/locate-gguf-weights.js";
 import { qkvRowOrder, reorderRows } from "../src/gguf/qkv-row-order.js";
 import { readGgufFile } from "../src/node/gguf-file.js";
@@ -98,5 +99,18 @@ describe("q/k rows of the other architectures whose converter permutes them", ()
     const plan = locateGgufWeights({ file: { ...file, metadata: meta }, modules, mapping });
     expect(plan.architecture).toBe("granite");
     expect(plan.weights.map((w) => w.permuteHeads)).toEqual([2, 1]);
+  });
+});
+
+describe("a Falcon base described by its config.json", () => {
+  it("has the kv heads its weights hold: one for the multi-query architecture, num_kv_heads for the new one", () => {
+    const text = readFileSync(join(ZOO, "falcon", "base", "config.json"), "utf8");
+    const cfg = JSON.parse(text) as Record<string, unknown>;
+    expect([cfg["multi_query"], cfg["num_kv_heads"]]).toEqual([true, 2]);
+    expect(loraBaseFromConfig(text)).toMatchObject({ architecture: "falcon", nHead: 2, nHeadKv: 1 });
+    const grouped = JSON.stringify({ ...cfg, new_decoder_architecture: true, num_attention_heads: 4 });
+    expect(loraBaseFromConfig(grouped)).toMatchObject({ nHead: 4, nHeadKv: 2 });
+    const plain = JSON.stringify({ ...cfg, multi_query: false });
+    expect(loraBaseFromConfig(plain)).toMatchObject({ nHead: 2, nHeadKv: 2 });
   });
 });
