@@ -10,6 +10,7 @@ import { resolveDimensions, type ResolvedDimensions } from "./import/resolve-dim
 import type { PeftOrigin } from "./internal.js";
 import { pyToPlain } from "./py-json.js";
 import { pveraAsVera, pveraProjections, withProjections, type PveraAsVera } from "./import/pvera.js";
+import { isPveraSamplingTensor } from "./pvera-keys.js";
 
 export type { ProjectionMatch } from "./import/match-projections.js";
 
@@ -217,6 +218,8 @@ function importPvera(params: ImportPeftParams, pvera: PveraAsVera): ImportPeftRe
   // the PVeRA config itself, verbatim: exportPeft writes PVeRA's folder from it
   (result.adapter.extra!["peft"] as PeftOrigin).pvera_config = params.config as string;
   result.report.method = "PVERA";
+  // the log-variance halves are not PEFT keys the model takes (the warning says what they are)
+  result.report.carriedTensors = result.report.carriedTensors.filter((n) => !isPveraSamplingTensor(n));
   result.report.warnings.push(...pvera.warnings);
   return result;
 }
