@@ -117,3 +117,16 @@ describe("graft with stored projections (PVeRA)", () => {
     expect(errorCode(() => parseGraftSpec(text))).toBe("SERVE_NOT_GRAFTED");
   });
 });
+
+describe("onnxruntime's LoraAdapter (fixtures/zoo/verify_onnx_adapter.py's record)", () => {
+  it("runs every zoo family's .onnx_adapter, PVeRA's included, within 1e-6 of PEFT", () => {
+    const rec = JSON.parse(readFileSync(join(ZOO, "onnx-adapter-check.json"), "utf8")) as {
+      families: Record<string, { error?: string; with_adapter_vs_peft_max_abs?: number }>;
+    };
+    expect(rec.families["llama_pvera"]?.with_adapter_vs_peft_max_abs).toBeLessThan(1e-6);
+    for (const [family, r] of Object.entries(rec.families)) {
+      expect([family, r.error]).toEqual([family, undefined]);
+      expect(r.with_adapter_vs_peft_max_abs!).toBeLessThan(1e-6);
+    }
+  });
+});
