@@ -50,6 +50,15 @@ const BLOCK_TABLES: Record<string, Record<string, string>> = {
   bloom: FUSED_QKV_SELF_ATTENTION,
   // encoder-decoder: enc.blk.N / dec.blk.N, named by t5TensorName
   t5: {},
+  // encoder blocks `encoder.layer.N.`; llama.cpp's converter leaves the pooler out
+  bert: {
+    "attention.self.query": "attn_q",
+    "attention.self.key": "attn_k",
+    "attention.self.value": "attn_v",
+    "attention.output.dense": "attn_output",
+    "intermediate.dense": "ffn_up",
+    "output.dense": "ffn_down",
+  },
 };
 
 const T5_LEAF: Record<string, string> = { q: "q", k: "k", v: "v", o: "o" };
@@ -111,6 +120,7 @@ const FROM_MODEL_TYPE: Record<string, string> = {
   falcon: "falcon",
   bloom: "bloom",
   t5: "t5",
+  bert: "bert",
 };
 
 /** The llama.cpp architectures with a built-in tensor-name table. */
@@ -197,7 +207,7 @@ export function ggufTensorName(params: GgufTensorNameParams): string | undefined
   if (!table) return undefined;
   if (/(^|\.)lm_head$/.test(params.module)) return "output";
   if (params.architecture === "t5") return t5TensorName(params.module);
-  const m = /^(?:.*\.)?(?:layers|h|blocks)\.(\d+)\.(.+)$/.exec(params.module);
+  const m = /^(?:.*\.)?(?:layers|layer|h|blocks)\.(\d+)\.(.+)$/.exec(params.module);
   if (!m) return undefined;
   const t = Object.hasOwn(table, m[2]!) ? table[m[2]!] : undefined;
   return t === undefined ? undefined : `blk.${Number(m[1])}.${t}`;
