@@ -1,7 +1,8 @@
 /**
  * PVeRA adapters made by real PEFT 0.21 (fixtures/peft/generate_pvera.py) import as the VeRA adapter their inference
  * computes: every module's delta equals merge_and_unload()'s (merged-delta.safetensors), and PVeRA's projections are
- * drawn bit for bit when the file does not store them.
+ * drawn bit for bit when the file does not store them. export-peft writes PVeRA's own folder back (checked in PEFT
+ * itself by fixtures/zoo/verify_export_peft.py).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -17,6 +18,10 @@ import { errorCode as code } from "./error-helpers.js";
 import { importPeft } from "../src/peft/import-peft.js";
 import { mergeCheckpoint } from "../src/merge/index.js";
 import { useTempDirs } from "./temp-helpers.js";
+import { exportPeft } from "../src/peft/export-peft.js";
+import { expandToLora } from "../src/peft/expand-to-lora.js";
+import { carriedTensorTargets } from "../src/peft/carried-tensors.js";
+import { PVERA_LOGVAR_A } from "../src/peft/pvera-keys.js";
 
 const tmp = useTempDirs("vera-pvera-");
 
@@ -109,6 +114,67 @@ describe("PVeRA (PEFT 0.21) imports as VeRA", () => {
       moduleCount: 6,
       carried: [],
       projections: { stored: true, A: [8, 48] },
+    });
+  });
+});
+
+describe("PVeRA export-peft writes PVeRA's folder", () => {
+  const load = async (name: string): Promise<VeraAdapter> =>
+    (await loadAdapterFromPath({ path: A(name), readBase: () => readBaseShapes({ path: BASE }) })).adapter;
+
+  for (const name of ["pvera-llama-sp", "pvera-llama-nosp"])
+    it(`${name}: PEFT's two files back, byte for byte, through a verakit file`, async () => {
+      const adapter = readVera(writeVera({ adapter: await load(name) }));
+      const back = exportPeft({ adapter });
+      expect(back.configJson).toBe(readFileSync(join(A(name), "adapter_config.json"), "utf8"));
+      const orig = readFileSync(join(A(name), "adapter_model.safetensors"));
+      expect(Buffer.from(back.safetensors).equals(orig)).toBe(true);
+      // the PVeRA-only halves stay out of every other path: not carried tensors for merges, grafts or LoRA
+      expect(carriedTensorTargets({ adapter })).toEqual([]);
+      const lora = parseSafetensors(expandToLora({ adapter }).safetensors);
+      expect([...lora.tensors.keys()].filter((k) => !/\.lora_[AB]\.weight$/.test(k))).toEqual([]);
+    });
+
+  it("refuses what it cannot write as PVeRA: a missing log-variance half, PEFT < 0.21, other projections unsaved", async () => {
+    const adapter = await load("pvera-llama-sp");
+    const noHalf = { ...adapter, extraTensors: adapter.extraTensors!.filter((t) => t.name !== PVERA_LOGVAR_A) };
+    expect(code(() => exportPeft({ adapter: noHalf }))).toBe("PEFT_PVERA_INCOMPLETE");
+    const noD = { ...adapter, extraTensors: adapter.extraTensors!.filter((t) => !t.name.includes("q_proj")) };
+    expect(code(() => exportPeft({ adapter: noD }))).toBe("PEFT_PVERA_INCOMPLETE");
+    expect(code(() => exportPeft({ adapter, peftCompat: "0.20.0" }))).toBe("PEFT_COMPAT");
+    // the seed's own projections may be left for PEFT to draw; changed ones may not
+    const unsaved = exportPeft({ adapter, saveProjection: false });
+    expect(JSON.parse(unsaved.configJson)).toMatchObject({ peft_type: "PVERA", save_projection: false });
+    expect(
+      [...parseSafetensors(unsaved.safetensors).tensors.keys()].some((k) => k.startsWith("base_model.pvera_")),
+    ).toBe(false);
+    const B = adapter.storedProjections!.B.slice();
+    B[3] = B[3]! * 2;
+    const other = { ...adapter, storedProjections: { A: adapter.storedProjections!.A, B } };
+    expect(code(() => exportPeft({ adapter: other, saveProjection: false }))).toBe("PEFT_PROJECTION_NOT_REGENERABLE");
+    expect(code(() => exportPeft({ adapter: other }))).toBe("OK");
+  });
+
+  it("the zoo's exported folders load in PEFT with PEFT's logits (fixtures/zoo/verify_export_peft.py's record)", () => {
+    const rec = JSON.parse(readFileSync(join(__dirname, "../fixtures/zoo/export-peft-check.json"), "utf8")) as {
+      tools: { peft: string };
+      families: Record<string, Record<string, string | number>>;
+    };
+    expect(rec.tools.peft).toBe("0.21.0");
+    const zoo = JSON.parse(readFileSync(join(__dirname, "../fixtures/zoo/MANIFEST.json"), "utf8")) as {
+      families: object;
+    };
+    // every recorded family is a zoo family (a family added later is checked once the script runs again)
+    for (const f of Object.keys(rec.families)) expect(Object.keys(zoo.families)).toContain(f);
+    expect(Object.keys(rec.families).length).toBeGreaterThanOrEqual(22);
+    for (const [family, r] of Object.entries(rec.families)) {
+      expect([family, r["error"]]).toEqual([family, undefined]);
+      expect([family, r["peft_type_loaded"]]).toEqual([family, r["peft_type_original"]]);
+      expect(r["logits_vs_peft_max_abs"] as number).toBeLessThan(1e-5);
+    }
+    expect(rec.families["llama_pvera"]).toMatchObject({
+      peft_type_written: "PVERA",
+      adapted_layer_class: "peft.tuners.pvera.layer.Linear",
     });
   });
 });

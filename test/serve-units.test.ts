@@ -110,6 +110,7 @@ describe("graftOnnx", () => {
     const grafted = readOnnxModel({ bytes: graftOnnx({ model, adapter: a1 }).bytes });
     expect(codeOf(() => graftOnnx({ model: grafted, adapter: a1 }))).toBe(ServeErrorCode.SERVE_GRAPH_UNSUPPORTED);
     expect(codeOf(() => graftOnnx({ model, adapter: a1, dtype: "f16" }))).toBe(ServeErrorCode.SERVE_GRAPH_UNSUPPORTED);
+    // stored projections are grafted as they are, but not of the wrong size
     const stored: VeraAdapter = { ...a1, storedProjections: { A: new Float32Array(1), B: new Float32Array(1) } };
     expect(codeOf(() => graftOnnx({ model, adapter: stored }))).toBe(ServeErrorCode.SERVE_GRAPH_UNSUPPORTED);
     const missing: VeraAdapter = {

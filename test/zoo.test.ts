@@ -21,6 +21,7 @@ import { loadAdapterFromPath } from "../src/node/load-adapter.js";
 import { readBaseShapes } from "../src/node/read-base-shapes.js";
 import { expandToLora } from "../src/peft/expand-to-lora.js";
 import { exportPeft } from "../src/peft/export-peft.js";
+import { isPveraSamplingTensor, PVERA_LOGVAR_A, PVERA_LOGVAR_D_PREFIX } from "../src/peft/pvera-keys.js";
 import { asFloat32, parseSafetensors, tensorBytes, type SafetensorsFile } from "../src/safetensors/parse.js";
 import {
   adapterFeeds,
@@ -172,10 +173,24 @@ const CELLS: Record<string, Cell> = {
       expect([...m.lambdaB]).toEqual([...f32(peft, `${PREFIX}${m.name}.${kind}_lambda_b`)]);
     }
     const others = otherTensors(peft);
-    const carried = new Map((a.extraTensors ?? []).map((t) => [t.name, t]));
+    const all = a.extraTensors ?? [];
+    const carried = new Map(all.filter((t) => !isPveraSamplingTensor(t.name)).map((t) => [t.name, t]));
     expect([...carried.keys()].sort()).toEqual(others.sort());
     for (const k of others)
       expect(Buffer.from(carried.get(k)!.data).equals(Buffer.from(tensorBytes(peft, k)))).toBe(true);
+    // PVeRA: the log-variance halves (unused in eval mode) are carried for export, bit for bit
+    const halves = new Map(all.filter((t) => isPveraSamplingTensor(t.name)).map((t) => [t.name, t]));
+    const want = new Map<string, Uint8Array>();
+    if (kind === "pvera") {
+      const A = tensorBytes(peft, "base_model.pvera_A");
+      want.set(PVERA_LOGVAR_A, A.slice(A.length / 2));
+      for (const m of a.modules) {
+        const d = tensorBytes(peft, `${PREFIX}${m.name}.pvera_lambda_d`);
+        want.set(PVERA_LOGVAR_D_PREFIX + m.name, d.slice(d.length / 2));
+      }
+    }
+    expect([...halves.keys()].sort()).toEqual([...want.keys()].sort());
+    for (const [k, v] of want) expect(Buffer.from(halves.get(k)!.data).equals(Buffer.from(v))).toBe(true);
     measured[cell] = `${a.modules.length} modules, ${others.length} carried tensors`;
   },
   /** import-peft, then export-peft: PEFT's tensors back, names and bits. */

@@ -6,6 +6,7 @@ import { encodeTensor, ggmlTypeOf, type GgufFloatOutType } from "./encode-tensor
 import { GgufErrorCode } from "./error-codes.js";
 import type { GgufLoraBase } from "./lora-base.js";
 import { permuteQkRows } from "./permute-qk.js";
+import { qkvRowOrder, reorderRows } from "./qkv-row-order.js";
 import { ggufTensorName, isKnownGgufArchitecture, qkPermutationHeads, type GgufNameMapping } from "./tensor-names.js";
 import { planGguf, type GgufPlan } from "./write-gguf.js";
 import { GgufValueType, type GgufValue } from "./types.js";
@@ -90,6 +91,8 @@ interface GgufLoraJob {
   module: Module;
   tensor: string;
   heads?: number;
+  /** A fused attn_qkv's rows in llama.cpp's order (qkvRowOrder): lora_b's rows follow it. */
+  rowOrder?: Uint32Array;
 }
 
 /** Refuse an output type GGUF LoRA cannot take and an architecture without tensor names. */
@@ -151,7 +154,28 @@ function moduleJob(
         `split its ${m.outFeatures} rows into head pairs`,
       { path: tensor, received: heads },
     );
-  return { module: m, tensor, ...(heads !== undefined ? { heads } : {}) };
+  const order = qkvRowOrder({
+    architecture: base.architecture,
+    tensor: t,
+    rows: m.outFeatures,
+    nHead: base.nHead ?? 0,
+    nHeadKv: base.nHeadKv ?? base.nHead ?? 0,
+  });
+  if (typeof order === "string")
+    throw fail(
+      GgufErrorCode.GGUF_BASE_MISMATCH,
+      `${base.label}: ${tensor} is stored in llama.cpp's q/k/v row order, but ${order}`,
+      {
+        path: tensor,
+        received: { nHead: base.nHead, nHeadKv: base.nHeadKv },
+      },
+    );
+  return {
+    module: m,
+    tensor,
+    ...(heads !== undefined ? { heads } : {}),
+    ...(order !== undefined ? { rowOrder: order } : {}),
+  };
 }
 
 /** Names, presence, shapes and permutation of every module, all before writing. */
@@ -239,6 +263,7 @@ function tensorBytesOf(
     let values: Float32Array = new Float32Array(bytes.buffer, 0, bytes.byteLength / 4);
     if (!isA && job.heads !== undefined)
       values = permuteQkRows({ data: values, rows: job.module.outFeatures, rowLength: k, nHead: job.heads });
+    if (!isA && job.rowOrder !== undefined) values = reorderRows(values, job.rowOrder, k, true);
     return encodeTensor(values, isA ? job.module.inFeatures : k, type, plan.tensors[i]!.name);
   };
 }

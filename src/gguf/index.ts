@@ -5,6 +5,7 @@ export * from "./read-gguf.js";
 export * from "./write-gguf.js";
 export * from "./encode-tensor.js";
 export * from "./permute-qk.js";
+export * from "./qkv-row-order.js";
 export * from "./tensor-names.js";
 export * from "./lora-base.js";
 export * from "./export-gguf-lora.js";

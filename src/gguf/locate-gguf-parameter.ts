@@ -1,5 +1,6 @@
 import type { GgufTensorRange } from "./locate-gguf-weights.js";
 import { ggufTensorName, qkPermutationHeads, type GgufNameMapping } from "./tensor-names.js";
+import { qkvRowOrder } from "./qkv-row-order.js";
 
 /** Parameters of {@link locateGgufParameter}. */
 export interface LocateGgufParameterParams {
@@ -24,6 +25,8 @@ export interface GgufParameterLocation extends GgufTensorRange {
   part: number;
   /** Rows are stored in llama.cpp's permuted q/k order with these heads (llama attn_q / attn_k). */
   permuteHeads?: number;
+  /** A fused attn_qkv's rows in llama.cpp's order (qkvRowOrder). */
+  rowOrder?: Uint32Array;
   matchedBy: "exact" | "mapping";
 }
 
@@ -65,10 +68,19 @@ export function locateGgufParameter(params: LocateGgufParameterParams): GgufPara
   });
   if (heads !== undefined && (heads < 1 || shape[0]! % (2 * heads) !== 0))
     return `${name} needs llama.cpp's q/k permutation but the head count does not split its rows`;
+  const order = qkvRowOrder({
+    architecture: params.architecture,
+    tensor: base,
+    rows: shape[0] ?? 0,
+    nHead: params.nHead,
+    nHeadKv: params.nHeadKv,
+  });
+  if (typeof order === "string") return `${name} is stored in llama.cpp's q/k/v row order, but ${order}`;
   return {
     ...r,
     dtype: r.dtype as "F32" | "F16" | "BF16",
     matchedBy: mapped ? "mapping" : "exact",
     ...(heads !== undefined ? { permuteHeads: heads } : {}),
+    ...(order !== undefined ? { rowOrder: order } : {}),
   };
 }

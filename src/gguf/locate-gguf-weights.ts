@@ -2,6 +2,7 @@ import { VeraError } from "../errors.js";
 import { GgufErrorCode } from "./error-codes.js";
 import { ggmlTypeName, isFloatGgmlType } from "./ggml-types.js";
 import { loraBaseFromGguf } from "./lora-base.js";
+import { qkvRowOrder } from "./qkv-row-order.js";
 import { ggufTensorName, isKnownGgufArchitecture, qkPermutationHeads, type GgufNameMapping } from "./tensor-names.js";
 import type { GgufFile } from "./types.js";
 
@@ -84,6 +85,8 @@ export interface GgufWeightLocation extends GgufTensorRange {
   dtype: "F32" | "F16" | "BF16";
   /** Rows of the delta (out_features) are permuted with these heads first (llama attn_q / attn_k). */
   permuteHeads?: number;
+  /** A fused attn_qkv stored in llama.cpp's row order: GGUF row i is the checkpoint's row `rowOrder[i]` (qkvRowOrder). */
+  rowOrder?: Uint32Array;
   /** Index in `parts` of the part holding the tensor (0 for a single file); start/end are in that part. */
   part: number;
 }
@@ -98,7 +101,8 @@ export interface GgufWeightPlan {
 
 /**
  * Locate each adapted module's weight in a GGUF model (ggml layout: ne = [in, out], row-major out x in,
- * so a merge adds delta (out, in) element-wise after llama.cpp's q/k permutation where it applies).
+ * so a merge adds delta (out, in) element-wise after llama.cpp's q/k permutation, or its q/k/v row order of a fused
+ * attn_qkv (GPT-NeoX, Bloom, Falcon), where it applies).
  * Refuses, naming every offender: an unknown architecture without a mapping, modules without a tensor
  * (tied `lm_head` included), shapes that disagree, and quantized weights (merge into the F16 GGUF, then
  * quantize with llama.cpp). Only F32, F16 and BF16 weights are returned. A split GGUF's tensors are looked
@@ -156,11 +160,25 @@ export function locateGgufWeights(params: LocateGgufWeightsParams): GgufWeightPl
         `${label}: ${r.name} needs llama.cpp's q/k permutation but the head count does not split its rows`,
         { path: r.name, received: heads },
       );
+    const order = qkvRowOrder({
+      architecture: base.architecture,
+      tensor: t!,
+      rows: m.outFeatures,
+      nHead: base.nHead ?? 0,
+      nHeadKv: base.nHeadKv ?? 0,
+    });
+    if (typeof order === "string")
+      throw new VeraError(
+        GgufErrorCode.GGUF_BASE_MISMATCH,
+        `${label}: ${r.name} is stored in llama.cpp's q/k/v row order, but ${order}`,
+        { path: r.name, received: { nHead: base.nHead, nHeadKv: base.nHeadKv } },
+      );
     weights.push({
       ...r,
       dtype: r.dtype as "F32" | "F16" | "BF16",
       module: m.name,
       ...(heads !== undefined ? { permuteHeads: heads } : {}),
+      ...(order !== undefined ? { rowOrder: order } : {}),
     });
   }
   if (missing.length)

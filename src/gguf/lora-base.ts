@@ -70,7 +70,14 @@ export function loraBaseFromConfig(configText: string, label = "config.json"): G
   const arch = ggufArchitectureOfModelType(modelType) ?? modelType;
   const int = (k: string) => (typeof cfg[k] === "number" && Number.isInteger(cfg[k]) ? (cfg[k] as number) : undefined);
   const nHead = int("num_attention_heads") ?? int("n_head");
-  const nHeadKv = int("num_key_value_heads") ?? nHead;
+  // Falcon: the kv heads its weights hold (transformers' FalconAttention), not num_kv_heads alone
+  const falconKv =
+    modelType === "falcon" && cfg["new_decoder_architecture"] !== true
+      ? cfg["multi_query"] !== false
+        ? 1
+        : nHead
+      : int("num_kv_heads");
+  const nHeadKv = int("num_key_value_heads") ?? falconKv ?? nHead;
   // transformers defaults tie_word_embeddings to true; llama.cpp then has no output.weight (it reuses token_embd)
   const tied = cfg["tie_word_embeddings"] !== false;
   return {

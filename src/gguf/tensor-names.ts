@@ -13,6 +13,14 @@ const LLAMA_LIKE: Record<string, string> = {
   "mlp.down_proj": "ffn_down",
 };
 
+/** Falcon's and Bloom's block modules (`transformer.h.N.`...). */
+const FUSED_QKV_SELF_ATTENTION: Record<string, string> = {
+  "self_attention.query_key_value": "attn_qkv",
+  "self_attention.dense": "attn_output",
+  "mlp.dense_h_to_4h": "ffn_up",
+  "mlp.dense_4h_to_h": "ffn_down",
+};
+
 /**
  * Per llama.cpp architecture (general.architecture): Hugging Face module suffix inside block N ->
  * llama.cpp tensor base name inside `blk.N.` (from gguf-py's tensor_mapping.py).
@@ -31,13 +39,74 @@ const BLOCK_TABLES: Record<string, Record<string, string>> = {
     "mlp.down_proj": "ffn_down",
   },
   gpt2: { "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down" },
+  // fused query_key_value: llama.cpp stores its rows in another order (qkvRowOrder)
+  gptneox: {
+    "attention.query_key_value": "attn_qkv",
+    "attention.dense": "attn_output",
+    "mlp.dense_h_to_4h": "ffn_up",
+    "mlp.dense_4h_to_h": "ffn_down",
+  },
+  falcon: FUSED_QKV_SELF_ATTENTION,
+  bloom: FUSED_QKV_SELF_ATTENTION,
+  // encoder-decoder: enc.blk.N / dec.blk.N, named by t5TensorName
+  t5: {},
+  // encoder blocks `encoder.layer.N.`; llama.cpp's converter leaves the pooler out
+  bert: {
+    "attention.self.query": "attn_q",
+    "attention.self.key": "attn_k",
+    "attention.self.value": "attn_v",
+    "attention.output.dense": "attn_output",
+    "intermediate.dense": "ffn_up",
+    "output.dense": "ffn_down",
+  },
 };
 
 /** The input embeddings of every architecture with a table (`model.embed_tokens`, GPT-2's `transformer.wte`). */
 const TOKEN_EMBEDDINGS = /(^|\.)(embed_tokens|wte)$/;
 
-/** Architectures whose attn_q/attn_k rows convert_hf_to_gguf permutes (LlamaModel: Llama and Mistral). */
-const PERMUTED = new Set(["llama"]);
+const T5_LEAF: Record<string, string> = { q: "q", k: "k", v: "v", o: "o" };
+const T5_FFN: Record<string, string> = { wi: "ffn_up", wo: "ffn_down", wi_0: "ffn_gate", wi_1: "ffn_up" };
+
+/**
+ * T5's llama.cpp names (gguf-py's tensor_mapping.py): `<encoder|decoder>.block.N.layer.L.SelfAttention.<q|k|v|o>` ->
+ * `<enc|dec>.blk.N.attn_<q|k|v|o>`, the decoder's `EncDecAttention` -> `dec.blk.N.cross_attn_<q|k|v|o>`,
+ * `DenseReluDense.<wi|wo|wi_0|wi_1>` -> `ffn_up`, `ffn_down`, `ffn_gate`, `ffn_up`.
+ */
+function t5TensorName(module: string): string | undefined {
+  const m =
+    /^(?:.*\.)?(encoder|decoder)\.block\.(\d+)\.layer\.\d+\.(SelfAttention|EncDecAttention|DenseReluDense)\.(\w+)$/.exec(
+      module,
+    );
+  if (!m) return undefined;
+  const [, side, block, part, leaf] = m as unknown as [string, string, string, string, string];
+  const prefix = `${side === "encoder" ? "enc" : "dec"}.blk.${Number(block)}.`;
+  if (part === "DenseReluDense") return Object.hasOwn(T5_FFN, leaf) ? prefix + T5_FFN[leaf] : undefined;
+  if (!Object.hasOwn(T5_LEAF, leaf)) return undefined;
+  if (part === "EncDecAttention") return side === "decoder" ? `${prefix}cross_attn_${leaf}` : undefined;
+  return `${prefix}attn_${leaf}`;
+}
+
+/**
+ * Architectures whose attn_q/attn_k rows convert_hf_to_gguf permutes with LlamaModel.permute's formula (Llama and
+ * Mistral; DeciModel, MiniCPMModel, OlmoModel, ArcticModel, DeepseekModel, ChameleonModel, GraniteModel and its MoE):
+ * a merge through a mapping file permutes the delta the same way instead of adding it in the checkpoint's order.
+ */
+const PERMUTED = new Set([
+  "llama",
+  "deci",
+  "minicpm",
+  "olmo",
+  "arctic",
+  "deepseek",
+  "chameleon",
+  "granite",
+  "granitemoe",
+]);
+/**
+ * BaichuanModel / XverseModel permute with another formula (n_head // n_head_kv heads for attn_k), the same as
+ * LlamaModel's only without grouped kv heads: with them, no permutation is known here (0 heads: refused).
+ */
+const PERMUTED_WITHOUT_GQA = new Set(["baichuan", "xverse"]);
 
 /** transformers model_type -> llama.cpp general.architecture (Mistral 7B converts as "llama"). */
 const FROM_MODEL_TYPE: Record<string, string> = {
@@ -50,6 +119,11 @@ const FROM_MODEL_TYPE: Record<string, string> = {
   gemma3_text: "gemma3",
   phi3: "phi3",
   gpt2: "gpt2",
+  gpt_neox: "gptneox",
+  falcon: "falcon",
+  bloom: "bloom",
+  t5: "t5",
+  bert: "bert",
 };
 
 /** The llama.cpp architectures with a built-in tensor-name table. */
@@ -135,8 +209,9 @@ export function ggufTensorName(params: GgufTensorNameParams): string | undefined
   const table = BLOCK_TABLES[params.architecture];
   if (!table) return undefined;
   if (/(^|\.)lm_head$/.test(params.module)) return "output";
+  if (params.architecture === "t5") return t5TensorName(params.module);
   if (TOKEN_EMBEDDINGS.test(params.module)) return "token_embd";
-  const m = /^(?:.*\.)?(?:layers|h|blocks)\.(\d+)\.(.+)$/.exec(params.module);
+  const m = /^(?:.*\.)?(?:layers|layer|h|blocks)\.(\d+)\.(.+)$/.exec(params.module);
   if (!m) return undefined;
   const t = Object.hasOwn(table, m[2]!) ? table[m[2]!] : undefined;
   return t === undefined ? undefined : `blk.${Number(m[1])}.${t}`;
@@ -149,7 +224,8 @@ export function isKnownGgufArchitecture(architecture: string): boolean {
 
 /**
  * Heads whose rows llama.cpp permutes for a tensor (see {@link permuteQkRows}): n_head for `blk.N.attn_q`,
- * n_head_kv for `blk.N.attn_k` of the llama architecture; undefined for every other tensor.
+ * n_head_kv for `blk.N.attn_k` of the architectures whose converter permutes them (PERMUTED); 0 (refused) where the
+ * permutation is not known for these head counts; undefined for every other tensor.
  */
 export function qkPermutationHeads(params: {
   architecture: string;
@@ -157,8 +233,10 @@ export function qkPermutationHeads(params: {
   nHead: number;
   nHeadKv: number;
 }): number | undefined {
-  if (!PERMUTED.has(params.architecture)) return undefined;
-  if (/^blk\.\d+\.attn_q$/.test(params.tensor)) return params.nHead;
-  if (/^blk\.\d+\.attn_k$/.test(params.tensor)) return params.nHeadKv;
-  return undefined;
+  const plain = PERMUTED_WITHOUT_GQA.has(params.architecture);
+  if (!PERMUTED.has(params.architecture) && !plain) return undefined;
+  const q = /^blk\.\d+\.attn_q$/.test(params.tensor);
+  if (!q && !/^blk\.\d+\.attn_k$/.test(params.tensor)) return undefined;
+  if (plain && params.nHead !== params.nHeadKv) return 0;
+  return q ? params.nHead : params.nHeadKv;
 }

@@ -1,5 +1,6 @@
 import type { ExtraTensor, VeraAdapter } from "../format/types.js";
 import { MODEL_PREFIX } from "./internal.js";
+import { isPveraSamplingTensor } from "./pvera-keys.js";
 
 /**
  * What a carried tensor is, for the paths that must apply it to a base model:
@@ -34,7 +35,8 @@ export interface CarriedTensorTargetsParams {
  * replaces, as PEFT applies it: PEFT saves a `modules_to_save` module's parameters as
  * `base_model.model.<module>.<param>` (older versions kept a `.modules_to_save.` segment) and a trainable
  * bias of an adapted layer as `base_model.model.<module>.base_layer.bias`. A path that cannot apply a
- * tensor must refuse it by name; no path may drop one silently.
+ * tensor must refuse it by name; no path may drop one silently. PVeRA's sampling-only halves
+ * (src/peft/pvera-keys.ts) are not listed: they apply to no model in eval mode (import refuses a sampling PVeRA).
  */
 export function carriedTensorTargets(params: CarriedTensorTargetsParams): CarriedTensorTarget[] {
   const { adapter } = params;
@@ -43,10 +45,12 @@ export function carriedTensorTargets(params: CarriedTensorTargetsParams): Carrie
     ? (training["modules_to_save"] as unknown[]).filter((x): x is string => typeof x === "string")
     : [];
   const bias = typeof training["bias"] === "string" ? training["bias"] : "none";
-  return (adapter.extraTensors ?? []).map((tensor) => ({
-    tensor,
-    ...carriedTensorKind({ name: tensor.name, modulesToSave: mts, bias }),
-  }));
+  return (adapter.extraTensors ?? [])
+    .filter((t) => !isPveraSamplingTensor(t.name))
+    .map((tensor) => ({
+      tensor,
+      ...carriedTensorKind({ name: tensor.name, modulesToSave: mts, bias }),
+    }));
 }
 
 /** Parameters of {@link carriedTensorKind}. */

@@ -57,6 +57,11 @@ export const PeftErrorCode = {
    * drops them knowingly.
    */
   ADAPTER_CARRIED_TENSORS: "ADAPTER_CARRIED_TENSORS",
+  /**
+   * An adapter imported from PEFT's PVeRA lacks a log-variance half (of a lambda_d, or pvera_A's rows) that PVeRA's
+   * folder needs: export-peft cannot write it back as PVeRA.
+   */
+  PEFT_PVERA_INCOMPLETE: "PEFT_PVERA_INCOMPLETE",
 } as const;
 
 /** One of {@link PeftErrorCode}'s values. */

@@ -18,6 +18,7 @@ import {
 } from "./internal.js";
 import { bestRankK } from "./low-rank.js";
 import { dumpsPy, isPyNumber, pyFloat, pyInt, pyNumberValue, type PyJson, type PyObject } from "./py-json.js";
+import { isPveraSamplingTensor } from "./pvera-keys.js";
 
 /** Parameters of {@link expandToLora}. */
 export interface ExpandToLoraParams {
@@ -306,7 +307,8 @@ function expansionLayout(
     jobs.set(nA, { kind: "A", module: m });
     jobs.set(nB, { kind: "B", module: m });
   }
-  for (const t of a.extraTensors ?? []) {
+  // PVeRA's sampling-only halves are not part of the function a LoRA holds
+  for (const t of (a.extraTensors ?? []).filter((x) => !isPveraSamplingTensor(x.name))) {
     if (jobs.has(t.name))
       throw new VeraError(
         PeftErrorCode.PEFT_TENSOR_UNEXPECTED,

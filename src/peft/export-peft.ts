@@ -21,6 +21,8 @@ import {
   type PeftVersion,
 } from "./internal.js";
 import { dumpsPy, pyFloat, pyInt, type PyJson, type PyObject } from "./py-json.js";
+import { PVERA_CONFIG_FIELDS, pveraRegenerates, pveraTensors } from "./export-pvera.js";
+import { isPveraSamplingTensor } from "./pvera-keys.js";
 
 /** Parameters of {@link exportPeft}. */
 export interface ExportPeftParams {
@@ -122,8 +124,14 @@ export function targetModulesFor(adapter: VeraAdapter, original: PyJson | undefi
   return [...names].sort();
 }
 
-/** @internal Refuse a compatibility target that cannot load a VeRA adapter of these module shapes. */
-function checkPeftCompat(a: VeraAdapter, compat: PeftVersion): void {
+/** @internal Refuse a compatibility target that cannot load a VeRA (or PVeRA) adapter of these module shapes. */
+function checkPeftCompat(a: VeraAdapter, compat: PeftVersion, pvera: boolean): void {
+  if (pvera && compareVersions(compat, { major: 0, minor: 21 }) < 0)
+    throw new VeraError(PeftErrorCode.PEFT_COMPAT, `PVeRA exists in PEFT since 0.21.0; ${compat.text} cannot load it`, {
+      path: "peftCompat",
+      expected: ">= 0.21",
+      received: compat.text,
+    });
   if (compareVersions(compat, { major: 0, minor: 11 }) < 0)
     throw new VeraError(PeftErrorCode.PEFT_COMPAT, `VeRA exists in PEFT since 0.11.0; ${compat.text} cannot load it`, {
       path: "peftCompat",
@@ -192,8 +200,9 @@ function setAdapterFields(
   saveProjection: boolean,
   configKind: "original" | "new",
   warnings: string[],
+  pvera: boolean,
 ): void {
-  cfg.set("peft_type", "VERA");
+  cfg.set("peft_type", pvera ? "PVERA" : "VERA");
   cfg.set("r", pyInt(a.rank));
   cfg.set("projection_prng_key", pyInt(a.prng.seed));
   cfg.set("save_projection", saveProjection);
@@ -205,7 +214,8 @@ function setAdapterFields(
   if (a.baseModel?.id !== undefined) cfg.set("base_model_name_or_path", a.baseModel.id);
   if (a.baseModel?.revision !== undefined) cfg.set("revision", a.baseModel.revision);
   cfg.set("target_modules", targetModulesFor(a, cfg.get("target_modules"), warnings));
-  if (a.extraTensors?.length && (cfg.get("modules_to_save") ?? null) === null && (cfg.get("bias") ?? "none") === "none")
+  const carried = (a.extraTensors ?? []).filter((t) => !isPveraSamplingTensor(t.name));
+  if (carried.length > 0 && (cfg.get("modules_to_save") ?? null) === null && (cfg.get("bias") ?? "none") === "none")
     warnings.push(
       "the adapter carries extra tensors but the config names no modules_to_save and no bias: PEFT loads them only if their keys match its model",
     );
@@ -220,6 +230,7 @@ function fitConfigToCompat(
   compat: PeftVersion,
   peftCompat: string | undefined,
   warnings: string[],
+  known: Set<string> = VERA_CONFIG_FIELDS,
 ): string[] {
   const dropped: string[] = [];
   if (compareVersions(compat, { major: 0, minor: 18 }) < 0 && cfg.has("peft_version")) {
@@ -235,7 +246,7 @@ function fitConfigToCompat(
         dropped.push(k);
       }
   } else {
-    const unknown = [...cfg.keys()].filter((k) => !VERA_CONFIG_FIELDS.has(k));
+    const unknown = [...cfg.keys()].filter((k) => !known.has(k));
     if (unknown.length > 0)
       warnings.push(`config field(s) ${unknown.join(", ")} kept; PEFT >= 0.14 ignores them with a warning`);
   }
@@ -263,7 +274,8 @@ function peftTensors(a: VeraAdapter, origin: PeftOrigin | undefined, saveProject
     tensors.push({ name: KEY_VERA_B, dtype, shape: [a.maxOut, a.rank], data: encodeFloat(p.B, dtype) });
   }
   const names = new Set(tensors.map((t) => t.name));
-  for (const t of a.extraTensors ?? []) {
+  // PVeRA's sampling-only halves go into PVeRA's own tensors (pveraTensors), never under their own names
+  for (const t of (a.extraTensors ?? []).filter((x) => !isPveraSamplingTensor(x.name))) {
     if (names.has(t.name))
       throw new VeraError(
         PeftErrorCode.PEFT_TENSOR_UNEXPECTED,
@@ -280,14 +292,23 @@ function peftTensors(a: VeraAdapter, origin: PeftOrigin | undefined, saveProject
  * config as PEFT writes it (the imported one, reproduced exactly, with r, projection_prng_key,
  * save_projection, base model and target_modules updated from the adapter), the vectors under PEFT's keys
  * in their dtype, the carried extra tensors, and, with `saveProjection`, the projections PEFT regenerates.
+ * An adapter imported from PEFT's PVeRA is written back as PVeRA's folder (its config, `pvera_*` keys, the carried
+ * log-variance halves; see src/peft/export-pvera.ts).
  * Throws `PEFT_PROJECTION_NOT_REGENERABLE` when the adapter keeps projections no seed reproduces and the
- * target would regenerate them (no saved projections, or PEFT <= 0.20).
+ * target would regenerate them (no saved projections, or PEFT <= 0.20; PVeRA's own regeneration is checked),
+ * `PEFT_PVERA_INCOMPLETE` when a PVeRA adapter lacks a log-variance half, `PEFT_COMPAT` for PVeRA below PEFT 0.21.
  */
 export function exportPeft(params: ExportPeftParams): ExportPeftResult {
   const a = params.adapter;
   const origin = peftOrigin(a);
   const warnings: string[] = [];
-  const cfg = origin ? parseConfigText(origin.adapter_config, "adapter.extra.peft.adapter_config") : freshVeraConfig(a);
+  // an adapter read from PEFT's PVeRA is written back as PVeRA (its own config and keys)
+  const pvera = origin?.pvera_config !== undefined;
+  const cfg = origin
+    ? pvera
+      ? parseConfigText(origin.pvera_config!, "adapter.extra.peft.pvera_config")
+      : parseConfigText(origin.adapter_config, "adapter.extra.peft.adapter_config")
+    : freshVeraConfig(a);
   const configKind: "original" | "new" = origin ? "original" : "new";
   const saveProjection =
     params.saveProjection ??
@@ -295,11 +316,14 @@ export function exportPeft(params: ExportPeftParams): ExportPeftResult {
   const origVersion = typeof cfg.get("peft_version") === "string" ? (cfg.get("peft_version") as string) : undefined;
   const compatText = params.peftCompat ?? (origin ? (origVersion ?? "0.17.0") : DEFAULT_PEFT_VERSION);
   const compat: PeftVersion = parsePeftVersion(compatText);
-  checkPeftCompat(a, compat);
-  checkProjections(a, compat, saveProjection, params.peftCompat !== undefined, warnings);
-  setAdapterFields(cfg, a, saveProjection, configKind, warnings);
-  const dropped = fitConfigToCompat(cfg, compat, params.peftCompat, warnings);
-  const tensors = peftTensors(a, origin, saveProjection);
+  checkPeftCompat(a, compat, pvera);
+  if (!pvera || saveProjection || !pveraRegenerates(a))
+    checkProjections(a, compat, saveProjection, params.peftCompat !== undefined, warnings);
+  setAdapterFields(cfg, a, saveProjection, configKind, warnings, pvera);
+  const known = pvera ? PVERA_CONFIG_FIELDS : VERA_CONFIG_FIELDS;
+  const dropped = fitConfigToCompat(cfg, compat, params.peftCompat, warnings, known);
+  const veraTensors = peftTensors(a, origin, saveProjection);
+  const tensors = pvera ? pveraTensors(a, veraTensors) : veraTensors;
   const metadata = origin?.weights_metadata ?? { format: "pt" };
   const safetensors = writeTorchSafetensors(tensors, metadata);
   return {

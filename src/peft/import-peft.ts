@@ -10,6 +10,7 @@ import { resolveDimensions, type ResolvedDimensions } from "./import/resolve-dim
 import type { PeftOrigin } from "./internal.js";
 import { pyToPlain } from "./py-json.js";
 import { pveraAsVera, pveraProjections, withProjections, type PveraAsVera } from "./import/pvera.js";
+import { isPveraSamplingTensor } from "./pvera-keys.js";
 
 export type { ProjectionMatch } from "./import/match-projections.js";
 
@@ -200,7 +201,8 @@ export function importPeft(params: ImportPeftParams): ImportPeftResult {
 /**
  * A PVeRA adapter, imported as the VeRA adapter its inference computes (see src/peft/import/pvera.ts): when the file
  * does not store its projections, a first pass sizes the modules, then PVeRA's projections are drawn for those
- * dimensions and stored explicitly.
+ * dimensions and stored explicitly. The log-variance halves are carried (src/peft/pvera-keys.ts) and the PVeRA config
+ * kept, for {@link exportPeft}.
  */
 function importPvera(params: ImportPeftParams, pvera: PveraAsVera): ImportPeftResult {
   let config = pvera.configText;
@@ -213,7 +215,11 @@ function importPvera(params: ImportPeftParams, pvera: PveraAsVera): ImportPeftRe
     config = pvera.configTextStored;
   }
   const result = importVera({ ...params, config, weights });
+  // the PVeRA config itself, verbatim: exportPeft writes PVeRA's folder from it
+  (result.adapter.extra!["peft"] as PeftOrigin).pvera_config = params.config as string;
   result.report.method = "PVERA";
+  // the log-variance halves are not PEFT keys the model takes (the warning says what they are)
+  result.report.carriedTensors = result.report.carriedTensors.filter((n) => !isPveraSamplingTensor(n));
   result.report.warnings.push(...pvera.warnings);
   return result;
 }

@@ -179,6 +179,11 @@ export interface PeftOrigin {
   vector_dtypes?: Record<string, VectorDtype>;
   /** dtype the projections were stored in, when not F32. */
   projection_dtype?: VectorDtype;
+  /**
+   * PEFT's PVeRA config (adapter_config.json exactly as read) when the adapter was a PVeRA adapter; `adapter_config`
+   * then holds its VeRA reading. exportPeft writes a PVeRA folder from it.
+   */
+  pvera_config?: string;
 }
 
 /** The PEFT origin of an adapter, when it was imported from PEFT. */

@@ -90,7 +90,7 @@ function unsupported(message: string, path?: string): VeraError {
   return new VeraError(ServeErrorCode.SERVE_GRAPH_UNSUPPORTED, message, path === undefined ? {} : { path });
 }
 
-/** Refusals before anything is located: a grafted model, an old opset, stored projections. */
+/** Refusals before anything is located: a grafted model, an old opset, stored projections of the wrong size. */
 function checkGraftable(model: OnnxModel, adapter: VeraAdapter): void {
   if (GRAFT_METADATA_KEY in model.metadata)
     throw unsupported(
@@ -103,8 +103,15 @@ function checkGraftable(model: OnnxModel, adapter: VeraAdapter): void {
       `the model's default-domain opset is ${opset}; grafting needs opset 13 or later`,
       { expected: ">= 13", received: opset },
     );
-  if (adapter.storedProjections)
-    throw unsupported("the adapter keeps explicit projections (not regenerable from its seed): it cannot be grafted");
+  const p = adapter.storedProjections;
+  const want = [adapter.rank * adapter.maxIn, adapter.maxOut * adapter.rank];
+  if (p && (p.A.length !== want[0] || p.B.length !== want[1]))
+    throw new VeraError(
+      ServeErrorCode.SERVE_GRAPH_UNSUPPORTED,
+      `the adapter's stored projections hold ${p.A.length} / ${p.B.length} values; rank ${adapter.rank}, max_in ` +
+        `${adapter.maxIn} and max_out ${adapter.maxOut} need ${want[0]} / ${want[1]}`,
+      { path: "storedProjections", expected: want, received: [p.A.length, p.B.length] },
+    );
 }
 
 /** The batch dimension of the main graph's first input that is not an initializer (its name, else "batch"). */
@@ -231,8 +238,9 @@ function emitBranch(
  * merging. For each target module (found by the locator of `vera merge`: torch dynamo and legacy exports,
  * MatMul/Gemm/Transpose layouts, GPT-2 Conv1D, wrapped models, and both branches of a merged decoder's If node), the
  * output y of its MatMul/Gemm becomes `y + (((x A_s^T) * d) B_s^T) * b`:
- * - A^T (max_in x r) and B^T (r x max_out), regenerated from the adapter's PRNG spec, are stored once and sliced per
- *   distinct size (Slice nodes, shared by the modules of that size);
+ * - A^T (max_in x r) and B^T (r x max_out), regenerated from the adapter's PRNG spec (or the adapter's stored
+ *   projections, e.g. PVeRA's, recorded in the spec by their SHA-256: the graph then serves only adapters with those
+ *   projections), are stored once and sliced per distinct size (Slice nodes, shared by the modules of that size);
  * - d and b are plain graph inputs named by {@link graftInputNames} (float32 `[r]` / `[out]`, or `[batch, r]` /
  *   `[batch, out]` with `batched`, broadcast over the sequence axis), fed on every run ({@link adapterFeeds},
  *   {@link baseFeeds}); with `defaults`, each also gets a default initializer (d = ones, b = zeros);

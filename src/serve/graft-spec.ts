@@ -2,6 +2,7 @@ import { VeraError, type Issue } from "../errors.js";
 import type { Layout, PrngSpec, VeraAdapter } from "../format/types.js";
 import { PRNG_TORCH_MT19937_KAIMING } from "../format/types.js";
 import type { ProjectionRounding } from "../projections/generate.js";
+import { sha256Hex } from "../util/sha256.js";
 import { canonicalJson } from "../util/strict-json.js";
 import { ServeErrorCode } from "./error-codes.js";
 
@@ -60,6 +61,33 @@ export interface GraftSpec {
   modules: GraftModule[];
   /** Carried tensors served per adapter (absent when the adapter given to graft had none). */
   carried?: GraftCarried[];
+  /**
+   * Present when the graph holds the adapter's stored projections (kept explicitly because no seed regenerates them,
+   * e.g. PEFT's PVeRA) instead of regenerated ones: their SHA-256 ({@link storedProjectionsDigest}). Only adapters
+   * with the same stored projections can be fed to it.
+   */
+  storedProjections?: { sha256: string };
+}
+
+const digests = new WeakMap<object, string>();
+
+/**
+ * SHA-256 (lowercase hex) of an adapter's stored projections: A (rank x max_in) then B (max_out x rank), float32
+ * little-endian; undefined when the adapter regenerates its projections. Cached per projections object.
+ */
+export function storedProjectionsDigest(adapter: VeraAdapter): string | undefined {
+  const p = adapter.storedProjections;
+  if (!p) return undefined;
+  let hex = digests.get(p);
+  if (hex === undefined) {
+    const bytes = new Uint8Array(4 * (p.A.length + p.B.length));
+    const view = new DataView(bytes.buffer);
+    p.A.forEach((x, i) => view.setFloat32(4 * i, x, true));
+    p.B.forEach((x, i) => view.setFloat32(4 * (p.A.length + i), x, true));
+    hex = sha256Hex(bytes);
+    digests.set(p, hex);
+  }
+  return hex;
 }
 
 /** Names of the graph inputs (and, with defaults, their initializers) that carry a module's d and b. */
@@ -93,7 +121,9 @@ export function graftSpecOf(params: GraftSpecOfParams): GraftSpec {
   )
     .map((m) => ({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures, layout: m.layout }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const digest = storedProjectionsDigest(adapter);
   return {
+    ...(digest !== undefined ? { storedProjections: { sha256: digest } } : {}),
     version: GRAFT_SPEC_VERSION,
     prng: { ...adapter.prng },
     rank: adapter.rank,
@@ -142,8 +172,15 @@ export function parseGraftSpec(text: string, where = GRAFT_METADATA_KEY): GraftS
     modules.push({ name: m.name, inFeatures: m.inFeatures, outFeatures: m.outFeatures, layout: m.layout });
   }
   const carried = o.carried === undefined ? undefined : parseCarried(o.carried, bad);
+  const stored = o.storedProjections as Record<string, unknown> | undefined;
+  if (
+    stored !== undefined &&
+    (typeof stored !== "object" || stored === null || !/^[0-9a-f]{64}$/.test(String(stored.sha256)))
+  )
+    throw bad("storedProjections");
   return {
     ...(carried ? { carried } : {}),
+    ...(stored ? { storedProjections: { sha256: stored.sha256 as string } } : {}),
     version: GRAFT_SPEC_VERSION,
     prng: { algorithm: PRNG_TORCH_MT19937_KAIMING, seed: BigInt(prng.seed), arithmetic: prng.arithmetic },
     rank: o.rank,
@@ -170,6 +207,33 @@ function parseCarried(v: unknown, bad: (why: string) => VeraError): GraftCarried
   });
 }
 
+/**
+ * Stored projections: a graph grafted with regenerated projections takes only adapters that regenerate theirs, and a
+ * graph that holds stored projections only adapters whose stored projections are the same (one pair of matrices per
+ * graph: adapters with other projections, e.g. PVeRA adapters of other trainings, need their own graft).
+ */
+function checkStoredProjections(adapter: VeraAdapter, spec: GraftSpec, issues: Issue[]): void {
+  const want = spec.storedProjections?.sha256;
+  const have = storedProjectionsDigest(adapter);
+  if (want === have) return;
+  const message =
+    want === undefined
+      ? "the adapter keeps stored projections (not regenerable from its seed) and the graph regenerates its " +
+        "projections from the seed: graft the model for this adapter"
+      : have === undefined
+        ? "the graph holds stored projections (not regenerable from a seed, e.g. PVeRA's) and the adapter " +
+          "regenerates its own from the seed: its vectors were trained with other matrices"
+        : "the adapter's stored projections differ from the ones the graph holds: a graph serves one pair of " +
+          "projections, so adapters with other projections need their own graft";
+  issues.push({
+    code: ServeErrorCode.SERVE_SPEC_MISMATCH,
+    message,
+    path: "storedProjections",
+    expected: want === undefined ? "projections regenerated from the seed" : `stored projections sha256 ${want}`,
+    received: have === undefined ? "projections regenerated from the seed" : `stored projections sha256 ${have}`,
+  });
+}
+
 /** What {@link checkAdapterAgainstGraft} found besides refusals. */
 export interface GraftCheck {
   /** Grafted modules the adapter has no vectors for: they are fed zeros (no change to those layers). */
@@ -178,7 +242,8 @@ export interface GraftCheck {
 
 /**
  * Check that an adapter's vectors mean the same thing in a grafted graph as in the adapter: same PRNG (algorithm, seed,
- * arithmetic), rank, maxIn/maxOut, projection rounding, and every adapter module grafted with the same shape.
+ * arithmetic), rank, maxIn/maxOut, projection rounding, the same stored projections where the graph holds stored ones
+ * (none where it regenerates them), and every adapter module grafted with the same shape.
  * Throws `SERVE_SPEC_MISMATCH` / `SERVE_MODULE_NOT_GRAFTED` listing every problem; returns the grafted modules the
  * adapter leaves out.
  */
@@ -202,12 +267,7 @@ export function checkAdapterAgainstGraft(params: { adapter: VeraAdapter; spec: G
   same("maxIn", spec.maxIn, adapter.maxIn);
   same("maxOut", spec.maxOut, adapter.maxOut);
   same("projectionRounding", spec.projectionRounding, adapter.projectionRounding);
-  if (adapter.storedProjections)
-    issues.push({
-      code: ServeErrorCode.SERVE_SPEC_MISMATCH,
-      message: "the adapter carries stored projections, which a grafted graph (regenerated projections) cannot use",
-      path: "storedProjections",
-    });
+  checkStoredProjections(adapter, spec, issues);
   const grafted = new Map(spec.modules.map((m) => [m.name, m]));
   for (const m of adapter.modules) {
     const g = grafted.get(m.name);

@@ -4,6 +4,7 @@ import { f16BitsToF32, f32ArrayToF16 } from "../numeric/half.js";
 import { ServeErrorCode } from "./error-codes.js";
 import { adapterFileBytes } from "./internal/adapter-file-bytes.js";
 import { adapterFeeds } from "./adapter-feeds.js";
+import { carriedTensorTargets } from "../peft/carried-tensors.js";
 import { graftInputNames, type GraftSpec } from "./graft-spec.js";
 import { inputDtype, type OnnxModelInput } from "./write-onnx-adapter-inputs.js";
 import type { OnnxAdapterDtype, OnnxAdapterParameter } from "./onnx-adapter-file.js";
@@ -108,10 +109,11 @@ export function writeOnnxAdapter(params: WriteOnnxAdapterParams): {
     if (adapter.storedProjections)
       throw new VeraError(
         ServeErrorCode.SERVE_SPEC_MISMATCH,
-        "the adapter carries stored projections, which a grafted graph (regenerated projections) cannot use",
-        { path: "storedProjections" },
+        "the adapter keeps stored projections (not regenerable from its seed): its vectors fit only a graph grafted " +
+          "with the same projections; give the model (--model GRAFTED.onnx) so that is checked",
+        { path: "storedProjections", expected: "a graft record", received: "none" },
       );
-    const carried = (adapter.extraTensors ?? []).map((t) => t.name);
+    const carried = carriedTensorTargets({ adapter }).map((t) => t.tensor.name);
     if (carried.length > 0)
       throw new VeraError(
         ServeErrorCode.SERVE_SPEC_MISMATCH,

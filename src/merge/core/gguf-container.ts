@@ -16,6 +16,7 @@ import { carriedValues, refuseCarried, type CarriedRefusal } from "./carried-val
 import { ggufTensorName, type GgufNameMapping } from "../../gguf/tensor-names.js";
 import type { GgufFile } from "../../gguf/types.js";
 import { weightDtypeSize } from "../../dtypes.js";
+import { reorderRows } from "../../gguf/qkv-row-order.js";
 import type { ContainerDataFile, ContainerWeight, MergeContainer } from "./container.js";
 import { MergeErrorCode } from "../error-codes.js";
 import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
@@ -24,6 +25,8 @@ import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
 export interface GgufWeight extends ContainerWeight {
   /** llama.cpp's q/k row permutation applies with this many heads (llama attn_q / attn_k). */
   permuteHeads?: number;
+  /** A fused attn_qkv in llama.cpp's row order: GGUF row i is the checkpoint's row `rowOrder[i]`. */
+  rowOrder?: Uint32Array;
   matchedBy: "exact" | "mapping";
   /** File name of the file (the split part) holding the weight. */
   part: string;
@@ -144,6 +147,7 @@ function carriedGgufWeights(
       matchedBy: loc.matchedBy,
       part: partName(loc.part),
       ...(loc.permuteHeads !== undefined ? { permuteHeads: loc.permuteHeads } : {}),
+      ...(loc.rowOrder !== undefined ? { rowOrder: loc.rowOrder } : {}),
       carried: {
         values: carriedValues({ tensor: target.tensor, dtype: loc.dtype }),
         placement: { target, tensor: loc.name, dtype: loc.dtype, transposed: false, matchedBy: loc.matchedBy },
@@ -204,6 +208,7 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
       matchedBy: mapped ? "mapping" : "exact",
       part: parts[w.part]!.name,
       ...(w.permuteHeads !== undefined ? { permuteHeads: w.permuteHeads } : {}),
+      ...(w.rowOrder !== undefined ? { rowOrder: w.rowOrder } : {}),
     };
   });
   weights.push(...carriedGgufWeights(params, locator, weights, keyOf, (i) => parts[i]!.name));
@@ -218,6 +223,10 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
   // the copy a permutation reads from, reused: a fresh one per weight costs a page fault per 4 KiB
   let scratch = new Uint8Array(0);
   const permute = (w: GgufWeight, values: Uint8Array, toGguf: boolean): void => {
+    if (w.rowOrder !== undefined) {
+      values.set(reorderRows(values, w.rowOrder, w.inFeatures * weightDtypeSize(w.dtype), toGguf));
+      return;
+    }
     if (w.permuteHeads === undefined) return;
     if (scratch.byteLength < values.byteLength) scratch = new Uint8Array(values.byteLength);
     permuteRows(values, w.outFeatures, w.inFeatures * weightDtypeSize(w.dtype), w.permuteHeads, toGguf, scratch);
@@ -247,7 +256,12 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
           initializer: w.name,
           matched: w.name,
           matchedBy: w.matchedBy,
-          source: w.permuteHeads !== undefined ? `gguf (q/k rows permuted, ${w.permuteHeads} heads)` : "gguf",
+          source:
+            w.permuteHeads !== undefined
+              ? `gguf (q/k rows permuted, ${w.permuteHeads} heads)`
+              : w.rowOrder !== undefined
+                ? "gguf (fused q/k/v rows in llama.cpp's order)"
+                : "gguf",
           layout: w.layout,
           dtype: w.dtype,
           storage: `${w.part}@${(w.storage as { offset: number }).offset}`,

@@ -9,6 +9,7 @@ import type { VectorDtype } from "../../format/types.js";
 import { tensorBytes, type SafetensorsFile } from "../../safetensors/parse.js";
 import { PeftErrorCode } from "../error-codes.js";
 import { decodeFloat, KEY_VERA_A, KEY_VERA_B, MODEL_PREFIX } from "../internal.js";
+import { isPveraSamplingTensor } from "../pvera-keys.js";
 
 /** One adapted module's trained vectors. */
 export interface ModuleVectors {
@@ -36,6 +37,7 @@ function explained(key: string, bias: string, modulesToSave: string[]): boolean 
   const rest = key.startsWith(MODEL_PREFIX) ? key.slice(MODEL_PREFIX.length) : key;
   const parts = rest.split(".");
   return (
+    isPveraSamplingTensor(key) ||
     (bias !== "none" && key.endsWith(".bias")) ||
     modulesToSave.some((m) => {
       const mp = m.split(".");

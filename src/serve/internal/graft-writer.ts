@@ -19,7 +19,7 @@ import {
 import type { GraphIndex } from "../../onnx/graph-index.js";
 import { OnnxDataType, type MessageSpan, type OnnxModel, type OnnxNode } from "../../onnx/types.js";
 import { concatBytes, fields, lenField } from "../../onnx/wire.js";
-import { generateProjections } from "../../projections/generate.js";
+import { projectionsFor } from "../../projections/for-adapter.js";
 
 export const GRAFT_PREFIX = "verakit.graft";
 const FLOAT = OnnxDataType.FLOAT;
@@ -130,14 +130,8 @@ export class GraftWriter {
     const a = this.adapter;
     const rank = a.rank;
     if (!this.projections) {
-      const { A, B } = generateProjections({
-        seed: a.prng.seed,
-        rank,
-        maxIn: a.maxIn,
-        maxOut: a.maxOut,
-        arithmetic: a.prng.arithmetic,
-        rounding: a.projectionRounding,
-      });
+      // regenerated from the PRNG spec, or the adapter's stored projections (recorded in the graft spec by digest)
+      const { A, B } = projectionsFor(a);
       const at = new Float32Array(a.maxIn * rank);
       for (let i = 0; i < rank; i++) for (let j = 0; j < a.maxIn; j++) at[j * rank + i] = A[i * a.maxIn + j]!;
       const bt = new Float32Array(rank * a.maxOut);
