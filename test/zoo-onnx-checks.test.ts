@@ -38,11 +38,8 @@ interface ZooCase {
 }
 
 /** The refusals the zoo expects (each is also a cell of fixtures/zoo/expectations.json). */
-const ADAPTER_REFUSALS: Record<string, string> = { llama_pvera: "SERVE_GRAPH_UNSUPPORTED" };
+const ADAPTER_REFUSALS: Record<string, string> = {};
 const GRAPH_REFUSALS: Record<string, string> = {
-  "llama_pvera/graft": "SERVE_GRAPH_UNSUPPORTED",
-  "llama_pvera/graft-batched": "SERVE_GRAPH_UNSUPPORTED",
-  "llama_pvera/graft-defaults": "SERVE_GRAPH_UNSUPPORTED",
   // a trained embed_tokens feeds a Gather, which has no per-row form
   "llama_lm_head/graft-batched": "SERVE_GRAPH_UNSUPPORTED",
 };
