@@ -3,12 +3,15 @@
  * whose merged weights are patched at their own offsets, so the header, every metadata value, the
  * tensor table, the alignment padding and every untouched tensor are copied byte for byte. ggml
  * stores a Linear weight with ne = [in, out], row-major: the (out, in) layout. llama.cpp permutes the rows of
- * llama-family attn_q / attn_k; `prepare` undoes that permutation on the stored rows before the
- * merge and `merged` applies it again, so the delta lands permuted as the weight is.
+ * llama-family attn_q / attn_k; a merged weight's bytes stay in that order and the adapter's rows
+ * (B and lambda_b) are permuted instead (`rowOrder`), so the delta lands permuted as the weight is.
+ * A carried tensor's values, in the checkpoint's order, are put in the stored order by `prepare`.
  */
 import { VeraError } from "../errors.js";
 import type { VeraModule } from "../format/types.js";
 import { ggufTensorRanges } from "../gguf/locate-gguf-weights.js";
+import { permuteQkRows } from "../gguf/permute-qk.js";
+import type { RowOrder } from "../compute/merge-tasks.js";
 import { ggufWeightLocator, type GgufWeightLocator } from "../gguf/gguf-weight-locator.js";
 import type { CarriedTensorTarget } from "../peft/carried-tensors.js";
 import { carriedReportRows } from "./carried-report.js";
@@ -24,6 +27,8 @@ import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
 export interface GgufWeight extends ContainerWeight {
   /** llama.cpp's q/k row permutation applies with this many heads (llama attn_q / attn_k). */
   permuteHeads?: number;
+  /** Set on merged q/k weights (`permuteHeads`): the adapter's rows go in the stored order. */
+  rowOrder?: RowOrder;
   matchedBy: "exact" | "mapping";
   /** File name of the file (the split part) holding the weight. */
   part: string;
@@ -215,10 +220,22 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
     label: p.name,
     tensors: ggufTensorRanges(p.file).map((r) => ({ tensor: r.name, start: r.start, end: r.end })),
   }));
-  // the copy a permutation reads from, reused: a fresh one per weight costs a page fault per 4 KiB
+  // merged weights: the adapter's rows go in the stored order, one function per head count (its permuted B is kept)
+  const orders = new Map<number, RowOrder>();
+  const orderFor = (nHead: number): RowOrder => {
+    let o = orders.get(nHead);
+    if (!o) {
+      o = (data, rowLength) => permuteQkRows({ data, rows: data.length / rowLength, rowLength, nHead });
+      orders.set(nHead, o);
+    }
+    return o;
+  };
+  for (const w of weights)
+    if (w.permuteHeads !== undefined && !w.carried && w.modules.length > 0) w.rowOrder = orderFor(w.permuteHeads);
+  // carried tensors (checkpoint order) are permuted; the copy a permutation reads from is reused
   let scratch = new Uint8Array(0);
   const permute = (w: GgufWeight, values: Uint8Array, toGguf: boolean): void => {
-    if (w.permuteHeads === undefined) return;
+    if (w.permuteHeads === undefined || w.rowOrder) return;
     if (scratch.byteLength < values.byteLength) scratch = new Uint8Array(values.byteLength);
     permuteRows(values, w.outFeatures, w.inFeatures * weightDtypeSize(w.dtype), w.permuteHeads, toGguf, scratch);
   };
