@@ -12,7 +12,11 @@
 // rep: both builds' new files are byte-identical, and this build's in-place result is byte-identical to them.
 //
 //   node bench/merge-ab.mjs --base DIR [--layers 8] [--reps 3] [--only onnx,safetensors,gguf]
-//     [--modes newfile,inplace] [--python PATH] [--dir DIR] [--results NAME]
+//     [--modes newfile,inplace] [--python PATH] [--dir DIR] [--results NAME] [--floor-layout merge|out_in]
+//
+// The floor's GEMMs are in the layout the merge uses (the dry run's report: [in, out] for the ONNX model's MatMul
+// weights, [out, in] for safetensors and GGUF); `--floor-layout out_in` times [out, in] GEMMs for every container,
+// as runs before 2026-12-07 02:00 UTC did.
 //
 // Nothing syncs (--no-fsync; the undo journal is still written); a `sync` runs between runs, untimed. Needs about
 // twice the model's size in free disk space under --dir (one container at a time).
@@ -42,6 +46,7 @@ const ONLY = (option("only", "onnx,safetensors,gguf") ?? "").split(",");
 const MODES = (option("modes", "newfile,inplace") ?? "").split(",");
 const PYTHON = option("python", null);
 const DIR = option("dir", tmpdir());
+const FLOOR_LAYOUT = option("floor-layout", "merge");
 const R = 256;
 if (!BASE || !existsSync(join(BASE, "dist/cli/index.js"))) throw new Error("--base DIR: a checkout with a built dist/");
 const builds = { base: join(BASE, "dist/cli/index.js"), new: join(root, "dist/cli/index.js") };
@@ -83,7 +88,7 @@ function merge(cli, input, adapter, extra) {
   return { ...m, report: JSON.parse(m.stdout) };
 }
 
-/** The adapted ranges ({file, offset, length}) from a dry run's report. */
+/** The adapted ranges ({file, offset, length, layout}) from a dry run's report. */
 function adaptedRanges(dir, model, adapter) {
   const r = spawnSync(process.execPath, [builds.new, "merge", model, adapter, "--dry-run", "--json"], {
     encoding: "utf8",
@@ -93,7 +98,7 @@ function adaptedRanges(dir, model, adapter) {
   return JSON.parse(r.stdout).modules.map((m) => {
     const x = /^(?:external:)?(.+)@(\d+)$/.exec(m.storage);
     if (!x) throw new Error(`unexpected storage ${m.storage}`);
-    return { file: join(dir, x[1]), offset: Number(x[2]), length: m.inFeatures * m.outFeatures * 2 };
+    return { file: join(dir, x[1]), offset: Number(x[2]), length: m.inFeatures * m.outFeatures * 2, layout: m.layout };
   });
 }
 
@@ -202,14 +207,19 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
 /** In place: the floor (kernel + adapted-bytes read/write), base, new alternating; the first rep checks new's bytes. */
 function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
   const ranges = adaptedRanges(dir, model, adapter);
+  const layouts = [...new Set(ranges.map((r) => r.layout))];
+  if (layouts.length !== 1) throw new Error(`${kind}: weights in more than one layout (${layouts.join(", ")})`);
+  const layout = FLOOR_LAYOUT === "merge" ? layouts[0] : FLOOR_LAYOUT;
   const t = { kernel: [], rw: [], floor: [], base: [], new: [] };
   const rss = { base: [], new: [] };
   const last = {};
   let identical = null;
   for (let rep = 0; rep < REPS; rep++) {
     const k = JSON.parse(
-      timed(process.execPath, [join(root, "bench/kernel-floor.mjs"), "--n", String(ranges.length), "--dtype", dtype])
-        .stdout,
+      timed(process.execPath, [
+        join(root, "bench/kernel-floor.mjs"),
+        ...["--n", String(ranges.length), "--dtype", dtype, "--layout", layout],
+      ]).stdout,
     );
     warm(files);
     const rw = timed(process.execPath, ["-e", READ_WRITE, JSON.stringify(ranges)]).ms;
@@ -234,6 +244,7 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
   const floor = median(t.floor);
   const row = {
     model: kind,
+    "floor layout": layout,
     "kernel s": s(median(t.kernel)),
     "r+w s": s(median(t.rw)),
     "floor s": s(floor),
