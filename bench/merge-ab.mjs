@@ -124,6 +124,10 @@ for (const fd of fds.values()) fs.closeSync(fd);
  */
 const warm = (files) => spawnSync("cat", files, { stdio: ["ignore", "ignore", "inherit"] });
 
+/** Medians of CPU seconds (user + system, every thread), "a/b/c"; "n/a" without /usr/bin/time. */
+const cpuCell = (...lists) =>
+  lists.every((l) => l.every((x) => x !== null)) ? lists.map((l) => median(l).toFixed(1)).join("/") : "n/a";
+
 const phases = (r) => {
   const t = r.timings;
   return `r ${s(t.read)} c ${s(t.compute)} w ${s(t.write)}${t.copy ? ` cp ${s(t.copy)}` : ""}`;
@@ -133,6 +137,7 @@ const phases = (r) => {
 function newFiles({ kind, model, files, adapter, work, bytes }) {
   const t = { cp: [], base: [], new: [], peft: [] };
   const rss = { base: [], new: [], peft: [] };
+  const cpu = { base: [], new: [] };
   const last = {};
   let identical = null;
   let newDigests = null;
@@ -154,6 +159,7 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
       const m = merge(builds[b], model, adapter, ["-o", outModel]);
       t[b].push(m.ms);
       rss[b].push(m.rssMB);
+      cpu[b].push(m.cpuS);
       last[b] = m.report;
       if (rep === 0) got[b] = digests(kind === "gguf" ? [outModel] : filesIn(out));
       rmSync(kind === "gguf" ? outModel : out, { recursive: true, force: true });
@@ -191,6 +197,7 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
     "after/cp per rep": t.new.map((x, i) => (x / t.cp[i]).toFixed(2)).join(" "),
     "before/after": (median(t.base) / median(t.new)).toFixed(2),
     "RSS MB before/after": `${Math.max(...rss.base).toFixed(0)}/${Math.max(...rss.new).toFixed(0)}`,
+    "CPU s before/after": cpuCell(cpu.base, cpu.new),
     "after phases s": phases(last.new),
     ...(t.peft.length
       ? { "PEFT s": s(median(t.peft)), "PEFT/after": (median(t.peft) / median(t.new)).toFixed(2) }
@@ -199,7 +206,7 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
   };
   return {
     row,
-    result: { kind, ms: t, rssMB: rss, timings: { base: last.base.timings, new: last.new.timings } },
+    result: { kind, ms: t, rssMB: rss, cpuS: cpu, timings: { base: last.base.timings, new: last.new.timings } },
     newDigests,
   };
 }
@@ -212,15 +219,16 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
   const layout = FLOOR_LAYOUT === "merge" ? layouts[0] : FLOOR_LAYOUT;
   const t = { kernel: [], rw: [], floor: [], base: [], new: [] };
   const rss = { base: [], new: [] };
+  const cpu = { kernel: [], base: [], new: [] };
   const last = {};
   let identical = null;
   for (let rep = 0; rep < REPS; rep++) {
-    const k = JSON.parse(
-      timed(process.execPath, [
-        join(root, "bench/kernel-floor.mjs"),
-        ...["--n", String(ranges.length), "--dtype", dtype, "--layout", layout],
-      ]).stdout,
-    );
+    const kt = timed(process.execPath, [
+      join(root, "bench/kernel-floor.mjs"),
+      ...["--n", String(ranges.length), "--dtype", dtype, "--layout", layout],
+    ]);
+    const k = JSON.parse(kt.stdout);
+    cpu.kernel.push(kt.cpuS);
     warm(files);
     const rw = timed(process.execPath, ["-e", READ_WRITE, JSON.stringify(ranges)]).ms;
     sync();
@@ -232,6 +240,7 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
       const m = merge(builds[b], model, adapter, ["--in-place"]);
       t[b].push(m.ms);
       rss[b].push(m.rssMB);
+      cpu[b].push(m.cpuS);
       last[b] = m.report;
       sync();
       if (rep === 0 && b === "new" && newDigests) {
@@ -254,10 +263,14 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
     "after/floor": (median(t.new) / floor).toFixed(2),
     "before/after": (median(t.base) / median(t.new)).toFixed(2),
     "RSS MB before/after": `${Math.max(...rss.base).toFixed(0)}/${Math.max(...rss.new).toFixed(0)}`,
+    "CPU s kernel/before/after": cpuCell(cpu.kernel, cpu.base, cpu.new),
     "after phases s": phases(last.new),
     "same bytes as new files": identical === null ? "not checked" : identical ? "yes" : "NO",
   };
-  return { row, result: { kind, ms: t, rssMB: rss, timings: { base: last.base.timings, new: last.new.timings } } };
+  return {
+    row,
+    result: { kind, ms: t, rssMB: rss, cpuS: cpu, timings: { base: last.base.timings, new: last.new.timings } },
+  };
 }
 
 const work = mkdtempSync(join(DIR, "vera-bench-ab-"));
