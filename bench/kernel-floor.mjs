@@ -3,7 +3,8 @@
 // process by bench/merge-ab.mjs (the floor of a whole-model merge = this + reading and writing back the adapted
 // bytes); prints one JSON line {ms, perWeightMs}.
 //
-//   node bench/kernel-floor.mjs [--n 64] [--dtype F16|BF16] [--threads N]
+//   node bench/kernel-floor.mjs [--n 64] [--dtype F16|BF16] [--threads N] [--layout out_in|in_out]
+// (in_out: the layout of ONNX MatMul weights, [in, out]; out_in: safetensors and GGUF, [out, in])
 import { join } from "node:path";
 import { root } from "./lib.mjs";
 import { option } from "./merge-lib.mjs";
@@ -11,6 +12,7 @@ import { option } from "./merge-lib.mjs";
 const N = Number(option("n", "64"));
 const DTYPE = option("dtype", "F16");
 const THREADS = option("threads", null);
+const LAYOUT = option("layout", "out_in");
 const H = 4096,
   R = 256;
 const { createOrtBackend } = await import(join(root, "dist/node/index.js"));
@@ -26,7 +28,7 @@ const b = f32(H * R, 10);
 const task = () => ({
   name: "floor",
   dtype: DTYPE,
-  layout: "out_in",
+  layout: LAYOUT,
   outFeatures: H,
   inFeatures: H,
   rank: R,
@@ -43,4 +45,4 @@ const t0 = performance.now();
 for (const t of tasks) await be.merge([t]);
 const ms = performance.now() - t0;
 await be.dispose();
-console.log(JSON.stringify({ ms, perWeightMs: ms / N, n: N, dtype: DTYPE, device: be.info?.device }));
+console.log(JSON.stringify({ ms, perWeightMs: ms / N, n: N, dtype: DTYPE, layout: LAYOUT, device: be.info?.device }));

@@ -12,7 +12,11 @@
 // rep: both builds' new files are byte-identical, and this build's in-place result is byte-identical to them.
 //
 //   node bench/merge-ab.mjs --base DIR [--layers 8] [--reps 3] [--only onnx,safetensors,gguf]
-//     [--modes newfile,inplace] [--python PATH] [--dir DIR] [--results NAME]
+//     [--modes newfile,inplace] [--python PATH] [--dir DIR] [--results NAME] [--floor-layout merge|out_in]
+//
+// The floor's GEMMs are in the layout the merge uses (the dry run's report: [in, out] for the ONNX model's MatMul
+// weights, [out, in] for safetensors and GGUF); `--floor-layout out_in` times [out, in] GEMMs for every container,
+// as runs before 2026-12-07 02:00 UTC did.
 //
 // Nothing syncs (--no-fsync; the undo journal is still written); a `sync` runs between runs, untimed. Needs about
 // twice the model's size in free disk space under --dir (one container at a time).
@@ -42,6 +46,7 @@ const ONLY = (option("only", "onnx,safetensors,gguf") ?? "").split(",");
 const MODES = (option("modes", "newfile,inplace") ?? "").split(",");
 const PYTHON = option("python", null);
 const DIR = option("dir", tmpdir());
+const FLOOR_LAYOUT = option("floor-layout", "merge");
 const R = 256;
 if (!BASE || !existsSync(join(BASE, "dist/cli/index.js"))) throw new Error("--base DIR: a checkout with a built dist/");
 const builds = { base: join(BASE, "dist/cli/index.js"), new: join(root, "dist/cli/index.js") };
@@ -83,7 +88,7 @@ function merge(cli, input, adapter, extra) {
   return { ...m, report: JSON.parse(m.stdout) };
 }
 
-/** The adapted ranges ({file, offset, length}) from a dry run's report. */
+/** The adapted ranges ({file, offset, length, layout}) from a dry run's report. */
 function adaptedRanges(dir, model, adapter) {
   const r = spawnSync(process.execPath, [builds.new, "merge", model, adapter, "--dry-run", "--json"], {
     encoding: "utf8",
@@ -93,7 +98,7 @@ function adaptedRanges(dir, model, adapter) {
   return JSON.parse(r.stdout).modules.map((m) => {
     const x = /^(?:external:)?(.+)@(\d+)$/.exec(m.storage);
     if (!x) throw new Error(`unexpected storage ${m.storage}`);
-    return { file: join(dir, x[1]), offset: Number(x[2]), length: m.inFeatures * m.outFeatures * 2 };
+    return { file: join(dir, x[1]), offset: Number(x[2]), length: m.inFeatures * m.outFeatures * 2, layout: m.layout };
   });
 }
 
@@ -119,6 +124,10 @@ for (const fd of fds.values()) fs.closeSync(fd);
  */
 const warm = (files) => spawnSync("cat", files, { stdio: ["ignore", "ignore", "inherit"] });
 
+/** Medians of CPU seconds (user + system, every thread), "a/b/c"; "n/a" without /usr/bin/time. */
+const cpuCell = (...lists) =>
+  lists.every((l) => l.every((x) => x !== null)) ? lists.map((l) => median(l).toFixed(1)).join("/") : "n/a";
+
 const phases = (r) => {
   const t = r.timings;
   return `r ${s(t.read)} c ${s(t.compute)} w ${s(t.write)}${t.copy ? ` cp ${s(t.copy)}` : ""}`;
@@ -128,6 +137,7 @@ const phases = (r) => {
 function newFiles({ kind, model, files, adapter, work, bytes }) {
   const t = { cp: [], base: [], new: [], peft: [] };
   const rss = { base: [], new: [], peft: [] };
+  const cpu = { base: [], new: [] };
   const last = {};
   let identical = null;
   let newDigests = null;
@@ -149,6 +159,7 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
       const m = merge(builds[b], model, adapter, ["-o", outModel]);
       t[b].push(m.ms);
       rss[b].push(m.rssMB);
+      cpu[b].push(m.cpuS);
       last[b] = m.report;
       if (rep === 0) got[b] = digests(kind === "gguf" ? [outModel] : filesIn(out));
       rmSync(kind === "gguf" ? outModel : out, { recursive: true, force: true });
@@ -186,6 +197,7 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
     "after/cp per rep": t.new.map((x, i) => (x / t.cp[i]).toFixed(2)).join(" "),
     "before/after": (median(t.base) / median(t.new)).toFixed(2),
     "RSS MB before/after": `${Math.max(...rss.base).toFixed(0)}/${Math.max(...rss.new).toFixed(0)}`,
+    "CPU s before/after": cpuCell(cpu.base, cpu.new),
     "after phases s": phases(last.new),
     ...(t.peft.length
       ? { "PEFT s": s(median(t.peft)), "PEFT/after": (median(t.peft) / median(t.new)).toFixed(2) }
@@ -194,7 +206,7 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
   };
   return {
     row,
-    result: { kind, ms: t, rssMB: rss, timings: { base: last.base.timings, new: last.new.timings } },
+    result: { kind, ms: t, rssMB: rss, cpuS: cpu, timings: { base: last.base.timings, new: last.new.timings } },
     newDigests,
   };
 }
@@ -202,15 +214,21 @@ function newFiles({ kind, model, files, adapter, work, bytes }) {
 /** In place: the floor (kernel + adapted-bytes read/write), base, new alternating; the first rep checks new's bytes. */
 function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
   const ranges = adaptedRanges(dir, model, adapter);
+  const layouts = [...new Set(ranges.map((r) => r.layout))];
+  if (layouts.length !== 1) throw new Error(`${kind}: weights in more than one layout (${layouts.join(", ")})`);
+  const layout = FLOOR_LAYOUT === "merge" ? layouts[0] : FLOOR_LAYOUT;
   const t = { kernel: [], rw: [], floor: [], base: [], new: [] };
   const rss = { base: [], new: [] };
+  const cpu = { kernel: [], base: [], new: [] };
   const last = {};
   let identical = null;
   for (let rep = 0; rep < REPS; rep++) {
-    const k = JSON.parse(
-      timed(process.execPath, [join(root, "bench/kernel-floor.mjs"), "--n", String(ranges.length), "--dtype", dtype])
-        .stdout,
-    );
+    const kt = timed(process.execPath, [
+      join(root, "bench/kernel-floor.mjs"),
+      ...["--n", String(ranges.length), "--dtype", dtype, "--layout", layout],
+    ]);
+    const k = JSON.parse(kt.stdout);
+    cpu.kernel.push(kt.cpuS);
     warm(files);
     const rw = timed(process.execPath, ["-e", READ_WRITE, JSON.stringify(ranges)]).ms;
     sync();
@@ -222,6 +240,7 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
       const m = merge(builds[b], model, adapter, ["--in-place"]);
       t[b].push(m.ms);
       rss[b].push(m.rssMB);
+      cpu[b].push(m.cpuS);
       last[b] = m.report;
       sync();
       if (rep === 0 && b === "new" && newDigests) {
@@ -234,6 +253,7 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
   const floor = median(t.floor);
   const row = {
     model: kind,
+    "floor layout": layout,
     "kernel s": s(median(t.kernel)),
     "r+w s": s(median(t.rw)),
     "floor s": s(floor),
@@ -243,10 +263,14 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
     "after/floor": (median(t.new) / floor).toFixed(2),
     "before/after": (median(t.base) / median(t.new)).toFixed(2),
     "RSS MB before/after": `${Math.max(...rss.base).toFixed(0)}/${Math.max(...rss.new).toFixed(0)}`,
+    "CPU s kernel/before/after": cpuCell(cpu.kernel, cpu.base, cpu.new),
     "after phases s": phases(last.new),
     "same bytes as new files": identical === null ? "not checked" : identical ? "yes" : "NO",
   };
-  return { row, result: { kind, ms: t, rssMB: rss, timings: { base: last.base.timings, new: last.new.timings } } };
+  return {
+    row,
+    result: { kind, ms: t, rssMB: rss, cpuS: cpu, timings: { base: last.base.timings, new: last.new.timings } },
+  };
 }
 
 const work = mkdtempSync(join(DIR, "vera-bench-ab-"));

@@ -41,13 +41,15 @@ const hasTime = existsSync("/usr/bin/time");
 
 /** Run a command; its wall time (ms), peak RSS (MB, null without /usr/bin/time) and stdout. Throws on failure. */
 export function timed(cmd, argv) {
-  const full = hasTime ? ["/usr/bin/time", ["-f", "__RSS_KB=%M", cmd, ...argv]] : [cmd, argv];
+  const full = hasTime ? ["/usr/bin/time", ["-f", "__RSS_KB=%M __CPU_S=%U+%S", cmd, ...argv]] : [cmd, argv];
   const t0 = performance.now();
   const r = spawnSync(full[0], full[1], { encoding: "utf8", maxBuffer: 256 << 20 });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed (${r.status}): ${r.stderr}`);
   const m = /__RSS_KB=(\d+)/.exec(r.stderr);
-  return { ms, rssMB: m ? Number(m[1]) / 1024 : null, stdout: r.stdout };
+  const c = /__CPU_S=([\d.]+)\+([\d.]+)/.exec(r.stderr);
+  // CPU seconds (user + system) of the process and its threads: less sensitive to other work than the wall time
+  return { ms, rssMB: m ? Number(m[1]) / 1024 : null, cpuS: c ? Number(c[1]) + Number(c[2]) : null, stdout: r.stdout };
 }
 
 /** Time `vera merge INPUT ADAPTER -o OUTPUT --backend BACKEND ...extra` run by the built CLI. */

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import * as core from "../dist/index.js";
 import * as gguf from "../dist/gguf/index.js";
 import * as hub from "../dist/hub/index.js";
@@ -472,26 +473,49 @@ const cat = (parts) => {
   return out;
 };
 
-/** A journal in the current layout: magic, version, header length, JSON header, its digest, then entries. */
-function journalBytes(header, entries, version = 1) {
+/** A record's CRC-32 (journal version 3), 4 bytes little-endian. */
+const crc = (...parts) => {
+  let c = 0;
+  for (const p of parts) c = crc32(p, c);
+  const out = new Uint8Array(4);
+  u32At(out, 0, c);
+  return out;
+};
+
+/**
+ * A journal in layout `version`: magic, version, header length, JSON header, its digest; then (versions 2 and 3) two
+ * record-count slots (count, chain over the header and the records, the slot's digest) and the records, each with its
+ * CRC-32 (3) or SHA-256 (2); version 1 has no slots (it is refused).
+ */
+function journalBytes(header, entries, version = 3) {
   const json = enc.encode(typeof header === "string" ? header : JSON.stringify(header));
   const head = new Uint8Array(16);
   head.set(JOURNAL_MAGIC);
   u32At(head, 8, version);
   u32At(head, 12, json.length);
-  const parts = [head, json, sha(json)];
+  const headerBytes = cat([head, json, sha(json)]);
+  const records = [];
+  let chain = sha(headerBytes);
   for (const e of entries) {
     const eh = new Uint8Array(24);
     u32At(eh, 0, 0x31455556);
     u32At(eh, 4, e.file);
     u64At(eh, 8, e.offset);
     u64At(eh, 16, e.length);
-    parts.push(eh, sha(eh, e.data), e.data);
+    const sum = version === 3 ? crc(eh, e.data) : sha(eh, e.data);
+    chain = sha(chain, sum);
+    records.push(eh, sum, e.data);
   }
-  return cat(parts);
+  if (version === 1) return cat([headerBytes, ...records]);
+  const slot = new Uint8Array(4 + 32 + 32);
+  u32At(slot, 0, entries.length);
+  slot.set(chain, 4);
+  slot.set(sha(slot.subarray(0, 36)), 36);
+  return cat([headerBytes, slot, slot, ...records]);
 }
 
 function genJournal(r) {
+  const version = r.pick([3, 3, 3, 2, 1]);
   const size = 64 + r.int(4096);
   const model = r.bytes(size);
   const entries = [];
@@ -514,7 +538,7 @@ function genJournal(r) {
     else if (which === 2) h.head = r.pick([{ path: "../model.bin" }, { path: "model.bin" }, "x", {}, 0]);
     else if (which === 3) h.files = r.pick([null, {}, [null], Array.from({ length: 1000 }, () => h.files[0])]);
     else h.files.push({ path: "missing.bin", size: 10 });
-    j = journalBytes(h, entries);
+    j = journalBytes(h, entries, version);
   } else if (k < 0.55) {
     kind = "entry";
     const e = entries[0] ?? { file: 0, offset: 0, length: 4, data: r.bytes(4) };
@@ -523,20 +547,20 @@ function genJournal(r) {
     if (which === 0) bad.file = r.pick([1, 2 ** 31, 2 ** 32 - 1]);
     else if (which === 1) bad.offset = r.pick(HOSTILE_U64);
     else bad.length = r.pick(HOSTILE_U64);
-    j = journalBytes(header, [bad, ...entries.slice(1)]);
+    j = journalBytes(header, [bad, ...entries.slice(1)], version);
     if (which === 2) j = j.subarray(0, Math.min(j.length, 16 + 200 + r.int(200)));
   } else if (k < 0.8) {
     kind = "damage";
-    j = damage(r, journalBytes(header, entries), 1 + r.int(4));
+    j = damage(r, journalBytes(header, entries, version), 1 + r.int(4));
   } else if (k < 0.9) {
     kind = "truncate";
-    const full = journalBytes(header, entries);
+    const full = journalBytes(header, entries, version);
     j = full.subarray(0, r.int(full.length + 1));
   } else {
     kind = "large";
     const length = r.int(4 * MiB);
     const big = { file: 0, offset: 0, length, data: new Uint8Array(length) };
-    j = journalBytes({ ...header, files: [{ path: "model.bin", size: length }] }, [big]);
+    j = journalBytes({ ...header, files: [{ path: "model.bin", size: length }] }, [big], version);
     if (r.chance(0.5)) {
       const head = j.subarray(0, 16 + 100);
       return {

@@ -1,14 +1,11 @@
 /**
- * The merge pipeline's buffers: reads into reused buffers (DataReader) and the undo journal's
- * digests computed off the JavaScript thread, which must equal SHA-256 of the same bytes.
+ * The merge pipeline's buffers: reads into reused buffers (DataReader).
  */
-import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DataReader } from "../src/merge/data-reader.js";
-import { sha256OffThread } from "../src/merge/digest-off-thread.js";
 
 const work = mkdtempSync(join(tmpdir(), "vera-buffers-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -19,33 +16,6 @@ function bytes(n: number, seed: number): Uint8Array {
   for (let i = 0; i < n; i++) b[i] = (s = (s * 1103515245 + 12345) >>> 0) >>> 24;
   return b;
 }
-
-const sha = (...parts: Uint8Array[]): string => {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  return h.digest("hex");
-};
-const hex = (d: Uint8Array): string => Buffer.from(d).toString("hex");
-
-describe("sha256OffThread", () => {
-  it("equals SHA-256 of the parts back to back, small and large, many at once", async () => {
-    const head = bytes(24, 1);
-    const inputs = [bytes(100, 2), bytes(3 << 20, 3), bytes((1 << 20) - 24, 4), bytes(5 << 20, 5), bytes(0, 6)];
-    const got = await Promise.all(inputs.map((b) => sha256OffThread([head, b])));
-    inputs.forEach((b, i) => expect(hex(got[i]!)).toBe(sha(head, b)));
-    // the scratch buffers are reused: a smaller input after larger ones still hashes only its own bytes
-    const small = bytes((2 << 20) + 7, 7);
-    expect(hex(await sha256OffThread([small]))).toBe(sha(small));
-  });
-
-  it("copies the input: changing it after the call does not change the digest", async () => {
-    const b = bytes(2 << 20, 8);
-    const want = sha(b);
-    const p = sha256OffThread([b]);
-    b.fill(0);
-    expect(hex(await p)).toBe(want);
-  });
-});
 
 describe("DataReader", () => {
   it("reads exact ranges, reuses released buffers, and never hands out a buffer still in use", async () => {

@@ -13,10 +13,13 @@ import { mergeOnnx, MergeErrorCode, recoverMerge } from "../src/merge/index.js";
 import {
   chainNext,
   chainStart,
+  checksumBytes,
   DIGEST,
   encodeJournalHeader,
   encodeSlot,
   ENTRY_HEAD,
+  JOURNAL_VERSION,
+  recordChecksum,
   SLOT,
   type UndoJournalHeader,
 } from "../src/merge/undo-journal-format.js";
@@ -99,14 +102,15 @@ function unlocked(dir: string): Record<string, string> {
   return Object.fromEntries(Object.entries(snapshot(dir)).filter(([k]) => !k.endsWith(".vera-lock")));
 }
 
-/** A journal's header, where its records start, and its records (each whole: head, digest, data). */
+/** A journal's header, where its records start, and its records (each whole: head, checksum, data). */
 function parseJournal(bytes: Buffer): { header: UndoJournalHeader; recordsAt: number; records: Buffer[] } {
   const n = bytes.readUInt32LE(12);
+  const sum = checksumBytes(bytes.readUInt32LE(8));
   const header = JSON.parse(bytes.subarray(16, 16 + n).toString("utf8")) as UndoJournalHeader;
   const recordsAt = 16 + n + DIGEST + 2 * SLOT;
   const records: Buffer[] = [];
-  for (let pos = recordsAt; pos + ENTRY_HEAD + DIGEST <= bytes.length; ) {
-    const end = pos + ENTRY_HEAD + DIGEST + Number(bytes.readBigUInt64LE(pos + 16));
+  for (let pos = recordsAt; pos + ENTRY_HEAD + sum <= bytes.length; ) {
+    const end = pos + ENTRY_HEAD + sum + Number(bytes.readBigUInt64LE(pos + 16));
     if (end > bytes.length) break;
     records.push(bytes.subarray(pos, end));
     pos = end;
@@ -118,9 +122,31 @@ function parseJournal(bytes: Buffer): { header: UndoJournalHeader; recordsAt: nu
 function encodeJournal(header: UndoJournalHeader, records: Buffer[]): Buffer {
   const head = encodeJournalHeader(header);
   let chain = chainStart(head);
-  for (const r of records) chain = chainNext(chain, r.subarray(ENTRY_HEAD, ENTRY_HEAD + DIGEST));
+  const sum = checksumBytes(JOURNAL_VERSION);
+  for (const r of records) chain = chainNext(chain, r.subarray(ENTRY_HEAD, ENTRY_HEAD + sum));
   const slot = encodeSlot(records.length, chain);
   return Buffer.concat([head, slot, slot, ...records]);
+}
+
+/**
+ * The same journal in `version`'s layout: each record's checksum recomputed in that version's kind
+ * (version 2: SHA-256), its count and chain as that version's writer left them.
+ */
+function reencodeJournal(bytes: Buffer, version: number): Buffer {
+  const { header, records } = parseJournal(bytes);
+  const from = checksumBytes(bytes.readUInt32LE(8));
+  const head = encodeJournalHeader(header, version);
+  let chain = chainStart(head);
+  const out = records.map((r) => {
+    const sum = recordChecksum(version);
+    sum.update(r.subarray(0, ENTRY_HEAD));
+    sum.update(r.subarray(ENTRY_HEAD + from));
+    const digest = sum.digest();
+    chain = chainNext(chain, digest);
+    return Buffer.concat([r.subarray(0, ENTRY_HEAD), digest, r.subarray(ENTRY_HEAD + from)]);
+  });
+  const slot = encodeSlot(records.length, chain);
+  return Buffer.concat([head, slot, slot, ...out]);
 }
 
 describe("the undo journal", () => {
@@ -153,7 +179,7 @@ describe("the undo journal", () => {
     crashingMerge(c, model, 4);
     const journal = join(dir, ".model.onnx.vera-undo");
     const bytes = readFileSync(journal);
-    const first = parseJournal(bytes).recordsAt + ENTRY_HEAD + DIGEST; // the first entry's data
+    const first = parseJournal(bytes).recordsAt + ENTRY_HEAD + checksumBytes(JOURNAL_VERSION); // the first entry's data
     bytes[first + 1]! ^= 0xff;
     writeFileSync(journal, bytes);
     const crashed = unlocked(dir);
@@ -227,6 +253,53 @@ describe("the undo journal", () => {
     again[recordsAt - 2 * SLOT + ((records.length - 1) % 2) * SLOT + 5]! ^= 1;
     writeFileSync(journal, again);
     expect((await veraError(recoverMerge({ model }))).code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
+  });
+
+  it("journals are written in version 3 (CRC-32 per record); a version-2 journal (SHA-256 per record) is still recovered and checked", async () => {
+    const dir = fresh();
+    const model = c.setup(dir);
+    const before = snapshot(dir);
+    crashingMerge(c, model, 4, true);
+    const journal = join(dir, ".model.onnx.vera-undo");
+    const v3 = readFileSync(journal);
+    expect(v3.readUInt32LE(8)).toBe(3);
+    const { records } = parseJournal(v3);
+    expect(records.length).toBeGreaterThan(1);
+    const v2 = reencodeJournal(v3, 2);
+    expect(v2.readUInt32LE(8)).toBe(2);
+    expect(v2.length).toBe(v3.length + records.length * (32 - 4));
+    // a damaged version-2 record is caught by its SHA-256
+    const bad = Buffer.from(v2);
+    const { recordsAt } = parseJournal(bad);
+    bad[recordsAt + ENTRY_HEAD + 32 + 3]! ^= 0x10;
+    writeFileSync(journal, bad);
+    const crashed = unlocked(dir);
+    const e = await veraError(recoverMerge({ model }));
+    expect(e.code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
+    expect(e.message).toMatch(/checksum of the entry/);
+    expect(unlocked(dir)).toEqual(crashed);
+    // the intact version-2 journal puts every byte back
+    writeFileSync(journal, v2);
+    const r = await recoverMerge({ model, durable: false });
+    expect(r.restored).toHaveLength(1);
+    expect(unlocked(dir)).toEqual(before);
+  });
+
+  it("a version-3 record's CRC-32 catches a torn record: zeros over the end of its data", async () => {
+    const dir = fresh();
+    const model = c.setup(dir);
+    crashingMerge(c, model, 3, true);
+    const journal = join(dir, ".model.onnx.vera-undo");
+    const bytes = readFileSync(journal);
+    const { recordsAt, records } = parseJournal(bytes);
+    const end = recordsAt + records[0]!.length;
+    const tail = Math.min(512, records[0]!.length - ENTRY_HEAD - 4);
+    expect(records[0]!.subarray(-tail).some((b) => b !== 0)).toBe(true);
+    bytes.fill(0, end - tail, end); // the record's last sector never reached the disk
+    writeFileSync(journal, bytes);
+    const e = await veraError(recoverMerge({ model }));
+    expect(e.code).toBe(MergeErrorCode.MERGE_JOURNAL_CORRUPT);
+    expect(e.message).toMatch(/checksum of the entry/);
   });
 
   it("a version-1 journal (no record count) is refused, nothing restored", async () => {

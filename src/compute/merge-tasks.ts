@@ -14,6 +14,13 @@ import type { MergeTask } from "./backend.js";
 /** Projection slices for a module shape (the same arrays for equal sizes). */
 export type SliceFor = (inFeatures: number, outFeatures: number) => { a: Float32Array; b: Float32Array };
 
+/**
+ * A weight's stored order of output rows when it is not the adapter's (llama.cpp's permuted q/k rows): maps a
+ * row-major matrix in the adapter's row order (rows of `rowLength` values) to a new one in the stored order. Pass the
+ * same function for every weight with the same order (the permuted projection slices are kept per function).
+ */
+export type RowOrder = (rows: Float32Array, rowLength: number) => Float32Array;
+
 /** What {@link buildMergeTasks} needs of a located weight (a merge container's weight, or an ONNX planned weight). */
 export interface MergeTaskWeight {
   dtype: WeightDtype;
@@ -22,6 +29,12 @@ export interface MergeTaskWeight {
   outFeatures: number;
   /** Modules merged into this weight, each owning output features [outStart, outEnd). */
   modules: ReadonlyArray<{ module: string; inFeatures: number; outFeatures: number; outStart: number; outEnd: number }>;
+  /**
+   * The stored order of the output rows, when it is not the adapter's: the rows of B and lambda_b are put in that
+   * order instead of the weight's bytes, which go to the backend as stored. Whole (out, in) weights of one module
+   * only. @default the adapter's order
+   */
+  rowOrder?: RowOrder;
 }
 
 /** Parameters of {@link buildMergeTasks}. */
@@ -49,9 +62,24 @@ export function projectionSlices(adapter: VeraAdapter): SliceFor {
   };
 }
 
+/** B slices put in a row order, per order and slice. */
+const orderedB = new WeakMap<RowOrder, WeakMap<Float32Array, Float32Array>>();
+
+/** `b` (out x rank) in the row order `order`, computed once per (order, b). */
+function reorderB(order: RowOrder, b: Float32Array, rank: number): Float32Array {
+  let byB = orderedB.get(order);
+  if (!byB) orderedB.set(order, (byB = new WeakMap()));
+  let out = byB.get(b);
+  if (!out) byB.set(b, (out = order(b, rank)));
+  return out;
+}
+
 /** Tasks for one weight, and the step that puts gathered blocks back once they are merged. */
 export function buildMergeTasks(params: BuildMergeTasksParams): { tasks: MergeTask[]; finish: () => void } {
   const { weight: w, values, rank } = params;
+  const order = w.rowOrder;
+  if (order && (w.layout !== "out_in" || w.modules.some((m) => m.outStart !== 0 || m.outEnd !== w.outFeatures)))
+    throw new Error("internal: a row order applies to whole (out, in) weights only");
   const size = weightDtypeSize(w.dtype);
   const tasks: MergeTask[] = [];
   const scatters: Array<() => void> = [];
@@ -86,9 +114,9 @@ export function buildMergeTasks(params: BuildMergeTasksParams): { tasks: MergeTa
       rank,
       weight,
       a,
-      b,
+      b: order ? reorderB(order, b, rank) : b,
       lambdaD: mod.lambdaD,
-      lambdaB: mod.lambdaB,
+      lambdaB: order ? order(mod.lambdaB, 1) : mod.lambdaB,
     });
   }
   return { tasks, finish: () => scatters.forEach((s) => s()) };

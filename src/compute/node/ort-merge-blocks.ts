@@ -15,6 +15,11 @@ export interface MergeBlocksContext {
   kernels: () => Promise<WasmKernels>;
   /** Target bytes of float32 output per graph run. */
   blockBytes: number;
+  /**
+   * The in_out layout's folded factor, reused from weight to weight (merges run one at a time): a fresh array of a
+   * few MiB per weight costs a page fault per 4 KiB on its first touch, more than the folding itself.
+   */
+  folded?: Float32Array;
 }
 
 const transposed = new WeakMap<Float32Array, Float32Array>();
@@ -59,10 +64,12 @@ export async function mergeBlocks(ctx: MergeBlocksContext, task: MergeTask, byte
   const at = layout === "in_out" ? transposeA(task.a, r, n) : undefined;
   let bp: OrtNs.Tensor | undefined;
   if (layout === "in_out") {
-    const folded = new Float32Array(o * r);
-    for (let i = 0; i < o; i++) {
-      const lbi = task.lambdaB[i]!;
-      for (let kk = 0; kk < r; kk++) folded[i * r + kk] = Math.fround(task.b[i * r + kk]! * lbi) * task.lambdaD[kk]!;
+    if (!ctx.folded || ctx.folded.length < o * r) ctx.folded = new Float32Array(o * r);
+    const folded = ctx.folded.subarray(0, o * r);
+    const { b, lambdaB: lb, lambdaD: ld } = task;
+    for (let i = 0, at = 0; i < o; i++, at += r) {
+      const lbi = lb[i]!;
+      for (let kk = 0; kk < r; kk++) folded[at + kk] = Math.fround(b[at + kk]! * lbi) * ld[kk]!;
     }
     bp = new ctx.ort.Tensor("float32", folded, [o, r]);
   }

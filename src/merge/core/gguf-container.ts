@@ -3,14 +3,17 @@
  * whose merged weights are patched at their own offsets, so the header, every metadata value, the
  * tensor table, the alignment padding and every untouched tensor are copied byte for byte. ggml
  * stores a Linear weight with ne = [in, out], row-major: the (out, in) layout. llama.cpp permutes the rows of
- * llama-family attn_q / attn_k; `prepare` undoes that permutation on the stored rows before the
- * merge and `merged` applies it again, so the delta lands permuted as the weight is.
+ * llama-family attn_q / attn_k; a merged weight's bytes stay in that order and the adapter's rows
+ * (B and lambda_b) are permuted instead (`rowOrder`), so the delta lands permuted as the weight is.
+ * A carried tensor's values, in the checkpoint's order, are put in the stored order by `prepare`.
  */
 import { VeraError } from "../../errors.js";
 import type { VeraModule } from "../../format/types.js";
 import { ggufTensorRanges } from "../../gguf/locate-gguf-weights.js";
 import { ggufWeightLocator, type GgufWeightLocator } from "../../gguf/gguf-weight-locator.js";
 import type { CarriedTensorTarget } from "../../peft/carried-tensors.js";
+import type { RowOrder } from "../../compute/merge-tasks.js";
+import { permuteQkRows } from "../../gguf/permute-qk.js";
 import { carriedReportRows } from "./carried-report.js";
 import { carriedValues, refuseCarried, type CarriedRefusal } from "./carried-values.js";
 import { ggufTensorName, type GgufNameMapping } from "../../gguf/tensor-names.js";
@@ -25,8 +28,13 @@ import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
 export interface GgufWeight extends ContainerWeight {
   /** llama.cpp's q/k row permutation applies with this many heads (llama attn_q / attn_k). */
   permuteHeads?: number;
-  /** A fused attn_qkv in llama.cpp's row order: GGUF row i is the checkpoint's row `rowOrder[i]`. */
-  rowOrder?: Uint32Array;
+  /** A fused attn_qkv in llama.cpp's row order: GGUF row i is the checkpoint's row `qkvRowOrder[i]`. */
+  qkvRowOrder?: Uint32Array;
+  /**
+   * Set on merged weights whose rows llama.cpp reorders (q/k `permuteHeads`, a fused attn_qkv's `qkvRowOrder`): the
+   * adapter's rows go in the stored order, the weight's bytes are not moved.
+   */
+  rowOrder?: RowOrder;
   matchedBy: "exact" | "mapping";
   /** File name of the file (the split part) holding the weight. */
   part: string;
@@ -147,7 +155,7 @@ function carriedGgufWeights(
       matchedBy: loc.matchedBy,
       part: partName(loc.part),
       ...(loc.permuteHeads !== undefined ? { permuteHeads: loc.permuteHeads } : {}),
-      ...(loc.rowOrder !== undefined ? { rowOrder: loc.rowOrder } : {}),
+      ...(loc.rowOrder !== undefined ? { qkvRowOrder: loc.rowOrder } : {}),
       carried: {
         values: carriedValues({ tensor: target.tensor, dtype: loc.dtype }),
         placement: { target, tensor: loc.name, dtype: loc.dtype, transposed: false, matchedBy: loc.matchedBy },
@@ -208,7 +216,7 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
       matchedBy: mapped ? "mapping" : "exact",
       part: parts[w.part]!.name,
       ...(w.permuteHeads !== undefined ? { permuteHeads: w.permuteHeads } : {}),
-      ...(w.rowOrder !== undefined ? { rowOrder: w.rowOrder } : {}),
+      ...(w.rowOrder !== undefined ? { qkvRowOrder: w.rowOrder } : {}),
     };
   });
   weights.push(...carriedGgufWeights(params, locator, weights, keyOf, (i) => parts[i]!.name));
@@ -220,11 +228,36 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
     label: p.name,
     tensors: ggufTensorRanges(p.file).map((r) => ({ tensor: r.name, start: r.start, end: r.end })),
   }));
-  // the copy a permutation reads from, reused: a fresh one per weight costs a page fault per 4 KiB
+  // merged weights: the adapter's rows go in the stored order, one function per head count (its permuted B is kept)
+  const orders = new Map<number, RowOrder>();
+  const orderFor = (nHead: number): RowOrder => {
+    let o = orders.get(nHead);
+    if (!o) {
+      o = (data, rowLength) => permuteQkRows({ data, rows: data.length / rowLength, rowLength, nHead });
+      orders.set(nHead, o);
+    }
+    return o;
+  };
+  const qkvOrders = new Map<Uint32Array, RowOrder>();
+  const qkvOrderFor = (order: Uint32Array): RowOrder => {
+    let o = qkvOrders.get(order);
+    if (!o) {
+      o = (data, rowLength) => reorderRows(data, order, rowLength, true);
+      qkvOrders.set(order, o);
+    }
+    return o;
+  };
+  for (const w of weights) {
+    if (w.carried || w.modules.length === 0) continue;
+    if (w.permuteHeads !== undefined) w.rowOrder = orderFor(w.permuteHeads);
+    else if (w.qkvRowOrder !== undefined) w.rowOrder = qkvOrderFor(w.qkvRowOrder);
+  }
+  // carried tensors (checkpoint order) are permuted; the copy a permutation reads from is reused
   let scratch = new Uint8Array(0);
   const permute = (w: GgufWeight, values: Uint8Array, toGguf: boolean): void => {
-    if (w.rowOrder !== undefined) {
-      values.set(reorderRows(values, w.rowOrder, w.inFeatures * weightDtypeSize(w.dtype), toGguf));
+    if (w.rowOrder !== undefined) return;
+    if (w.qkvRowOrder !== undefined) {
+      values.set(reorderRows(values, w.qkvRowOrder, w.inFeatures * weightDtypeSize(w.dtype), toGguf));
       return;
     }
     if (w.permuteHeads === undefined) return;
@@ -259,7 +292,7 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
           source:
             w.permuteHeads !== undefined
               ? `gguf (q/k rows permuted, ${w.permuteHeads} heads)`
-              : w.rowOrder !== undefined
+              : w.qkvRowOrder !== undefined
                 ? "gguf (fused q/k/v rows in llama.cpp's order)"
                 : "gguf",
           layout: w.layout,
