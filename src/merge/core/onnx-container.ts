@@ -21,6 +21,7 @@ import type { MergeReportCarried, MergeReportModule } from "./merge-report.js";
 import { carriedReportRows } from "./carried-report.js";
 import { placeOnnxCarried, type OnnxCarried } from "./onnx-carried.js";
 import type { CarriedTensorTarget } from "../../peft/carried-tensors.js";
+import { allTensors } from "../../onnx/all-tensors.js";
 
 /** A parsed ONNX model file. */
 export interface OnnxSource {
@@ -90,16 +91,6 @@ export interface OnnxContainerParams {
   untie: boolean;
   /** Tensors the adapter carries that replace the model's (`carriedTensorTargets`). @default none */
   carried?: readonly CarriedTensorTarget[];
-}
-
-/** Every tensor of the model (initializers of all graphs and Constant-node tensors). */
-function allTensors(model: OnnxModel): OnnxTensor[] {
-  const out: OnnxTensor[] = [];
-  for (const g of model.graphs) {
-    out.push(...g.initializers);
-    for (const n of g.nodes) for (const a of n.attributes) if (a.t) out.push(a.t);
-  }
-  return out;
 }
 
 function storageLabel(t: OnnxTensor): string {

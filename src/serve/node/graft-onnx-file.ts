@@ -8,9 +8,9 @@ import { resolveExternalDataPath } from "../../node/external-data-path.js";
 import { copyFileAtomic, readFileBytes, writeFileAtomic } from "../../node/files.js";
 import { listLinearWeights } from "../../onnx/list-linear-weights.js";
 import { readOnnxModel } from "../../onnx/read-onnx-model.js";
-import type { OnnxModel, OnnxTensor } from "../../onnx/types.js";
 import { graftOnnx, type GraftedModule, type GraftOnnxResult } from "../graft-onnx.js";
 import type { GraftSpec } from "../graft-spec.js";
+import { allTensors } from "../../onnx/all-tensors.js";
 
 /** Parameters of {@link graftOnnxFile}. */
 export interface GraftOnnxFileParams {
@@ -64,15 +64,6 @@ export interface GraftOnnxFileReport {
   outputBytes: number;
   dataFiles: GraftDataFile[];
   warnings: string[];
-}
-
-function allTensors(model: OnnxModel): OnnxTensor[] {
-  const out: OnnxTensor[] = [];
-  for (const g of model.graphs) {
-    out.push(...g.initializers);
-    for (const n of g.nodes) for (const a of n.attributes) if (a.t) out.push(a.t);
-  }
-  return out;
 }
 
 /** Whether two files hold the same `size` bytes (read in 4 MiB pieces). */
