@@ -367,5 +367,16 @@ describe("the container is found from the content, not the name", () => {
       untie: true,
     }).catch((x: unknown) => x);
     expect(isVeraError(u) && u.code).toBe("ARG_INVALID");
+    // a file whose content is no container, whatever its name: refused as such, nothing written
+    writeFileSync(join(dir, "weights.bin"), "neither ONNX, safetensors nor GGUF");
+    const outDir = fresh();
+    const k = await mergeModel({
+      model: join(dir, "weights.bin"),
+      adapter: join(ZOO, "roberta", "adapter"),
+      output: join(outDir, "merged.bin"),
+    }).catch((x: unknown) => x);
+    expect(isVeraError(k) && k.code).toBe("MERGE_CONTAINER_UNKNOWN");
+    expect(isVeraError(k) && k.message).toContain("no ONNX model, safetensors file or GGUF file");
+    expect(readdirSync(outDir)).toEqual([]);
   });
 });

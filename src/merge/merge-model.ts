@@ -2,7 +2,8 @@
  * One merge for every container: the model's container is found from its content (a folder is a checkpoint, a
  * file by its magic bytes) and the merge of that container runs (mergeOnnx, mergeCheckpoint, mergeGguf).
  */
-import { ErrorCode, isVeraError } from "../errors.js";
+import { ErrorCode, VeraError, isVeraError } from "../errors.js";
+import { MergeErrorCode } from "./error-codes.js";
 import { nodeFileAccess } from "../node/node-file-access.js";
 import { drain } from "../util/event-stream.js";
 import { checkContainerOptions, detectModelContainer, type ModelContainerKind } from "./core/detect-container.js";
@@ -32,8 +33,8 @@ export interface MergeModelParams extends MergeCommonParams {
 
 /**
  * The container of a model on disk: by content ({@link detectModelContainer}); a path that is missing or whose
- * content says nothing is taken by its name (`.onnx`: ONNX, anything else a checkpoint), so that container's
- * reader reports what is wrong with it.
+ * content says nothing is taken by its name (`.onnx`: ONNX, `.safetensors` or a missing path a checkpoint), so that
+ * container's reader reports what is wrong with it; any other file is `MERGE_CONTAINER_UNKNOWN`.
  */
 export async function modelContainerOf(path: string): Promise<ModelContainerKind> {
   let kind: ModelContainerKind | undefined;
@@ -42,7 +43,20 @@ export async function modelContainerOf(path: string): Promise<ModelContainerKind
   } catch (e) {
     if (!isVeraError(e) || e.code !== ErrorCode.IO_NOT_FOUND) throw e;
   }
-  return kind ?? (path.endsWith(".onnx") ? "onnx" : "checkpoint");
+  if (kind !== undefined) return kind;
+  if (path.endsWith(".onnx")) return "onnx";
+  const found = await nodeFileAccess().stat(path);
+  if (found?.type === "file" && !path.endsWith(".safetensors"))
+    throw new VeraError(
+      MergeErrorCode.MERGE_CONTAINER_UNKNOWN,
+      `${path} is not a model verakit can merge into: its first bytes are those of no ONNX model, safetensors file or GGUF file`,
+      {
+        path,
+        expected: "an ONNX model, a safetensors checkpoint (file or folder) or a GGUF file",
+        received: `${found.size} bytes of unknown content`,
+      },
+    );
+  return "checkpoint";
 }
 
 /**
