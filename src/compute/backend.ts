@@ -69,6 +69,8 @@ export interface ComputeBackend {
    * thread): a caller that allocates the weights' buffers puts them there.
    */
   readonly sharedBuffers?: boolean;
+  /** How many `merge` calls it runs at once (a caller may keep that many in flight). @default 1 */
+  readonly concurrency?: number;
   /** Release resources (GPU devices, worker threads, sessions). */
   dispose?(): Promise<void>;
 }

@@ -20,12 +20,26 @@ import { validateMergeTasks } from "../validate-tasks.js";
 import type { FromWorker, MergeWorkerInit, PostedError, PostedTask, ToWorker } from "./merge-worker-protocol.js";
 
 /** Params of {@link createWorkerBackend}. */
-export interface CreateWorkerBackendParams extends MergeWorkerInit {
+export interface CreateWorkerBackendParams {
+  /**
+   * onnxruntime threads of all workers together.
+   * @default the number of available cores
+   */
+  threads?: number;
+  /** Whether onnxruntime's threads spin while waiting for work. @default onnxruntime's default */
+  spinning?: boolean;
+  /** Target bytes of float32 output per graph run (see `createOrtBackend`). */
+  blockBytes?: number;
   /**
    * The worker's script (the built `compute/node/merge-worker.js`).
    * @default located next to the running build (dist/compute/node/merge-worker.js)
    */
   workerFile?: string;
+  /**
+   * Worker threads, each merging whole weights with `threads / workers` onnxruntime threads.
+   * @default 2 (1 on one core)
+   */
+  workers?: number;
 }
 
 /** The built worker script: dist/compute/node/merge-worker.js, found from any file of the build. */
@@ -92,18 +106,19 @@ async function startWorker(file: string, init: MergeWorkerInit): Promise<{ worke
   return { worker, device };
 }
 
-/**
- * Create the onnxruntime CPU backend on a worker thread (name `ort-cpu`). Throws `COMPUTE_UNAVAILABLE` when the worker
- * script is not found (running from sources) or the worker or onnxruntime cannot start.
- */
-export async function createWorkerBackend(params: CreateWorkerBackendParams = {}): Promise<ComputeBackend> {
-  const file = params.workerFile ?? locateMergeWorker();
-  if (!file) throw unavailable("its script (dist/compute/node/merge-worker.js) is not part of this build");
-  const init: MergeWorkerInit = {
-    ...(params.threads !== undefined ? { threads: params.threads } : {}),
-    ...(params.spinning !== undefined ? { spinning: params.spinning } : {}),
-    ...(params.blockBytes !== undefined ? { blockBytes: params.blockBytes } : {}),
-  };
+/** One started worker: merges posted tasks, counts what is in flight, ends. */
+interface WorkerSlot {
+  device: string;
+  /** Merges in flight on it. */
+  busy: () => number;
+  /** Its own record of the projection slices it has been sent. */
+  post: ReturnType<typeof postTasks>;
+  merge: (posted: PostedTask[]) => Promise<MergeTaskResult[]>;
+  dispose: () => Promise<void>;
+}
+
+/** Start one worker and wire its messages; it keeps the process alive only while a merge is in flight. */
+async function startSlot(file: string, init: MergeWorkerInit): Promise<WorkerSlot> {
   const { worker, device } = await startWorker(file, init);
   const pending = new Map<number, { resolve: (r: MergeTaskResult[]) => void; reject: (e: Error) => void }>();
   let dead: VeraError | undefined;
@@ -130,27 +145,20 @@ export async function createWorkerBackend(params: CreateWorkerBackendParams = {}
   worker.on("exit", (code) =>
     fail(new VeraError(ComputeErrorCode.COMPUTE_FAILED, `the merge worker thread stopped (exit code ${code})`)),
   );
-  const post = postTasks();
   let nextId = 0;
   return {
-    name: "ort-cpu",
-    info: { name: "ort-cpu", device: `${device}, on a worker thread` },
-    sharedBuffers: true,
-    async merge(tasks: MergeTask[]): Promise<MergeTaskResult[]> {
-      validateMergeTasks(tasks);
-      if (dead) throw dead;
+    device,
+    busy: () => pending.size,
+    post: postTasks(),
+    merge(posted) {
+      if (dead) return Promise.reject(dead);
       const id = nextId++;
-      const { posted, copyBack } = post(tasks);
       const done = new Promise<MergeTaskResult[]>((resolve, reject) => pending.set(id, { resolve, reject }));
       if (pending.size === 1) worker.ref();
       worker.postMessage({ type: "merge", id, tasks: posted } satisfies ToWorker);
-      try {
-        return await done;
-      } finally {
-        copyBack();
-      }
+      return done;
     },
-    async dispose(): Promise<void> {
+    async dispose() {
       if (!dead) {
         const gone = new Promise<void>((resolve) => {
           disposed = resolve;
@@ -162,6 +170,51 @@ export async function createWorkerBackend(params: CreateWorkerBackendParams = {}
       }
       dead ??= new VeraError(ComputeErrorCode.COMPUTE_FAILED, "the merge backend was disposed");
       await worker.terminate().catch(() => {});
+    },
+  };
+}
+
+/**
+ * Create the onnxruntime CPU backend on worker threads (name `ort-cpu`): `workers` of them, each with its share of
+ * the threads, each merging whole weights, so a caller that keeps `concurrency` merges in flight keeps every core on
+ * the merge (the 16-bit staging and pre-scan are single-threaded passes beside the GEMMs). Throws
+ * `COMPUTE_UNAVAILABLE` when the worker script is not found (running from sources) or a worker or onnxruntime cannot
+ * start.
+ */
+export async function createWorkerBackend(params: CreateWorkerBackendParams = {}): Promise<ComputeBackend> {
+  const file = params.workerFile ?? locateMergeWorker();
+  if (!file) throw unavailable("its script (dist/compute/node/merge-worker.js) is not part of this build");
+  const total = params.threads ?? (await import("node:os")).availableParallelism();
+  const count = Math.max(1, Math.min(params.workers ?? 2, total));
+  const init: MergeWorkerInit = {
+    threads: Math.max(1, Math.floor(total / count)),
+    ...(params.spinning !== undefined ? { spinning: params.spinning } : {}),
+    ...(params.blockBytes !== undefined ? { blockBytes: params.blockBytes } : {}),
+  };
+  const started = await Promise.allSettled(Array.from({ length: count }, () => startSlot(file, init)));
+  const slots = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) {
+    await Promise.all(slots.map((s) => s.dispose()));
+    throw failed.reason;
+  }
+  return {
+    name: "ort-cpu",
+    info: { name: "ort-cpu", device: `${slots[0]!.device}, on ${count} worker thread${count === 1 ? "" : "s"}` },
+    sharedBuffers: true,
+    concurrency: count,
+    async merge(tasks: MergeTask[]): Promise<MergeTaskResult[]> {
+      validateMergeTasks(tasks);
+      const slot = slots.reduce((a, b) => (b.busy() < a.busy() ? b : a));
+      const { posted, copyBack } = slot.post(tasks);
+      try {
+        return await slot.merge(posted);
+      } finally {
+        copyBack();
+      }
+    },
+    async dispose(): Promise<void> {
+      await Promise.all(slots.map((s) => s.dispose()));
     },
   };
 }
