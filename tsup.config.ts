@@ -6,7 +6,7 @@ const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: strin
 /**
  * Subpath entries. The browser entries ({@link browserEntries}: index, safetensors, format, projections, peft,
  * onnx, serve, gguf, compute, merge, hub) import no Node built-ins, so browser bundles of those stay clean; serve/node,
- * merge/node, node and hub/node are for Node. test/layers.test.ts checks this list against the layer table, and
+ * merge/node, node, hub/node and compute/node/merge-worker are for Node. test/layers.test.ts checks this list against the layer table, and
  * test/browser-safety.test.ts (test/hub-browser-safety.test.ts for hub) bundles each browser entry for a browser.
  */
 export const entries = {
@@ -25,6 +25,8 @@ export const entries = {
   "node/index": "src/node/index.ts",
   "hub/index": "src/hub/index.ts",
   "hub/node/index": "src/hub/node/index.ts",
+  /** The merge worker thread's script (createWorkerBackend locates it next to the running build). */
+  "compute/node/merge-worker": "src/compute/node/merge-worker.ts",
 };
 
 /** The entries that run in a browser (the others need Node). */

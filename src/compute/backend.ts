@@ -49,6 +49,8 @@ export interface BackendInfo {
   software?: boolean;
   /** Backends `auto` tried first and passed over, with the reason (unavailable, software adapter, ...). */
   skipped?: Array<{ name: string; reason: string }>;
+  /** What did not go as asked but did not stop the backend (a worker thread that could not start, ...). */
+  warnings?: string[];
 }
 
 /** A merge kernel implementation. */
@@ -62,6 +64,13 @@ export interface ComputeBackend {
    * a merged value is beyond the dtype's finite range (the weight is then left unchanged).
    */
   merge(tasks: MergeTask[]): Promise<MergeTaskResult[]>;
+  /**
+   * True when the backend merges weights held in a SharedArrayBuffer without copying them (it merges on another
+   * thread): a caller that allocates the weights' buffers puts them there.
+   */
+  readonly sharedBuffers?: boolean;
+  /** How many `merge` calls it runs at once (a caller may keep that many in flight). @default 1 */
+  readonly concurrency?: number;
   /** Release resources (GPU devices, worker threads, sessions). */
   dispose?(): Promise<void>;
 }

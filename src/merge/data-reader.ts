@@ -11,6 +11,11 @@ export interface DataReaderParams {
    * @default 256 MiB
    */
   poolBytes?: number;
+  /**
+   * Allocate the buffers in SharedArrayBuffers (for a backend that merges them on another thread without a copy).
+   * @default false
+   */
+  shared?: boolean;
 }
 
 /**
@@ -25,9 +30,11 @@ export class DataReader {
   /** Whole buffers handed out, by the ArrayBuffer they view. */
   private readonly owned = new WeakMap<ArrayBufferLike, Uint8Array>();
   private readonly poolBytes: number;
+  private readonly shared: boolean;
 
   constructor(params: DataReaderParams = {}) {
     this.poolBytes = params.poolBytes ?? 256 * 1024 * 1024;
+    this.shared = params.shared ?? false;
   }
 
   /**
@@ -75,7 +82,7 @@ export class DataReader {
     if (i >= 0) {
       whole = this.free.splice(i, 1)[0]!;
       this.freeBytes -= whole.byteLength;
-    } else whole = allocateRange(Math.max(1, length), offset, path); // IO_TOO_LARGE for a crafted length
+    } else whole = allocateRange(Math.max(1, length), offset, path, this.shared); // IO_TOO_LARGE for a crafted length
     this.owned.set(whole.buffer, whole);
     return whole.subarray(0, length);
   }

@@ -71,7 +71,7 @@ async function planAndWriteGuarded<W extends ContainerWeight>(params: PlanAndWri
     weights: container.weights.length,
     bytesMerged: plan.mergedBytes,
     timings,
-    warnings: params.warnings,
+    warnings: [...params.warnings, ...(options.backend?.info?.warnings ?? [])],
   });
   timings.plan = performance.now() - params.planStarted;
   if (dryRun) {

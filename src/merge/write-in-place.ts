@@ -81,7 +81,7 @@ export async function writeInPlace<W extends ContainerWeight>(params: WriteInPla
   });
   timed("write", performance.now() - tw);
   const tx = new OutputTransaction();
-  const reader = new DataReader();
+  const reader = new DataReader({ shared: params.backend.sharedBuffers === true });
   const handles = new Map<string, Promise<FileHandle>>();
   const handleFor = (key: string): Promise<FileHandle> => {
     let h = handles.get(key);

@@ -73,7 +73,7 @@ export async function writeMergedModel<W extends ContainerWeight>(
 
   const tx = new OutputTransaction();
   const pathOf = new Map(plan.files.map((e) => [e.file.key, e.file.path]));
-  const reader = new DataReader({ poolBytes: params.memoryBudget });
+  const reader = new DataReader({ poolBytes: params.memoryBudget, shared: params.backend.sharedBuffers === true });
   const writer = new DataWriter({
     files: copyFiles.map((f) => ({ key: f.file.key, source: f.file.path, dest: f.dest, size: f.file.size })),
     tx,

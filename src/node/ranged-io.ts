@@ -4,8 +4,11 @@ import { ErrorCode, VeraError } from "../errors.js";
 /** The most bytes one ranged read may bring into memory at once (one buffer: Node's limit, 4 GiB). */
 export const MAX_RANGE_BYTES = 2 ** 32 - 1;
 
-/** A fresh buffer for `length` bytes, or IO_TOO_LARGE (a crafted 4 TiB weight, or a length the machine cannot hold). */
-export function allocateRange(length: number, position: number, label: string | undefined): Uint8Array {
+/**
+ * A fresh buffer for `length` bytes (in a SharedArrayBuffer when `shared`), or IO_TOO_LARGE (a crafted 4 TiB weight,
+ * or a length the machine cannot hold).
+ */
+export function allocateRange(length: number, position: number, label: string | undefined, shared = false): Uint8Array {
   const fail = (why: string): VeraError =>
     new VeraError(
       ErrorCode.IO_TOO_LARGE,
@@ -15,7 +18,7 @@ export function allocateRange(length: number, position: number, label: string | 
   if (!Number.isSafeInteger(length) || length < 0 || length > MAX_RANGE_BYTES)
     throw fail(`more than the ${MAX_RANGE_BYTES} bytes one buffer holds`);
   try {
-    return new Uint8Array(length);
+    return shared ? new Uint8Array(new SharedArrayBuffer(length)) : new Uint8Array(length);
   } catch (e) {
     if (e instanceof RangeError) throw fail(`out of memory (${e.message})`);
     throw e;

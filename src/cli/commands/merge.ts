@@ -78,6 +78,8 @@ const command: Command = {
       : await createNodeBackend({
           name: (values.backend as string | undefined) ?? "auto",
           ...(threads !== undefined ? { threads } : {}),
+          // the GEMMs on a worker thread overlap the reads, journal and writes (VERA_MERGE_WORKER=0 keeps them here)
+          worker: ctx.env["VERA_MERGE_WORKER"] !== "0",
         });
     const ac = new AbortController();
     let interrupts = 0;

@@ -5,6 +5,7 @@ import { createReferenceBackend } from "../reference-backend.js";
 import { createWasmBackend } from "../wasm-backend.js";
 import { createOrtBackend } from "./ort-backend.js";
 import { createDawnBackend } from "./webgpu-node.js";
+import { createWorkerBackend } from "./worker-backend.js";
 
 /** Every backend name `createNodeBackend` accepts, `auto` first. */
 export const NODE_BACKENDS = ["auto", "ort-cuda", "webgpu", "ort-webgpu", "ort-cpu", "wasm", "reference"] as const;
@@ -40,6 +41,29 @@ export interface CreateNodeBackendParams {
    * @default false
    */
   spinning?: boolean;
+  /**
+   * Run the onnxruntime CPU backend's merges on a worker thread, so that what the calling thread does meanwhile
+   * (a merge pipeline's reads, undo journal and writes) overlaps the GEMMs. Same bytes and errors either way. When
+   * the worker cannot start, the backend runs on the calling thread and `info.warnings` says why.
+   * @default false
+   */
+  worker?: boolean;
+}
+
+/** The onnxruntime CPU backend, on a worker thread when asked and possible. */
+async function startOrtCpu(p: CreateNodeBackendParams): Promise<ComputeBackend> {
+  const opts = { spinning: p.spinning ?? false, ...(p.threads ? { threads: p.threads } : {}) };
+  let why: string | undefined;
+  if (p.worker) {
+    try {
+      return await createWorkerBackend(opts);
+    } catch (e) {
+      why = (e as Error).message;
+    }
+  }
+  const be = await createOrtBackend({ executionProvider: "cpu", ...opts });
+  if (why !== undefined && be.info) be.info.warnings = [`${why}; merging on the main thread instead`];
+  return be;
 }
 
 /** Start one backend by name (internal; `auto` = pass over software adapters). */
@@ -52,11 +76,7 @@ export async function startNodeBackend(
     case "reference":
       return createReferenceBackend();
     case "ort-cpu":
-      return createOrtBackend({
-        executionProvider: "cpu",
-        spinning: p.spinning ?? false,
-        ...(p.threads ? { threads: p.threads } : {}),
-      });
+      return startOrtCpu(p);
     case "ort-webgpu":
       return createOrtBackend({ executionProvider: "webgpu" });
     case "ort-cuda":

@@ -1,6 +1,7 @@
 /** Node-only compute backends: onnxruntime-node (cpu, webgpu, cuda) and WebGPU through the `webgpu` package. */
 export * from "./ort-backend.js";
 export * from "./webgpu-node.js";
+export { createWorkerBackend, type CreateWorkerBackendParams } from "./worker-backend.js";
 export {
   createNodeBackend,
   NODE_BACKENDS,

@@ -37,7 +37,7 @@ function transposeA(a: Float32Array, r: number, n: number): Float32Array {
 /**
  * Merge one task in place on `bytes` (the weight or a copy of it), row block by row block;
  * returns max |delta|. f32 / f16: the block of the caller's weight is the graph's input and its
- * pre-bound output (a staging copy only when unaligned). bf16: the graph writes the float32 delta
+ * pre-bound output (a staging copy only when unaligned or in a SharedArrayBuffer). bf16: the graph writes the float32 delta
  * block into the WebAssembly kernel's memory, the kernel adds it to the weight block.
  */
 export async function mergeBlocks(ctx: MergeBlocksContext, task: MergeTask, bytes: Uint8Array): Promise<number> {
@@ -48,11 +48,12 @@ export async function mergeBlocks(ctx: MergeBlocksContext, task: MergeTask, byte
   const rowsTotal = layout === "out_in" ? o : n;
   const rowsPer = Math.max(1, Math.min(rowsTotal, Math.floor(ctx.blockBytes / (4 * cols))));
   const eb = DTYPE_BYTES[dtype];
-  const aligned = bytes.byteOffset % eb === 0;
+  // onnxruntime-node takes no tensor over a SharedArrayBuffer (a weight a worker thread merges): staged like unaligned
+  const direct = bytes.byteOffset % eb === 0 && !(bytes.buffer instanceof SharedArrayBuffer);
   // f32 / f16: the block of the caller's weight is the graph's input and its pre-bound output
-  // (a staging copy only when unaligned). bf16: the graph writes the float32 delta block into
-  // the WebAssembly kernel's memory, the kernel adds it to the weight block (copied in and out).
-  const stage = kind !== "delta" && !aligned ? new Uint8Array(rowsPer * cols * eb) : undefined;
+  // (a staging copy, cache-resident, only when unaligned or shared). bf16: the graph writes the float32 delta block
+  // into the WebAssembly kernel's memory, the kernel adds it to the weight block (copied in and out).
+  const stage = kind !== "delta" && !direct ? new Uint8Array(rowsPer * cols * eb) : undefined;
   const w16At = 64;
   const mAt = w16At + Math.ceil((rowsPer * cols * 2) / 64) * 64;
   let k: WasmKernels | undefined;

@@ -23,9 +23,15 @@ export interface OverflowScanContext {
 /** max |W| over a float32 weight, NaN when it holds a NaN. */
 async function maxAbsWeight(ctx: OverflowScanContext, view: Float32Array): Promise<number> {
   const chunk = 1 << 18; // 1 MiB: the second reduction reads it from L2
+  // onnxruntime-node takes no tensor over a SharedArrayBuffer (a weight a worker thread merges): chunks copied
+  const stage = view.buffer instanceof SharedArrayBuffer ? new Float32Array(Math.min(chunk, view.length)) : undefined;
   let m = 0;
   for (let o = 0; o < view.length; o += chunk) {
-    const part = view.subarray(o, Math.min(view.length, o + chunk));
+    let part = view.subarray(o, Math.min(view.length, o + chunk));
+    if (stage) {
+      stage.set(part);
+      part = stage.subarray(0, part.length);
+    }
     const r = await ctx.sessions.run(ctx.scanF32, { W: new ctx.ort.Tensor("float32", part, [part.length]) });
     const mx = (r.MX!.data as Float32Array)[0]!;
     const mn = (r.MN!.data as Float32Array)[0]!;

@@ -2,7 +2,7 @@
  * The compute stage: each weight's stored bytes are read (the next one while the current one is
  * merged), merged by the backend in place, and handed on. Knows no container format and no file.
  */
-import type { ComputeBackend } from "../../compute/backend.js";
+import type { ComputeBackend, MergeTaskResult } from "../../compute/backend.js";
 import type { VeraAdapter } from "../../format/types.js";
 import { buildMergeTasks, projectionSlices, type SliceFor } from "../../compute/merge-tasks.js";
 import type { ContainerWeight } from "./container.js";
@@ -36,7 +36,8 @@ export interface ComputeWeightsParams<W extends ContainerWeight> {
 
 /**
  * Merge every weight in order. The reads of the next weights (up to `readAhead`, in order) overlap
- * the merge of weight i; a failed read surfaces when its weight comes up.
+ * the merge of weight i; a failed read surfaces when its weight comes up. A backend with a `concurrency` above 1
+ * gets that many weights at once; `merged` still receives them one at a time, in order.
  */
 export async function computeWeights<W extends ContainerWeight>(params: ComputeWeightsParams<W>): Promise<void> {
   const { order, adapter } = params;
@@ -60,18 +61,36 @@ export async function computeWeights<W extends ContainerWeight>(params: ComputeW
     last = p;
   };
   for (let k = 0; k < Math.min(ahead, order.length); k++) readNext();
-  for (let i = 0; i < order.length; i++) {
-    const w = order[i]!;
-    params.before?.(w);
-    const values = await reads[i]!;
-    params.check?.();
-    readNext();
+  // merges in flight (the backend's concurrency); each weight is handed on in order once its merge is done
+  const inFlight = Math.max(1, params.backend.concurrency ?? 1);
+  const running: Array<{ w: W; values: Uint8Array; done: Promise<MergeTaskResult[]>; finish: () => void }> = [];
+  const handOn = async (): Promise<void> => {
+    const r = running.shift()!;
     const t = performance.now();
-    const { tasks, finish } = buildMergeTasks({ weight: w, values, modules, rank: adapter.rank, sliceFor });
-    const results = await params.backend.merge(tasks);
-    finish();
+    const results = await r.done;
+    r.finish();
     params.timed?.("compute", performance.now() - t);
     params.check?.();
-    await params.merged(w, values, new Map(results.map((r) => [r.name, r.maxAbsDelta])));
+    await params.merged(r.w, r.values, new Map(results.map((x) => [x.name, x.maxAbsDelta])));
+  };
+  try {
+    for (let i = 0; i < order.length; i++) {
+      const w = order[i]!;
+      params.before?.(w);
+      const values = await reads[i]!;
+      params.check?.();
+      readNext();
+      const t = performance.now();
+      const { tasks, finish } = buildMergeTasks({ weight: w, values, modules, rank: adapter.rank, sliceFor });
+      const done = params.backend.merge(tasks);
+      done.catch(() => {});
+      params.timed?.("compute", performance.now() - t);
+      running.push({ w, values, done, finish });
+      if (running.length >= inFlight) await handOn();
+    }
+    while (running.length > 0) await handOn();
+  } finally {
+    // nothing keeps merging after a failure: the merges still in flight end before it is reported
+    await Promise.allSettled(running.map((r) => r.done));
   }
 }
