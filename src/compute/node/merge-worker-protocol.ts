@@ -1,6 +1,5 @@
 /** Internal: the messages between {@link createWorkerBackend} and its worker thread (src/compute/node/merge-worker.ts). */
-import type { WeightDtype, WeightLayout } from "../../dtypes.js";
-import type { MergeTaskResult } from "../backend.js";
+import type { MergeTask, MergeTaskResult } from "../backend.js";
 
 /** What the worker thread starts with (its `workerData`). */
 export interface MergeWorkerInit {
@@ -16,21 +15,13 @@ export interface SharedArrayRef {
 }
 
 /** One task as posted: the weight is a view of a SharedArrayBuffer the worker merges in place. */
-export interface PostedTask {
-  name: string;
-  dtype: WeightDtype;
-  layout: WeightLayout;
-  outFeatures: number;
-  inFeatures: number;
-  rank: number;
+export type PostedTask = Omit<MergeTask, "weight" | "a" | "b"> & {
   buffer: SharedArrayBuffer;
   byteOffset: number;
   byteLength: number;
   a: SharedArrayRef;
   b: SharedArrayRef;
-  lambdaD: Float32Array;
-  lambdaB: Float32Array;
-}
+};
 
 /** A typed error as it crosses the thread boundary. */
 export interface PostedError {

@@ -33,19 +33,8 @@ function sharedArray(ref: { id: number; data?: Float32Array }): Float32Array {
 }
 
 function toTask(t: PostedTask): MergeTask {
-  return {
-    name: t.name,
-    dtype: t.dtype,
-    layout: t.layout,
-    outFeatures: t.outFeatures,
-    inFeatures: t.inFeatures,
-    rank: t.rank,
-    weight: new Uint8Array(t.buffer, t.byteOffset, t.byteLength),
-    a: sharedArray(t.a),
-    b: sharedArray(t.b),
-    lambdaD: t.lambdaD,
-    lambdaB: t.lambdaB,
-  };
+  const { buffer, byteOffset, byteLength, a, b, ...rest } = t;
+  return { ...rest, weight: new Uint8Array(buffer, byteOffset, byteLength), a: sharedArray(a), b: sharedArray(b) };
 }
 
 async function main(): Promise<void> {

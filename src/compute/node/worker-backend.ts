@@ -242,20 +242,16 @@ function postTasks(): (tasks: MergeTask[]) => { posted: PostedTask[]; copyBack: 
         copies.push(() => t.weight.set(shared));
         view = shared;
       }
+      const { weight: _weight, a, b, lambdaD, lambdaB, ...rest } = t;
       return {
-        name: t.name,
-        dtype: t.dtype,
-        layout: t.layout,
-        outFeatures: t.outFeatures,
-        inFeatures: t.inFeatures,
-        rank: t.rank,
+        ...rest,
         buffer: view.buffer as SharedArrayBuffer,
         byteOffset: view.byteOffset,
         byteLength: view.byteLength,
-        a: ref(t.a),
-        b: ref(t.b),
-        lambdaD: t.lambdaD.slice(),
-        lambdaB: t.lambdaB.slice(),
+        a: ref(a),
+        b: ref(b),
+        lambdaD: lambdaD.slice(),
+        lambdaB: lambdaB.slice(),
       };
     });
     return { posted, copyBack: () => copies.forEach((c) => c()) };
