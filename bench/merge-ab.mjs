@@ -49,6 +49,9 @@ const DIR = option("dir", tmpdir());
 const FLOOR_LAYOUT = option("floor-layout", "merge");
 const R = 256;
 if (!BASE || !existsSync(join(BASE, "dist/cli/index.js"))) throw new Error("--base DIR: a checkout with a built dist/");
+// The results name the base build by its commit, not by where it lies on this machine.
+const baseRev = spawnSync("git", ["-C", BASE, "rev-parse", "--short", "HEAD"], { encoding: "utf8" });
+const BASE_LABEL = baseRev.status === 0 ? `a build of ${baseRev.stdout.trim()}` : "the --base build";
 const builds = { base: join(BASE, "dist/cli/index.js"), new: join(root, "dist/cli/index.js") };
 
 const s = (ms) => (ms / 1000).toFixed(2);
@@ -325,11 +328,11 @@ try {
 }
 const head = `${LAYERS} layers (Llama-2-7B shape), q_proj+v_proj r=${R}, no fsync, median of ${REPS}, builds alternating`;
 if (rows.newfile.length) {
-  console.log(`\ninto new files: before (${BASE}) and after (this build) vs cp, ${head}`);
+  console.log(`\ninto new files: before (${BASE_LABEL}) and after (this build) vs cp, ${head}`);
   table(rows.newfile, [...new Set(rows.newfile.flatMap((r) => Object.keys(r)))]);
 }
 if (rows.inplace.length) {
   console.log(`\nin place: before and after vs the floor (kernel + adapted-bytes read/write), ${head}`);
   table(rows.inplace, [...new Set(rows.inplace.flatMap((r) => Object.keys(r)))]);
 }
-saveResults(option("results", "merge-ab"), { layers: LAYERS, reps: REPS, rank: R, base: BASE, rows, results });
+saveResults(option("results", "merge-ab"), { layers: LAYERS, reps: REPS, rank: R, base: BASE_LABEL, rows, results });
