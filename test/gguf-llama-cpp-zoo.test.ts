@@ -8,12 +8,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { getLlama, LlamaLogLevel, type ControlledEvaluateInputItem, type Llama, type Token } from "node-llama-cpp";
+import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportGgufLora } from "../src/gguf/export-gguf-lora.js";
 import { mergeGguf } from "../src/merge/index.js";
 import { loadGgufLoraInputs } from "../src/node/gguf-file.js";
 import { asFloat32, parseSafetensors, tensorBytes } from "../src/safetensors/parse.js";
+import { llamaCppLogProbs, logSoftmax } from "./llama-cpp-helpers.js";
 
 const ZOO = join(import.meta.dirname, "..", "fixtures", "zoo");
 const tmp = mkdtempSync(join(tmpdir(), "vk-llama-zoo-"));
@@ -40,10 +41,7 @@ function reference(family: string, which: "peft" | "base"): { ids: number[]; row
   const [, seq, vocab] = c.logits_shape;
   const rows = [];
   for (let i = 0; i < seq; i++) {
-    const row = [...all.subarray(i * vocab, (i + 1) * vocab)];
-    const m = Math.max(...row);
-    const z = Math.log(row.reduce((s, x) => s + Math.exp(x - m), 0));
-    rows.push(row.map((x) => x - m - z));
+    rows.push(logSoftmax([...all.subarray(i * vocab, (i + 1) * vocab)]));
   }
   return { ids: c.inputs[0]!.data.slice(0, seq), rows };
 }
@@ -52,29 +50,7 @@ function reference(family: string, which: "peft" | "base"): { ids: number[]; row
 async function logProbs(model: string, ids: number[], vocab: number, lora?: string): Promise<number[][]> {
   const m = await llama.loadModel({ modelPath: model });
   try {
-    const ctx = await m.createContext({
-      contextSize: 64,
-      batchSize: 16,
-      threads: 1,
-      flashAttention: false,
-      experimentalKvCacheKeyType: "F32",
-      experimentalKvCacheValueType: "F32",
-      ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
-    });
-    try {
-      const input: ControlledEvaluateInputItem[] = ids.map((t) => [
-        t as Token,
-        { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } },
-      ]);
-      const out = await ctx.getSequence().controlledEvaluate(input);
-      return out.map((r) => {
-        const row = new Array<number>(vocab).fill(-Infinity);
-        for (const [tok, p] of r!.next!.probabilities!) row[tok] = Math.log(p);
-        return row;
-      });
-    } finally {
-      await ctx.dispose();
-    }
+    return await llamaCppLogProbs({ model: m, tokens: ids, vocab, ...(lora ? { lora } : {}) });
   } finally {
     await m.dispose();
   }

@@ -1,19 +1,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  getLlama,
-  LlamaLogLevel,
-  type ControlledEvaluateInputItem,
-  type Llama,
-  type LlamaModel,
-  type Token,
-} from "node-llama-cpp";
+import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bytesSource, exportGgufLora, locateGgufWeights, permuteQkRows, readGguf } from "../src/gguf/index.js";
 import { mergeGguf } from "../src/merge/index.js";
 import { projectionsFor } from "../src/projections/for-adapter.js";
 import { loadGgufLoraInputs } from "../src/node/gguf-file.js";
+import { llamaCppLogProbs, logSoftmax } from "./llama-cpp-helpers.js";
 
 /**
  * A real consumer: llama.cpp (node-llama-cpp's prebuilt binary, CPU) loads the gguf-py Llama base and the
@@ -50,36 +44,7 @@ afterAll(async () => {
 
 /** llama.cpp's next-token log-probabilities at every position, with or without a LoRA adapter file. */
 async function logProbs(lora?: string, on: LlamaModel = model, tokens = logits.tokens): Promise<number[][]> {
-  const ctx = await on.createContext({
-    contextSize: 64,
-    batchSize: 16,
-    threads: 1,
-    flashAttention: false,
-    experimentalKvCacheKeyType: "F32",
-    experimentalKvCacheValueType: "F32",
-    ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
-  });
-  try {
-    // temperature 1 and no top-k/top-p/min-p filtering: the probabilities are the plain softmax of the logits
-    const input: ControlledEvaluateInputItem[] = tokens.map((t) => [
-      t as Token,
-      { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } },
-    ]);
-    const out = await ctx.getSequence().controlledEvaluate(input);
-    return out.map((r) => {
-      const row = new Array<number>(logits.base[0]!.length).fill(-Infinity);
-      for (const [tok, p] of r!.next!.probabilities!) row[tok] = Math.log(p);
-      return row;
-    });
-  } finally {
-    await ctx.dispose();
-  }
-}
-
-function logSoftmax(row: number[]): number[] {
-  const m = Math.max(...row);
-  const z = Math.log(row.reduce((s, x) => s + Math.exp(x - m), 0));
-  return row.map((x) => x - m - z);
+  return llamaCppLogProbs({ model: on, tokens, vocab: logits.base[0]!.length, ...(lora ? { lora } : {}) });
 }
 
 function maxDiff(a: number[][], b: number[][]): number {
