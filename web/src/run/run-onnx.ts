@@ -136,10 +136,14 @@ export function textFeeds(params: {
 export async function runLogits(params: {
   model: ModelSession;
   feeds: Record<string, ort.Tensor>;
+  /** onnxruntime's run options (active adapters). @default none */
+  options?: ort.InferenceSession.RunOptions;
 }): Promise<{ name: string; dims: readonly number[]; data: Float32Array }> {
   const names = params.model.outputNames;
   const name = names.includes("logits") ? "logits" : names[0]!;
-  const out = await params.model.session.run(params.feeds, [name]);
+  const out = params.options
+    ? await params.model.session.run(params.feeds, [name], params.options)
+    : await params.model.session.run(params.feeds, [name]);
   const t = out[name]!;
   if (t.type !== "float32")
     throw new VeraError(ErrorCode.ARG_INVALID, `output ${JSON.stringify(name)} is not float32`, {
@@ -174,17 +178,7 @@ export async function runLogitsWithAdapterFile(params: {
 }): Promise<{ name: string; dims: readonly number[]; data: Float32Array }> {
   const adapter = await ort.LoraAdapter.create(params.adapterFile);
   try {
-    const names = params.model.outputNames;
-    const name = names.includes("logits") ? "logits" : names[0]!;
-    const out = await params.model.session.run(params.feeds, [name], { activeLoraAdapters: [adapter] });
-    const t = out[name]!;
-    if (t.type !== "float32")
-      throw new VeraError(ErrorCode.ARG_INVALID, `output ${JSON.stringify(name)} is not float32`, {
-        path: name,
-        expected: "float32",
-        received: t.type,
-      });
-    return { name, dims: t.dims, data: t.data as Float32Array };
+    return await runLogits({ model: params.model, feeds: params.feeds, options: { activeLoraAdapters: [adapter] } });
   } finally {
     await adapter.release();
   }
