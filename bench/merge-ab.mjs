@@ -36,7 +36,7 @@ import {
 import { loadavg, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { root, saveResults, table } from "./lib.mjs";
-import { median, option, sync, timed, writeBenchAdapter } from "./merge-lib.mjs";
+import { median, option, READ_WRITE_BACK, sync, timed, writeBenchAdapter } from "./merge-lib.mjs";
 import { generateCheckpoint, generateGguf, generateOnnx, H, SHARDS } from "./gen-models.mjs";
 
 const LAYERS = Number(option("layers", "8"));
@@ -104,22 +104,6 @@ function adaptedRanges(dir, model, adapter) {
     return { file: join(dir, x[1]), offset: Number(x[2]), length: m.inFeatures * m.outFeatures * 2, layout: m.layout };
   });
 }
-
-/** Read each adapted range whole and write the same bytes back at the same offset (its own process). */
-const READ_WRITE = `
-const fs = require("node:fs");
-const ranges = JSON.parse(process.argv[1]);
-const fds = new Map();
-let buf = Buffer.alloc(0);
-for (const r of ranges) {
-  let fd = fds.get(r.file);
-  if (fd === undefined) fds.set(r.file, (fd = fs.openSync(r.file, "r+")));
-  if (buf.length < r.length) buf = Buffer.alloc(r.length);
-  for (let d = 0; d < r.length; ) d += fs.readSync(fd, buf, d, r.length - d, r.offset + d);
-  for (let d = 0; d < r.length; ) d += fs.writeSync(fd, buf, d, r.length - d, r.offset + d);
-}
-for (const fd of fds.values()) fs.closeSync(fd);
-`;
 
 /**
  * Read the model's files (untimed) so every timed run starts with them in the page cache: a 13.5 GB output read
@@ -233,7 +217,7 @@ function inPlace({ kind, dir, model, files, adapter, newDigests, dtype }) {
     const k = JSON.parse(kt.stdout);
     cpu.kernel.push(kt.cpuS);
     warm(files);
-    const rw = timed(process.execPath, ["-e", READ_WRITE, JSON.stringify(ranges)]).ms;
+    const rw = timed(process.execPath, ["-e", READ_WRITE_BACK, JSON.stringify({ ranges, fsync: false })]).ms;
     sync();
     t.kernel.push(k.ms);
     t.rw.push(rw);

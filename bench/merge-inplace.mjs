@@ -17,7 +17,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveResults, table } from "./lib.mjs";
-import { builtCli, median, option, sync, timed, writeBenchAdapter } from "./merge-lib.mjs";
+import { builtCli, median, option, READ_WRITE_BACK, sync, timed, writeBenchAdapter } from "./merge-lib.mjs";
 import { generateCheckpoint, generateOnnx, H } from "./gen-models.mjs";
 
 const LAYERS = Number(option("layers", "32"));
@@ -71,22 +71,6 @@ function digestOutside(files, ranges) {
   return h.digest("hex");
 }
 
-/** The baseline, as its own process: read each range whole, write it back at its offset (fsync each file with --fsync). */
-const BASELINE = `
-const fs = require("node:fs");
-const { ranges, fsync } = JSON.parse(process.argv[1]);
-const fds = new Map();
-let buf = Buffer.alloc(0);
-for (const r of ranges) {
-  let fd = fds.get(r.file);
-  if (fd === undefined) fds.set(r.file, (fd = fs.openSync(r.file, "r+")));
-  if (buf.length < r.length) buf = Buffer.alloc(r.length);
-  for (let d = 0; d < r.length; ) d += fs.readSync(fd, buf, d, r.length - d, r.offset + d);
-  for (let d = 0; d < r.length; ) d += fs.writeSync(fd, buf, d, r.length - d, r.offset + d);
-}
-for (const fd of fds.values()) { if (fsync) fs.fsyncSync(fd); fs.closeSync(fd); }
-`;
-
 function bench(kind, dir, model, files, adapter) {
   const ranges = adaptedRanges(dir, model, adapter);
   const bytes = ranges.reduce((n, r) => n + r.length, 0);
@@ -96,7 +80,7 @@ function bench(kind, dir, model, files, adapter) {
   const rss = [];
   let report;
   for (let rep = 0; rep < REPS; rep++) {
-    baseMs.push(timed(process.execPath, ["-e", BASELINE, JSON.stringify({ ranges, fsync: FSYNC })]).ms);
+    baseMs.push(timed(process.execPath, ["-e", READ_WRITE_BACK, JSON.stringify({ ranges, fsync: FSYNC })]).ms);
     sync();
     const m = timed(process.execPath, [
       cli,

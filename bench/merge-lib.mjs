@@ -138,3 +138,22 @@ export function mergeVsCp({ reps, cp, merge, baseline }) {
     },
   };
 }
+
+/**
+ * The in-place floor's I/O, as a script for its own process (`node -e READ_WRITE_BACK JSON`, JSON `{ ranges, fsync }`):
+ * read each adapted range whole and write the same bytes back at its offset (fsync each file when `fsync`).
+ */
+export const READ_WRITE_BACK = `
+const fs = require("node:fs");
+const { ranges, fsync } = JSON.parse(process.argv[1]);
+const fds = new Map();
+let buf = Buffer.alloc(0);
+for (const r of ranges) {
+  let fd = fds.get(r.file);
+  if (fd === undefined) fds.set(r.file, (fd = fs.openSync(r.file, "r+")));
+  if (buf.length < r.length) buf = Buffer.alloc(r.length);
+  for (let d = 0; d < r.length; ) d += fs.readSync(fd, buf, d, r.length - d, r.offset + d);
+  for (let d = 0; d < r.length; ) d += fs.writeSync(fd, buf, d, r.length - d, r.offset + d);
+}
+for (const fd of fds.values()) { if (fsync) fs.fsyncSync(fd); fs.closeSync(fd); }
+`;
