@@ -13,6 +13,7 @@ import { qkPermutationHeads } from "../src/gguf/tensor-names.js";
 import { loraBaseFromConfig } from "../src/gguf/lora-base.js";
 import { locateGgufWeights } from "../src/gguf/locate-gguf-weights.js";
 import { qkvRowOrder, reorderRows } from "../src/gguf/qkv-row-order.js";
+import { permuteQkRows, qkRowOrder } from "../src/gguf/permute-qk.js";
 import { readGgufFile } from "../src/node/gguf-file.js";
 import { errorCode } from "./error-helpers.js";
 
@@ -112,5 +113,23 @@ describe("a Falcon base described by its config.json", () => {
     expect(loraBaseFromConfig(grouped)).toMatchObject({ nHead: 4, nHeadKv: 2 });
     const plain = JSON.stringify({ ...cfg, multi_query: false });
     expect(loraBaseFromConfig(plain)).toMatchObject({ nHead: 2, nHeadKv: 2 });
+  });
+});
+
+describe("qkRowOrder", () => {
+  it("is llama.cpp's q/k permutation as a row order: reorderRows with it equals permuteQkRows, both ways", () => {
+    for (const [rows, nHead] of [
+      [16, 2],
+      [24, 3],
+      [8, 4],
+    ] as const) {
+      const rowLength = 3;
+      const data = Float32Array.from({ length: rows * rowLength }, (_, i) => i);
+      const order = qkRowOrder({ rows, nHead });
+      const gguf = permuteQkRows({ data, rows, rowLength, nHead });
+      expect(reorderRows(data, order, rowLength, true)).toEqual(gguf);
+      expect(reorderRows(gguf, order, rowLength, false)).toEqual(data);
+    }
+    expect(() => qkRowOrder({ rows: 10, nHead: 2 })).toThrow(RangeError);
   });
 });

@@ -31,3 +31,29 @@ export function permuteQkRows(params: PermuteQkRowsParams): Float32Array {
       }
   return out;
 }
+
+/** Parameters of {@link qkRowOrder}. */
+export interface QkRowOrderParams {
+  /** Rows of the q/k weight (or of its bias). */
+  rows: number;
+  /** Heads of the rows: n_head for attn_q, n_head_kv for attn_k. */
+  nHead: number;
+}
+
+/**
+ * {@link permuteQkRows} as a row order: row i of the GGUF tensor is row `order[i]` of the checkpoint's (the form of
+ * `qkvRowOrder`, for `reorderRows`).
+ *
+ * @throws RangeError when rows is not a multiple of 2 * nHead.
+ */
+export function qkRowOrder(params: QkRowOrderParams): Uint32Array {
+  const { rows, nHead } = params;
+  if (!Number.isInteger(nHead) || nHead < 1 || rows % (2 * nHead) !== 0)
+    throw new RangeError(`qkRowOrder: ${rows} rows cannot be split into ${nHead} heads of pairs`);
+  const half = rows / nHead / 2;
+  const order = new Uint32Array(rows);
+  for (let h = 0; h < nHead; h++)
+    for (let j = 0; j < half; j++)
+      for (let s = 0; s < 2; s++) order[h * 2 * half + j * 2 + s] = h * 2 * half + s * half + j;
+  return order;
+}

@@ -13,7 +13,7 @@ import { ggufTensorRanges } from "../../gguf/locate-gguf-weights.js";
 import { ggufWeightLocator, type GgufWeightLocator } from "../../gguf/gguf-weight-locator.js";
 import type { CarriedTensorTarget } from "../../peft/carried-tensors.js";
 import type { RowOrder } from "../../compute/merge-tasks.js";
-import { permuteQkRows } from "../../gguf/permute-qk.js";
+import { qkRowOrder } from "../../gguf/permute-qk.js";
 import { carriedReportRows } from "./carried-report.js";
 import { carriedValues, refuseCarried, type CarriedRefusal } from "./carried-values.js";
 import { ggufTensorName, type GgufNameMapping } from "../../gguf/tensor-names.js";
@@ -85,32 +85,6 @@ export interface GgufContainerParams {
 
 /** The key the single data file goes by (a split GGUF's parts go by their file names). */
 const KEY = "gguf";
-
-/**
- * Move whole rows of `values` (rows of `rowBytes`) between the Hugging Face order and llama.cpp's
- * permuted q/k order (convert_hf_to_gguf's `permute`: row h*2*half + 2j + s of the GGUF is row
- * h*2*half + s*half + j of the checkpoint). In place.
- */
-function permuteRows(
-  values: Uint8Array,
-  rows: number,
-  rowBytes: number,
-  nHead: number,
-  toGguf: boolean,
-  scratch: Uint8Array,
-): void {
-  const src = scratch.subarray(0, values.byteLength);
-  src.set(values);
-  const half = rows / nHead / 2;
-  for (let h = 0; h < nHead; h++)
-    for (let j = 0; j < half; j++)
-      for (let s = 0; s < 2; s++) {
-        const gguf = (h * 2 * half + j * 2 + s) * rowBytes;
-        const hf = (h * 2 * half + s * half + j) * rowBytes;
-        const [to, from] = toGguf ? [gguf, hf] : [hf, gguf];
-        values.set(src.subarray(from, from + rowBytes), to);
-      }
-}
 
 /**
  * The GGUF tensors the adapter's carried tensors replace (llama.cpp names; `locateGgufParameter`).
@@ -228,41 +202,26 @@ export function ggufContainer(params: GgufContainerParams): GgufContainer {
     label: p.name,
     tensors: ggufTensorRanges(p.file).map((r) => ({ tensor: r.name, start: r.start, end: r.end })),
   }));
-  // merged weights: the adapter's rows go in the stored order, one function per head count (its permuted B is kept)
-  const orders = new Map<number, RowOrder>();
-  const orderFor = (nHead: number): RowOrder => {
-    let o = orders.get(nHead);
+  // llama.cpp's stored row order of a reordered weight (q/k permuted by heads, a fused attn_qkv regrouped): GGUF row
+  // i is the checkpoint's row order[i]. A merged weight's bytes stay as stored and the adapter's rows go in that order
+  // (one function per order, so its permuted B is kept); a carried tensor (checkpoint order) is reordered itself.
+  const orders = new Map<string | Uint32Array, { order: Uint32Array; rows: RowOrder }>();
+  const storedOrder = (w: GgufWeight): { order: Uint32Array; rows: RowOrder } | undefined => {
+    const key = w.qkvRowOrder ?? (w.permuteHeads !== undefined ? `${w.permuteHeads}/${w.outFeatures}` : undefined);
+    if (key === undefined) return undefined;
+    let o = orders.get(key);
     if (!o) {
-      o = (data, rowLength) => permuteQkRows({ data, rows: data.length / rowLength, rowLength, nHead });
-      orders.set(nHead, o);
+      const order = w.qkvRowOrder ?? qkRowOrder({ rows: w.outFeatures, nHead: w.permuteHeads! });
+      o = { order, rows: (data, rowLength) => reorderRows(data, order, rowLength, true) };
+      orders.set(key, o);
     }
     return o;
   };
-  const qkvOrders = new Map<Uint32Array, RowOrder>();
-  const qkvOrderFor = (order: Uint32Array): RowOrder => {
-    let o = qkvOrders.get(order);
-    if (!o) {
-      o = (data, rowLength) => reorderRows(data, order, rowLength, true);
-      qkvOrders.set(order, o);
-    }
-    return o;
-  };
-  for (const w of weights) {
-    if (w.carried || w.modules.length === 0) continue;
-    if (w.permuteHeads !== undefined) w.rowOrder = orderFor(w.permuteHeads);
-    else if (w.qkvRowOrder !== undefined) w.rowOrder = qkvOrderFor(w.qkvRowOrder);
-  }
-  // carried tensors (checkpoint order) are permuted; the copy a permutation reads from is reused
-  let scratch = new Uint8Array(0);
+  for (const w of weights) if (!w.carried && w.modules.length > 0) w.rowOrder = storedOrder(w)?.rows;
   const permute = (w: GgufWeight, values: Uint8Array, toGguf: boolean): void => {
     if (w.rowOrder !== undefined) return;
-    if (w.qkvRowOrder !== undefined) {
-      values.set(reorderRows(values, w.qkvRowOrder, w.inFeatures * weightDtypeSize(w.dtype), toGguf));
-      return;
-    }
-    if (w.permuteHeads === undefined) return;
-    if (scratch.byteLength < values.byteLength) scratch = new Uint8Array(values.byteLength);
-    permuteRows(values, w.outFeatures, w.inFeatures * weightDtypeSize(w.dtype), w.permuteHeads, toGguf, scratch);
+    const o = storedOrder(w);
+    if (o) values.set(reorderRows(values, o.order, w.inFeatures * weightDtypeSize(w.dtype), toGguf));
   };
   return {
     kind: "gguf",
